@@ -1,0 +1,188 @@
+"""Model and training configuration: dataclasses, validation with clear messages, presets."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, fields
+
+ARCHS = ("bigram", "single_head", "multi_head", "gpt")
+ACTIVATIONS = ("gelu", "gelu_tanh")
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot work; the message says what to change."""
+
+
+@dataclass
+class GPTConfig:
+    vocab_size: int = 65
+    block_size: int = 64       # longest context the model can see (learned positions)
+    n_layer: int = 4
+    n_head: int = 4
+    n_embd: int = 128
+    dropout: float = 0.0
+    bias: bool = True          # biases in Linear and LayerNorm, as GPT-2
+    arch: str = "gpt"          # one of ARCHS: the seed-004 ladder
+    activation: str = "gelu"   # "gelu_tanh" is GPT-2's approximation
+    layer_norm_eps: float = 1e-5
+
+    @property
+    def head_size(self) -> int:
+        return self.n_embd // self.effective_n_head
+
+    @property
+    def effective_n_head(self) -> int:
+        return 1 if self.arch == "single_head" else self.n_head
+
+    @property
+    def has_attention(self) -> bool:
+        return self.arch != "bigram"
+
+    @property
+    def has_mlp(self) -> bool:
+        return self.arch == "gpt"
+
+    def validate(self) -> "GPTConfig":
+        problems = []
+        for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                problems.append(f"{name} must be a positive whole number (got {value!r})")
+        if self.arch not in ARCHS:
+            problems.append(f"arch must be one of {', '.join(ARCHS)} (got {self.arch!r})")
+        if self.activation not in ACTIVATIONS:
+            problems.append(f"activation must be one of {', '.join(ACTIVATIONS)} (got {self.activation!r})")
+        if not isinstance(self.dropout, (int, float)) or not 0.0 <= self.dropout < 1.0:
+            problems.append(f"dropout must be in [0, 1) (got {self.dropout!r})")
+        if not problems and self.arch in ("multi_head", "gpt") and self.n_embd % self.n_head:
+            problems.append(
+                f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head}) so every head gets "
+                f"the same width; try n_embd={self.n_head * max(1, round(self.n_embd / self.n_head))}")
+        if problems:
+            raise ConfigError("; ".join(problems))
+        return self
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "GPTConfig":
+        return _from_dict(cls, data).validate()
+
+
+@dataclass
+class TrainConfig:
+    batch_size: int = 12
+    max_iters: int = 2000
+    lr: float = 1e-3
+    min_lr: float = 1e-4
+    warmup_iters: int = 100
+    lr_decay_iters: int | None = None   # None: decay over max_iters
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.99
+    grad_clip: float = 1.0
+    grad_accum: int = 1
+    eval_interval: int = 250
+    eval_iters: int = 20
+    log_interval: int = 10
+    seed: int = 1337
+    dtype: str = "auto"
+    device: str = "auto"
+    grad_checkpoint: bool = False
+    sample_tokens: int = 200            # length of the sample written at each eval
+    snapshot_interval: int = 0          # steps between weight snapshots (time machine); 0 = at every eval
+    snapshot_dtype: str = "float32"     # "bfloat16" halves the size of shipped snapshots
+
+    def validate(self) -> "TrainConfig":
+        problems = []
+        for name in ("batch_size", "max_iters", "grad_accum", "eval_interval", "eval_iters", "log_interval"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                problems.append(f"{name} must be a positive whole number (got {value!r})")
+        if not isinstance(self.warmup_iters, int) or self.warmup_iters < 0:
+            problems.append(f"warmup_iters must be >= 0 (got {self.warmup_iters!r})")
+        if not (isinstance(self.lr, (int, float)) and 0 < self.lr <= 1):
+            problems.append(f"lr must be in (0, 1] (got {self.lr!r})")
+        if not (isinstance(self.min_lr, (int, float)) and 0 <= self.min_lr <= self.lr):
+            problems.append(f"min_lr must be between 0 and lr (got {self.min_lr!r})")
+        if not isinstance(self.snapshot_interval, int) or self.snapshot_interval < 0:
+            problems.append(f"snapshot_interval must be >= 0 (got {self.snapshot_interval!r})")
+        elif self.snapshot_interval and isinstance(self.eval_interval, int) and self.eval_interval > 0 \
+                and self.snapshot_interval % self.eval_interval:
+            problems.append(f"snapshot_interval ({self.snapshot_interval}) must be a multiple of eval_interval "
+                            f"({self.eval_interval}): snapshots are taken at evaluations")
+        if self.snapshot_dtype not in ("float32", "bfloat16", "float16"):
+            problems.append(f"snapshot_dtype must be float32, bfloat16 or float16 (got {self.snapshot_dtype!r})")
+        if self.dtype not in DTYPES:
+            problems.append(f"dtype must be one of {', '.join(DTYPES)} (got {self.dtype!r})")
+        if not 0 <= self.beta1 < 1 or not 0 <= self.beta2 < 1:
+            problems.append("beta1 and beta2 must be in [0, 1)")
+        if self.grad_clip < 0 or self.weight_decay < 0:
+            problems.append("grad_clip and weight_decay must be >= 0")
+        if problems:
+            raise ConfigError("; ".join(problems))
+        return self
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "TrainConfig":
+        return _from_dict(cls, data).validate()
+
+
+def _from_dict(cls, data: dict):
+    """Build a dataclass from JSON, refusing unknown keys and wrong types with a clear message."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{cls.__name__} must be a JSON object, got {type(data).__name__}")
+    known = {f.name: f for f in fields(cls)}
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        raise ConfigError(f"{cls.__name__}: unknown keys {unknown}")
+    kwargs = {}
+    defaults = cls()
+    for name, value in data.items():
+        expected = type(getattr(defaults, name))
+        if expected is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        ok = isinstance(value, expected) and not (expected is int and isinstance(value, bool))
+        if getattr(defaults, name) is None:   # Optional[int] fields
+            ok = value is None or (isinstance(value, int) and not isinstance(value, bool))
+        if not ok:
+            raise ConfigError(f"{cls.__name__}.{name} must be {expected.__name__}, got {value!r}")
+        kwargs[name] = value
+    return cls(**kwargs)
+
+
+# name -> (model overrides, train overrides, one-line description)
+PRESETS: dict[str, tuple[dict, dict, str]] = {
+    "tiny": (dict(n_layer=2, n_head=2, n_embd=32, block_size=32), dict(batch_size=8, max_iters=200, eval_interval=50),
+             "2 layers x 32 wide: trains in seconds, for trying things out"),
+    "nanogpt-cpu": (dict(n_layer=4, n_head=4, n_embd=128, block_size=64, dropout=0.0),
+                    dict(batch_size=12, max_iters=2000, lr=1e-3, min_lr=1e-4, warmup_iters=100, beta2=0.99,
+                         eval_iters=20),
+                    "nanoGPT's CPU recipe: 4 layers, 4 heads, 128 wide, block 64 (val ~1.88 on Shakespeare)"),
+    "shakespeare-small": (dict(n_layer=4, n_head=6, n_embd=192, block_size=128, dropout=0.0),
+                          dict(batch_size=32, max_iters=4000, lr=2e-3, min_lr=2e-4, warmup_iters=100,
+                               beta2=0.99, eval_interval=250, eval_iters=20, snapshot_interval=500,
+                               snapshot_dtype="bfloat16"),
+                          "the shipped model's recipe (1.8M params): about 25 min on 2 CPU cores"),
+    "shakespeare-char": (dict(n_layer=6, n_head=6, n_embd=384, block_size=256, dropout=0.2),
+                         dict(batch_size=64, max_iters=5000, lr=1e-3, min_lr=1e-4, warmup_iters=100, beta2=0.99,
+                              eval_interval=250, eval_iters=200),
+                         "nanoGPT's GPU recipe (10.7M params): hours on a laptop CPU"),
+    "gpt2": (dict(n_layer=12, n_head=12, n_embd=768, block_size=1024, vocab_size=50257, activation="gelu_tanh"),
+             dict(batch_size=8, max_iters=1000, lr=6e-4, min_lr=6e-5, warmup_iters=100, beta2=0.95),
+             "GPT-2 small (124M): the shape of OpenAI's smallest GPT-2; very slow on a CPU"),
+}
+
+
+def preset(name: str) -> tuple[GPTConfig, TrainConfig]:
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+    model_kw, train_kw, _ = PRESETS[name]
+    return GPTConfig(**model_kw), TrainConfig(**train_kw)
+
+
+__all__ = ["ARCHS", "ACTIVATIONS", "DTYPES", "ConfigError", "GPTConfig", "TrainConfig", "PRESETS", "preset"]

@@ -1,0 +1,129 @@
+"""Corpora (built-in and user-supplied), the train/val split, and random-window batches as in nanoGPT."""
+from __future__ import annotations
+
+import hashlib
+import os
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+TINY_SHAKESPEARE_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
+TINY_SHAKESPEARE_SHA256 = "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"
+BUILTIN_CORPORA = {
+    "tiny-shakespeare": "Shakespeare's plays, 1.1 MB (downloaded once, then cached)",
+    "python-docs": "the Python reference docs shipped with every Python (pydoc_data.topics), ~465 KB",
+}
+MAX_CORPUS_BYTES = 200 * 1024 * 1024
+
+
+class CorpusError(ValueError):
+    """A corpus that cannot be used; the message says why and what to do instead."""
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("GPT_EXPLORER_CACHE", Path.home() / ".cache" / "gpt-explorer"))
+
+
+def tiny_shakespeare(download: bool = True) -> str:
+    """The tiny Shakespeare corpus: from the cache (or a known local copy), else downloaded and checked."""
+    cached = cache_dir() / "tinyshakespeare.txt"
+    if cached.is_file():
+        data = cached.read_bytes()
+        if hashlib.sha256(data).hexdigest() == TINY_SHAKESPEARE_SHA256:
+            return data.decode("utf-8")
+    if not download:
+        raise CorpusError("tiny-shakespeare is not cached and downloading is off")
+    try:
+        with urllib.request.urlopen(TINY_SHAKESPEARE_URL, timeout=20) as response:
+            data = response.read(5 * 1024 * 1024)
+    except (urllib.error.URLError, OSError, TimeoutError) as e:
+        raise CorpusError(
+            f"could not download tiny-shakespeare from {TINY_SHAKESPEARE_URL} ({e}). Without a network, use "
+            "the built-in 'python-docs' corpus, upload or paste your own text, or save the file to "
+            f"{cache_dir() / 'tinyshakespeare.txt'}") from e
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != TINY_SHAKESPEARE_SHA256:
+        raise CorpusError(f"downloaded tiny-shakespeare has sha256 {digest}, expected {TINY_SHAKESPEARE_SHA256}; "
+                          "refusing to use it")
+    target = cache_dir() / "tinyshakespeare.txt"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_suffix(f".tmp{os.getpid()}")
+    tmp.write_bytes(data)
+    os.replace(tmp, target)
+    return data.decode("utf-8")
+
+
+def python_docs() -> str:
+    """Python's own reference documentation, present in every installation."""
+    from pydoc_data.topics import topics
+    return "\n\n".join(topics[key] for key in sorted(topics))
+
+
+def check_text(text: str, source: str = "corpus") -> str:
+    if not isinstance(text, str):
+        raise CorpusError(f"{source} must be text")
+    if not text.strip():
+        raise CorpusError(f"{source} is empty or holds only whitespace; give it some text to learn from")
+    return text
+
+
+def decode_bytes(data: bytes, source: str = "corpus") -> str:
+    if len(data) > MAX_CORPUS_BYTES:
+        raise CorpusError(f"{source} is {len(data) / 2**20:.0f} MB; the limit is {MAX_CORPUS_BYTES // 2**20} MB")
+    if b"\x00" in data[:1 << 20]:
+        raise CorpusError(f"{source} looks binary (it contains NUL bytes); use a UTF-8 text file")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise CorpusError(f"{source} is not UTF-8 text (bad byte at offset {e.start}); "
+                          "save it as UTF-8 and try again") from e
+    return check_text(text, source)
+
+
+def load_corpus(spec: str) -> tuple[str, str]:
+    """spec: a built-in name, or a path to a UTF-8 text file. Returns (text, description)."""
+    if spec == "tiny-shakespeare":
+        return tiny_shakespeare(), "tiny-shakespeare"
+    if spec == "python-docs":
+        return check_text(python_docs()), "python-docs"
+    path = Path(spec)
+    if not path.is_file():
+        raise CorpusError(f"corpus {spec!r} is neither a built-in ({', '.join(BUILTIN_CORPORA)}) nor a file")
+    if path.stat().st_size > MAX_CORPUS_BYTES:
+        raise CorpusError(f"{path.name} is larger than {MAX_CORPUS_BYTES // 2**20} MB")
+    return decode_bytes(path.read_bytes(), path.name), str(path)
+
+
+@dataclass
+class Splits:
+    train: torch.Tensor  # 1-D int64 token ids
+    val: torch.Tensor
+
+
+def split_ids(ids: list[int] | torch.Tensor, block_size: int, val_fraction: float = 0.1) -> Splits:
+    """First 90% train, last 10% validation, as nanoGPT; each split must fit one block plus its target."""
+    data = torch.as_tensor(ids, dtype=torch.long)
+    n = int(len(data) * (1 - val_fraction))
+    splits = Splits(data[:n], data[n:])
+    for name, part in (("training", splits.train), ("validation", splits.val)):
+        if len(part) < block_size + 1:
+            raise CorpusError(
+                f"the {name} split has {len(part)} tokens but block_size {block_size} needs at least "
+                f"{block_size + 1}; use a longer corpus (about {int((block_size + 1) / min(val_fraction, 1 - val_fraction)) + 1} "
+                f"tokens) or a smaller block_size")
+    return splits
+
+
+def get_batch(data: torch.Tensor, block_size: int, batch_size: int, generator: torch.Generator | None = None,
+              device: str | torch.device = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    """batch_size random windows: x (B, T) and the next-token targets y (B, T)."""
+    ix = torch.randint(len(data) - block_size, (batch_size,), generator=generator)
+    offsets = torch.arange(block_size + 1)
+    windows = data[ix[:, None] + offsets]  # (B, T+1) in one gather
+    x, y = windows[:, :-1], windows[:, 1:]
+    if torch.device(device).type == "cuda":
+        return x.pin_memory().to(device, non_blocking=True), y.pin_memory().to(device, non_blocking=True)
+    return x.to(device), y.to(device)

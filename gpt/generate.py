@@ -1,0 +1,122 @@
+"""Sampling with a KV cache: temperature, top-k, top-p, greedy, seed, stop strings, streaming with probabilities.
+
+`stream_tokens` yields one `TokenStep` per generated token: its id, its probability under the model (T=1,
+unfiltered: how expected it was), and the top alternatives; `generate_text` wraps it for plain text.
+"""
+from __future__ import annotations
+
+import codecs
+import secrets
+from dataclasses import dataclass
+from typing import Iterator
+
+import torch
+from torch.nn import functional as F
+
+from .model import GPT
+
+
+class GenerationError(ValueError):
+    pass
+
+
+@dataclass
+class TokenStep:
+    token_id: int
+    prob: float                          # model probability of the chosen token (temperature 1, no filtering)
+    alternatives: list[tuple[int, float]]  # top-k (id, prob) under the same distribution, best first
+    text: str = ""                       # the text this token completes (may be "" mid-way through a UTF-8 char)
+
+
+def filter_logits(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = None,
+                  top_p: float | None = None) -> torch.Tensor:
+    """logits (V,) -> sampling logits after temperature, top-k and nucleus (top-p) filtering."""
+    logits = logits.float() / max(temperature, 1e-8)
+    if top_k is not None and 0 < top_k < logits.size(-1):
+        kth = torch.topk(logits, top_k).values[-1]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p is not None and 0 < top_p < 1:
+        sorted_logits, order = torch.sort(logits, descending=True)
+        cumulative = F.softmax(sorted_logits, dim=-1).cumsum(-1)
+        drop = cumulative - F.softmax(sorted_logits, dim=-1) >= top_p  # keep the smallest set reaching top_p
+        logits = logits.masked_fill(torch.zeros_like(drop).scatter(0, order, drop), float("-inf"))
+    return logits
+
+
+def check_sampling(temperature: float, top_k: int | None, top_p: float | None, max_new_tokens: int) -> None:
+    if not isinstance(max_new_tokens, int) or max_new_tokens < 0:
+        raise GenerationError(f"max_new_tokens must be a whole number >= 0, got {max_new_tokens!r}")
+    if not temperature > 0:
+        raise GenerationError(f"temperature must be > 0 (use greedy for argmax), got {temperature!r}")
+    if top_k is not None and top_k < 1:
+        raise GenerationError(f"top_k must be >= 1, got {top_k!r}")
+    if top_p is not None and not 0 < top_p <= 1:
+        raise GenerationError(f"top_p must be in (0, 1], got {top_p!r}")
+
+
+@torch.inference_mode()
+def stream_tokens(model: GPT, prompt_ids: list[int], max_new_tokens: int, temperature: float = 1.0,
+                  top_k: int | None = None, top_p: float | None = None, greedy: bool = False,
+                  seed: int | None = None, alternatives: int = 5, use_cache: bool = True) -> Iterator[TokenStep]:
+    """Generate token by token. Within block_size the KV cache makes each step one token's work; past it the
+    window slides, positions shift, and each step recomputes the last block_size tokens (exactly what an
+    uncached model sees)."""
+    check_sampling(temperature, top_k, top_p, max_new_tokens)
+    if len(prompt_ids) == 0:
+        raise GenerationError("the prompt is empty: give at least one token to continue from")
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    block = model.config.block_size
+    gen = torch.Generator(device=device)
+    gen.manual_seed(seed if seed is not None else secrets.randbits(62))  # never reseeds the global RNG
+    ids = list(prompt_ids)
+    cache = model.new_kv_cache() if use_cache else None
+    logits, _ = model(torch.tensor([ids[-block:]], device=device), kv_cache=cache)
+    try:
+        for _ in range(max_new_tokens):
+            last = logits[0, -1].float()
+            probs = F.softmax(last, dim=-1)
+            if greedy:
+                next_id = int(torch.argmax(last))
+            else:
+                sample_probs = F.softmax(filter_logits(last, temperature, top_k, top_p), dim=-1)
+                next_id = int(torch.multinomial(sample_probs, 1, generator=gen))
+            k = min(alternatives, probs.numel())
+            top = torch.topk(probs, k)
+            yield TokenStep(next_id, float(probs[next_id]),
+                            list(zip(top.indices.tolist(), top.values.tolist())))
+            ids.append(next_id)
+            if cache is not None and cache.length < block:
+                logits, _ = model(torch.tensor([[next_id]], device=device), kv_cache=cache)
+            else:
+                cache = None
+                logits, _ = model(torch.tensor([ids[-block:]], device=device))
+    finally:
+        model.train(was_training)
+
+
+def stream_text(model: GPT, tokenizer, prompt: str, max_new_tokens: int, stop: str | None = None,
+                **sampling) -> Iterator[TokenStep]:
+    """Like stream_tokens, from text; each step carries the text it completes (UTF-8 safe for byte tokens).
+    Stops early once `stop` appears in the generated text (the stop string is included)."""
+    if not prompt:
+        raise GenerationError("the prompt is empty: type at least one character")
+    prompt_ids = tokenizer.encode(prompt)  # UnknownCharactersError names what the tokenizer lacks
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    generated = ""
+    for step in stream_tokens(model, prompt_ids, max_new_tokens, **sampling):
+        step.text = decoder.decode(tokenizer.token_bytes(step.token_id))
+        generated += step.text
+        yield step
+        if stop and stop in generated:
+            return
+
+
+def generate_text(model: GPT, tokenizer, prompt: str, max_new_tokens: int = 200, stop: str | None = None,
+                  **sampling) -> str:
+    """The prompt's continuation as a string (without the prompt)."""
+    text = "".join(step.text for step in stream_text(model, tokenizer, prompt, max_new_tokens, stop, **sampling))
+    if stop and stop in text:
+        text = text[: text.index(stop) + len(stop)]
+    return text

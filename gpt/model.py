@@ -1,0 +1,287 @@
+"""A GPT in the spirit of nanoGPT, plus the seed-004 ladder (bigram -> one head -> multi-head -> GPT).
+
+Two attention paths share all weights:
+* the fast path (no `trace`) uses F.scaled_dot_product_attention and never materialises attention weights;
+* the inspection path (a `Trace` is passed) computes the explicit softmax and routes every interesting
+  activation through a named capture point, where it can be recorded or replaced (ablation, patching).
+Capture is per call: a cached model shared between app sessions is never hooked or mutated.
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import torch
+import torch.nn as nn
+from torch.nn import functional as F
+from torch.utils.checkpoint import checkpoint
+
+from .config import GPTConfig
+
+
+class Trace:
+    """Named capture points for one forward call.
+
+    names: which points to record (None = all). interventions: name -> fn(tensor) -> tensor, applied
+    before recording. Recorded tensors are detached; see `capture_names(config)` for what exists.
+    """
+
+    def __init__(self, names: set[str] | None = None,
+                 interventions: dict[str, Callable[[torch.Tensor], torch.Tensor]] | None = None):
+        self.names = None if names is None else set(names)
+        self.interventions = interventions or {}
+        self.acts: dict[str, torch.Tensor] = {}
+
+    def __call__(self, name: str, x: torch.Tensor) -> torch.Tensor:
+        fn = self.interventions.get(name)
+        if fn is not None:
+            x = fn(x)
+        if self.names is None or name in self.names:
+            self.acts[name] = x.detach()
+        return x
+
+
+def capture_names(config: GPTConfig) -> list[str]:
+    names = ["embed.tok"] + (["embed.pos"] if config.has_attention else [])
+    for i in range(config.n_layer if config.has_attention else 0):
+        p = f"blocks.{i}."
+        names += [p + "resid_pre", p + "attn.pattern", p + "attn.z", p + "attn.out", p + "resid_mid"]
+        if config.has_mlp:
+            names += [p + "mlp.out", p + "resid_post"]
+    return names + ["ln_f.out", "logits"]
+
+
+class KVCache:
+    """Keys and values of every layer for the tokens seen so far: a list of (k, v), each (B, nh, T, hs)."""
+
+    def __init__(self, n_layer: int):
+        self.layers: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * n_layer
+
+    @property
+    def length(self) -> int:
+        first = self.layers[0] if self.layers else None
+        return 0 if first is None else first[0].size(2)
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.n_head = config.effective_n_head
+        self.n_embd = config.n_embd
+        self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)  # fused q, k, v
+        self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
+        self.attn_dropout = nn.Dropout(config.dropout)
+        self.resid_dropout = nn.Dropout(config.dropout)
+        self.dropout = config.dropout
+
+    def forward(self, x, trace: Trace | None = None, prefix: str = "", cache: KVCache | None = None,
+                layer: int = 0):
+        B, T, C = x.size()
+        nh, hs = self.n_head, C // self.n_head
+        q, k, v = self.c_attn(x).split(self.n_embd, dim=2)
+        q = q.view(B, T, nh, hs).transpose(1, 2)  # (B, nh, T, hs)
+        k = k.view(B, T, nh, hs).transpose(1, 2)
+        v = v.view(B, T, nh, hs).transpose(1, 2)
+        past = 0
+        if cache is not None:
+            if cache.layers[layer] is not None:
+                past_k, past_v = cache.layers[layer]
+                past = past_k.size(2)
+                k = torch.cat([past_k, k], dim=2)  # (B, nh, past+T, hs)
+                v = torch.cat([past_v, v], dim=2)
+            cache.layers[layer] = (k, v)
+        # query i sits at absolute position past+i and may see keys 0..past+i
+        mask = None
+        if past and T > 1:
+            mask = torch.ones(T, past + T, dtype=torch.bool, device=x.device).tril(diagonal=past)
+        # On CPU the bf16 flash-attention backward is ~10x slower than the explicit softmax (measured), so
+        # bf16 CPU training takes the explicit path too, recording nothing.
+        if trace is None and not (q.device.type == "cpu" and q.dtype == torch.bfloat16):
+            y = F.scaled_dot_product_attention(
+                q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0,
+                is_causal=(past == 0 and T > 1))
+        else:
+            att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(hs))  # (B, nh, T, past+T)
+            if mask is None:
+                mask = torch.ones(T, past + T, dtype=torch.bool, device=x.device).tril(diagonal=past)
+            att = att.masked_fill(~mask, float("-inf"))
+            att = F.softmax(att.float(), dim=-1).to(q.dtype)
+            if trace is not None:
+                att = trace(prefix + "attn.pattern", att)
+            y = self.attn_dropout(att) @ v  # (B, nh, T, hs)
+            if trace is not None:
+                y = trace(prefix + "attn.z", y)
+        y = y.transpose(1, 2).contiguous().view(B, T, C)  # heads side by side again
+        return self.resid_dropout(self.c_proj(y))
+
+
+class MLP(nn.Module):
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
+        self.gelu = nn.GELU(approximate="tanh" if config.activation == "gelu_tanh" else "none")
+        self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x):
+        return self.dropout(self.c_proj(self.gelu(self.c_fc(x))))
+
+
+class Block(nn.Module):
+    """Pre-LayerNorm transformer block; without an MLP for the attention-only ladder rungs."""
+
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(config.n_embd, eps=config.layer_norm_eps, bias=config.bias)
+        self.attn = CausalSelfAttention(config)
+        if config.has_mlp:
+            self.ln_2 = nn.LayerNorm(config.n_embd, eps=config.layer_norm_eps, bias=config.bias)
+            self.mlp = MLP(config)
+        else:
+            self.mlp = None
+
+    def forward(self, x, trace: Trace | None = None, prefix: str = "", cache: KVCache | None = None,
+                layer: int = 0):
+        if trace is not None:
+            x = trace(prefix + "resid_pre", x)
+        attn_out = self.attn(self.ln_1(x), trace, prefix, cache, layer)
+        if trace is not None:
+            attn_out = trace(prefix + "attn.out", attn_out)
+        x = x + attn_out
+        if trace is not None:
+            x = trace(prefix + "resid_mid", x)
+        if self.mlp is not None:
+            mlp_out = self.mlp(self.ln_2(x))
+            if trace is not None:
+                mlp_out = trace(prefix + "mlp.out", mlp_out)
+            x = x + mlp_out
+            if trace is not None:
+                x = trace(prefix + "resid_post", x)
+        return x
+
+
+class GPT(nn.Module):
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        config.validate()
+        self.config = config
+        self.grad_checkpoint = False
+        self.wte = nn.Embedding(config.vocab_size, config.n_embd)
+        if config.has_attention:
+            self.wpe = nn.Embedding(config.block_size, config.n_embd)
+            self.drop = nn.Dropout(config.dropout)
+            self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layer))
+        else:  # bigram: the next token depends only on the current one
+            self.wpe, self.drop, self.blocks = None, None, nn.ModuleList()
+        self.ln_f = nn.LayerNorm(config.n_embd, eps=config.layer_norm_eps, bias=config.bias)
+        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        if config.has_attention:
+            # weight tying (Press & Wolf 2017); a tied bigram could only express symmetric scores
+            self.lm_head.weight = self.wte.weight
+        self.apply(self._init_weights)
+        for name, p in self.named_parameters():
+            if name.endswith("c_proj.weight"):  # GPT-2: scale residual projections by depth
+                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * max(1, config.n_layer)))
+
+    @staticmethod
+    def _init_weights(module):
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, trace: Trace | None = None,
+                kv_cache: KVCache | None = None):
+        """idx (B, T) token ids -> (logits (B, T, vocab), loss or None)."""
+        B, T = idx.size()
+        past = kv_cache.length if kv_cache is not None else 0
+        if past + T > self.config.block_size:
+            raise ValueError(f"sequence of {past + T} tokens is longer than block_size "
+                             f"{self.config.block_size}; crop the context first")
+        tok = self.wte(idx)  # (B, T, C)
+        if trace is not None:
+            tok = trace("embed.tok", tok)
+        if self.wpe is not None:
+            pos = self.wpe(torch.arange(past, past + T, device=idx.device))  # (T, C)
+            if trace is not None:
+                pos = trace("embed.pos", pos)
+            x = self.drop(tok + pos)
+        else:
+            x = tok
+        for i, block in enumerate(self.blocks):
+            if self.grad_checkpoint and self.training and trace is None and kv_cache is None:
+                x = checkpoint(block, x, use_reentrant=False)
+            else:
+                x = block(x, trace, f"blocks.{i}.", kv_cache, i)
+        x = self.ln_f(x)
+        if trace is not None:
+            x = trace("ln_f.out", x)
+        logits = self.lm_head(x)  # (B, T, vocab)
+        if trace is not None:
+            logits = trace("logits", logits)
+        loss = None
+        if targets is not None:
+            loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), targets.reshape(-1),
+                                   ignore_index=-1)
+        return logits, loss
+
+    def new_kv_cache(self) -> KVCache:
+        return KVCache(len(self.blocks))
+
+    # ---- size and cost estimates (shown on the Train page) ----
+    def num_params(self, non_embedding: bool = False) -> int:
+        n = sum(p.numel() for p in self.parameters())  # tied weights counted once
+        if non_embedding:
+            n -= self.wte.weight.numel()
+            if self.wpe is not None:
+                n -= self.wpe.weight.numel()
+        return n
+
+
+def count_params(config: GPTConfig) -> int:
+    """Parameter count from the config alone (no allocation; the gpt2 preset would take 0.5 GB)."""
+    C, V, L = config.n_embd, config.vocab_size, config.n_layer
+    b = 1 if config.bias else 0
+    ln = C * (1 + b)
+    n = V * C + ln  # wte + ln_f
+    if not config.has_attention:
+        return n + V * C  # untied lm_head
+    n += config.block_size * C
+    attn = C * 3 * C + 3 * C * b + C * C + C * b
+    mlp = C * 4 * C + 4 * C * b + 4 * C * C + C * b if config.has_mlp else 0
+    per_block = ln + attn + ((ln + mlp) if config.has_mlp else 0)
+    return n + L * per_block
+
+
+def flops_per_token(config: GPTConfig, context: int | None = None) -> int:
+    """Training FLOPs per token (forward + backward), PaLM appendix B as in nanoGPT's estimate_mfu."""
+    T = context or config.block_size
+    n = count_params(config)
+    if config.has_attention:
+        n -= config.block_size * config.n_embd
+        attention = 12 * config.n_layer * config.n_embd * T
+    else:
+        attention = 0
+    return 6 * n + attention
+
+
+def memory_estimate(config: GPTConfig, batch_size: int, bytes_per_elem: int = 4,
+                    grad_checkpoint: bool = False) -> dict[str, int]:
+    """Rough training memory in bytes: weights + grads + AdamW moments, plus activations.
+
+    Activations follow Korthikanti et al. 2022 (sbh(34 + 5as/h) per layer at 2 bytes per element),
+    scaled to the element size; the attention-matrix term is kept as an upper bound.
+    """
+    n = count_params(config)
+    states = n * 4 * 4  # fp32 weights, grads, exp_avg, exp_avg_sq
+    s, b, h, a = config.block_size, batch_size, config.n_embd, config.effective_n_head
+    per_layer = s * b * h * (34 + 5 * a * s / h) * bytes_per_elem / 2
+    layers = config.n_layer if config.has_attention else 0
+    activations = per_layer * (1 if grad_checkpoint and layers else layers)
+    if grad_checkpoint:
+        activations += layers * s * b * h * bytes_per_elem  # the saved block inputs
+    logits = 3 * s * b * config.vocab_size * 4  # logits, softmax and its gradient in fp32
+    return {"parameters": n, "states_bytes": int(states), "activation_bytes": int(activations + logits),
+            "total_bytes": int(states + activations + logits)}

@@ -1,0 +1,299 @@
+"""Run folders: the only interface between the trainer process and the UI.
+
+A run folder holds config.json, tokenizer.json, model.safetensors (latest weights), resume.safetensors
+(weights + optimizer + RNG state, one file so a checkpoint is all-or-nothing), snapshots/step_NNNNNNN.safetensors,
+metrics.jsonl, samples.jsonl and status.json. Every file is written to a temporary name and renamed into place.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+import unicodedata
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_model, save_model
+
+from .config import ConfigError, GPTConfig, TrainConfig
+from .model import GPT
+from .tokenizers import TokenizerError, load_tokenizer
+
+CONFIG, TOKENIZER, WEIGHTS, RESUME = "config.json", "tokenizer.json", "model.safetensors", "resume.safetensors"
+METRICS, SAMPLES, STATUS, SNAPSHOTS = "metrics.jsonl", "samples.jsonl", "status.json", "snapshots"
+TMP_PREFIX = ".tmp-"
+DEFAULT_ROOT = Path(__file__).resolve().parent.parent / "checkpoints"
+_SNAPSHOT_RE = re.compile(r"^step_(\d{7})\.safetensors$")
+
+
+class RunError(ValueError):
+    """A run folder that cannot be used; the message says which file and why."""
+
+
+def checkpoints_root() -> Path:
+    return Path(os.environ.get("GPT_EXPLORER_CHECKPOINTS", DEFAULT_ROOT))
+
+
+# ---- names ----
+def sanitize_run_name(name: str) -> str:
+    """A folder-safe run name: letters, digits, '.', '_' and '-' only, at most 64 characters."""
+    if not isinstance(name, str):
+        raise RunError("run name must be text")
+    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
+    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "-", ascii_name).strip(".-_")[:64].strip(".-_")
+    if not cleaned:
+        raise RunError(f"run name {name!r} has no usable characters; use letters, digits, '-', '_' or '.'")
+    return cleaned
+
+
+def run_path(name: str, root: str | Path | None = None) -> Path:
+    """The folder for a run name, guaranteed to sit directly inside the checkpoints root."""
+    root = Path(root or checkpoints_root()).resolve()
+    path = (root / sanitize_run_name(name)).resolve()
+    if path.parent != root:
+        raise RunError(f"run name {name!r} would leave {root}")
+    return path
+
+
+# ---- atomic writes ----
+def _tmp_for(path: Path) -> Path:
+    return path.with_name(f"{TMP_PREFIX}{path.name}.{os.getpid()}")
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    path = Path(path)
+    tmp = _tmp_for(path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: str | Path, obj) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=1))
+
+
+def atomic_save_model(model: torch.nn.Module, path: str | Path, metadata: dict[str, str] | None = None) -> None:
+    path = Path(path)
+    tmp = _tmp_for(path)
+    try:
+        save_model(model, str(tmp), metadata=metadata)  # handles tied weights
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def remove_stale_temp_files(run_dir: str | Path) -> int:
+    """Temporary files left by a process killed mid-write; returns how many were removed."""
+    removed = 0
+    for folder in (Path(run_dir), Path(run_dir) / SNAPSHOTS):
+        if folder.is_dir():
+            for p in folder.glob(TMP_PREFIX + "*"):
+                p.unlink(missing_ok=True)
+                removed += 1
+    return removed
+
+
+# ---- jsonl ----
+def append_jsonl(path: str | Path, row: dict) -> None:
+    # one write() of one line: a crash can tear at most the final line, which readers skip
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps(row) + "\n")
+
+
+def read_jsonl(path: str | Path) -> list[dict]:
+    rows = []
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError:
+                    continue  # a torn last line from a killed writer
+                if isinstance(row, dict):
+                    rows.append(row)
+    except FileNotFoundError:
+        pass
+    return rows
+
+
+def truncate_metrics(run_dir: str | Path, last_step: int) -> None:
+    """On resume: drop rows logged after the checkpoint (they will be logged again) and any torn line."""
+    for name in (METRICS, SAMPLES):
+        path = Path(run_dir) / name
+        if path.exists():
+            rows = [r for r in read_jsonl(path) if isinstance(r.get("step"), int) and r["step"] <= last_step]
+            atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in rows))
+
+
+# ---- status ----
+def write_status(run_dir: str | Path, **fields) -> dict:
+    status = read_status(run_dir)
+    status.update(fields, updated_at=time.time())
+    atomic_write_json(Path(run_dir) / STATUS, status)
+    return status
+
+
+def read_status(run_dir: str | Path) -> dict:
+    try:
+        data = json.loads((Path(run_dir) / STATUS).read_text())
+        return data if isinstance(data, dict) else {}
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def pid_is_trainer(pid) -> bool:
+    """True when pid is alive and is a gpt.train process (guards against pid reuse)."""
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+        return b"gpt.train" in cmdline
+    except OSError:
+        try:
+            os.kill(pid, 0)
+            return True
+        except OSError:
+            return False
+
+
+def effective_state(status: dict) -> str:
+    """The status file's state, with 'running' downgraded to 'orphaned' when its process is gone."""
+    state = status.get("state", "unknown")
+    if state == "running" and not pid_is_trainer(status.get("pid")):
+        return "orphaned"
+    return state
+
+
+# ---- config and loading ----
+def read_config(run_dir: str | Path) -> dict:
+    path = Path(run_dir) / CONFIG
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as e:
+        raise RunError(f"{run_dir} has no {CONFIG}; is it a run folder?") from e
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise RunError(f"{path} is not valid JSON: {e}") from e
+    if not isinstance(raw, dict) or "model" not in raw:
+        raise RunError(f"{path} must be an object with a 'model' section")
+    try:
+        raw["model"] = GPTConfig.from_dict(raw["model"])
+        raw["train"] = TrainConfig.from_dict(raw.get("train", {}))
+    except ConfigError as e:
+        raise RunError(f"{path}: {e}") from e
+    return raw
+
+
+def write_config(run_dir: str | Path, model_cfg: GPTConfig, train_cfg: TrainConfig, **extra) -> None:
+    atomic_write_json(Path(run_dir) / CONFIG,
+                      {"format_version": 1, "model": model_cfg.to_dict(), "train": train_cfg.to_dict(), **extra})
+
+
+def snapshot_path(run_dir: str | Path, step: int) -> Path:
+    return Path(run_dir) / SNAPSHOTS / f"step_{step:07d}.safetensors"
+
+
+def list_snapshots(run_dir: str | Path) -> list[int]:
+    folder = Path(run_dir) / SNAPSHOTS
+    if not folder.is_dir():
+        return []
+    return sorted(int(m.group(1)) for p in folder.iterdir() if (m := _SNAPSHOT_RE.match(p.name)))
+
+
+def load_weights(model: GPT, path: str | Path) -> dict[str, str]:
+    """Load safetensors weights into model (strict); returns the file's metadata. Never unpickles."""
+    from safetensors import safe_open
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            metadata = f.metadata() or {}
+        missing, unexpected = load_model(model, str(path), strict=True)
+    except FileNotFoundError as e:
+        raise RunError(f"{path} is missing") from e
+    except (SafetensorError, OSError, RuntimeError, ValueError, KeyError) as e:
+        raise RunError(f"{Path(path).name} is corrupt or does not match config.json: "
+                       f"{str(e).splitlines()[0][:300]}") from e
+    return metadata
+
+
+@dataclass
+class LoadedRun:
+    path: Path
+    model: GPT
+    tokenizer: object
+    config: GPTConfig
+    train_config: TrainConfig
+    step: int
+    extra: dict
+
+
+def load_run(path: str | Path, step: int | None = None, device: str = "cpu") -> LoadedRun:
+    """Model (eval mode), tokenizer and config from a run folder; `step` picks a snapshot."""
+    path = Path(path)
+    cfg = read_config(path)
+    try:
+        tokenizer = load_tokenizer(path / TOKENIZER)
+    except TokenizerError as e:
+        raise RunError(str(e)) from e
+    model_cfg: GPTConfig = cfg["model"]
+    if tokenizer.vocab_size != model_cfg.vocab_size:
+        raise RunError(f"tokenizer.json has {tokenizer.vocab_size} tokens but the model expects "
+                       f"{model_cfg.vocab_size}; the files do not belong together")
+    model = GPT(model_cfg)
+    weights = snapshot_path(path, step) if step is not None else path / WEIGHTS
+    metadata = load_weights(model, weights)
+    model.to(device).eval()
+    loaded_step = int(metadata.get("step", step or 0))
+    extra = {k: v for k, v in cfg.items() if k not in ("model", "train")}
+    return LoadedRun(path, model, tokenizer, model_cfg, cfg["train"], loaded_step, extra)
+
+
+@dataclass
+class RunInfo:
+    name: str
+    path: Path
+    arch: str
+    params: int
+    step: int
+    max_iters: int
+    best_val: float | None
+    state: str
+    modified: float
+    config: dict
+
+
+def run_summary(run_dir: Path) -> RunInfo | None:
+    try:
+        cfg = read_config(run_dir)
+    except RunError:
+        return None
+    from .model import count_params
+    metrics = read_jsonl(run_dir / METRICS)
+    vals = [r["val_loss"] for r in metrics if isinstance(r.get("val_loss"), (int, float))]
+    status = read_status(run_dir)
+    step = max([r.get("step", 0) for r in metrics] + [status.get("step", 0) or 0])
+    modified = max((p.stat().st_mtime for p in (run_dir / METRICS, run_dir / STATUS, run_dir / CONFIG)
+                    if p.exists()), default=0.0)
+    return RunInfo(run_dir.name, run_dir, cfg["model"].arch, count_params(cfg["model"]), int(step),
+                   cfg["train"].max_iters, min(vals) if vals else None, effective_state(status), modified, cfg)
+
+
+def list_runs(root: str | Path | None = None) -> list[RunInfo]:
+    """Every readable run folder under root, most recently active first."""
+    root = Path(root or checkpoints_root())
+    if not root.is_dir():
+        return []
+    runs = [info for p in root.iterdir() if p.is_dir() and (info := run_summary(p)) is not None]
+    return sorted(runs, key=lambda r: r.modified, reverse=True)

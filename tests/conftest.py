@@ -1,0 +1,65 @@
+"""Shared fixtures. Tests never touch the network: tiny Shakespeare comes from ../shared/data when present
+(seeded into a private cache), otherwise tests fall back to the python-docs corpus."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED_SHAKESPEARE = ROOT.parent / "shared" / "data" / "tinyshakespeare.txt"
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_cache(tmp_path_factory):
+    """A cache dir holding tiny Shakespeare (when available) so no test downloads anything."""
+    cache = tmp_path_factory.mktemp("cache")
+    if SHARED_SHAKESPEARE.is_file():
+        shutil.copy(SHARED_SHAKESPEARE, cache / "tinyshakespeare.txt")
+    os.environ["GPT_EXPLORER_CACHE"] = str(cache)
+    yield cache
+
+
+@pytest.fixture(scope="session")
+def corpus_text() -> str:
+    """Real English text for training tests: tiny Shakespeare if present, else Python's docs."""
+    from gpt.data import python_docs
+    if SHARED_SHAKESPEARE.is_file():
+        return SHARED_SHAKESPEARE.read_text(encoding="utf-8")
+    return python_docs()
+
+
+@pytest.fixture(scope="session")
+def corpus_file(tmp_path_factory, corpus_text) -> Path:
+    path = tmp_path_factory.mktemp("corpus") / "corpus.txt"
+    path.write_text(corpus_text[:200_000], encoding="utf-8")
+    return path
+
+
+def run_cli(*args: str, timeout: float = 300, check: bool = True, **kwargs) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=timeout, **kwargs)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{args} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+TINY_TRAIN = ("--arch", "gpt", "--n-layer", "2", "--n-head", "2", "--n-embd", "32", "--block-size", "32",
+              "--batch-size", "8", "--eval-iters", "2", "--log-interval", "5", "--sample-tokens", "20",
+              "--dtype", "float32", "--quiet")
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory, corpus_file) -> Path:
+    """A tiny char-level GPT trained by the CLI, shared by tests that only read it."""
+    out = tmp_path_factory.mktemp("runs") / "tiny"
+    run_cli("-m", "gpt.train", "--corpus", str(corpus_file), "--out", str(out), "--max-iters", "60",
+            "--eval-interval", "20", *TINY_TRAIN)
+    return out
