@@ -1,0 +1,1 @@
+"""GPT Explorer: the Streamlit app built on the gpt/ library (`streamlit run explorer/app.py`)."""

@@ -1,0 +1,161 @@
+"""Helpers shared by every page: the selected run (loaded once per weights file), prompt defaults, safe HTML.
+
+Pages import from here; the sidebar picker in app.py writes the choice to st.session_state[RUN_KEY].
+Cached models are shared by all sessions: never mutate or hook them; pass a gpt.Trace per call instead.
+"""
+from __future__ import annotations
+
+import html
+import sys
+from pathlib import Path
+
+import streamlit as st
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from gpt.data import CorpusError, load_corpus  # noqa: E402
+from gpt.runs import RunError, RunInfo, checkpoints_root, list_runs, load_run  # noqa: E402
+from gpt.tokenizers import UnknownCharactersError  # noqa: E402
+
+RUN_KEY = "selected_run"        # session-state key of the sidebar model picker (a run folder name)
+SHIPPED_RUN = "shakespeare-char"
+FALLBACK_PROMPT = "ROMEO:\nBut soft, what light through yonder window breaks?"
+
+
+def limit_threads() -> None:
+    """The UI takes one core so a training job on a small machine keeps the rest."""
+    if torch.get_num_threads() != 1:
+        torch.set_num_threads(1)
+
+
+# ---- runs ----
+def all_runs() -> list[RunInfo]:
+    """Every run folder under the checkpoints root, most recently active first."""
+    return list_runs(checkpoints_root())
+
+
+def default_run_name(runs: list[RunInfo]) -> str | None:
+    """The shipped model when present, else the newest run."""
+    names = [r.name for r in runs]
+    if SHIPPED_RUN in names:
+        return SHIPPED_RUN
+    return names[0] if names else None
+
+
+def selected_run_info() -> RunInfo | None:
+    """The RunInfo chosen in the sidebar (falls back to the default run)."""
+    runs = all_runs()
+    name = st.session_state.get(RUN_KEY) or default_run_name(runs)
+    return next((r for r in runs if r.name == name), None)
+
+
+def _weights_file(path: Path, step: int | None) -> Path:
+    from gpt.runs import WEIGHTS, snapshot_path
+    return snapshot_path(path, step) if step is not None else path / WEIGHTS
+
+
+@st.cache_resource(max_entries=6, show_spinner="Loading model...")
+def _load(path: str, step: int | None, mtime: float):
+    del mtime  # part of the cache key only: a run still training reloads when its weights change
+    return load_run(path, step=step)
+
+
+def cached_run(path: str | Path, step: int | None = None):
+    """The LoadedRun for a run folder (latest weights, or the snapshot at `step`), loaded once per weights file.
+
+    Raises RunError with a clear message when the folder cannot be loaded (yet)."""
+    path = Path(path)
+    weights = _weights_file(path, step)
+    try:
+        mtime = weights.stat().st_mtime
+    except OSError as e:
+        raise RunError(f"{path.name} has no weights yet ({weights.name}); a run writes them at its first "
+                       "evaluation") from e
+    return _load(str(path), step, mtime)
+
+
+def selected_run(step: int | None = None):
+    """The loaded run chosen in the sidebar, or a friendly message and st.stop() when there is none."""
+    info = selected_run_info()
+    if info is None:
+        st.info("No trained model yet. Train one on the **Train** page (a tiny preset takes seconds).")
+        st.stop()
+    try:
+        return cached_run(info.path, step)
+    except RunError as e:
+        st.warning(f"Cannot load **{info.name}**: {e}")
+        st.stop()
+
+
+# ---- prompts ----
+@st.cache_data(max_entries=8, show_spinner=False)
+def corpus_excerpt(corpus_spec: str, n_chars: int = 400) -> str:
+    """A passage from the validation part of a corpus (its last 10%), starting at a line start."""
+    try:
+        text, _ = load_corpus(corpus_spec)
+    except (CorpusError, OSError):
+        return ""
+    start = text.find("\n", int(len(text) * 0.9)) + 1
+    return text[start:start + n_chars]
+
+
+def default_prompt(run, max_tokens: int | None = None) -> str:
+    """A line or two of the run's own corpus (so every character is known), at most max_tokens tokens."""
+    max_tokens = max_tokens or min(64, run.config.block_size)
+    excerpt = corpus_excerpt(str(run.extra.get("corpus") or ""), 4 * max_tokens + 40)
+    candidates = [excerpt, FALLBACK_PROMPT, "".join(c for c in "the " if not run.tokenizer.unknown_chars(c))]
+    for text in candidates:
+        if not text or run.tokenizer.unknown_chars(text):
+            continue
+        ids = run.tokenizer.encode(text)[:max_tokens]
+        # cut at a line end when there is one, so the prompt reads naturally
+        decoded = run.tokenizer.decode(ids)
+        cut = decoded.rfind("\n")
+        return decoded[:cut + 1] if cut > len(decoded) // 2 else decoded
+    return run.tokenizer.decode([0])
+
+
+def encode_or_explain(run, text: str) -> list[int] | None:
+    """Token ids for text, or None after showing which characters the tokenizer does not know."""
+    if not text:
+        st.info("Type some text first.")
+        return None
+    try:
+        return run.tokenizer.encode(text)
+    except UnknownCharactersError as e:
+        shown = " ".join(f"`{c!r}`" for c in e.chars[:20])
+        st.error(f"This model's character vocabulary has no {shown}. It only knows the "
+                 f"{run.tokenizer.vocab_size} characters of its training text; remove or replace them.")
+        return None
+
+
+# ---- safe HTML ----
+def esc(text: str) -> str:
+    """HTML-escape token text (a corpus containing <script> must show as text)."""
+    return html.escape(text, quote=True)
+
+
+def visible(text: str) -> str:
+    """Whitespace made visible inside token chips."""
+    return text.replace(" ", "\u00b7").replace("\n", "\u21b5").replace("\t", "\u2192") or "\u2205"
+
+
+CHIP_STYLE = ("display:inline-block;margin:1px;padding:1px 3px;border-radius:4px;font-family:monospace;"
+              "white-space:pre;font-size:0.95em;")
+
+
+def chips_html(pieces: list[tuple[str, str, str]]) -> str:
+    """pieces: (token text, hover title, css background colour) -> a row of escaped token chips."""
+    spans = [f'<span title="{esc(title)}" style="{CHIP_STYLE}background:{esc(color)}">{esc(visible(text))}</span>'
+             for text, title, color in pieces]
+    return '<div style="line-height:1.9">' + "".join(spans) + "</div>"
+
+
+def prob_color(p: float) -> str:
+    """Probability 0..1 -> a red (surprising) to green (expected) background."""
+    p = min(max(float(p), 0.0), 1.0)
+    hue = int(120 * p)
+    return f"hsl({hue}, 75%, 80%)"
