@@ -12,6 +12,7 @@ import hashlib
 import json
 import math
 import os
+import shutil
 import signal
 import sys
 import time
@@ -20,9 +21,8 @@ from pathlib import Path
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
 
-from . import runs
+from . import distributed, runs
 from .config import ConfigError, GPTConfig, TrainConfig
 from .data import CorpusError, get_batch, load_corpus, split_ids
 from .generate import generate_text
@@ -107,7 +107,9 @@ class Trainer:
         self.block_size = model.config.block_size
         self.optimizer = make_optimizer(model, cfg, device)
         self.scaler = torch.amp.GradScaler("cuda", enabled=(dtype == torch.float16 and device.type == "cuda"))
-        self.data_gen = torch.Generator().manual_seed(cfg.seed + rank)
+        # the same seed on every rank: each draws the global batch and keeps its slice (gpt/distributed.py)
+        self.data_gen = torch.Generator().manual_seed(cfg.seed)
+        self.dist = distributed.DistInfo(rank, rank, world_size)
         self.step = 0
         self.elapsed_s = 0.0
         self.stop_requested = False
@@ -118,6 +120,11 @@ class Trainer:
     def is_main(self) -> bool:
         return self.rank == 0
 
+    def batch(self, data: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """This rank's batch_size windows of the global batch (all of it in a single process)."""
+        return distributed.rank_batch(data, self.block_size, self.cfg.batch_size, generator, self.device,
+                                      self.rank, self.world_size)
+
     def autocast(self):
         if self.dtype == torch.float32:
             return contextlib.nullcontext()
@@ -126,20 +133,22 @@ class Trainer:
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
         """Mean loss over eval_iters batches per split; batches come from a generator seeded by the step, so an
-        evaluation does not depend on what happened before it (resume gives the same numbers)."""
+        evaluation does not depend on what happened before it (resume gives the same numbers). Under DDP each
+        rank scores its slice of every global batch and the means are averaged over ranks."""
         self.model.eval()
-        out = {}
-        for split, data in (("train", self.train_ids), ("val", self.val_ids)):
-            gen = torch.Generator().manual_seed(self.cfg.seed * 7919 + self.step * 2 + (split == "val"))
+        means = torch.zeros(2)
+        for i, data in enumerate((self.train_ids, self.val_ids)):
+            gen = torch.Generator().manual_seed(self.cfg.seed * 7919 + self.step * 2 + i)
             losses = torch.zeros(self.cfg.eval_iters)
             for k in range(self.cfg.eval_iters):
-                x, y = get_batch(data, self.block_size, self.cfg.batch_size, gen, self.device)
+                x, y = self.batch(data, gen)
                 with self.autocast():
                     _, loss = self.model(x, y)
                 losses[k] = loss.item()
-            out[split] = losses.mean().item()
+            means[i] = losses.mean()
+        means = distributed.all_reduce_mean(means, self.dist)
         self.model.train()
-        return out
+        return {"train": means[0].item(), "val": means[1].item()}
 
     def train_step(self) -> tuple[float, float]:
         """One optimizer step over grad_accum micro-batches; returns (mean loss, grad norm before clipping)."""
@@ -149,7 +158,7 @@ class Trainer:
         net = self.ddp_model or self.model
         total = 0.0
         for micro in range(self.cfg.grad_accum):
-            x, y = get_batch(self.train_ids, self.block_size, self.cfg.batch_size, self.data_gen, self.device)
+            x, y = self.batch(self.train_ids, self.data_gen)
             sync = (micro == self.cfg.grad_accum - 1) or self.ddp_model is None
             ctx = contextlib.nullcontext() if sync else self.ddp_model.no_sync()
             with ctx:
@@ -189,13 +198,9 @@ class Trainer:
         if torch.cuda.is_available():
             tensors["rng.cuda"] = torch.cuda.get_rng_state()
         meta.update(elapsed_s=repr(self.elapsed_s), scaler=json.dumps(self.scaler.state_dict()))
-        tmp = runs._tmp_for(self.out_dir / runs.RESUME)
-        try:
-            save_file({k: v.cpu() for k, v in tensors.items()}, str(tmp), metadata=meta)
-            os.replace(tmp, self.out_dir / runs.RESUME)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        # a kill between the two files leaves model.safetensors one checkpoint ahead of resume.safetensors:
+        # harmless, since each file is complete on its own and --resume reads only resume.safetensors
+        runs.atomic_save_file({k: v.cpu() for k, v in tensors.items()}, self.out_dir / runs.RESUME, meta)
         runs.remove_stale_temp_files(self.out_dir)
 
     def load_checkpoint(self, path: Path) -> None:
@@ -276,10 +281,13 @@ class Trainer:
                         self.save_snapshot()
                     self.write_sample()
                     self.save_checkpoint()
+                distributed.barrier(self.dist)  # the others wait while rank 0 writes
                 t_log = time.perf_counter()
-            if self.step >= end or self.stop_requested:
+            if self.step >= end or distributed.any_rank(self.stop_requested, self.dist):
                 break
             loss, grad_norm = self.train_step()
+            if self.dist.enabled:  # log the whole global batch's loss, not only rank 0's slice
+                loss = distributed.all_reduce_mean(torch.tensor([loss]), self.dist).item()
             self.elapsed_s += time.perf_counter() - clock
             clock = time.perf_counter()
             steps_since_log += 1
@@ -360,14 +368,62 @@ def corpus_digest(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+def available_memory_bytes() -> int | None:
+    """RAM the trainer can use now: MemAvailable from /proc/meminfo, else os.sysconf; None when unknown."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_memory(model_cfg: GPTConfig, train_cfg: TrainConfig, device: torch.device, dtype: torch.dtype) -> None:
+    """Refuse (before allocating anything) a CPU run whose memory estimate exceeds the available RAM."""
+    from .model import memory_estimate
+    available = available_memory_bytes()
+    if device.type != "cpu" or not available:
+        return
+    bytes_per_elem = 2 if dtype in (torch.bfloat16, torch.float16) else 4
+    est = memory_estimate(model_cfg, train_cfg.batch_size, bytes_per_elem, train_cfg.grad_checkpoint)
+    if est["total_bytes"] > available:
+        raise TrainError(
+            f"this model needs about {est['total_bytes'] / 2**30:.1f} GB to train ({est['parameters'] / 1e6:.1f}M "
+            f"parameters: {est['states_bytes'] / 2**30:.1f} GB of weights and optimizer state, "
+            f"{est['activation_bytes'] / 2**30:.1f} GB of activations at batch_size {train_cfg.batch_size}, "
+            f"block_size {model_cfg.block_size}) but only {available / 2**30:.1f} GB of memory is available; "
+            "use fewer or narrower layers, a smaller batch_size or block_size, or --grad-checkpoint")
+
+
+def create_run_folder(out: Path, model_cfg: GPTConfig, train_cfg: TrainConfig, tokenizer: Tokenizer,
+                      extra: dict) -> None:
+    """tokenizer.json, then config.json (the file that makes a folder a run). When the folder cannot be written
+    (read-only, disk full) remove what was written, so no half-made run is left, and say why."""
+    from .tokenizers import save_tokenizer
+    created = not out.exists()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        save_tokenizer(tokenizer, out / runs.TOKENIZER)
+        runs.write_config(out, model_cfg, train_cfg, **extra)
+    except OSError as e:
+        if created:
+            shutil.rmtree(out, ignore_errors=True)
+        else:
+            for name in (runs.CONFIG, runs.TOKENIZER):
+                (out / name).unlink(missing_ok=True)
+        raise TrainError(f"cannot write the run folder {out}: {e.strerror or e}") from e
+
+
 def prepare(args) -> tuple[Trainer, dict]:
     """Everything before the first step; raises ConfigError/CorpusError/TrainError with clear messages."""
     from .config import preset
     out = Path(args.out)
     if args.resume:
         saved = runs.read_config(out)
-        if not (out / runs.RESUME).exists():
-            raise TrainError(f"{out} has no {runs.RESUME} to resume from")
         model_cfg, train_cfg = saved["model"], saved["train"]
         if args.max_iters:
             train_cfg.max_iters = args.max_iters
@@ -382,6 +438,8 @@ def prepare(args) -> tuple[Trainer, dict]:
     else:
         if not args.corpus:
             raise TrainError("--corpus is required (a built-in name or a text file)")
+        if out.exists() and not out.is_dir():
+            raise TrainError(f"--out {out} is a file, not a folder")
         if out.exists() and any(out.iterdir()):
             status = runs.read_status(out)
             if runs.effective_state(status) == "running":
@@ -414,25 +472,36 @@ def prepare(args) -> tuple[Trainer, dict]:
                  "init_from": str(Path(args.init_from).resolve()) if args.init_from else None}
     ids = tokenizer.encode(text)
     splits = split_ids(ids, model_cfg.block_size)
-    device = resolve_device(train_cfg.device)
+    # under torchrun: join the process group (every rank has passed the checks above before rank 0 writes)
+    dist_info, device_name = distributed.init(train_cfg.device)
+    device = resolve_device(device_name)
     dtype = resolve_dtype(train_cfg.dtype, device)
+    check_memory(model_cfg, train_cfg, device, dtype)
     torch.manual_seed(train_cfg.seed)
     model = GPT(model_cfg)
     if not args.resume and args.init_from:
         runs.load_weights(model, Path(args.init_from) / runs.WEIGHTS)
     model.to(device)
-    trainer = Trainer(model, tokenizer, splits.train, splits.val, train_cfg, out, device, dtype)
+    trainer = Trainer(model, tokenizer, splits.train, splits.val, train_cfg, out, device, dtype,
+                      rank=dist_info.rank, world_size=dist_info.world_size)
     if args.resume:
-        trainer.load_checkpoint(out / runs.RESUME)
-        runs.truncate_metrics(out, trainer.step)
+        has_checkpoint = (out / runs.RESUME).exists()
+        if has_checkpoint:
+            trainer.load_checkpoint(out / runs.RESUME)  # every rank reads it: multi-node needs a shared folder
+        else:  # stopped before its first checkpoint: start again from step 0 with the saved config
+            print(f"{out} has no {runs.RESUME} yet; starting it from step 0", file=sys.stderr)
+        if dist_info.is_main:
+            runs.truncate_metrics(out, trainer.step if has_checkpoint else -1)
+        distributed.barrier(dist_info)
         if any(r.get("step") == trainer.step and "val_loss" in r for r in runs.read_jsonl(out / runs.METRICS)):
             trainer.skip_eval_at = trainer.step
-    else:
-        out.mkdir(parents=True, exist_ok=True)
-        runs.write_config(out, model_cfg, train_cfg, **extra)
-        from .tokenizers import save_tokenizer
-        save_tokenizer(tokenizer, out / runs.TOKENIZER)
-    return trainer, {"device": str(device), "dtype": str(dtype).replace("torch.", "")}
+    elif dist_info.is_main:
+        create_run_folder(out, model_cfg, train_cfg, tokenizer, extra)
+    trainer.ddp_model = distributed.wrap(model, dist_info, device)  # None in a single process
+    info = {"device": str(device), "dtype": str(dtype).replace("torch.", "")}
+    if dist_info.enabled:
+        info["world_size"] = dist_info.world_size
+    return trainer, info
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -441,13 +510,30 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     out = Path(args.out)
     try:
+        dist_info = distributed.env_info()
         trainer, info = prepare(args)
-    except (ConfigError, CorpusError, TokenizerError, runs.RunError, TrainError) as e:
+    except (ConfigError, CorpusError, TokenizerError, runs.RunError, TrainError, RuntimeError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    runs.remove_stale_temp_files(out)
-    runs.write_status(out, state="running", pid=os.getpid(), step=trainer.step,
-                      max_iters=trainer.cfg.max_iters, error=None, started_at=time.time(), **info)
+    try:
+        return _train(args, trainer, info, out, dist_info.is_main)
+    finally:
+        distributed.shutdown(dist_info)
+
+
+def _train(args, trainer: Trainer, info: dict, out: Path, is_main: bool) -> int:
+    """Run the prepared trainer; only rank 0 writes status.json."""
+    def write_status(**fields):
+        if is_main:
+            runs.write_status(out, **fields)
+    try:
+        if is_main:
+            runs.remove_stale_temp_files(out)
+        write_status(state="running", pid=os.getpid(), step=trainer.step,
+                     max_iters=trainer.cfg.max_iters, error=None, started_at=time.time(), **info)
+    except OSError as e:  # a read-only or full disk: say so instead of a traceback
+        print(f"error: cannot write to the run folder {out}: {e.strerror or e}", file=sys.stderr)
+        return 2
 
     def request_stop(signum, frame):
         trainer.stop_requested = True
@@ -456,13 +542,16 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = trainer.run(stop_after=args.stop_after, progress=sys.stderr.isatty() and not args.quiet)
     except BaseException as e:  # report any crash in the status file so the UI can show it
-        runs.write_status(out, state="failed", error=f"{type(e).__name__}: {e}",
-                          traceback=traceback.format_exc()[-4000:])
+        try:
+            write_status(state="failed", error=f"{type(e).__name__}: {e}", traceback=traceback.format_exc()[-4000:])
+        except OSError:  # e.g. the disk is full: the message below still reaches the log
+            pass
         print(f"error: training failed: {type(e).__name__}: {e}", file=sys.stderr)
         return 1
     state = "finished" if result["step"] >= trainer.cfg.max_iters else "stopped"
-    runs.write_status(out, state=state, step=result["step"], eta_s=0)
-    print(json.dumps({"state": state, **result}))
+    write_status(state=state, step=result["step"], eta_s=0)
+    if is_main:
+        print(json.dumps({"state": state, **result}))
     return 0
 
 
