@@ -1,0 +1,155 @@
+"""Head detectors: which attention heads behave like a known circuit part.
+
+Every score is the average attention mass a head puts where a given circuit would look:
+* previous-token: on position i-1 (the token just before);
+* first-token (sink): on position 0, measured from position 2 on so it never overlaps previous-token;
+* duplicate-token: on earlier positions holding the same token as the query;
+* induction: on positions right after an earlier occurrence of the query's token ("A B ... A -> look at B").
+
+Induction is measured on a repeated random token sequence (r1..rn r1..rn): in the second copy the model can
+only predict well by finding the earlier occurrence and copying what followed it (Olsson et al. 2022).
+Scores lie in [0, 1]; a head that does nothing but that behaviour scores 1.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .model import GPT, Trace
+
+DETECTORS = ("previous_token", "first_token", "duplicate_token", "induction")
+LABELS = {"previous_token": "previous-token", "first_token": "first-token (sink)",
+          "duplicate_token": "duplicate-token", "induction": "induction"}
+
+
+# ---- capture ----
+def check_ids(model: GPT, ids: torch.Tensor) -> torch.Tensor:
+    """ids as a (B, T) long tensor, with a clear message for what the model cannot take."""
+    ids = torch.as_tensor(ids, dtype=torch.long)
+    if ids.dim() == 1:
+        ids = ids[None]
+    if ids.dim() != 2 or ids.size(1) == 0:
+        raise ValueError("give a non-empty sequence of token ids")
+    if ids.size(1) > model.config.block_size:
+        raise ValueError(f"{ids.size(1)} tokens is longer than this model's context ({model.config.block_size})")
+    if int(ids.min()) < 0 or int(ids.max()) >= model.config.vocab_size:
+        raise ValueError(f"token ids must lie in [0, {model.config.vocab_size})")
+    return ids
+
+
+@torch.no_grad()
+def attention_patterns(model: GPT, ids, interventions=None) -> torch.Tensor:
+    """Attention weights of every layer and head: (B, L, H, T, T). Captured per call (the model is not hooked)."""
+    if not model.config.has_attention:
+        raise ValueError("a bigram model has no attention heads to look at")
+    ids = check_ids(model, ids)
+    names = {f"blocks.{i}.attn.pattern" for i in range(model.config.n_layer)}
+    trace = Trace(names, interventions)
+    model(ids, trace=trace)
+    return torch.stack([trace.acts[f"blocks.{i}.attn.pattern"].float() for i in range(model.config.n_layer)], 1)
+
+
+# ---- probes ----
+def repeated_random_tokens(vocab_size: int, half_len: int, batch: int = 4, seed: int = 0) -> torch.Tensor:
+    """(batch, 2*half_len) ids: a random sequence followed by itself. Adjacent tokens never repeat, so
+    previous-token and duplicate-token behaviour cannot be confused with each other."""
+    if half_len < 2 or vocab_size < 3:
+        raise ValueError("need half_len >= 2 and a vocabulary of at least 3 tokens")
+    gen = torch.Generator().manual_seed(seed)
+    first = torch.empty(batch, half_len, dtype=torch.long)
+    first[:, 0] = torch.randint(vocab_size, (batch,), generator=gen)
+    for t in range(1, half_len):  # each token differs from the one before it
+        first[:, t] = (first[:, t - 1] + 1 + torch.randint(vocab_size - 1, (batch,), generator=gen)) % vocab_size
+    for b in range(batch):  # ... also across the seam, where the copy starts again
+        if first[b, 0] == first[b, -1]:
+            first[b, 0] = min(set(range(3)) - {int(first[b, 1]), int(first[b, -1])})
+    return torch.cat([first, first], dim=1)
+
+
+def probe_for(model: GPT, batch: int = 4, seed: int = 0) -> torch.Tensor:
+    """The default probe: repeated random tokens filling the model's context (at most 2 x 64 tokens)."""
+    half = max(2, min(64, model.config.block_size // 2))
+    return repeated_random_tokens(model.config.vocab_size, half, batch, seed)
+
+
+# ---- target masks: (B, T, T) booleans, True where a circuit of that kind would attend ----
+def target_masks(ids: torch.Tensor) -> dict[str, torch.Tensor]:
+    ids = torch.as_tensor(ids, dtype=torch.long)
+    if ids.dim() == 1:
+        ids = ids[None]
+    B, T = ids.shape
+    q = torch.arange(T)[:, None]
+    k = torch.arange(T)[None, :]
+    earlier = (k < q)[None]  # (1, T, T)
+    same = ids[:, :, None] == ids[:, None, :]  # (B, T, T): token at query == token at key
+    prev = (k == q - 1)[None].expand(B, T, T)
+    first = ((k == 0) & (q >= 2))[None].expand(B, T, T)
+    duplicate = same & earlier
+    # key j is an induction target of query i when token j-1 equals token i (and j-1 < i, j <= i)
+    shifted_same = torch.zeros_like(same)
+    shifted_same[:, :, 1:] = same[:, :, :-1]
+    induction = shifted_same & (k <= q)[None] & (k >= 1)[None]
+    return {"previous_token": prev, "first_token": first, "duplicate_token": duplicate, "induction": induction}
+
+
+def detector_scores(patterns: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    """patterns (B, L, H, T, T), ids (B, T) -> scores (4, L, H) in DETECTORS order.
+
+    Each score averages, over the query positions where that behaviour is possible, the attention mass on
+    the target positions."""
+    ids = torch.as_tensor(ids, dtype=torch.long)
+    if ids.dim() == 1:
+        ids = ids[None]
+    if patterns.dim() != 5 or patterns.shape[0] != ids.shape[0] or patterns.shape[-1] != ids.shape[1]:
+        raise ValueError(f"patterns {tuple(patterns.shape)} do not match ids {tuple(ids.shape)}")
+    out = []
+    for name, mask in target_masks(ids).items():
+        mass = (patterns * mask[:, None, None].float()).sum(-1)  # (B, L, H, T)
+        has_target = mask.any(-1)[:, None, None].float()  # (B, 1, 1, T)
+        denom = has_target.sum((0, 3))  # (1, 1)
+        out.append((mass * has_target).sum((0, 3)) / denom.clamp(min=1))
+    return torch.stack(out)  # (4, L, H)
+
+
+@dataclass
+class HeadScores:
+    scores: torch.Tensor  # (4, L, H) in DETECTORS order
+    in_context_gain: float  # loss on the first copy minus loss on the second (nats/token): > 0 means copying
+
+    def of(self, detector: str) -> torch.Tensor:
+        return self.scores[DETECTORS.index(detector)]
+
+
+@torch.no_grad()
+def head_scores(model: GPT, probe: torch.Tensor | None = None) -> HeadScores:
+    """All four detector scores of every head on the probe (default: repeated random tokens)."""
+    probe = probe_for(model) if probe is None else check_ids(model, probe)
+    patterns = attention_patterns(model, probe)
+    scores = detector_scores(patterns, probe)
+    return HeadScores(scores, in_context_gain(model, probe))
+
+
+@torch.no_grad()
+def in_context_gain(model: GPT, repeated: torch.Tensor) -> float:
+    """Mean loss on the first half of a repeated sequence minus that on the second half (nats per token)."""
+    repeated = check_ids(model, repeated)
+    half = repeated.size(1) // 2
+    logits, _ = model(repeated[:, :-1])
+    losses = torch.nn.functional.cross_entropy(logits.float().transpose(1, 2), repeated[:, 1:], reduction="none")
+    return float(losses[:, : half - 1].mean() - losses[:, half:].mean())
+
+
+def name_heads(scores: torch.Tensor, threshold: float = 0.4) -> list[tuple[int, int, str, float]]:
+    """(layer, head, detector, score) for every head scoring at least threshold, strongest first."""
+    found = []
+    for d, name in enumerate(DETECTORS):
+        for layer, head in (scores[d] >= threshold).nonzero().tolist():
+            found.append((layer, head, name, float(scores[d, layer, head])))
+    return sorted(found, key=lambda f: -f[3])
+
+
+def describe_heads(scores: torch.Tensor, threshold: float = 0.4) -> list[str]:
+    """Human sentences naming the heads found, e.g. 'L1H3 is an induction head (0.82)'."""
+    return [f"L{layer}H{head} is {'an' if LABELS[name][0] in 'aeiou' else 'a'} {LABELS[name]} head ({score:.2f})"
+            for layer, head, name, score in name_heads(scores, threshold)]
