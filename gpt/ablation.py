@@ -1,0 +1,146 @@
+"""Zero-ablation of attention heads: remove chosen heads and see what the model loses.
+
+A head's output is its slice of `blocks.{i}.attn.z` (B, nh, T, hs), before the output projection; zeroing that
+slice removes the head's contribution exactly. The intervention travels with one forward call (gpt.model.Trace),
+so a model shared between sessions is never modified.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch.nn import functional as F
+
+from .detectors import check_ids
+from .model import GPT, Trace
+
+Head = tuple[int, int]  # (layer, head)
+
+
+def check_heads(model: GPT, heads) -> list[Head]:
+    """Validated, de-duplicated, sorted (layer, head) pairs."""
+    cfg = model.config
+    if not cfg.has_attention:
+        raise ValueError("a bigram model has no attention heads to ablate")
+    out = set()
+    for item in heads or []:
+        try:
+            layer, head = (int(v) for v in item)
+        except (TypeError, ValueError):
+            raise ValueError(f"a head is a (layer, head) pair, got {item!r}") from None
+        if not (0 <= layer < cfg.n_layer and 0 <= head < cfg.effective_n_head):
+            raise ValueError(f"head L{layer}H{head} does not exist: this model has layers 0..{cfg.n_layer - 1} "
+                             f"and heads 0..{cfg.effective_n_head - 1}")
+        out.add((layer, head))
+    return sorted(out)
+
+
+def all_heads(model: GPT) -> list[Head]:
+    return [(layer, head) for layer in range(model.config.n_layer) for head in range(model.config.effective_n_head)]
+
+
+def ablation_interventions(model: GPT, heads) -> dict:
+    """Trace interventions that zero the given heads' outputs."""
+    by_layer: dict[int, list[int]] = {}
+    for layer, head in check_heads(model, heads):
+        by_layer.setdefault(layer, []).append(head)
+
+    def zero(head_list):
+        def fn(z):  # z (B, nh, T, hs)
+            z = z.clone()
+            z[:, head_list] = 0
+            return z
+        return fn
+    return {f"blocks.{layer}.attn.z": zero(hs) for layer, hs in by_layer.items()}
+
+
+@torch.no_grad()
+def logits_with_ablation(model: GPT, ids, heads=()) -> torch.Tensor:
+    """(B, T, V) logits with the heads zeroed; with no heads this is the model's ordinary output."""
+    ids = check_ids(model, ids)
+    trace = Trace(set(), ablation_interventions(model, heads))
+    logits, _ = model(ids, trace=trace)
+    return logits.float()
+
+
+def validation_windows(val_ids: torch.Tensor, block_size: int, n_windows: int = 8, seed: int = 0):
+    """Fixed random windows (x, y) of the validation split, the same for every call with the same seed."""
+    val_ids = torch.as_tensor(val_ids, dtype=torch.long)
+    if len(val_ids) < block_size + 1:
+        raise ValueError(f"the validation text has {len(val_ids)} tokens; need at least {block_size + 1}")
+    gen = torch.Generator().manual_seed(seed)
+    ix = torch.randint(len(val_ids) - block_size, (n_windows,), generator=gen)
+    windows = val_ids[ix[:, None] + torch.arange(block_size + 1)]
+    return windows[:, :-1], windows[:, 1:]
+
+
+@torch.no_grad()
+def loss_with_ablation(model: GPT, x: torch.Tensor, y: torch.Tensor, heads=()) -> float:
+    logits = logits_with_ablation(model, x, heads)
+    return float(F.cross_entropy(logits.reshape(-1, logits.size(-1)), y.reshape(-1)))
+
+
+@dataclass
+class AblationResult:
+    heads: list[Head]
+    base_loss: float
+    ablated_loss: float
+    base_top: list[tuple[int, float]]     # next-token top-k for the prompt, intact model
+    ablated_top: list[tuple[int, float]]  # ... with the heads removed
+    base_probs: torch.Tensor              # (V,) next-token distribution, intact
+    ablated_probs: torch.Tensor           # (V,) with the heads removed
+
+    @property
+    def delta_loss(self) -> float:
+        return self.ablated_loss - self.base_loss
+
+    @property
+    def total_variation(self) -> float:
+        """How much the next-token distribution moved: 0 (unchanged) .. 1 (disjoint)."""
+        return 0.5 * float((self.base_probs - self.ablated_probs).abs().sum())
+
+
+@torch.no_grad()
+def ablate(model: GPT, prompt_ids, val_ids, heads, k: int = 10, n_windows: int = 8, seed: int = 0) -> AblationResult:
+    """Δ validation loss and the changed next-token distribution when `heads` are zeroed."""
+    heads = check_heads(model, heads)
+    x, y = validation_windows(val_ids, model.config.block_size, n_windows, seed)
+    prompt = check_ids(model, torch.as_tensor(prompt_ids, dtype=torch.long)[-model.config.block_size:])
+    base = F.softmax(logits_with_ablation(model, prompt)[0, -1], -1)
+    ablated = F.softmax(logits_with_ablation(model, prompt, heads)[0, -1], -1)
+    k = min(k, base.numel())
+
+    def top(p):
+        t = torch.topk(p, k)
+        return list(zip(t.indices.tolist(), t.values.tolist()))
+    return AblationResult(heads, loss_with_ablation(model, x, y), loss_with_ablation(model, x, y, heads),
+                          top(base), top(ablated), base, ablated)
+
+
+@torch.no_grad()
+def generate_with_ablation(model: GPT, prompt_ids, heads=(), max_new_tokens: int = 100, temperature: float = 0.8,
+                           seed: int = 0, greedy: bool = False) -> list[int]:
+    """New token ids sampled with the heads removed. The same seed with no heads gives the intact model's
+    text, so the two can be compared side by side (each step recomputes the window; small models only)."""
+    if max_new_tokens < 0 or max_new_tokens > 2000:
+        raise ValueError("max_new_tokens must be between 0 and 2000")
+    if temperature <= 0 and not greedy:
+        raise ValueError("temperature must be > 0 (or use greedy)")
+    interventions = ablation_interventions(model, heads)
+    ids = torch.as_tensor(prompt_ids, dtype=torch.long).flatten().tolist()
+    if not ids:
+        raise ValueError("the prompt is empty")
+    check_ids(model, torch.tensor(ids[-model.config.block_size:]))
+    gen = torch.Generator().manual_seed(seed)
+    new = []
+    for _ in range(max_new_tokens):
+        window = torch.tensor([ids[-model.config.block_size:]])
+        logits, _ = model(window, trace=Trace(set(), interventions))
+        last = logits[0, -1].float()
+        if greedy:
+            nxt = int(last.argmax())
+        else:
+            nxt = int(torch.multinomial(F.softmax(last / temperature, -1), 1, generator=gen))
+        ids.append(nxt)
+        new.append(nxt)
+    return new

@@ -1,0 +1,63 @@
+"""Logit lens (nostalgebraist 2020): read the residual stream after each layer as if it were the last.
+
+At every layer boundary the residual stream goes through the model's own final LayerNorm and unembedding;
+the top token and its probability show what the model "would say" at that depth. The last row is exactly
+the model's prediction.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch.nn import functional as F
+
+from .detectors import check_ids
+from .model import GPT, Trace
+
+
+def residual_names(model: GPT) -> list[tuple[str, str]]:
+    """(label, capture point) for the residual stream before the first block and after each block."""
+    if not model.config.has_attention:
+        raise ValueError("a bigram model has no layers to look through")
+    after = "resid_post" if model.config.has_mlp else "resid_mid"
+    points = [("embed", "blocks.0.resid_pre")]
+    return points + [(f"block {i}", f"blocks.{i}.{after}") for i in range(model.config.n_layer)]
+
+
+@dataclass
+class LensResult:
+    labels: list[str]         # one per layer boundary: "embed", "block 0", ...
+    top_ids: torch.Tensor     # (L+1, T) most likely next token at each depth and position
+    top_probs: torch.Tensor   # (L+1, T) its probability
+    target_probs: torch.Tensor | None  # (L+1, T) probability of the token that actually follows (None at T-1)
+    probs: torch.Tensor       # (L+1, T, V) full distributions (small models: fine to keep)
+
+
+@torch.no_grad()
+def logit_lens(model: GPT, ids, interventions=None) -> LensResult:
+    """ids (T,) or (1, T) -> the lens over every layer boundary and position."""
+    ids = check_ids(model, ids)
+    if ids.size(0) != 1:
+        raise ValueError("the logit lens takes one sequence at a time")
+    points = residual_names(model)
+    trace = Trace({name for _, name in points}, interventions)
+    model(ids, trace=trace)
+    resid = torch.stack([trace.acts[name][0] for _, name in points])  # (L+1, T, C)
+    # the model's own final LayerNorm and unembedding, called as plain functions (nothing is mutated)
+    logits = model.lm_head(model.ln_f(resid.to(model.lm_head.weight.dtype))).float()  # (L+1, T, V)
+    probs = F.softmax(logits, dim=-1)
+    top_probs, top_ids = probs.max(-1)
+    T = ids.size(1)
+    target = torch.full((len(points), T), float("nan"))
+    if T > 1:
+        next_ids = ids[0, 1:]  # (T-1,)
+        target[:, :-1] = probs[:, torch.arange(T - 1), next_ids]
+    return LensResult([label for label, _ in points], top_ids, top_probs, target, probs)
+
+
+def lens_column(result: LensResult, position: int, k: int = 5) -> list[list[tuple[int, float]]]:
+    """For one position: per layer boundary, the top-k (token id, probability)."""
+    if not 0 <= position < result.top_ids.size(1):
+        raise ValueError(f"position {position} is outside 0..{result.top_ids.size(1) - 1}")
+    top = torch.topk(result.probs[:, position], min(k, result.probs.size(-1)), dim=-1)
+    return [list(zip(i.tolist(), p.tolist())) for i, p in zip(top.indices, top.values)]
