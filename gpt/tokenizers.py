@@ -268,14 +268,23 @@ class BPETokenizer:
 
     # ---- GPT-2's files ----
     @classmethod
-    def from_gpt2_files(cls, vocab_json: str | Path, merges_txt: str | Path) -> "BPETokenizer":
-        """Read GPT-2's vocab.json (token string -> id) and merges.txt (ranked pairs)."""
+    def from_gpt2_files(cls, vocab_json: str | Path, merges_txt: str | Path,
+                        special_tokens=("<|endoftext|>",)) -> "BPETokenizer":
+        """Read GPT-2's vocab.json (token string -> id) and merges.txt (ranked pairs).
+
+        special_tokens: entries of vocab.json kept whole in text (GPT-2's <|endoftext|>); any entry outside the
+        byte alphabet is special too."""
         byte_of = {c: b for b, c in _bytes_to_unicode().items()}
         encoder = json.loads(Path(vocab_json).read_text(encoding="utf-8"))
+        if not isinstance(encoder, dict) or not encoder or not all(
+                isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in encoder.values()):
+            raise TokenizerError("vocab.json must map token strings to non-negative integer ids")
         vocab: list[bytes | None] = [None] * (max(encoder.values()) + 1)
         special = {}
         for token, i in encoder.items():
-            if all(c in byte_of for c in token):
+            if vocab[i] is not None:
+                raise TokenizerError(f"vocab.json gives id {i} to two tokens")
+            if token not in special_tokens and all(c in byte_of for c in token):
                 vocab[i] = bytes(byte_of[c] for c in token)
             else:
                 special[token] = i
@@ -283,11 +292,14 @@ class BPETokenizer:
         if any(v is None for v in vocab):
             raise TokenizerError("vocab.json has gaps in its token ids")
         merges = []
-        for line in Path(merges_txt).read_text(encoding="utf-8").splitlines():
-            if not line or line.startswith("#version"):
+        for n, line in enumerate(Path(merges_txt).read_text(encoding="utf-8").splitlines(), 1):
+            if not line.strip() or line.startswith("#version"):
                 continue
-            left, right = line.split(" ")
-            merges.append((encoder[left], encoder[right], encoder[left + right]))
+            parts = line.split(" ")
+            if len(parts) != 2 or any(t not in encoder for t in (*parts, parts[0] + parts[1])):
+                raise TokenizerError(f"merges.txt line {n} ({line[:40]!r}) is not a pair of known tokens "
+                                     "whose join is also in vocab.json")
+            merges.append((encoder[parts[0]], encoder[parts[1]], encoder[parts[0] + parts[1]]))
         return cls(vocab, merges, GPT2_PATTERN, special)
 
     def to_gpt2_vocab(self) -> tuple[dict[str, int], list[str]]:
@@ -296,7 +308,11 @@ class BPETokenizer:
         special_ids = set(self.special_tokens.values())
         encoder = {}
         for i, b in enumerate(self.vocab_bytes):
-            encoder[b.decode("utf-8") if i in special_ids else "".join(char_of[x] for x in b)] = i
+            key = b.decode("utf-8") if i in special_ids else "".join(char_of[x] for x in b)
+            if key in encoder:  # GPT-2's format names tokens by their text, so each text must be unique
+                raise TokenizerError(f"tokens {encoder[key]} and {i} have the same bytes {b!r}; GPT-2's "
+                                     "vocab.json cannot hold both")
+            encoder[key] = i
         to_str = {i: s for s, i in encoder.items()}
         merges = [f"{to_str[a]} {to_str[b]}" for a, b, _ in self.merge_list]
         return encoder, merges
