@@ -92,9 +92,13 @@ def load_corpus(spec: str) -> tuple[str, str]:
     path = Path(spec)
     if not path.is_file():
         raise CorpusError(f"corpus {spec!r} is neither a built-in ({', '.join(BUILTIN_CORPORA)}) nor a file")
-    if path.stat().st_size > MAX_CORPUS_BYTES:
-        raise CorpusError(f"{path.name} is larger than {MAX_CORPUS_BYTES // 2**20} MB")
-    return decode_bytes(path.read_bytes(), path.name), str(path)
+    try:
+        if path.stat().st_size > MAX_CORPUS_BYTES:
+            raise CorpusError(f"{path.name} is larger than {MAX_CORPUS_BYTES // 2**20} MB")
+        data = path.read_bytes()
+    except OSError as e:  # unreadable (permissions, a vanished file): a message, not a traceback
+        raise CorpusError(f"cannot read corpus {spec!r}: {e.strerror or e}") from e
+    return decode_bytes(data, path.name), str(path)
 
 
 @dataclass

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_model, save_model
+from safetensors.torch import load_model, save_file, save_model
 
 from .config import ConfigError, GPTConfig, TrainConfig
 from .model import GPT
@@ -63,6 +63,14 @@ def _tmp_for(path: Path) -> Path:
     return path.with_name(f"{TMP_PREFIX}{path.name}.{os.getpid()}")
 
 
+def _test_pause() -> None:
+    """Test hook: GPT_EXPLORER_TEST_SAVE_PAUSE=seconds sleeps between writing a weights temp file and renaming
+    it, so tests/test_reliability.py can kill -9 the trainer inside that window deterministically."""
+    pause = os.environ.get("GPT_EXPLORER_TEST_SAVE_PAUSE")
+    if pause:
+        time.sleep(float(pause))
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     path = Path(path)
     tmp = _tmp_for(path)
@@ -90,10 +98,38 @@ def atomic_save_model(model: torch.nn.Module, path: str | Path, metadata: dict[s
     tmp = _tmp_for(path)
     try:
         save_model(model, str(tmp), metadata=metadata)  # handles tied weights
+        _test_pause()
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def atomic_save_file(tensors: dict[str, torch.Tensor], path: str | Path, metadata: dict[str, str]) -> None:
+    """safetensors save_file to a temporary name, then rename: readers see the old file or the new one."""
+    path = Path(path)
+    tmp = _tmp_for(path)
+    try:
+        save_file(tensors, str(tmp), metadata=metadata)
+        _test_pause()
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _writer_alive(tmp: Path) -> bool:
+    """True when the temp file's writer (the pid suffix) is another live process, e.g. the UI writing status."""
+    pid = tmp.name.rsplit(".", 1)[-1]
+    if not pid.isdigit() or int(pid) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)
+        return True
+    except PermissionError:
+        return True
+    except OSError:
+        return False
 
 
 def remove_stale_temp_files(run_dir: str | Path) -> int:
@@ -102,6 +138,8 @@ def remove_stale_temp_files(run_dir: str | Path) -> int:
     for folder in (Path(run_dir), Path(run_dir) / SNAPSHOTS):
         if folder.is_dir():
             for p in folder.glob(TMP_PREFIX + "*"):
+                if _writer_alive(p):
+                    continue
                 p.unlink(missing_ok=True)
                 removed += 1
     return removed
