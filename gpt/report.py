@@ -1,0 +1,141 @@
+"""A self-contained static HTML report of one run: opens with no network (plotly's JS is embedded, no CDN).
+
+Sections: the configuration, loss curves, an attention overview (every layer x head on one short text),
+head-detector scores (gpt/detectors.py) and the samples written at evaluations. Text from the run is
+HTML-escaped; the figures are plotly JSON rendered by the embedded plotly.js.
+"""
+from __future__ import annotations
+
+import html
+from pathlib import Path
+
+import torch
+
+from . import runs
+from .config import GPTConfig
+
+MAX_ATTENTION_TOKENS = 32  # the overview is L x H small multiples: keep each one small
+
+
+def loss_figure(metrics: list[dict]):
+    import plotly.graph_objects as go
+    fig = go.Figure()
+    for key, label in (("train_loss", "train (batch)"), ("eval_train_loss", "train (eval)"), ("val_loss", "val")):
+        rows = [r for r in metrics if isinstance(r.get(key), (int, float)) and isinstance(r.get("step"), int)]
+        if rows:
+            fig.add_scatter(x=[r["step"] for r in rows], y=[r[key] for r in rows], name=label,
+                            mode="lines" if key == "train_loss" else "lines+markers")
+    fig.update_layout(title="Loss", xaxis_title="step", yaxis_title="cross-entropy (nats/token)", height=380,
+                      margin=dict(l=50, r=20, t=50, b=40))
+    return fig
+
+
+def attention_text(run_dir: Path, tokenizer, block_size: int) -> str:
+    """A short text to show attention on: the start of the latest sample, else a fixed phrase."""
+    samples = runs.read_jsonl(run_dir / runs.SAMPLES)
+    text = next((s["text"] for s in reversed(samples) if isinstance(s.get("text"), str) and s["text"]), "")
+    if not text or tokenizer.unknown_chars(text):
+        text = "".join(c for c in "To be, or not to be: that is the question." if not tokenizer.unknown_chars(c))
+    ids = tokenizer.encode(text)[:min(MAX_ATTENTION_TOKENS, block_size)]
+    return tokenizer.decode(ids)
+
+
+def attention_figure(model, tokenizer, text: str):
+    """Layer x head small multiples of attention weights on `text`."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+    from .detectors import attention_patterns
+    ids = tokenizer.encode(text)
+    patterns = attention_patterns(model, torch.tensor([ids]))[0]  # (L, H, T, T)
+    L, H = patterns.shape[:2]
+    labels = [tokenizer.token_str(i) for i in ids]
+    fig = make_subplots(rows=L, cols=H, subplot_titles=[f"L{layer}H{head}" for layer in range(L) for head in range(H)],
+                        horizontal_spacing=0.02, vertical_spacing=0.04 if L > 1 else 0.1)
+    for layer in range(L):
+        for head in range(H):
+            fig.add_trace(go.Heatmap(z=patterns[layer, head].numpy().round(3), x=labels, y=labels, zmin=0, zmax=1,
+                                     colorscale="Blues", showscale=False,
+                                     hovertemplate="query %{y}<br>key %{x}<br>weight %{z}<extra></extra>"),
+                          row=layer + 1, col=head + 1)
+    fig.update_xaxes(showticklabels=False)
+    fig.update_yaxes(showticklabels=False, autorange="reversed")
+    fig.update_layout(title=f"Attention on {len(ids)} tokens (rows: layers, columns: heads; hover for tokens)",
+                      height=max(300, 130 * L + 80), margin=dict(l=20, r=20, t=80, b=20))
+    return fig
+
+
+def head_score_figure(model):
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+    from .detectors import DETECTORS, LABELS, head_scores
+    scores = head_scores(model)
+    fig = make_subplots(rows=1, cols=len(DETECTORS), subplot_titles=[LABELS[d] for d in DETECTORS])
+    for d, name in enumerate(DETECTORS):
+        z = scores.scores[d].numpy().round(3)
+        fig.add_trace(go.Heatmap(z=z, zmin=0, zmax=1, colorscale="Viridis", showscale=(d == 0), text=z,
+                                 texttemplate="%{text:.2f}", hovertemplate="L%{y}H%{x}: %{z}<extra></extra>"),
+                      row=1, col=d + 1)
+    fig.update_xaxes(title_text="head", dtick=1)
+    fig.update_yaxes(title_text="layer", dtick=1, autorange="reversed")
+    fig.update_layout(title=f"Head scores on repeated random tokens (in-context gain "
+                            f"{scores.in_context_gain:.2f} nats/token)", height=320 + 20 * model.config.n_layer,
+                      margin=dict(l=50, r=20, t=80, b=40))
+    return fig
+
+
+def _config_table(cfg: GPTConfig, extra: dict, step: int) -> str:
+    from .model import count_params
+    rows = {"step": step, "parameters": f"{count_params(cfg):,}", **cfg.to_dict(),
+            "tokenizer": extra.get("tokenizer"), "corpus": extra.get("corpus")}
+    cells = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>" for k, v in rows.items())
+    return f"<table>{cells}</table>"
+
+
+def script_json(fig) -> str:
+    """Figure JSON safe inside <script>: token text such as '</script>' cannot end the element."""
+    return fig.to_json().replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+def report_html(run_dir: str | Path, max_samples: int = 5) -> str:
+    """The whole report as one HTML string (several MB: plotly.js is inside)."""
+    import plotly.offline
+    run_dir = Path(run_dir)
+    run = runs.load_run(run_dir)
+    metrics = runs.read_jsonl(run_dir / runs.METRICS)
+    samples = runs.read_jsonl(run_dir / runs.SAMPLES)[-max_samples:]
+    figures = [loss_figure(metrics)]
+    notes = []
+    if run.config.has_attention:
+        text = attention_text(run_dir, run.tokenizer, run.config.block_size)
+        if text:
+            figures.append(attention_figure(run.model, run.tokenizer, text))
+        try:
+            figures.append(head_score_figure(run.model))
+        except ValueError as e:  # e.g. a vocabulary too small for the probe
+            notes.append(f"head scores unavailable: {e}")
+    else:
+        notes.append("a bigram model has no attention heads")
+    divs = "\n".join(f'<div class="fig" id="fig{i}"></div>' for i in range(len(figures)))
+    plots = "\n".join(f"var f{i} = {script_json(fig)}; Plotly.newPlot('fig{i}', f{i}.data, f{i}.layout);"
+                      for i, fig in enumerate(figures))
+    sample_html = "".join(f"<h3>step {html.escape(str(s.get('step')))}</h3><pre>{html.escape(str(s.get('text')))}</pre>"
+                          for s in samples) or "<p>No samples were written.</p>"
+    note_html = "".join(f"<p><em>{html.escape(n)}</em></p>" for n in notes)
+    title = html.escape(run_dir.resolve().name)
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>GPT Explorer report: {title}</title>
+<meta http-equiv="Content-Security-Policy" content="default-src 'none'; script-src 'unsafe-inline' 'unsafe-eval'; style-src 'unsafe-inline'; img-src data:">
+<style>body{{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em}}
+table{{border-collapse:collapse}}th,td{{border:1px solid #ccc;padding:2px 8px;text-align:left}}
+pre{{white-space:pre-wrap;background:#f6f6f6;padding:8px}}</style>
+<script>{plotly.offline.get_plotlyjs()}</script></head>
+<body><h1>{title}</h1><h2>Configuration</h2>{_config_table(run.config, run.extra, run.step)}
+<h2>Figures</h2>{note_html}{divs}<h2>Samples</h2>{sample_html}
+<script>{plots}</script></body></html>
+"""
+
+
+def write_report(run_dir: str | Path, out: str | Path) -> Path:
+    out = Path(out)
+    runs.atomic_write_text(out, report_html(run_dir))
+    return out
