@@ -1,21 +1,86 @@
-"""GPT Explorer entry point: `streamlit run explorer/app.py` (early version: pick a run, generate)."""
+"""GPT Explorer entry point: `streamlit run explorer/app.py` (or ./scripts/app).
+
+Builds the navigation, the sidebar model picker and the live training-status line shown on every page.
+Pages live in explorer/pages/; issue-4 views plug into "Look deeper" simply by existing.
+"""
 import sys
 from pathlib import Path
 
 import streamlit as st
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from gpt.generate import generate_text  # noqa: E402
-from gpt.runs import list_runs, load_run  # noqa: E402
+from explorer import jobs  # noqa: E402
+from explorer.common import (RUN_KEY, all_runs, apply_pending_selection, default_run_name,  # noqa: E402
+                             limit_threads, run_label)
 
-st.set_page_config(page_title="GPT Explorer", layout="wide")
-runs = list_runs()
-if not runs:
-    st.info("No runs in checkpoints/ yet. Train one with `python -m gpt.train`.")
-    st.stop()
-choice = st.sidebar.selectbox("Model", [r.name for r in runs])
-run = load_run(runs[[r.name for r in runs].index(choice)].path)
-st.title("GPT Explorer")
-prompt = st.text_input("Prompt", "ROMEO:")
-if st.button("Generate") and prompt:
-    st.code(prompt + generate_text(run.model, run.tokenizer, prompt, max_new_tokens=200, temperature=0.8, seed=1))
+PAGES = Path(__file__).resolve().parent / "pages"
+CORE = [("train", "Train", ":material/model_training:"), ("tokenizer", "Tokenizer", ":material/abc:"),
+        ("embeddings", "Embeddings", ":material/scatter_plot:"), ("attention", "Attention", ":material/grid_on:"),
+        ("generate", "Generate", ":material/edit_note:"), ("runs", "Runs", ":material/folder_open:")]
+LOOK_DEEPER = [("heads", "Heads & detectors", ":material/psychology:"),
+               ("time_machine", "Time machine", ":material/history:"),
+               ("logit_lens", "Logit lens", ":material/layers:"),
+               ("ablation", "Ablation", ":material/content_cut:"),
+               ("token_loss", "Per-token loss", ":material/text_fields:"),
+               ("experiments", "Guided experiments", ":material/science:"),
+               ("run_diff", "Run diff", ":material/compare:")]
+
+
+def pages(spec):
+    return [st.Page(str(PAGES / f"{stem}.py"), title=title, icon=icon, url_path=stem)
+            for stem, title, icon in spec if (PAGES / f"{stem}.py").exists()]
+
+
+def model_picker() -> None:
+    runs = all_runs()
+    if not runs:
+        st.sidebar.info("No models yet: train one on the Train page.")
+        return
+    names = [r.name for r in runs]
+    apply_pending_selection(names)
+    if st.session_state.get(RUN_KEY) not in names:
+        st.session_state[RUN_KEY] = default_run_name(runs)
+    by_name = {r.name: r for r in runs}
+    st.sidebar.selectbox("Model", names, key=RUN_KEY, format_func=lambda n: run_label(by_name[n]),
+                         help="Run folders under checkpoints/, most recently active first. A run still "
+                              "training is shown at its latest checkpoint.")
+    info = by_name[st.session_state[RUN_KEY]]
+    val = f", best val {info.best_val:.3f}" if info.best_val is not None else ""
+    st.sidebar.caption(f"{info.arch} · {info.params:,} parameters · step {info.step:,}/{info.max_iters:,}{val}")
+
+
+def status_line() -> None:
+    live = jobs.live_jobs()
+
+    @st.fragment(run_every=1.0 if live else None)
+    def _status():
+        now_live = jobs.live_jobs()
+        if not now_live:
+            if live:   # a job just ended: rerun everything so the picker and the timer update
+                st.rerun(scope="app")
+            st.caption("No training running.")
+            return
+        for name, state in now_live:
+            if state.state == "running" and state.max_iters:
+                loss = f" · loss {state.loss:.3f}" if isinstance(state.loss, (int, float)) else ""
+                st.progress(min(1.0, state.step / state.max_iters),
+                            text=f"**{name}** · step {state.step:,}/{state.max_iters:,}{loss} · "
+                                 f"ETA {jobs.format_eta(state.eta_s)}")
+            else:
+                st.caption(f"**{name}** · {state.state}")
+
+    with st.sidebar:
+        st.markdown("**Training**")
+        _status()
+
+
+st.set_page_config(page_title="GPT Explorer", page_icon=":material/neurology:", layout="wide")
+limit_threads()
+sections = {"Explore": pages(CORE)}
+deeper = pages(LOOK_DEEPER)
+if deeper:
+    sections["Look deeper"] = deeper
+navigation = st.navigation(sections, expanded=True)
+model_picker()
+status_line()
+navigation.run()

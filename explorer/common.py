@@ -159,3 +159,28 @@ def prob_color(p: float) -> str:
     p = min(max(float(p), 0.0), 1.0)
     hue = int(120 * p)
     return f"hsl({hue}, 75%, 80%)"
+
+
+# ---- sidebar selection ----
+_PENDING_KEY = "_pending_run_selection"
+
+
+def select_run(name: str) -> None:
+    """Ask the sidebar picker to switch to `name` on the next rerun (once the run folder is listed)."""
+    st.session_state[_PENDING_KEY] = name
+
+
+def apply_pending_selection(names: list[str]) -> None:
+    """Called by app.py before drawing the picker: apply a selection requested by a page."""
+    pending = st.session_state.get(_PENDING_KEY)
+    if pending and pending in names:
+        st.session_state[RUN_KEY] = pending
+        del st.session_state[_PENDING_KEY]
+
+
+def run_label(info: RunInfo) -> str:
+    """One line for the model picker: name, arch, size, progress, best val loss, live state."""
+    params = f"{info.params / 1e6:.1f}M" if info.params >= 1e5 else f"{info.params / 1e3:.0f}k"
+    val = f" · val {info.best_val:.2f}" if info.best_val is not None else ""
+    state = f" · {info.state}" if info.state in ("running", "orphaned", "failed") else ""
+    return f"{info.name} · {info.arch} {params} · {info.step}/{info.max_iters}{val}{state}"

@@ -3,8 +3,10 @@ import streamlit as st
 
 from explorer.charts_insight import attention_map, detector_heatmaps
 from explorer.common import cached_run, selected_run, visible
+from gpt.data import CorpusError
 from gpt.detectors import (DETECTORS, LABELS, attention_patterns, describe_heads, head_scores, probe_for,
-                           repeated_random_tokens)
+                           repeated_passage, repeated_random_tokens)
+from gpt.token_loss import validation_ids
 
 run = selected_run()
 cfg = run.config
@@ -17,14 +19,29 @@ st.caption(f"Model **{run.path.name}** at step {run.step:,}: {cfg.n_layer} layer
 
 
 @st.cache_data(max_entries=16, show_spinner="Scoring every head...")
-def scores_for(path: str, step: int, seed: int):
+def scores_for(path: str, step: int, seed: int, real_text: bool):
     loaded = cached_run(path)  # the model is only read; the capture lives in this call
-    result = head_scores(loaded.model, probe_for(loaded.model, seed=seed))
+    if real_text:
+        val = validation_ids(loaded)
+        half = max(2, min(64, loaded.config.block_size // 2))
+        start = (seed * 997) % max(1, len(val) - half)
+        probe = repeated_passage(val[start:start + half], half)
+    else:
+        probe = probe_for(loaded.model, seed=seed)
+    result = head_scores(loaded.model, probe)
     return result.scores, result.in_context_gain
 
 
-seed = st.sidebar.number_input("Probe seed", 0, 10_000, 0, help="Which random sequence the detectors use")
-scores, gain = scores_for(str(run.path), run.step, int(seed))
+c1, c2 = st.columns([3, 1])
+kind = c1.radio("Probe", ["repeated random tokens", "repeated validation text"], horizontal=True,
+                help="Induction is defined on random tokens (nothing but copying can predict them); a small "
+                     "character model may only show its induction heads on text like what it was trained on.")
+seed = c2.number_input("Probe seed", 0, 10_000, 0, help="Which random sequence (or passage) the detectors use")
+try:
+    scores, gain = scores_for(str(run.path), run.step, int(seed), kind != "repeated random tokens")
+except (CorpusError, ValueError) as e:
+    st.error(f"Cannot build that probe: {e}")
+    st.stop()
 threshold = st.slider("Name a head when its score is at least", 0.1, 0.9, 0.4, 0.05)
 found = describe_heads(scores, threshold)
 if found:
@@ -33,7 +50,7 @@ else:
     st.markdown(f"**No head scores {threshold:.2f} or more on any detector** (early in training that is normal).")
 st.plotly_chart(detector_heatmaps(scores), key="detector_grid")
 st.caption(
-    "Probe: a random token sequence followed by itself, filling the context. **previous-token**: weight on the "
+    f"Probe: {kind} (a sequence followed by itself), filling the context. **previous-token**: weight on the "
     "token just before. **first-token (sink)**: weight on position 0 (often a head's way of doing nothing). "
     "**duplicate-token**: weight on earlier copies of the current token. **induction**: weight on the token "
     "that *followed* an earlier copy of the current token — the move that lets a model continue a pattern it "

@@ -1,0 +1,289 @@
+"""Training jobs as OS processes: start, stop, resume, chain (the ladder), and read their progress.
+
+A job is `python -m gpt.train ...` started in its own session, so reruns, page switches, browser reloads and
+even an app restart never kill it. Its state lives in the run folder (status.json, metrics.jsonl, train.log),
+so any session re-attaches by reading files. Nothing here imports streamlit.
+"""
+from __future__ import annotations
+
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from gpt import runs
+from gpt.data import decode_bytes
+
+ROOT = Path(__file__).resolve().parent.parent
+LOG = "train.log"
+USER_CORPUS = "corpus.txt"
+LIVE_STATES = ("queued", "starting", "running")
+_children: dict[int, subprocess.Popen] = {}   # processes this server started; polled so none stays a zombie
+
+
+class JobError(ValueError):
+    """A job that cannot be started or stopped; the message says why."""
+
+
+def max_concurrent_jobs() -> int:
+    """Training jobs allowed at once: env GPT_EXPLORER_MAX_JOBS, else one per two cores (at least one)."""
+    env = os.environ.get("GPT_EXPLORER_MAX_JOBS")
+    if env and env.isdigit() and int(env) > 0:
+        return int(env)
+    return max(1, (os.cpu_count() or 1) // 2)
+
+
+def _reap() -> None:
+    for pid, proc in list(_children.items()):
+        if proc.poll() is not None:
+            del _children[pid]
+
+
+def _alive(pid) -> bool:
+    _reap()
+    return runs.pid_is_trainer(pid)
+
+
+# ---- state ----
+@dataclass
+class JobState:
+    state: str            # queued, starting, running, finished, stopped, failed, cancelled, orphaned, unknown
+    step: int
+    max_iters: int
+    loss: float | None
+    eta_s: float | None
+    error: str | None
+
+    @property
+    def live(self) -> bool:
+        return self.state in LIVE_STATES
+
+
+def log_tail(run_dir: Path, n_chars: int = 1500) -> str:
+    try:
+        data = (Path(run_dir) / LOG).read_bytes()[-n_chars:]
+    except OSError:
+        return ""
+    return data.decode("utf-8", errors="replace").strip()
+
+
+def job_state(run_dir: str | Path) -> JobState:
+    """The run's state from status.json, checked against the process table."""
+    run_dir = Path(run_dir)
+    status = runs.read_status(run_dir)
+    state = status.get("state", "unknown")
+    error = status.get("error")
+    if state == "running" and not _alive(status.get("pid")):
+        state = "orphaned"
+        error = error or ("the training process ended without a final status (killed?); "
+                          "Resume continues from its last checkpoint")
+    elif state == "starting" and not _alive(status.get("pid")):
+        state = "failed"
+        error = error or _startup_error(run_dir)
+    elif state == "queued" and not _alive(status.get("chain_pid")):
+        state = "cancelled"
+    return JobState(state, int(status.get("step") or 0), int(status.get("max_iters") or 0),
+                    status.get("loss"), status.get("eta_s"), error)
+
+
+def _startup_error(run_dir: Path) -> str:
+    lines = [line for line in log_tail(run_dir).splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("error:")]
+    return (errors[-1][len("error:"):].strip() if errors else (lines[-1] if lines else
+            "the trainer exited before it started; see train.log"))
+
+
+def live_jobs(root: str | Path | None = None) -> list[tuple[str, JobState]]:
+    """(run name, state) of every queued, starting or running job under the checkpoints root."""
+    root = Path(root or runs.checkpoints_root())
+    if not root.is_dir():
+        return []
+    found = []
+    for folder in sorted(root.iterdir()):
+        if folder.is_dir() and (folder / runs.STATUS).exists():
+            st = job_state(folder)
+            if st.live:
+                found.append((folder.name, st))
+    return found
+
+
+def busy_message(root: str | Path | None = None) -> str | None:
+    """Why a new job cannot start now, or None when it can."""
+    active = [(n, s) for n, s in live_jobs(root) if s.state != "queued"]
+    limit = max_concurrent_jobs()
+    if len(active) >= limit:
+        names = ", ".join(n for n, _ in active)
+        return (f"Busy: {len(active)} training job(s) already running ({names}); this machine allows {limit} at "
+                f"a time so training gets the CPU. Stop it or wait for it to finish.")
+    return None
+
+
+# ---- commands ----
+def train_command(out: Path, options: dict) -> list[str]:
+    """`python -m gpt.train --out OUT --key value ...`; True flags become bare switches, None is skipped."""
+    cmd = [sys.executable, "-m", "gpt.train", "--out", str(out), "--quiet"]
+    for key, value in options.items():
+        if value is None or value is False:
+            continue
+        flag = "--" + key.replace("_", "-")
+        cmd += [flag] if value is True else [flag, str(value)]
+    return cmd
+
+
+def new_run_dir(name: str, root: str | Path | None = None) -> Path:
+    """A fresh folder for a run name; refuses names that are taken."""
+    path = runs.run_path(name, root or runs.checkpoints_root())
+    if path.exists() and any(path.iterdir()):
+        raise JobError(f"a run named {path.name!r} already exists; pick another name or delete it on Runs")
+    return path
+
+
+def _spawn(cmd: list[str], log_dir: Path) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    with open(log_dir / LOG, "ab") as log:
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True)  # own session: outlives the UI
+    _children[proc.pid] = proc
+    return proc
+
+
+def start_job(name: str, options: dict, corpus_bytes: bytes | None = None,
+              root: str | Path | None = None) -> Path:
+    """Start training a new run. corpus_bytes (uploaded or pasted text) is checked and saved into the run
+    folder first; otherwise options['corpus'] names a built-in corpus. Returns the run folder."""
+    busy = busy_message(root)
+    if busy:
+        raise JobError(busy)
+    out = new_run_dir(name, root)
+    options = dict(options)
+    if corpus_bytes is not None:
+        text = decode_bytes(corpus_bytes, "the uploaded text")  # CorpusError explains what is wrong
+        out.mkdir(parents=True, exist_ok=True)
+        runs.atomic_write_text(out / USER_CORPUS, text)
+        options["corpus"] = str(out / USER_CORPUS)
+    if not options.get("corpus"):
+        raise JobError("choose a corpus: a built-in one, an uploaded .txt file or pasted text")
+    out.mkdir(parents=True, exist_ok=True)
+    return _launch(out, train_command(out, options), options.get("max_iters"))
+
+
+def _launch(out: Path, cmd: list[str], max_iters) -> Path:
+    runs.write_status(out, state="starting", pid=None, step=0, max_iters=max_iters or 0, error=None,
+                      loss=None, eta_s=None)
+    proc = _spawn(cmd, out)
+    if runs.read_status(out).get("state") == "starting":  # the trainer may already have taken over
+        runs.write_status(out, pid=proc.pid)
+    return out
+
+
+def resume_job(run_dir: str | Path, max_iters: int | None = None) -> Path:
+    """Continue a stopped (or orphaned) run from its last checkpoint, exactly."""
+    run_dir = Path(run_dir)
+    state = job_state(run_dir)
+    if state.live:
+        raise JobError(f"{run_dir.name} is already {state.state}")
+    if not (run_dir / runs.RESUME).exists():
+        raise JobError(f"{run_dir.name} has no checkpoint to resume from (resume.safetensors)")
+    busy = busy_message(run_dir.parent)
+    if busy:
+        raise JobError(busy)
+    options = {"resume": True, "max_iters": max_iters}
+    return _launch(run_dir, train_command(run_dir, options), max_iters or state.max_iters)
+
+
+def start_chain(jobs: list[tuple[str, dict]], corpus_bytes: bytes | None = None,
+                root: str | Path | None = None) -> list[Path]:
+    """Train several runs one after another (the ladder) in one background shell; returns their folders."""
+    busy = busy_message(root)
+    if busy:
+        raise JobError(busy)
+    outs = [new_run_dir(name, root) for name, _ in jobs]
+    if len(set(outs)) != len(outs):
+        raise JobError("the chained runs need distinct names")
+    jobs = [(name, dict(opts)) for name, opts in jobs]
+    if corpus_bytes is not None:
+        text = decode_bytes(corpus_bytes, "the uploaded text")
+        for out, (_, opts) in zip(outs, jobs):
+            out.mkdir(parents=True, exist_ok=True)
+            runs.atomic_write_text(out / USER_CORPUS, text)
+            opts["corpus"] = str(out / USER_CORPUS)
+    if not all(opts.get("corpus") for _, opts in jobs):
+        raise JobError("choose a corpus: a built-in one, an uploaded .txt file or pasted text")
+    script = " && ".join(f"{shlex.join(train_command(out, opts))} >> {shlex.quote(str(out / LOG))} 2>&1"
+                         for out, (_, opts) in zip(outs, jobs))
+    for out, (_, opts) in zip(outs, jobs):
+        out.mkdir(parents=True, exist_ok=True)
+        runs.write_status(out, state="queued", chain_pid=None, pid=None, step=0,
+                          max_iters=opts.get("max_iters") or 0, error=None)
+    # the shell's own command line names gpt.train, so pid checks treat it as a trainer process
+    proc = _spawn(["/bin/sh", "-c", script], outs[0])
+    for out in outs:
+        runs.write_status(out, chain_pid=proc.pid)
+    return outs
+
+
+def stop_job(run_dir: str | Path) -> bool:
+    """Ask the run's trainer to checkpoint and exit (SIGTERM); a chain stops after it. False if not running."""
+    status = runs.read_status(run_dir)
+    stopped = False
+    chain = status.get("chain_pid")
+    if _alive(chain):
+        os.kill(chain, signal.SIGTERM)  # first the chain, so it starts nothing new
+        stopped = True
+    pid = status.get("pid")
+    if _alive(pid):
+        os.kill(pid, signal.SIGTERM)
+        stopped = True
+    if status.get("state") in ("queued", "starting") and not _alive(pid):
+        runs.write_status(run_dir, state="cancelled")
+    return stopped
+
+
+def wait_until_done(run_dir: str | Path, timeout: float = 120.0, poll: float = 0.2) -> JobState:
+    """Block until the job leaves the live states (used by tests and scripts)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        state = job_state(run_dir)
+        if not state.live or time.monotonic() > deadline:
+            return state
+        time.sleep(poll)
+
+
+# ---- progress ----
+def read_metrics(run_dir: str | Path) -> list[dict]:
+    return runs.read_jsonl(Path(run_dir) / runs.METRICS)
+
+
+def latest_sample(run_dir: str | Path) -> dict | None:
+    rows = runs.read_jsonl(Path(run_dir) / runs.SAMPLES)
+    return rows[-1] if rows else None
+
+
+def format_eta(seconds) -> str:
+    if not isinstance(seconds, (int, float)) or seconds != seconds or seconds < 0:
+        return "—"
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m {seconds % 60:02d}s"
+    return f"{seconds // 3600}h {seconds % 3600 // 60:02d}m"
+
+
+# ---- deleting ----
+def delete_run(name: str, root: str | Path | None = None, protected: tuple[str, ...] = ()) -> None:
+    """Remove a run folder (never a live one, never one outside the checkpoints root)."""
+    import shutil
+    path = runs.run_path(name, root or runs.checkpoints_root())
+    if path.name in protected:
+        raise JobError(f"{path.name} ships with the app and is not deleted from here")
+    if not path.is_dir():
+        raise JobError(f"there is no run named {name!r}")
+    state = job_state(path)
+    if state.live:
+        raise JobError(f"{path.name} is {state.state}; stop it before deleting it")
+    shutil.rmtree(path)

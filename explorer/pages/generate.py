@@ -1,0 +1,81 @@
+"""Generate: sample from the selected model token by token, colour each token by how expected it was."""
+import time
+
+import streamlit as st
+
+from explorer.charts import token_bars
+from explorer.common import chips_html, default_prompt, encode_or_explain, prob_color, selected_run
+from gpt.generate import GenerationError, stream_text
+from gpt.inspect import next_token_distribution, top_k
+
+run = selected_run()
+tok = run.tokenizer
+st.title("Generate")
+st.caption(f"Model **{run.path.name}** at step {run.step:,}. The model predicts one token at a time; sampling "
+           "picks from its distribution after temperature, top-k and top-p reshape it.")
+
+prompt = st.text_area("Prompt", default_prompt(run, max_tokens=min(24, run.config.block_size)), height=90,
+                      key=f"gen_prompt_{run.path.name}")
+c1, c2, c3, c4, c5, c6 = st.columns(6)
+max_new = c1.number_input("Max new tokens", 1, 2000, 200, step=50)
+temperature = c2.slider("Temperature", 0.1, 2.0, 0.8, 0.05, help="Below 1 sharpens, above 1 flattens.")
+k = c3.number_input("Top-k (0 = off)", 0, tok.vocab_size, 0 if tok.vocab_size < 100 else 50)
+top_p = c4.slider("Top-p", 0.05, 1.0, 1.0, 0.05, help="Keep the smallest set of tokens holding this much "
+                                                   "probability (1 = off).")
+seed = c5.number_input("Seed", 0, 2**31 - 1, 1)
+greedy = c6.checkbox("Greedy", help="Always take the most likely token (ignores the sampling settings).")
+
+ids = encode_or_explain(run, prompt)
+if ids is None:
+    st.stop()
+
+left, right = st.columns([3, 2], gap="large")
+with right:
+    probs = next_token_distribution(run.model, ids)
+    top = top_k(probs, 15)
+    st.plotly_chart(token_bars([tok.token_str(i) for i, _ in top], [p for _, p in top],
+                               "Next token after the prompt"), key="next_token_chart")
+    st.caption("The model's probability (temperature 1) for each candidate next token, most likely first.")
+
+with left:
+    result_key = f"gen_result_{run.path.name}"
+    if st.button("Generate", type="primary", icon=":material/play_arrow:"):
+        out = st.empty()
+        steps = []
+        last_draw = 0.0
+        try:
+            for step in stream_text(run.model, tok, prompt, int(max_new), temperature=float(temperature),
+                                    top_k=int(k) or None, top_p=float(top_p) if top_p < 1 else None,
+                                    greedy=greedy, seed=int(seed), alternatives=10):
+                steps.append((step.token_id, step.text, step.prob, step.alternatives))
+                if time.monotonic() - last_draw > 0.05:  # redraw at most 20 times a second
+                    out.markdown(chips_html([(t, f"p={p:.3f}", prob_color(p)) for _, t, p, _ in steps]),
+                                 unsafe_allow_html=True)
+                    last_draw = time.monotonic()
+        except GenerationError as e:
+            st.error(str(e))
+        out.empty()
+        st.session_state[result_key] = {"prompt": prompt, "steps": steps}
+    result = st.session_state.get(result_key)
+    if result and result["steps"]:
+        steps = result["steps"]
+        st.markdown(chips_html([(result["prompt"], "prompt", "#eeeeee")] +
+                               [(t, f"step {n}: p={p:.3f}", prob_color(p)) for n, (_, t, p, _) in enumerate(steps)]),
+                    unsafe_allow_html=True)
+        st.caption("Grey: your prompt. Each generated token is coloured by the probability the model gave it: "
+                   "green = expected, red = a surprising pick. Hover for the value.")
+        mean_p = sum(p for _, _, p, _ in steps) / len(steps)
+        st.caption(f"{len(steps)} tokens · mean probability of the chosen token {mean_p:.2f}")
+        with st.expander("Plain text"):
+            st.code(result["prompt"] + "".join(t for _, t, _, _ in steps), language=None, wrap_lines=True)
+        n = st.slider("Inspect generated token", 0, len(steps) - 1, 0) if len(steps) > 1 else 0
+        token_id, text, p, alts = steps[n]
+        ids_alt = [i for i, _ in alts]
+        st.plotly_chart(token_bars([tok.token_str(i) for i in ids_alt], [q for _, q in alts],
+                                   f"Step {n}: picked {tok.token_str(token_id)!r} (p={p:.3f})",
+                                   chosen=ids_alt.index(token_id) if token_id in ids_alt else None),
+                        key="alternatives_chart")
+        st.caption("The top alternatives the model considered at this step; orange is the token that was sampled "
+                   "(absent when sampling picked something outside the top 10).")
+    else:
+        st.info("Press **Generate** to continue the prompt.")

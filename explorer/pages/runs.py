@@ -1,0 +1,63 @@
+"""Runs: every run folder in a table, overlaid loss curves, and deleting with confirmation."""
+import statistics
+
+import pandas as pd
+import streamlit as st
+
+from explorer import jobs
+from explorer.charts import loss_curves
+from explorer.common import SHIPPED_RUN, all_runs
+
+st.title("Runs")
+runs = all_runs()
+if not runs:
+    st.info("No runs yet. Train one on the **Train** page.")
+    st.stop()
+
+
+def row(info) -> dict:
+    metrics = jobs.read_metrics(info.path)
+    speeds = [r["tokens_per_s"] for r in metrics if isinstance(r.get("tokens_per_s"), (int, float))]
+    elapsed = max((r.get("elapsed_s") or 0 for r in metrics), default=0)
+    m, t = info.config["model"], info.config["train"]
+    return {"run": info.name, "state": info.state, "arch": info.arch, "layers": m.n_layer, "heads": m.n_head,
+            "width": m.n_embd, "block": m.block_size, "params": info.params, "tokenizer": info.config.get("tokenizer"),
+            "vocab": m.vocab_size, "steps": info.step, "of": info.max_iters, "lr": t.lr, "batch": t.batch_size,
+            "best val": info.best_val, "tokens/s": statistics.median(speeds[-20:]) if speeds else None,
+            "wall time": jobs.format_eta(elapsed), "corpus": str(info.config.get("corpus") or "").split("/")[-1]}
+
+
+table = pd.DataFrame([row(r) for r in runs])
+st.dataframe(table, hide_index=True, width="stretch", column_config={
+    "best val": st.column_config.NumberColumn(format="%.3f"),
+    "tokens/s": st.column_config.NumberColumn(format="%.0f"),
+    "params": st.column_config.NumberColumn(format="localized"),
+    "lr": st.column_config.NumberColumn(format="%.0e")})
+st.caption("Every run under checkpoints/, most recently active first: its shape, how far it trained, the best "
+           "validation loss it reached, its median training speed and its training time.")
+
+names = [r.name for r in runs]
+chosen = st.multiselect("Compare loss curves", names, default=names[:min(3, len(names))])
+if chosen:
+    by_name = {r.name: r for r in runs}
+    st.plotly_chart(loss_curves({n: jobs.read_metrics(by_name[n].path) for n in chosen}, "Loss by run"),
+                    key="runs_loss")
+    st.caption("Solid: training loss (noisy, one batch); dashed with dots: validation loss on held-out text. "
+               "Lower is better; a val curve rising while train falls means overfitting.")
+
+st.subheader("Delete a run")
+deletable = [n for n in names if n != SHIPPED_RUN]
+if not deletable:
+    st.caption("Only the shipped model is here; it is not deleted from the app.")
+else:
+    victim = st.selectbox("Run to delete", deletable, index=None, placeholder="choose a run")
+    if victim:
+        sure = st.checkbox(f"Yes, permanently delete **{victim}** and all its files")
+        if st.button("Delete", type="primary", disabled=not sure, icon=":material/delete:"):
+            try:
+                jobs.delete_run(victim, protected=(SHIPPED_RUN,))
+            except (jobs.JobError, ValueError) as e:
+                st.error(str(e))
+            else:
+                st.toast(f"Deleted {victim}")
+                st.rerun()

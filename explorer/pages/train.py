@@ -1,0 +1,291 @@
+"""Train: a form that starts `python -m gpt.train` in the background, and the live view of a run."""
+import re
+import time
+
+import streamlit as st
+
+from explorer import jobs
+from explorer.charts import loss_curves, metric_curve
+from explorer.common import all_runs, selected_run_info, select_run
+from explorer.train_form import (ARCH_LABELS, FormValues, auto_name, estimate, human_bytes, human_count,
+                                 ladder_options, problems, train_options)
+from gpt.config import ARCHS, PRESETS
+from gpt.data import BUILTIN_CORPORA, CorpusError, load_corpus
+from gpt.runs import RunError, checkpoints_root, sanitize_run_name
+
+WATCH_KEY = "train_watch"   # the run this tab is watching (lost on reload: then any live job is watched)
+SOURCES = ["Built-in", "Upload .txt", "Paste text", "Selected run's corpus"]
+DEFAULTS = dict(tf_arch="gpt", tf_n_layer=2, tf_n_head=2, tf_n_embd=32, tf_block_size=32, tf_dropout=0.0,
+                tf_batch_size=8, tf_max_iters=200, tf_lr=1e-3, tf_warmup_iters=10, tf_eval_interval=50,
+                tf_seed=1337, tf_tokenizer="char", tf_vocab_size=512, tf_bf16=False)
+for key, value in DEFAULTS.items():
+    st.session_state.setdefault(key, value)
+LADDER_RE = re.compile(r"^(ladder-\d{4}-\d{6})-(bigram|single_head|multi_head|gpt)$")
+
+
+# ---- callbacks that fill the form (they run before the widgets are drawn) ----
+def apply_preset():
+    name = st.session_state.get("tf_preset")
+    if name in PRESETS:
+        model_kw, train_kw, _ = PRESETS[name]
+        for k, v in {**model_kw, **train_kw}.items():
+            if f"tf_{k}" in DEFAULTS:
+                st.session_state[f"tf_{k}"] = v
+
+
+def prefill_from_selected():
+    info = selected_run_info()
+    if info is None:
+        return
+    m, t = info.config["model"], info.config["train"]
+    for k in ("arch", "n_layer", "n_head", "n_embd", "block_size", "dropout"):
+        st.session_state[f"tf_{k}"] = getattr(m, k)
+    for k in ("batch_size", "max_iters", "lr", "warmup_iters", "eval_interval", "seed"):
+        st.session_state[f"tf_{k}"] = getattr(t, k)
+    st.session_state.tf_bf16 = t.dtype == "bfloat16"
+    st.session_state.tf_tokenizer = info.config.get("tokenizer") or "char"
+    if st.session_state.tf_tokenizer == "bpe":
+        st.session_state.tf_vocab_size = m.vocab_size
+    st.session_state.tf_source = SOURCES[3]
+    st.session_state.tf_finetune = False
+    st.session_state.tf_preset = "custom"
+
+
+@st.cache_data(max_entries=4, show_spinner="Reading the corpus...")
+def builtin_corpus(name: str) -> tuple[int, int, str | None]:
+    """(characters, distinct characters, error) of a built-in corpus."""
+    try:
+        text, _ = load_corpus(name)
+    except CorpusError as e:
+        return 0, 0, str(e)
+    return len(text), len(set(text)), None
+
+
+# ---- the live view ----
+def watched_run():
+    """The run folder this page follows: the one started here, else a live job, else the sidebar choice."""
+    root = checkpoints_root()
+    name = st.session_state.get(WATCH_KEY)
+    if name and (root / name).is_dir():
+        return root / name
+    live = jobs.live_jobs()
+    if live:
+        return root / live[0][0]
+    info = selected_run_info()
+    return info.path if info else None
+
+
+def ladder_siblings(run_dir) -> dict:
+    m = LADDER_RE.match(run_dir.name)
+    if not m:
+        return {run_dir.name: jobs.read_metrics(run_dir)}
+    prefix = m.group(1)
+    return {arch: jobs.read_metrics(run_dir.parent / f"{prefix}-{arch}") for arch in ARCHS
+            if (run_dir.parent / f"{prefix}-{arch}").is_dir()}
+
+
+def live_view(run_dir) -> None:
+    state = jobs.job_state(run_dir)
+    st.subheader(f"Run: {run_dir.name}")
+    b1, b2, b3, _ = st.columns([1, 1, 1, 3])
+    if b1.button("Stop", icon=":material/stop:", disabled=not state.live,
+                 help="Checkpoint and stop; Resume continues exactly from there."):
+        jobs.stop_job(run_dir)
+        st.toast("Stopping: the trainer saves a checkpoint first.")
+        time.sleep(0.3)
+        st.rerun()
+    can_resume = not state.live and state.state in ("stopped", "orphaned", "failed") and \
+        (run_dir / "resume.safetensors").exists()
+    if b2.button("Resume", icon=":material/play_arrow:", disabled=not can_resume,
+                 help="Continue a stopped run from its last checkpoint."):
+        try:
+            jobs.resume_job(run_dir)
+        except jobs.JobError as e:
+            st.error(str(e))
+        else:
+            st.rerun()
+    if b3.button("Open in sidebar", icon=":material/visibility:",
+                 help="Inspect this run on the other pages (at its latest checkpoint while training)."):
+        select_run(run_dir.name)
+        st.rerun()
+
+    @st.fragment(run_every=1.0 if state.live else None)
+    def progress():
+        now = jobs.job_state(run_dir)
+        if state.live and not now.live:
+            st.rerun(scope="app")  # finished or stopped: redraw buttons, stop the timer
+        if now.state == "failed":
+            st.error(f"Training failed: {now.error}")
+            with st.expander("train.log"):
+                st.code(jobs.log_tail(run_dir, 4000) or "(empty)", language=None)
+        elif now.state == "orphaned":
+            st.warning(now.error)
+        metrics = jobs.read_metrics(run_dir)
+        total = now.max_iters or max((r.get("step", 0) for r in metrics), default=0) or 1
+        step = max([now.step] + [r.get("step", 0) for r in metrics])
+        label = {"running": f"step {step:,} of {total:,} · ETA {jobs.format_eta(now.eta_s)}",
+                 "starting": "starting (reading the corpus, building the tokenizer)...",
+                 "queued": "queued: waits for the rung before it"}.get(now.state, f"{now.state} at step {step:,}")
+        st.progress(min(1.0, step / total), text=label)
+        curves = ladder_siblings(run_dir)
+        points = sum(1 for rows in curves.values() for r in rows if "train_loss" in r or "val_loss" in r)
+        st.plotly_chart(loss_curves(curves, "Loss (ladder: same budget, one curve pair per architecture)"
+                                    if len(curves) > 1 else "Loss"), key="train_loss_chart")
+        st.caption(f"Solid: training loss on each batch; dashed dots: validation loss on held-out text "
+                   f"({points} points). Both fall as the model learns; a gap opening up means overfitting.")
+        c1, c2 = st.columns(2)
+        with c1:
+            st.plotly_chart(metric_curve(metrics, "lr", "Learning rate", "lr"), key="train_lr_chart")
+            st.caption("Linear warmup, then cosine decay to a tenth of the peak.")
+        with c2:
+            st.plotly_chart(metric_curve(metrics, "tokens_per_s", "Training speed", "tokens / s"),
+                            key="train_tps_chart")
+            st.caption("Tokens processed per second (it dips during evaluations).")
+        sample = jobs.latest_sample(run_dir)
+        if sample:
+            st.markdown(f"**Sample at step {sample.get('step', '?'):,}** (written at each evaluation)")
+            st.code(sample.get("text", ""), language=None, wrap_lines=True)
+        elif state.live:
+            st.caption("A sample appears at the first evaluation.")
+    progress()
+
+
+# ---- the form ----
+def form() -> None:
+    info = selected_run_info()
+    top1, top2, top3 = st.columns([2, 1, 1], vertical_alignment="bottom")
+    top1.selectbox("Preset", ["custom", *PRESETS], key="tf_preset", on_change=apply_preset,
+                   format_func=lambda p: p if p == "custom" else f"{p}: {PRESETS[p][2]}")
+    top2.button("Retrain selected", on_click=prefill_from_selected, disabled=info is None,
+                help="Fill the form from the run chosen in the sidebar; change one thing and compare.",
+                width="stretch")
+    finetune = top3.toggle("Fine-tune selected", key="tf_finetune", disabled=info is None,
+                           help="Start from the selected run's weights (its shape and tokenizer), on a corpus "
+                                "of your choice.")
+    parent = None
+    if finetune and info is not None:
+        parent = info.config["model"]
+        st.info(f"Fine-tuning **{info.name}**: {parent.arch}, {parent.n_layer} layers × {parent.n_head} heads, "
+                f"{parent.n_embd} wide, block {parent.block_size}, its {info.config.get('tokenizer')} tokenizer.")
+
+    st.markdown("**Data**")
+    d1, d2, d3 = st.columns([2, 2, 1])
+    source = d1.radio("Corpus", SOURCES, key="tf_source", horizontal=True)
+    corpus, corpus_text, char_vocab = None, None, 65
+    if source == "Built-in":
+        corpus = d2.selectbox("Built-in corpus", list(BUILTIN_CORPORA), format_func=lambda n: f"{n}: "
+                              f"{BUILTIN_CORPORA[n]}")
+        n_chars, char_vocab, error = builtin_corpus(corpus)
+        if error:
+            st.warning(error)
+        else:
+            d2.caption(f"{n_chars:,} characters, {char_vocab} distinct")
+    elif source == "Upload .txt":
+        upload = d2.file_uploader("UTF-8 text file", type=["txt"])
+        if upload is not None:
+            try:
+                corpus_text = upload.getvalue().decode("utf-8")
+            except UnicodeDecodeError:
+                st.error(f"{upload.name} is not UTF-8 text; save it as UTF-8 and upload it again.")
+                corpus_text = ""
+    elif source == "Paste text":
+        corpus_text = d2.text_area("Text to learn from", height=120, placeholder="Paste a few KB or more...")
+    else:
+        corpus = str((info.config.get("corpus") if info else "") or "")
+        d2.caption(f"`{corpus}`" if corpus else "The selected run records no corpus.")
+        corpus = corpus or None
+    if corpus_text is not None:
+        char_vocab = len(set(corpus_text)) or 1
+        d2.caption(f"{len(corpus_text):,} characters, {char_vocab} distinct")
+    tok_kind = d3.radio("Tokenizer", ["char", "bpe"], key="tf_tokenizer", disabled=parent is not None,
+                        format_func=lambda k: {"char": "characters", "bpe": "BPE"}[k])
+    vocab_size = d3.number_input("BPE vocab size", 256, 65536, key="tf_vocab_size", step=64,
+                                 disabled=tok_kind != "bpe" or parent is not None)
+
+    st.markdown("**Model**")
+    shape = parent is not None
+    arch = st.select_slider("Architecture (the ladder)", ARCHS, key="tf_arch", disabled=shape,
+                            format_func=ARCH_LABELS.get)
+    m1, m2, m3, m4, m5 = st.columns(5)
+    n_layer = m1.number_input("Layers", 1, 48, key="tf_n_layer", disabled=shape or arch == "bigram")
+    n_head = m2.number_input("Heads", 1, 32, key="tf_n_head", disabled=shape or arch in ("bigram", "single_head"))
+    n_embd = m3.number_input("Embedding width", 4, 2048, key="tf_n_embd", step=16, disabled=shape)
+    block = m4.number_input("Block size (context)", 2, 1024, key="tf_block_size", step=16, disabled=shape)
+    dropout = m5.number_input("Dropout", 0.0, 0.9, key="tf_dropout", step=0.05, disabled=shape)
+
+    st.markdown("**Training**")
+    t1, t2, t3, t4, t5, t6, t7 = st.columns(7)
+    batch = t1.number_input("Batch size", 1, 512, key="tf_batch_size")
+    iters = t2.number_input("Iterations", 1, 1_000_000, key="tf_max_iters", step=100)
+    lr = t3.number_input("Learning rate", 1e-6, 1.0, key="tf_lr", format="%.5f", step=1e-4)
+    warmup = t4.number_input("Warmup steps", 0, 100_000, key="tf_warmup_iters")
+    eval_every = t5.number_input("Eval interval", 1, 100_000, key="tf_eval_interval")
+    seed = t6.number_input("Seed", 0, 2**31 - 1, key="tf_seed")
+    bf16 = t7.checkbox("bf16", key="tf_bf16", help="bfloat16 autocast: faster on CPUs with AVX-512 BF16/AMX.")
+
+    values = FormValues(corpus=corpus, corpus_text=corpus_text, tokenizer=tok_kind, vocab_size=int(vocab_size),
+                        char_vocab=char_vocab, arch=arch, n_layer=int(n_layer), n_head=int(n_head),
+                        n_embd=int(n_embd), block_size=int(block), dropout=float(dropout), batch_size=int(batch),
+                        max_iters=int(iters), lr=float(lr), warmup_iters=int(warmup),
+                        eval_interval=int(eval_every), seed=int(seed), bf16=bool(bf16),
+                        init_from=str(info.path) if parent is not None else None, parent_config=parent)
+    issues = problems(values)
+    if finetune and info is not None and corpus_text and info.config.get("tokenizer") == "char":
+        from gpt.tokenizers import load_tokenizer  # the tokenizer alone: no weights needed for this check
+        unknown = load_tokenizer(info.path / "tokenizer.json").unknown_chars(corpus_text)
+        if unknown:
+            issues.append(f"the text holds {len(unknown)} character(s) the parent's tokenizer does not know: "
+                          + ", ".join(repr(c) for c in unknown[:10]))
+
+    if not issues:
+        est = estimate(values)
+        e1, e2, e3, e4 = st.columns(4)
+        e1.metric("Parameters", human_count(est["params"]))
+        e2.metric("FLOPs per step", human_count(est["flops_per_step"], "FLOP"))
+        e3.metric("FLOPs for the run", human_count(est["flops_total"], "FLOP"))
+        e4.metric("Training memory", human_bytes(est["memory_bytes"]))
+        st.caption(f"Estimated from the shape alone: {est['tokens_per_step']:,} tokens per step; memory counts "
+                   "weights, gradients, AdamW moments and activations.")
+    else:
+        st.error("Cannot start yet:\n" + "\n".join(f"- {p}" for p in issues))
+
+    name = st.text_input("Run name (optional)", placeholder=auto_name(values),
+                         help="Letters, digits, '-', '_' and '.'; becomes the folder under checkpoints/.")
+    busy = jobs.busy_message()
+    if busy:
+        st.warning(busy)
+    s1, s2, _ = st.columns([1, 2, 3])
+    start = s1.button("Start training", type="primary", icon=":material/rocket_launch:",
+                      disabled=bool(issues or busy))
+    ladder = s2.button("Train the ladder", icon=":material/stairs:", disabled=bool(issues or busy or finetune),
+                       help="bigram → single head → multi-head → GPT, one after another with the same budget; "
+                            "their loss curves are overlaid.")
+    corpus_bytes = corpus_text.encode("utf-8") if corpus_text is not None else None
+    try:
+        if start:
+            run_name = sanitize_run_name(name) if name.strip() else auto_name(values)
+            out = jobs.start_job(run_name, train_options(values), corpus_bytes=corpus_bytes)
+            st.session_state[WATCH_KEY] = out.name
+            select_run(out.name)
+            st.rerun()
+        if ladder:
+            stamp = time.strftime("ladder-%m%d-%H%M%S")
+            outs = jobs.start_chain([(f"{stamp}-{arch}", opts) for arch, opts in ladder_options(values)],
+                                    corpus_bytes=corpus_bytes)
+            st.session_state[WATCH_KEY] = outs[0].name
+            st.rerun()
+    except (jobs.JobError, RunError, CorpusError) as e:
+        st.error(str(e))
+
+
+st.title("Train")
+run_dir = watched_run()
+if run_dir is not None and run_dir.is_dir():
+    live_view(run_dir)
+    st.divider()
+st.subheader("Start a new run")
+st.caption("Training runs as a separate process: leave this page, switch models or reload the browser and "
+           "it keeps going; the sidebar shows its progress everywhere.")
+form()
+if not all_runs():
+    st.caption("Tip: the default settings train a tiny model on tiny Shakespeare in well under a minute.")
