@@ -482,8 +482,9 @@ def prepare(args) -> tuple[Trainer, dict]:
     if not args.resume and args.init_from:
         runs.load_weights(model, Path(args.init_from) / runs.WEIGHTS)
     model.to(device)
+    ddp_model = distributed.wrap(model, dist_info, device)  # None in a single process
     trainer = Trainer(model, tokenizer, splits.train, splits.val, train_cfg, out, device, dtype,
-                      rank=dist_info.rank, world_size=dist_info.world_size)
+                      rank=dist_info.rank, world_size=dist_info.world_size, ddp_model=ddp_model)
     if args.resume:
         has_checkpoint = (out / runs.RESUME).exists()
         if has_checkpoint:
@@ -497,7 +498,6 @@ def prepare(args) -> tuple[Trainer, dict]:
             trainer.skip_eval_at = trainer.step
     elif dist_info.is_main:
         create_run_folder(out, model_cfg, train_cfg, tokenizer, extra)
-    trainer.ddp_model = distributed.wrap(model, dist_info, device)  # None in a single process
     info = {"device": str(device), "dtype": str(dtype).replace("torch.", "")}
     if dist_info.enabled:
         info["world_size"] = dist_info.world_size
