@@ -67,6 +67,15 @@ def repeated_random_tokens(vocab_size: int, half_len: int, batch: int = 4, seed:
     return torch.cat([first, first], dim=1)
 
 
+def repeated_passage(ids, half_len: int) -> torch.Tensor:
+    """(1, 2*half_len): a stretch of real text followed by itself. Natural text is what a model knows, so an
+    induction head that ignores random tokens can still show up here."""
+    ids = torch.as_tensor(ids, dtype=torch.long).flatten()[:half_len]
+    if len(ids) < 2:
+        raise ValueError("need at least 2 tokens of text to repeat")
+    return torch.cat([ids, ids])[None]
+
+
 def probe_for(model: GPT, batch: int = 4, seed: int = 0) -> torch.Tensor:
     """The default probe: repeated random tokens filling the model's context (at most 2 x 64 tokens)."""
     half = max(2, min(64, model.config.block_size // 2))

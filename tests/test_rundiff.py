@@ -44,7 +44,8 @@ def test_token_losses_match_the_models_loss(tiny_run):
     run = load_run(tiny_run)
     ids = validation_passage(validation_ids(run), 32, offset=100)
     result = token_losses(run.model, ids, k=3)
-    _, loss = run.model(torch.tensor([ids[:-1]]), torch.tensor([ids[1:]]))
+    with torch.no_grad():
+        _, loss = run.model(torch.tensor([ids[:-1]]), torch.tensor([ids[1:]]))
     assert result.mean_loss == pytest.approx(float(loss), rel=1e-4)
     assert torch.isnan(result.losses[0]) and result.top_ids.shape == (32, 3)
     worst = result.worst(3)
