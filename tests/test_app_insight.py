@@ -1,0 +1,123 @@
+"""AppTest smoke tests of the "Look deeper" pages against a tiny run trained by the CLI."""
+import json
+import os
+import shutil
+
+import pytest
+
+from conftest import ROOT, TINY_TRAIN, run_cli
+
+AppTest = pytest.importorskip("streamlit.testing.v1").AppTest
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory, tiny_run):
+    """A checkpoints root holding the tiny run (as 'tiny') and a barely trained guided-experiment run."""
+    from gpt.experiments import TASKS, write_corpus
+    root = tmp_path_factory.mktemp("checkpoints")
+    shutil.copytree(tiny_run, root / "tiny")
+    corpus = write_corpus(TASKS["copy"])
+    run_cli("-m", "gpt.train", "--corpus", str(corpus), "--out", str(root / "exp-copy-1"), "--arch", "multi_head",
+            "--n-layer", "2", "--n-head", "2", "--n-embd", "32", "--block-size", "64", "--batch-size", "8",
+            "--max-iters", "20", "--eval-interval", "10", "--eval-iters", "2", "--sample-tokens", "0",
+            "--dtype", "float32", "--quiet")
+    old = os.environ.get("GPT_EXPLORER_CHECKPOINTS")
+    os.environ["GPT_EXPLORER_CHECKPOINTS"] = str(root)
+    yield root
+    if old is None:
+        os.environ.pop("GPT_EXPLORER_CHECKPOINTS", None)
+    else:
+        os.environ["GPT_EXPLORER_CHECKPOINTS"] = old
+
+
+@pytest.fixture(autouse=True)
+def fresh_caches():
+    import streamlit as st
+    st.cache_resource.clear()
+    st.cache_data.clear()
+    yield
+
+
+def open_page(page: str, run: str = "tiny") -> "AppTest":
+    at = AppTest.from_file(str(ROOT / "explorer" / "app.py"), default_timeout=180)
+    at.session_state["selected_run"] = run
+    at.run()
+    at.switch_page(f"pages/{page}.py")
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def figures(at) -> list[dict]:
+    """The plotly figures on the page, as JSON."""
+    out = []
+    for el in at.get("plotly_chart"):
+        spec = el.proto.spec if hasattr(el, "proto") else None
+        if spec:
+            out.append(json.loads(spec))
+    return out
+
+
+def text_of(at) -> str:
+    parts = [m.value for m in at.markdown] + [c.value for c in at.caption] + [i.value for i in at.info]
+    parts += [s.value for s in at.success] + [w.value for w in at.warning] + [e.value for e in at.error]
+    return "\n".join(str(p) for p in parts)
+
+
+def test_heads_page_shows_detector_grids(checkpoints):
+    at = open_page("heads")
+    figs = figures(at)
+    assert figs, "no chart on the page"
+    grid = figs[0]["data"]
+    assert len(grid) == 4 and all(len(trace["z"]) == 2 and len(trace["z"][0]) == 2 for trace in grid)
+    assert "In-context gain" in text_of(at)
+    at.selectbox[0].set_value(1).run()  # another layer
+    assert not at.exception
+
+
+def test_time_machine_replays_snapshots(checkpoints):
+    at = open_page("time_machine")
+    figs = figures(at)
+    curves = figs[0]["data"]
+    assert [trace["x"] for trace in curves[:4]] == [[0, 20, 40, 60]] * 4
+    at.select_slider[0].set_value(20).run()
+    assert not at.exception
+    assert "step 20" in text_of(at)
+
+
+def test_logit_lens_page(checkpoints):
+    at = open_page("logit_lens")
+    lens = figures(at)[0]["data"][0]
+    assert lens["y"] == ["embed", "block 0", "block 1"]
+    at.text_area[0].input("<b>to be</b>").run()
+    assert not at.exception  # tokens with markup are shown as text, not HTML
+
+
+def test_ablation_page_reports_delta_loss(checkpoints):
+    at = open_page("ablation")
+    assert at.metric[1].delta in ("+0.000", "-0.000", "0.000", None) or float(at.metric[1].delta) == 0
+    at.multiselect[0].set_value(["L0H0", "L1H1"]).run()
+    assert not at.exception
+    assert float(at.metric[1].delta) != 0
+    at.button[0].click().run()
+    assert not at.exception and "Intact" in text_of(at)
+
+
+def test_token_loss_page_escapes_and_explains(checkpoints):
+    at = open_page("token_loss")
+    assert "Mean loss" in text_of(at)
+    assert "<script" not in "".join(m.value for m in at.markdown if "span" in m.value).lower()
+
+
+def test_run_diff_page_compares_two_snapshots(checkpoints):
+    at = open_page("run_diff")
+    assert not at.exception
+    assert "step" in [row for row in at.dataframe[0].value["setting"]]
+    figs = figures(at)
+    assert len(figs[0]["data"][0]["y"]) > 0
+
+
+def test_experiments_page_checks_a_run(checkpoints):
+    at = open_page("experiments")
+    assert "exp-copy-1" in at.selectbox[0].options
+    assert "answer accuracy" in text_of(at)
