@@ -73,6 +73,20 @@ class CausalSelfAttention(nn.Module):
         self.attn_dropout = nn.Dropout(config.dropout)
         self.resid_dropout = nn.Dropout(config.dropout)
         self.dropout = config.dropout
+        self._masks: dict[tuple, torch.Tensor] = {}  # causal masks by shape (not state: never saved)
+
+    def causal_mask(self, T: int, past: int, device: torch.device, hidden: bool = False) -> torch.Tensor:
+        """(T, past+T) bool: True where query i may see key j (j <= past+i); hidden=True gives the complement.
+        Cached per shape: building it took two ops per layer and forward."""
+        key = (T, past, str(device), hidden)
+        mask = self._masks.get(key)
+        if mask is None:
+            mask = torch.ones(T, past + T, dtype=torch.bool, device=device).tril(diagonal=past)
+            mask = ~mask if hidden else mask
+            if len(self._masks) > 64:  # sliding generation makes many shapes; keep the cache small
+                self._masks.clear()
+            self._masks[key] = mask
+        return mask
 
     def forward(self, x, trace: Trace | None = None, prefix: str = "", cache: KVCache | None = None,
                 layer: int = 0):
@@ -93,7 +107,7 @@ class CausalSelfAttention(nn.Module):
         # query i sits at absolute position past+i and may see keys 0..past+i
         mask = None
         if past and T > 1:
-            mask = torch.ones(T, past + T, dtype=torch.bool, device=x.device).tril(diagonal=past)
+            mask = self.causal_mask(T, past, x.device)
         # On CPU the bf16 flash-attention backward is ~10x slower than the explicit softmax (measured), so
         # bf16 CPU training takes the explicit path too, recording nothing.
         if trace is None and not (q.device.type == "cpu" and q.dtype == torch.bfloat16):
@@ -102,10 +116,10 @@ class CausalSelfAttention(nn.Module):
                 is_causal=(past == 0 and T > 1))
         else:
             att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(hs))  # (B, nh, T, past+T)
-            if mask is None:
-                mask = torch.ones(T, past + T, dtype=torch.bool, device=x.device).tril(diagonal=past)
-            att = att.masked_fill(~mask, float("-inf"))
-            att = F.softmax(att.float(), dim=-1).to(q.dtype)
+            att = att.masked_fill(self.causal_mask(T, past, x.device, hidden=True), float("-inf"))
+            # bf16 scores hold no more than bf16 precision and the CPU/CUDA kernels accumulate in fp32, so no
+            # casts around the softmax (they were 4 copies per layer and step)
+            att = F.softmax(att, dim=-1)
             if trace is not None:
                 att = trace(prefix + "attn.pattern", att)
             y = self.attn_dropout(att) @ v  # (B, nh, T, hs)

@@ -27,6 +27,7 @@ from .config import ConfigError, GPTConfig, TrainConfig
 from .data import CorpusError, get_batch, load_corpus, split_ids
 from .generate import generate_text
 from .model import GPT
+from .precision import LowPrecisionCopy
 from .tokenizers import Tokenizer, TokenizerError, UnknownCharactersError, load_tokenizer, train_tokenizer
 
 
@@ -115,6 +116,9 @@ class Trainer:
         self.stop_requested = False
         self.skip_eval_at: int | None = None  # resume: that step's eval is already in metrics.jsonl
         self.model.grad_checkpoint = cfg.grad_checkpoint
+        # bf16 on CPU: forward/backward on a bf16 working copy instead of autocast (gpt/precision.py)
+        self.low_precision = (LowPrecisionCopy(model, dtype) if dtype == torch.bfloat16 and device.type == "cpu"
+                              and ddp_model is None else None)
 
     @property
     def is_main(self) -> bool:
@@ -155,6 +159,8 @@ class Trainer:
         lr = lr_at(self.step, self.cfg)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
+        if self.low_precision is not None:
+            return self._train_step_low_precision()
         net = self.ddp_model or self.model
         total = 0.0
         for micro in range(self.cfg.grad_accum):
@@ -176,6 +182,19 @@ class Trainer:
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
+        self.step += 1
+        return total, grad_norm
+
+    def _train_step_low_precision(self) -> tuple[float, float]:
+        """train_step through the bf16 working copy: same batches, same clipping, fp32 master weights."""
+        lowp = self.low_precision
+        lowp.begin_step()
+        total = 0.0
+        for _ in range(self.cfg.grad_accum):
+            x, y = self.batch(self.train_ids, self.data_gen)
+            total += lowp.forward_backward(x, y, 1.0 / self.cfg.grad_accum)
+        grad_norm = lowp.clip_grad_norm_(self.cfg.grad_clip)
+        self.optimizer.step()
         self.step += 1
         return total, grad_norm
 

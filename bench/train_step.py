@@ -1,0 +1,97 @@
+"""Training ms/step on nanoGPT's CPU recipe: our Trainer vs HF transformers GPT2LMHeadModel, in the same run.
+
+    .venv/bin/python bench/train_step.py [--rounds 7] [--steps 10] [--quality-steps 300] [--threads N]
+
+Shape: 4 layers, 4 heads, 128 wide, block 64, batch 12, char vocab of tiny Shakespeare (65), dropout 0.
+Every variant starts from the same weights (HF's are copied from ours and checked on logits), sees the same
+batches, and uses AdamW (fused, decay on matrices only, betas 0.9/0.99) with grad clipping at 1.0.
+Ours is timed through `Trainer.train_step`, the code `python -m gpt.train` runs:
+* fp32;
+* bf16 as `--dtype auto` picks it on CPUs with native bf16: a bf16 working copy with fp32 master weights
+  (gpt/precision.py);
+* bf16 via plain autocast, the previous path, for reference.
+Repetitions are interleaved so that load from other processes hits every variant alike.
+Then a quality check: fp32 and bf16 each train --quality-steps steps from the same start on the same batches,
+and their val losses (20 fixed batches, fp32 evaluation) are compared. Target: ours / HF <= 0.5.
+"""
+from __future__ import annotations
+
+import argparse
+
+import torch
+
+from common import hf_trainer, hf_twin, interleaved, machine, median, shakespeare, table
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--rounds", type=int, default=7, help="interleaved rounds")
+    p.add_argument("--steps", type=int, default=10, help="steps per variant per round")
+    p.add_argument("--quality-steps", type=int, default=300, help="0 skips the bf16-vs-fp32 loss check")
+    p.add_argument("--threads", type=int, default=None)
+    args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    from gpt.config import preset
+    from gpt.data import get_batch, split_ids
+    from gpt.model import GPT
+    from gpt.tokenizers import CharTokenizer
+    from gpt.train import Trainer, resolve_dtype
+    text = shakespeare()
+    tokenizer = CharTokenizer.train(text)
+    splits = split_ids(tokenizer.encode(text), 64)
+    model_cfg, train_cfg = preset("nanogpt-cpu")
+    model_cfg.vocab_size = tokenizer.vocab_size
+    cpu = torch.device("cpu")
+    auto = resolve_dtype("auto", cpu)
+    torch.manual_seed(0)
+    reference = GPT(model_cfg)
+
+    def our_trainer(dtype, autocast=False):
+        model = GPT(model_cfg)
+        model.load_state_dict(reference.state_dict())
+        trainer = Trainer(model, tokenizer, splits.train, splits.val, train_cfg, None, cpu, dtype)
+        if autocast:
+            trainer.low_precision = None  # fall back to torch.autocast
+        return trainer
+
+    trainers = {"ours fp32": our_trainer(torch.float32)}
+    if auto == torch.bfloat16:
+        trainers["ours bf16 (--dtype auto)"] = our_trainer(torch.bfloat16)
+        trainers["ours bf16 via autocast"] = our_trainer(torch.bfloat16, autocast=True)
+    fns = {name: t.train_step for name, t in trainers.items()}
+    hf = hf_twin(reference)
+    fns["HF GPT2LMHeadModel fp32"] = hf_trainer(hf, splits.train, train_cfg, model_cfg.block_size)
+    interleaved(fns, 1, 3)  # warm-up
+    times = interleaved(fns, args.rounds, args.steps)
+    hf_ms = 1000 * median(times["HF GPT2LMHeadModel fp32"])
+    tokens = train_cfg.batch_size * model_cfg.block_size
+    rows = [[name, 1000 * median(t), 1000 * min(t), tokens / median(t), f"{1000 * median(t) / hf_ms:.2f}"]
+            for name, t in times.items()]
+    print(f"training step, nanoGPT CPU recipe ({reference.num_params():,} params, batch 12 x block 64); "
+          f"{machine()}; --dtype auto -> {str(auto).replace('torch.', '')}")
+    print(table(["variant", "ms/step (median)", "ms/step (best)", "tokens/s", "vs HF"], rows))
+    best = "ours bf16 (--dtype auto)" if auto == torch.bfloat16 else "ours fp32"
+    ratio = 1000 * median(times[best]) / hf_ms
+    print(f"target: {best} / HF <= 0.5 -> {'met' if ratio <= 0.5 else 'NOT met'} ({ratio:.2f})")
+
+    if args.quality_steps and auto == torch.bfloat16:
+        gen = torch.Generator().manual_seed(4242)
+        val = [get_batch(splits.val, 64, 12, gen) for _ in range(20)]
+        rows = []
+        for name, dtype in (("fp32", torch.float32), ("bf16 (--dtype auto)", torch.bfloat16)):
+            trainer = our_trainer(dtype)
+            for _ in range(args.quality_steps):
+                trainer.train_step()
+            trainer.model.eval()
+            with torch.no_grad():
+                loss = sum(trainer.model(x, y)[1].item() for x, y in val) / len(val)
+            rows.append([name, loss])
+        gap = rows[1][1] - rows[0][1]
+        print(f"\nquality: val loss after {args.quality_steps} steps from the same start, same batches")
+        print(table(["precision", "val loss"], rows))
+        print(f"bf16 - fp32 = {gap:+.4f} ({'close' if abs(gap) < 0.03 else 'NOT close'}: threshold 0.03)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,63 @@
+"""bf16 training on CPU through a working copy of the model, with fp32 master weights.
+
+Autocast casts every weight and every LayerNorm output per forward and keeps the residual stream in fp32:
+at nanoGPT's CPU size that is ~240 small copies per step, a large share of the time. Instead we keep
+
+* `model`: the fp32 model, the one the optimizer updates, checkpoints save and evaluation reads;
+* `work`: a bf16 copy that runs forward and backward, refreshed from `model` with one foreach copy per step;
+* one flat fp32 gradient buffer: each master parameter's `.grad` is a view into it, so accumulating the bf16
+  gradients, the global norm, clipping and zeroing are one op each instead of one per parameter.
+
+Everything the run's state depends on (weights, optimizer, RNG) stays in `model`, so resume is unchanged.
+"""
+from __future__ import annotations
+
+import copy
+
+import torch
+import torch.nn as nn
+
+
+class LowPrecisionCopy:
+    def __init__(self, model: nn.Module, dtype: torch.dtype = torch.bfloat16):
+        self.model = model
+        self.work = copy.deepcopy(model).to(dtype)  # deepcopy keeps weight tying
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        self.work_params = [p for p in self.work.parameters() if p.requires_grad]
+        sizes = [p.numel() for p in self.params]
+        self.flat_grad = torch.zeros(sum(sizes), dtype=torch.float32, device=self.params[0].device)
+        self.grads = [g.view_as(p) for g, p in zip(self.flat_grad.split(sizes), self.params)]
+
+    @torch.no_grad()
+    def begin_step(self) -> None:
+        """Copy the master weights into the bf16 copy and give every master parameter a zeroed fp32 grad."""
+        torch._foreach_copy_(self.work_params, self.params)
+        self.work.train(self.model.training)
+        self.work.grad_checkpoint = getattr(self.model, "grad_checkpoint", False)
+        self.flat_grad.zero_()
+        for p, g in zip(self.params, self.grads):
+            p.grad = g  # the optimizer may have set grads to None since the last step
+
+    def forward_backward(self, x: torch.Tensor, y: torch.Tensor, scale: float = 1.0) -> float:
+        """Loss of one micro-batch (times scale); its gradient is added to the fp32 master grads."""
+        _, loss = self.work(x, y)
+        (loss * scale).backward()
+        with torch.no_grad():
+            work_grads = [p.grad for p in self.work_params]
+            if any(g is None for g in work_grads):  # a parameter unused by this forward
+                pairs = [(g, w) for g, w in zip(self.grads, work_grads) if w is not None]
+                torch._foreach_add_([g for g, _ in pairs], [w for _, w in pairs])
+            else:
+                torch._foreach_add_(self.grads, work_grads)
+            for p in self.work_params:
+                p.grad = None
+        return loss.item() * scale
+
+    @torch.no_grad()
+    def clip_grad_norm_(self, max_norm: float) -> float:
+        """Global L2 norm of the fp32 grads before clipping; scales them to max_norm when above it (max_norm>0),
+        as torch.nn.utils.clip_grad_norm_ does."""
+        norm = torch.linalg.vector_norm(self.flat_grad)
+        if max_norm > 0:
+            self.flat_grad.mul_(torch.clamp(max_norm / (norm + 1e-6), max=1.0))
+        return norm.item()
