@@ -113,3 +113,23 @@ def barrier(info: DistInfo) -> None:
 def shutdown(info: DistInfo) -> None:
     if info.enabled and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def device_count() -> int:
+    """How many processes `torchrun` should start here: one per CUDA device (0 without CUDA)."""
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def launch_command(train_args: list[str], nproc: int = 1, python: str | None = None) -> list[str]:
+    """The command that trains with `train_args` in nproc processes on this machine (plain gpt.train for 1).
+
+    For the app's job runner: SIGTERM to the launcher reaches every rank (torchrun forwards it), and a stop
+    seen by any rank stops all of them at the same step."""
+    import sys
+    if not isinstance(nproc, int) or nproc < 1:
+        raise ValueError(f"nproc must be a positive whole number (got {nproc!r})")
+    python = python or sys.executable
+    if nproc == 1:
+        return [python, "-m", "gpt.train", *train_args]
+    return [python, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+            "-m", "gpt.train", *train_args]

@@ -34,10 +34,18 @@ def test_env_info_reads_torchrun_variables():
         distributed.env_info({"RANK": "2", "WORLD_SIZE": "2"})
 
 
+def test_launch_command():
+    assert distributed.launch_command(["--out", "x"], 1, "py") == ["py", "-m", "gpt.train", "--out", "x"]
+    cmd = distributed.launch_command(["--out", "x"], 2, "py")
+    assert cmd[:3] == ["py", "-m", "torch.distributed.run"] and "--nproc_per_node=2" in cmd
+    assert cmd[-4:] == ["-m", "gpt.train", "--out", "x"]
+    with pytest.raises(ValueError):
+        distributed.launch_command([], 0)
+
+
 def torchrun(*args: str, nproc: int = 2) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-           "-m", "gpt.train", *args]
+    cmd = distributed.launch_command(list(args), nproc)
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, f"torchrun failed:\n{proc.stdout}\n{proc.stderr[-3000:]}"
     return proc
