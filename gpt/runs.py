@@ -145,6 +145,38 @@ def remove_stale_temp_files(run_dir: str | Path) -> int:
     return removed
 
 
+# ---- the trainer lock ----
+LOCK = ".trainer.lock"
+_held_locks: dict[str, object] = {}  # run folder -> open lock file, held while this process trains it
+
+
+def lock_run(run_dir: str | Path) -> None:
+    """Take the run folder's trainer lock: an flock the OS drops when the process ends (even on kill -9), so two
+    trainers never write one folder, whatever status.json says. RunError when another process holds it."""
+    try:
+        import fcntl
+    except ImportError:  # not on POSIX: the status.json pid check is all there is
+        return
+    key = str(Path(run_dir).resolve())
+    if key in _held_locks:
+        return
+    f = open(Path(run_dir) / LOCK, "a")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.close()
+        pid = read_status(run_dir).get("pid")
+        raise RunError(f"{run_dir} is being trained by another process{f' ({pid})' if pid else ''}; "
+                       "not starting a second one") from None
+    _held_locks[key] = f
+
+
+def release_locks() -> None:
+    """Drop every trainer lock this process holds (the end of gpt.train.main)."""
+    while _held_locks:
+        _held_locks.popitem()[1].close()
+
+
 # ---- jsonl ----
 def append_jsonl(path: str | Path, row: dict) -> None:
     # one write() of one line: a crash can tear at most the final line, which readers skip
@@ -266,6 +298,38 @@ def load_weights(model: GPT, path: str | Path) -> dict[str, str]:
     return metadata
 
 
+def check_weights_fit(model_cfg: GPTConfig, path: str | Path) -> None:
+    """Compare the weights file's tensor shapes (read from its header) with the model config.json describes,
+    before any real model is built: a config.json with absurd sizes never gets to allocate them."""
+    from safetensors import safe_open
+    if not Path(path).is_file():
+        raise RunError(f"{path} is missing")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            found = {name: tuple(f.get_slice(name).get_shape()) for name in f.keys()}
+    except FileNotFoundError as e:
+        raise RunError(f"{path} is missing") from e
+    except (SafetensorError, OSError, RuntimeError, ValueError) as e:
+        raise RunError(f"{Path(path).name} is corrupt: {str(e).splitlines()[0][:300]}") from e
+    # first the overall size, cheaply: even a model built on the meta device takes long for absurd layer counts
+    width = next((shape[-1] for name, shape in found.items() if name in ("wte.weight", "lm_head.weight")), None)
+    layers = len({name.split(".")[1] for name in found if name.startswith("blocks.")})
+    positions = found.get("wpe.weight", (None,))[0]
+    want = (model_cfg.n_embd, model_cfg.n_layer if model_cfg.has_attention else 0,
+            model_cfg.block_size if model_cfg.has_attention else None)
+    if (width, layers, positions) != want:
+        raise RunError(f"{Path(path).name} does not match config.json: the file holds {layers} layer(s) of width "
+                       f"{width} and block size {positions}; config.json says {want[1]} of width {want[0]} and "
+                       f"block size {want[2]}")
+    with torch.device("meta"):  # shapes only, no memory
+        expected = {name: tuple(t.shape) for name, t in GPT(model_cfg).state_dict().items()}
+    for name, shape in found.items():
+        if expected.get(name) != shape:
+            want = f"config.json implies {list(expected[name])}" if name in expected else "config.json has no such tensor"
+            raise RunError(f"{Path(path).name} does not match config.json: {name} is {list(shape)} in the file, "
+                           f"but {want}")
+
+
 @dataclass
 class LoadedRun:
     path: Path
@@ -289,8 +353,9 @@ def load_run(path: str | Path, step: int | None = None, device: str = "cpu") -> 
     if tokenizer.vocab_size != model_cfg.vocab_size:
         raise RunError(f"tokenizer.json has {tokenizer.vocab_size} tokens but the model expects "
                        f"{model_cfg.vocab_size}; the files do not belong together")
-    model = GPT(model_cfg)
     weights = snapshot_path(path, step) if step is not None else path / WEIGHTS
+    check_weights_fit(model_cfg, weights)
+    model = GPT(model_cfg)
     metadata = load_weights(model, weights)
     model.to(device).eval()
     loaded_step = int(metadata.get("step", step or 0))

@@ -426,6 +426,9 @@ def create_run_folder(out: Path, model_cfg: GPTConfig, train_cfg: TrainConfig, t
     created = not out.exists()
     try:
         out.mkdir(parents=True, exist_ok=True)
+        runs.lock_run(out)
+        if (out / runs.CONFIG).exists():  # another trainer created it since our first check
+            raise TrainError(f"{out} already holds a run; use --resume to continue it or pick a new --out")
         save_tokenizer(tokenizer, out / runs.TOKENIZER)
         runs.write_config(out, model_cfg, train_cfg, **extra)
     except OSError as e:
@@ -511,6 +514,7 @@ def prepare(args) -> tuple[Trainer, dict]:
         else:  # stopped before its first checkpoint: start again from step 0 with the saved config
             print(f"{out} has no {runs.RESUME} yet; starting it from step 0", file=sys.stderr)
         if dist_info.is_main:
+            runs.lock_run(out)  # refuses while another trainer holds this folder
             runs.truncate_metrics(out, trainer.step if has_checkpoint else -1)
         distributed.barrier(dist_info)
         if any(r.get("step") == trainer.step and "val_loss" in r for r in runs.read_jsonl(out / runs.METRICS)):
@@ -532,11 +536,13 @@ def main(argv: list[str] | None = None) -> int:
         dist_info = distributed.env_info()
         trainer, info = prepare(args)
     except (ConfigError, CorpusError, TokenizerError, runs.RunError, TrainError, RuntimeError, OSError) as e:
+        runs.release_locks()
         print(f"error: {e}", file=sys.stderr)
         return 2
     try:
         return _train(args, trainer, info, out, dist_info.is_main)
     finally:
+        runs.release_locks()
         distributed.shutdown(dist_info)
 
 
