@@ -180,3 +180,18 @@ def test_cli_import_then_export(gpt2_folder, tmp_path, capsys):
         assert torch.allclose(back(x)[0], runs.load_run(run_dir).model(x)[0])
     assert hf.main(["import", str(tmp_path / "missing"), str(tmp_path / "x")]) == 2
     assert "error:" in capsys.readouterr().err and not (tmp_path / "x").exists()
+
+
+def test_import_reads_openai_style_keys(gpt2_folder, tmp_path):
+    """The hub's original gpt2 checkpoint: keys without 'transformer.' and causal-mask buffers .attn.bias."""
+    from safetensors.torch import load_file, save_file
+    folder = tmp_path / "openai-style"
+    folder.mkdir()
+    for name in ("config.json", "vocab.json", "merges.txt"):
+        (folder / name).write_bytes((gpt2_folder / name).read_bytes())
+    tensors = {k.removeprefix("transformer."): v for k, v in load_file(gpt2_folder / "model.safetensors").items()}
+    tensors.update({f"h.{i}.attn.bias": torch.ones(1, 1, 48, 48).tril() for i in range(2)})
+    save_file(tensors, str(folder / "model.safetensors"))
+    ids = torch.tensor([[3, 17, 255, 300, 400]])
+    with torch.no_grad():
+        assert torch.allclose(hf.load_gpt2(folder)[0](ids)[0], hf_logits(gpt2_folder, ids), atol=1e-4)
