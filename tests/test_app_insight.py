@@ -2,6 +2,7 @@
 import json
 import os
 import shutil
+import time
 
 import pytest
 
@@ -121,3 +122,26 @@ def test_experiments_page_checks_a_run(checkpoints):
     at = open_page("experiments")
     assert "exp-copy-1" in at.selectbox[0].options
     assert "answer accuracy" in text_of(at)
+
+
+def test_experiments_page_starts_training_with_the_tasks_options(checkpoints):
+    """The Train button launches the real trainer with the task's options; the job is stopped right away."""
+    from explorer import jobs
+    at = open_page("experiments")
+    at.radio[0].set_value("sort").run()
+    at.text_input[0].input("exp-sort-test").run()
+    at.button[0].click().run()
+    assert not at.exception
+    out = checkpoints / "exp-sort-test"
+    assert "Started" in text_of(at), text_of(at)
+    try:
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 120 and not (out / "config.json").exists():
+            time.sleep(0.2)  # the trainer writes config.json once it has prepared the corpus
+        config = json.loads((out / "config.json").read_text())
+        assert config["model"]["arch"] == "multi_head" and config["model"]["n_layer"] == 2
+        assert config["corpus"].endswith(".txt") and "sort-" in config["corpus"]
+    finally:
+        jobs.stop_job(out)
+        final = jobs.wait_until_done(out, timeout=120)
+    assert final.state in ("stopped", "finished", "cancelled"), final
