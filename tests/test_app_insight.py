@@ -1,6 +1,7 @@
 """AppTest smoke tests of the "Look deeper" pages against a tiny run trained by the CLI."""
 import json
 import os
+import re
 import shutil
 import time
 
@@ -22,6 +23,7 @@ def checkpoints(tmp_path_factory, tiny_run):
             "--n-layer", "2", "--n-head", "2", "--n-embd", "32", "--block-size", "64", "--batch-size", "8",
             "--max-iters", "20", "--eval-interval", "10", "--eval-iters", "2", "--sample-tokens", "0",
             "--dtype", "float32", "--quiet")
+    make_html_run(tiny_run, root / "tiny-html")
     old = os.environ.get("GPT_EXPLORER_CHECKPOINTS")
     os.environ["GPT_EXPLORER_CHECKPOINTS"] = str(root)
     yield root
@@ -29,6 +31,25 @@ def checkpoints(tmp_path_factory, tiny_run):
         os.environ.pop("GPT_EXPLORER_CHECKPOINTS", None)
     else:
         os.environ["GPT_EXPLORER_CHECKPOINTS"] = old
+
+
+def make_html_run(source, dest):
+    """The tiny run with 'e' renamed '<' and 'a' renamed '>' (tokenizer and corpus alike): its text is full of
+    markup characters that must be shown, never interpreted."""
+    shutil.copytree(source, dest)
+    tok = json.loads((dest / "tokenizer.json").read_text())
+    tok["chars"] = [{"e": "<", "a": ">"}.get(c, c) for c in tok["chars"]]
+    (dest / "tokenizer.json").write_text(json.dumps(tok))
+    config = json.loads((dest / "config.json").read_text())
+    text = open(config["corpus"], encoding="utf-8").read()
+    (dest / "corpus-html.txt").write_text(text.replace("e", "<").replace("a", ">"), encoding="utf-8")
+    config["corpus"] = str(dest / "corpus-html.txt")
+    config.pop("corpus_sha256", None)
+    (dest / "config.json").write_text(json.dumps(config))
+
+
+def tags(html_text: str) -> set[str]:
+    return {name for name in re.findall(r"</?([A-Za-z]+)", html_text)}
 
 
 @pytest.fixture(autouse=True)
@@ -105,9 +126,19 @@ def test_ablation_page_reports_delta_loss(checkpoints):
 
 
 def test_token_loss_page_escapes_and_explains(checkpoints):
-    at = open_page("token_loss")
+    at = open_page("token_loss", run="tiny-html")
     assert "Mean loss" in text_of(at)
-    assert "<script" not in "".join(m.value for m in at.markdown if "span" in m.value).lower()
+    chips = "".join(m.value for m in at.markdown if "<span" in m.value)
+    assert "&lt;" in chips and "&gt;" in chips
+    assert tags(chips) == {"div", "span"}  # every '<' of the text arrived escaped
+
+
+def test_ablation_regeneration_is_escaped(checkpoints):
+    at = open_page("ablation", run="tiny-html")
+    at.button[0].click().run()
+    assert not at.exception
+    texts = "".join(m.value for m in at.markdown if "<pre" in m.value)
+    assert "&lt;" in texts and tags(texts) <= {"pre", "b"}
 
 
 def test_run_diff_page_compares_two_snapshots(checkpoints):
