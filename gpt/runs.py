@@ -386,7 +386,8 @@ def run_summary(run_dir: Path) -> RunInfo | None:
     metrics = read_jsonl(run_dir / METRICS)
     vals = [r["val_loss"] for r in metrics if isinstance(r.get("val_loss"), (int, float))]
     status = read_status(run_dir)
-    step = max([r.get("step", 0) for r in metrics] + [status.get("step", 0) or 0])
+    steps = [r["step"] for r in metrics if type(r.get("step")) is int] + [status.get("step")]
+    step = max(s for s in steps if type(s) is int) if any(type(s) is int for s in steps) else 0
     modified = max((p.stat().st_mtime for p in (run_dir / METRICS, run_dir / STATUS, run_dir / CONFIG)
                     if p.exists()), default=0.0)
     return RunInfo(run_dir.name, run_dir, cfg["model"].arch, count_params(cfg["model"]), int(step),

@@ -19,6 +19,7 @@ from safetensors import safe_open
 
 from conftest import ROOT, TINY_TRAIN, run_cli
 from gpt import runs
+from gpt.config import GPTConfig, TrainConfig
 from gpt.runs import RunError, load_run
 from gpt.train import Trainer, main
 
@@ -202,6 +203,14 @@ def test_torn_metrics_lines_are_skipped_and_dropped_on_resume(tmp_path):
     with open(path, "a") as f:
         f.write("\x00\x00\xff garbage\n[1, 2]\n")
     assert [r["step"] for r in runs.read_jsonl(path)] == [1, 2]
+    runs.append_jsonl(path, {"step": "three", "val_loss": "low"})  # well-formed JSON, nonsense values
+    (tmp_path / runs.STATUS).write_text('{"state": "running", "pid": "x", "step": null}')
+    from explorer import jobs  # the app's readers
+    assert [r["step"] for r in jobs.read_metrics(tmp_path)][:2] == [1, 2]
+    runs.write_config(tmp_path, GPTConfig(), TrainConfig())
+    summary = runs.run_summary(tmp_path)
+    assert summary.step == 2 and summary.best_val is None and summary.state == "orphaned"
+    assert jobs.job_state(tmp_path).state == "orphaned"
     runs.truncate_metrics(tmp_path, 1)
     assert path.read_text() == json.dumps({"step": 1, "train_loss": 2.0}) + "\n"
 
