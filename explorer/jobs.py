@@ -44,7 +44,11 @@ def _reap() -> None:
 
 
 def _alive(pid) -> bool:
+    """Is pid a live trainer? A child we just started counts even before its exec shows gpt.train."""
     _reap()
+    proc = _children.get(pid)
+    if proc is not None:
+        return proc.poll() is None
     return runs.pid_is_trainer(pid)
 
 
