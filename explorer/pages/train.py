@@ -250,7 +250,7 @@ def form() -> None:
         st.error("Cannot start yet:\n" + "\n".join(f"- {p}" for p in issues))
 
     name = st.text_input("Run name (optional)", key="tf_name",
-                         placeholder=f"automatic, e.g. {auto_name(values, now=0)[:-11]}-<date>-<time>",
+                         placeholder=f"automatic, e.g. {auto_name(values, now=0)[:-12]}-<date>-<time>",
                          help="Letters, digits, '-', '_' and '.'; becomes the folder under checkpoints/.")
     busy = jobs.busy_message()
     if busy:

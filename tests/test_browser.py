@@ -1,0 +1,176 @@
+"""Browser test: a real Chromium (Playwright) drives `streamlit run explorer/app.py`.
+
+Trains a tiny model from the Train page and watches its loss chart gain points, switches to Attention and back
+while it trains, sees a heatmap, generates text, and saves a screenshot of every page (the folder is printed).
+Needs Debian's chromium at /usr/bin/chromium; set GPT_EXPLORER_SKIP_BROWSER=1 to skip on purpose.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from explorer import jobs
+
+pytestmark = pytest.mark.browser
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                  "--disable-sync", "--no-first-run"]
+SHOTS = Path(os.environ.get("GPT_EXPLORER_SHOTS", ROOT / "test-artifacts" / "browser-shots"))
+WAIT_MS = 120_000   # generous: CI machines may be busy training
+CORPUS = ("First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n\n"
+          "First Citizen:\nYou are all resolved rather to die than to famish?\n\nAll:\nResolved. resolved.\n\n") * 30
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def server(tmp_path, tiny_run):
+    if os.environ.get("GPT_EXPLORER_SKIP_BROWSER") == "1":
+        pytest.skip("GPT_EXPLORER_SKIP_BROWSER=1")
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"browser tests need Debian's chromium at {CHROMIUM} (apt-get install chromium); "
+                    "set GPT_EXPLORER_SKIP_BROWSER=1 to skip them on purpose")
+    root = tmp_path / "checkpoints"
+    shutil.copytree(tiny_run, root / "tiny")
+    port = free_port()
+    env = {**os.environ, "GPT_EXPLORER_CHECKPOINTS": str(root), "GPT_EXPLORER_MAX_JOBS": "1",
+           "PYTHONPATH": str(ROOT)}
+    log = open(tmp_path / "server.log", "wb")
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "explorer/app.py", "--server.port", str(port),
+                             "--server.address", "127.0.0.1", "--server.headless", "true",
+                             "--server.fileWatcherType", "none", "--browser.gatherUsageStats", "false"],
+                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            with urllib.request.urlopen(url + "/_stcore/health", timeout=5) as r:
+                if r.status == 200:
+                    break
+        except OSError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail("streamlit did not start:\n" + (tmp_path / "server.log").read_text(errors="replace"))
+        time.sleep(0.5)
+    yield url, root
+    for folder in root.iterdir():  # never leave a trainer behind
+        if folder.is_dir() and jobs.job_state(folder).live:
+            jobs.stop_job(folder)
+            jobs.wait_until_done(folder, timeout=60)
+    proc.terminate()
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    log.close()
+
+
+def test_train_watch_inspect_generate_in_a_real_browser(server):
+    from playwright.sync_api import expect, sync_playwright
+    url, root = server
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    print(f"\nscreenshots: {SHOTS}")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        page = browser.new_page(viewport={"width": 1440, "height": 1000})
+        page.set_default_timeout(WAIT_MS)
+        expect.set_options(timeout=WAIT_MS)
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+
+        def settle():
+            expect(page.locator('[data-testid="stApp"]')).to_be_visible()
+            expect(page.locator("h1").first).to_be_visible()
+            # the running-man status widget disappears when the script run is over
+            expect(page.locator('[data-testid="stStatusWidget"]')).to_have_count(0)
+            expect(page.get_by_test_id("stException")).to_have_count(0)
+
+        def nav(title):
+            page.get_by_test_id("stSidebarNav").get_by_text(title, exact=True).click()
+            expect(page.locator("h1").first).to_have_text(title)
+
+        def shot(name):
+            page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+        def loss_points() -> int:
+            caption = page.get_by_text(re.compile(r"validation loss on held-out text \(\d+ points\)"))
+            return int(re.search(r"\((\d+) points\)", caption.inner_text()).group(1))
+
+        page.goto(url)
+        settle()
+        expect(page.get_by_test_id("stSidebarNav").get_by_text("Generate", exact=True)).to_be_visible()
+        expect(page.locator("h1").first).to_have_text("Train")
+        shot("train-idle")
+
+        # ---- start a tiny run from the form ----
+        page.get_by_text("Paste text", exact=True).click()
+        area = page.locator('textarea[aria-label="Text to learn from"]')
+        area.fill(CORPUS)
+        area.press("Control+Enter")
+        for label, value in (("Iterations", "1500"), ("Eval interval", "100"), ("Warmup steps", "10")):
+            box = page.locator(f'input[aria-label="{label}"]')
+            box.fill(value)
+            box.press("Enter")
+        name = page.locator('input[aria-label="Run name (optional)"]')
+        name.fill("browser-run")
+        name.press("Enter")
+        start = page.get_by_role("button", name=re.compile("Start training"))
+        expect(start).to_be_enabled()
+        start.click()
+        expect(page.get_by_text("Run: browser-run")).to_be_visible()
+        expect(page.get_by_text(re.compile(r"\(([2-9]|\d\d+) points\)"))).to_be_visible()
+        first = loss_points()
+        expect(page.get_by_text(re.compile(rf"\(({'|'.join(str(n) for n in range(first + 1, first + 400))}) points\)"))
+               ).to_be_visible()  # the chart gained points without any click
+        assert jobs.job_state(root / "browser-run").state == "running", "train faster than expected: raise Iterations"
+        shot("train-running")
+
+        # ---- leave while it trains: Attention shows a heatmap; the sidebar keeps the live status ----
+        nav("Attention")
+        settle()
+        expect(page.locator(".js-plotly-plot .heatmaplayer").first).to_be_visible()
+        expect(page.get_by_test_id("stSidebar").get_by_text(re.compile(r"browser-run · step"))).to_be_visible()
+        shot("attention")
+        before = loss_points_after_return = None
+        nav("Train")
+        expect(page.get_by_text("Run: browser-run")).to_be_visible()
+        before = loss_points()
+        expect(page.get_by_text(re.compile(rf"\(({'|'.join(str(n) for n in range(before + 1, before + 400))}) points\)"))
+               ).to_be_visible()  # still training after the round trip
+        loss_points_after_return = loss_points()
+        assert loss_points_after_return > before
+        page.get_by_role("button", name=re.compile("Stop")).click()
+        expect(page.get_by_text(re.compile(r"stopped at step"))).to_be_visible()
+        assert jobs.job_state(root / "browser-run").state == "stopped"
+        expect(page.get_by_role("button", name=re.compile("Resume"))).to_be_enabled()
+
+        # ---- generate ----
+        nav("Generate")
+        settle()
+        page.get_by_role("button", name=re.compile("^.*Generate$")).click()
+        expect(page.locator('span[title^="step 0: p="]')).to_be_visible()
+        settle()
+        expect(page.locator(".js-plotly-plot")).to_have_count(2)
+        shot("generate")
+
+        for title in ("Tokenizer", "Embeddings", "Runs"):
+            nav(title)
+            settle()
+            shot(title.lower())
+        assert not errors, errors
+        browser.close()
