@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from conftest import ROOT, TINY_TRAIN, run_cli
+from conftest import ROOT, run_cli
 
 AppTest = pytest.importorskip("streamlit.testing.v1").AppTest
 

@@ -1,7 +1,6 @@
 from types import SimpleNamespace
 
 import pytest
-import torch
 
 from gpt.experiments import (ALPHABET, SEP, TASKS, build_probe, get_task, make_lines, task_of_run, train_command,
                              write_corpus)
