@@ -6,6 +6,7 @@ so any session re-attaches by reading files. Nothing here imports streamlit.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import signal
@@ -164,15 +165,26 @@ def start_job(name: str, options: dict, corpus_bytes: bytes | None = None,
         raise JobError(busy)
     out = new_run_dir(name, root)
     options = dict(options)
-    if corpus_bytes is not None:
-        text = decode_bytes(corpus_bytes, "the uploaded text")  # CorpusError explains what is wrong
+    with _writes_to(out):
+        if corpus_bytes is not None:
+            text = decode_bytes(corpus_bytes, "the uploaded text")  # CorpusError explains what is wrong
+            out.mkdir(parents=True, exist_ok=True)
+            runs.atomic_write_text(out / USER_CORPUS, text)
+            options["corpus"] = str(out / USER_CORPUS)
+        if not options.get("corpus"):
+            raise JobError("choose a corpus: a built-in one, an uploaded .txt file or pasted text")
         out.mkdir(parents=True, exist_ok=True)
-        runs.atomic_write_text(out / USER_CORPUS, text)
-        options["corpus"] = str(out / USER_CORPUS)
-    if not options.get("corpus"):
-        raise JobError("choose a corpus: a built-in one, an uploaded .txt file or pasted text")
-    out.mkdir(parents=True, exist_ok=True)
-    return _launch(out, train_command(out, options), options.get("max_iters"))
+        return _launch(out, train_command(out, options), options.get("max_iters"))
+
+
+@contextlib.contextmanager
+def _writes_to(out: Path):
+    """A read-only or full checkpoints folder becomes a JobError with a clear message, not a traceback."""
+    try:
+        yield
+    except OSError as e:
+        raise JobError(f"cannot write the run folder {out}: {e.strerror or e}; is the checkpoints folder "
+                       "read-only or the disk full?") from e
 
 
 def _launch(out: Path, cmd: list[str], max_iters) -> Path:

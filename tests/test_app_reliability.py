@@ -142,3 +142,23 @@ def test_crash_text_shows_in_the_ui_and_the_app_keeps_working(crashed_root):
         at.run()
         assert not at.exception, (page, [e.value for e in at.exception])
         assert "Cannot load" not in all_text(at)
+
+
+def test_read_only_checkpoints_folder_gets_a_message_not_a_traceback(root, corpus_file):
+    if os.geteuid() == 0:
+        import subprocess
+        if subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(root)],
+                          capture_output=True).returncode:
+            pytest.skip("running as root without mount: cannot make a read-only folder")
+    else:
+        root.chmod(0o555)
+    try:
+        with pytest.raises(jobs.JobError, match="cannot write"):
+            jobs.start_job("ro-run", {**ENDLESS, "corpus": str(corpus_file)}, root=root)
+        with pytest.raises(jobs.JobError, match="cannot write"):
+            jobs.start_job("ro-upload", dict(ENDLESS), corpus_bytes=b"some text " * 100, root=root)
+    finally:
+        if os.geteuid() == 0:
+            subprocess.run(["umount", "-l", str(root)], capture_output=True)
+        else:
+            root.chmod(0o755)
