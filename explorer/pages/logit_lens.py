@@ -30,7 +30,9 @@ top_tokens = [[visible(run.tokenizer.token_str(int(i))) for i in row] for row in
 st.plotly_chart(lens_heatmap(lens.labels, tokens, top_tokens, lens.top_probs), key="lens_map")
 st.caption("Columns: prompt positions (the token written there). Rows: depth, from the raw embedding to the "
            "last block (the last row is the model's real prediction). Each cell shows the most likely *next* "
-           "token at that depth, coloured by its probability.")
+           "token at that depth, coloured by its probability. The embed row usually just repeats the current "
+           "token: the unembedding shares its weights with the embedding, so an untouched embedding points at "
+           "itself. Watch where each column first turns into its final answer.")
 
 position = st.slider("Position", 0, len(ids) - 1, len(ids) - 1, format="%d",
                      help="Inspect one column: the top 5 at every depth")
