@@ -58,19 +58,20 @@ def attention_heatmap(pattern: np.ndarray, labels: list[str], title: str) -> go.
     """One head's (T, T) pattern: row = query (the token predicting), column = key (the token looked at).
     The future (above the diagonal) is left empty so the grey causal mask shows through."""
     T = pattern.shape[0]
-    z = np.where(np.tril(np.ones((T, T), dtype=bool)), pattern, np.nan)
+    z = np.where(np.tril(np.ones((T, T), dtype=bool)), pattern, np.nan).astype(np.float32)  # float32: half the bytes
     ticks = [f"{i}:{t}" for i, t in enumerate(labels)]
     fig = go.Figure(go.Heatmap(
-        z=z, x=list(range(T)), y=list(range(T)), colorscale="Blues", zmin=0, zmax=1,
-        customdata=np.array([[[ticks[q], ticks[k]] for k in range(T)] for q in range(T)]),
-        hovertemplate="query %{customdata[0]}<br>key %{customdata[1]}<br>weight %{z:.3f}<extra></extra>",
+        z=z, colorscale="Blues", zmin=0, zmax=1,
+        # hover names positions only: per-cell token text would cost T*T strings (megabytes at T=256)
+        hovertemplate="query %{y} → key %{x}<br>weight %{z:.3f}<extra></extra>",
         colorbar=dict(title="weight", thickness=12)))
     step = max(1, T // 48)  # at most ~48 tick labels per axis stay readable
     tickvals = list(range(0, T, step))
     fig.update_xaxes(tickvals=tickvals, ticktext=[ticks[i] for i in tickvals], side="top", tickangle=-90,
-                     title_text="key (attended to)", showgrid=False)
+                     title_text="key (attended to)", showgrid=False, zeroline=False, constrain="domain")
     fig.update_yaxes(tickvals=tickvals, ticktext=[ticks[i] for i in tickvals], autorange="reversed",
-                     title_text="query (predicting from)", showgrid=False, scaleanchor="x")
+                     title_text="query (predicting from)", showgrid=False, zeroline=False, scaleanchor="x",
+                     constrain="domain")
     size = min(900, max(420, 16 * T + 160))
     fig = _layout(fig, title, height=size, plot_bgcolor=MASK_COLOR)
     fig.update_layout(margin=dict(l=10, r=10, t=90 if T <= 48 else 60, b=10))

@@ -150,6 +150,7 @@ CHIP_STYLE = ("display:inline-block;margin:1px;padding:1px 3px;border-radius:4px
 def chips_html(pieces: list[tuple[str, str, str]]) -> str:
     """pieces: (token text, hover title, css background colour) -> a row of escaped token chips."""
     spans = [f'<span title="{esc(title)}" style="{CHIP_STYLE}background:{esc(color)}">{esc(visible(text))}</span>'
+             + ("<br>" if text.endswith("\n") else "")  # keep the text's line breaks readable
              for text, title, color in pieces]
     return '<div style="line-height:1.9">' + "".join(spans) + "</div>"
 

@@ -105,7 +105,11 @@ def test_train_watch_inspect_generate_in_a_real_browser(server):
             expect(page.locator("h1").first).to_have_text(title)
 
         def shot(name):
-            page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+            # Streamlit scrolls inside its own container, so a full-page capture needs a tall window
+            page.set_viewport_size({"width": 1440, "height": 2400})
+            page.wait_for_timeout(500)
+            page.screenshot(path=str(SHOTS / f"{name}.png"))
+            page.set_viewport_size({"width": 1440, "height": 1000})
 
         def loss_points() -> int:
             caption = page.get_by_text(re.compile(r"validation loss on held-out text \(\d+ points\)"))
@@ -168,8 +172,9 @@ def test_train_watch_inspect_generate_in_a_real_browser(server):
         expect(page.locator(".js-plotly-plot")).to_have_count(2)
         shot("generate")
 
-        for title in ("Tokenizer", "Embeddings", "Runs"):
+        for title, last_part in (("Tokenizer", "Vocabulary"), ("Embeddings", "Positions"), ("Runs", "Delete a run")):
             nav(title)
+            expect(page.get_by_role("heading", name=last_part)).to_be_visible()
             settle()
             shot(title.lower())
         assert not errors, errors

@@ -204,8 +204,10 @@ def form() -> None:
 
     st.markdown("**Model**")
     shape = parent is not None
-    arch = st.select_slider("Architecture (the ladder)", ARCHS, key="tf_arch", disabled=shape,
-                            format_func=ARCH_LABELS.get)
+    arch = st.radio("Architecture (the ladder)", ARCHS, key="tf_arch", disabled=shape, horizontal=True,
+                    format_func=ARCH_LABELS.get,
+                    help="Each rung adds one idea: bigram (a lookup table) → one attention head → several heads "
+                         "→ full GPT blocks with MLPs.")
     m1, m2, m3, m4, m5 = st.columns(5)
     n_layer = m1.number_input("Layers", 1, 48, key="tf_n_layer", disabled=shape or arch == "bigram")
     n_head = m2.number_input("Heads", 1, 32, key="tf_n_head", disabled=shape or arch in ("bigram", "single_head"))
@@ -217,7 +219,7 @@ def form() -> None:
     t1, t2, t3, t4, t5, t6, t7 = st.columns(7)
     batch = t1.number_input("Batch size", 1, 512, key="tf_batch_size")
     iters = t2.number_input("Iterations", 1, 1_000_000, key="tf_max_iters", step=100)
-    lr = t3.number_input("Learning rate", 1e-6, 1.0, key="tf_lr", format="%.5f", step=1e-4)
+    lr = t3.number_input("Learning rate", 1e-6, 1.0, key="tf_lr", format="%g", step=1e-4)
     warmup = t4.number_input("Warmup steps", 0, 100_000, key="tf_warmup_iters")
     eval_every = t5.number_input("Eval interval", 1, 100_000, key="tf_eval_interval")
     seed = t6.number_input("Seed", 0, 2**31 - 1, key="tf_seed")
