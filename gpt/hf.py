@@ -92,7 +92,35 @@ def state_dict_from_gpt2(tensors: dict[str, torch.Tensor], cfg: GPTConfig) -> di
     return out
 
 
-def read_gpt2_tokenizer(src: Path) -> BPETokenizer:
+def char_tokenizer_from_export(src: Path) -> CharTokenizer | None:
+    """The char tokenizer of a folder written by export_gpt2 from a char run (chars.json, or a merge-free
+    vocabulary of single-byte tokens with ids 0..n-1), so such an export imports back exactly; else None."""
+    if (src / CHARS).is_file():
+        chars = json.loads((src / CHARS).read_text(encoding="utf-8"))
+        return CharTokenizer([chars[str(i)] for i in range(len(chars))])
+    try:
+        merges = [line for line in (src / HF_MERGES).read_text(encoding="utf-8").splitlines()
+                  if line and not line.startswith("#version")]
+        encoder = json.loads((src / HF_VOCAB).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
+    from .tokenizers import _bytes_to_unicode
+    byte_of = {c: b for b, c in _bytes_to_unicode().items()}
+    if merges or len(encoder) >= 256 or sorted(encoder.values()) != list(range(len(encoder))):
+        return None
+    if not all(len(token) == 1 and token in byte_of and byte_of[token] < 128 for token in encoder):
+        return None
+    by_id = {i: chr(byte_of[token]) for token, i in encoder.items()}
+    return CharTokenizer([by_id[i] for i in range(len(by_id))])
+
+
+def read_gpt2_tokenizer(src: Path) -> BPETokenizer | CharTokenizer:
+    try:
+        exported = char_tokenizer_from_export(src)
+    except (KeyError, TypeError, ValueError, TokenizerError) as e:
+        raise HFError(f"{src}: malformed {CHARS}: {e}") from e
+    if exported is not None:
+        return exported
     special = [ENDOFTEXT]
     for name in ("added_tokens.json", "special_tokens_map.json"):
         try:
