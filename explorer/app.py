@@ -16,7 +16,8 @@ from explorer.common import (RUN_KEY, all_runs, apply_pending_selection, default
 PAGES = Path(__file__).resolve().parent / "pages"
 CORE = [("train", "Train", ":material/model_training:"), ("tokenizer", "Tokenizer", ":material/abc:"),
         ("embeddings", "Embeddings", ":material/scatter_plot:"), ("attention", "Attention", ":material/grid_on:"),
-        ("generate", "Generate", ":material/edit_note:"), ("runs", "Runs", ":material/folder_open:")]
+        ("generate", "Generate", ":material/edit_note:"), ("runs", "Runs", ":material/folder_open:"),
+        ("share", "Import & export", ":material/ios_share:")]
 LOOK_DEEPER = [("heads", "Heads & detectors", ":material/psychology:"),
                ("time_machine", "Time machine", ":material/history:"),
                ("logit_lens", "Logit lens", ":material/layers:"),
