@@ -92,6 +92,7 @@ def test_train_watch_inspect_generate_in_a_real_browser(server):
         expect.set_options(timeout=WAIT_MS)
         errors: list[str] = []
         page.on("pageerror", lambda e: errors.append(str(e)))
+        main = page.get_by_test_id("stMainBlockContainer")  # not the header's own Stop button
 
         def settle():
             expect(page.locator('[data-testid="stApp"]')).to_be_visible()
@@ -133,7 +134,7 @@ def test_train_watch_inspect_generate_in_a_real_browser(server):
         name = page.locator('input[aria-label="Run name (optional)"]')
         name.fill("browser-run")
         name.press("Enter")
-        start = page.get_by_role("button", name=re.compile("Start training"))
+        start = main.get_by_role("button", name=re.compile("Start training"))
         expect(start).to_be_enabled()
         start.click()
         expect(page.get_by_text("Run: browser-run")).to_be_visible()
@@ -158,15 +159,15 @@ def test_train_watch_inspect_generate_in_a_real_browser(server):
                ).to_be_visible()  # still training after the round trip
         loss_points_after_return = loss_points()
         assert loss_points_after_return > before
-        page.get_by_role("button", name=re.compile("Stop")).click()
+        main.get_by_role("button", name=re.compile("Stop")).click()
         expect(page.get_by_text(re.compile(r"stopped at step"))).to_be_visible()
         assert jobs.job_state(root / "browser-run").state == "stopped"
-        expect(page.get_by_role("button", name=re.compile("Resume"))).to_be_enabled()
+        expect(main.get_by_role("button", name=re.compile("Resume"))).to_be_enabled()
 
         # ---- generate ----
         nav("Generate")
         settle()
-        page.get_by_role("button", name=re.compile("^.*Generate$")).click()
+        main.get_by_role("button", name=re.compile("Generate$")).click()
         expect(page.locator('span[title^="step 0: p="]')).to_be_visible()
         settle()
         expect(page.locator(".js-plotly-plot")).to_have_count(2)
