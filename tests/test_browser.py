@@ -108,6 +108,7 @@ def test_train_watch_inspect_generate_in_a_real_browser(server):
         def shot(name):
             # Streamlit scrolls inside its own container, so a full-page capture needs a tall window
             page.set_viewport_size({"width": 1440, "height": 2400})
+            page.get_by_test_id("stMain").evaluate("el => el.scrollTo(0, 0)")
             page.wait_for_timeout(500)
             page.screenshot(path=str(SHOTS / f"{name}.png"))
             page.set_viewport_size({"width": 1440, "height": 1000})
@@ -178,5 +179,16 @@ def test_train_watch_inspect_generate_in_a_real_browser(server):
             expect(page.get_by_role("heading", name=last_part)).to_be_visible()
             settle()
             shot(title.lower())
+        # the "Look deeper" pages (issue 4) get screenshots too; their own tests check their content
+        deeper = page.get_by_test_id("stSidebarNav").locator("a")
+        titles = [t.strip().splitlines()[-1] for t in deeper.all_inner_texts()]
+        for title in titles[titles.index("Runs") + 1:]:
+            page.get_by_test_id("stSidebarNav").get_by_text(title, exact=True).click()
+            expect(page.locator("h1").first).to_be_visible()
+            page.wait_for_timeout(1000)
+            expect(page.locator('[data-testid="stStatusWidget"]')).to_have_count(0)
+            shot(re.sub(r"\W+", "-", title.lower()).strip("-"))
+            if page.get_by_test_id("stException").count():
+                print(f"note: the {title} page shows an exception (see its screenshot)")
         assert not errors, errors
         browser.close()
