@@ -85,11 +85,11 @@ def attention_overview(pooled: np.ndarray, scores: dict[str, np.ndarray] | None 
     titles = []
     for layer in range(L):
         for head in range(H):
-            extra = f" · H={scores['entropy'][layer, head]:.1f}b" if scores else ""
+            extra = f" · H={scores['entropy'][layer, head]:.1f}b" if scores and H <= 4 else ""  # room for it
             mark = " ◀" if selected == (layer, head) else ""
             titles.append(f"L{layer} H{head}{extra}{mark}")
     fig = make_subplots(rows=L, cols=H, subplot_titles=titles, horizontal_spacing=0.02,
-                        vertical_spacing=0.06 if L > 1 else 0.0)
+                        vertical_spacing=min(0.08, 0.25 / max(1, L - 1)) if L > 1 else 0.0)
     S = pooled.shape[-1]
     upper = ~np.tril(np.ones((S, S), dtype=bool))
     for layer in range(L):
@@ -100,9 +100,10 @@ def attention_overview(pooled: np.ndarray, scores: dict[str, np.ndarray] | None 
                           row=layer + 1, col=head + 1)
     fig.update_xaxes(showticklabels=False, showgrid=False, zeroline=False)
     fig.update_yaxes(showticklabels=False, showgrid=False, zeroline=False, autorange="reversed")
-    fig.update_annotations(font_size=11)
-    cell = 150 if H <= 6 else 110
-    return _layout(fig, "Every head at a glance", height=min(1400, 60 + cell * L), plot_bgcolor=MASK_COLOR)
+    cell = max(60, min(150, 520 // H))  # keep thumbnails about square in a ~520 px wide column
+    fig = _layout(fig, "Every head at a glance", height=min(1600, 70 + int(cell * 1.15) * L), plot_bgcolor=MASK_COLOR)
+    fig.update_annotations(font_size=10 if H <= 4 else 9)
+    return fig
 
 
 def head_score_grid(values: np.ndarray, name: str, fmt: str = ".2f") -> go.Figure:

@@ -99,7 +99,7 @@ def corpus_excerpt(corpus_spec: str, n_chars: int = 400) -> str:
     except (CorpusError, OSError):
         return ""
     start = text.find("\n", int(len(text) * 0.9)) + 1
-    return text[start:start + n_chars]
+    return text[start:start + n_chars + 40].lstrip("\n")[:n_chars]
 
 
 def default_prompt(run, max_tokens: int | None = None) -> str:

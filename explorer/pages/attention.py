@@ -48,7 +48,7 @@ with left:
         st.plotly_chart(attention_overview(pooled, scores, selected=(layer, head)), key="attn_overview")
         shrink = f" (averaged down to {pooled.shape[-1]}×{pooled.shape[-1]})" if pooled.shape[-1] < len(ids) else ""
         st.caption(f"Rows = layers, columns = heads; each square is a head's pattern{shrink}, darker = more weight. "
-                   "H is the mean entropy in bits: low = focused. ◀ marks the head shown in full.")
+                   "H (when there is room) is the mean entropy in bits: low = focused. ◀ marks the head shown in full.")
     else:
         metric = st.radio("Score", ["entropy", "prev_token", "first_token", "self"], horizontal=True)
         st.plotly_chart(head_score_grid(scores[metric], f"{metric} per head"), key="attn_grid")

@@ -4,7 +4,7 @@ from collections import Counter
 import pandas as pd
 import streamlit as st
 
-from explorer.common import chips_html, default_prompt, esc, selected_run
+from explorer.common import chips_html, default_prompt, esc, selected_run, visible
 from gpt.tokenizers import printable
 
 CHIP_COLORS = ["#cfe3ff", "#ffe2c6", "#d6f5d6", "#f3d4f7"]
@@ -64,7 +64,7 @@ st.subheader("Vocabulary")
 spec = str(run.extra.get("corpus") or "")
 counts, counted = corpus_counts(str(run.path), spec, (run.path / "config.json").stat().st_mtime)
 total = sum(counts.values()) or 1
-vocab = pd.DataFrame([{"id": i, "token": s, "bytes": len(tok.token_bytes(i)), "count": counts.get(i, 0),
+vocab = pd.DataFrame([{"id": i, "token": visible(s), "bytes": len(tok.token_bytes(i)), "count": counts.get(i, 0),
                        "share": counts.get(i, 0) / total} for i, s in tok.vocab()])
 st.dataframe(vocab, hide_index=True, width="stretch", height=320, column_config={
     "share": st.column_config.ProgressColumn("share", format="%.4f", min_value=0.0,
