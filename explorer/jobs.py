@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from gpt import runs
+from gpt import distributed, runs
 from gpt.data import decode_bytes
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -129,14 +129,17 @@ def busy_message(root: str | Path | None = None) -> str | None:
 
 # ---- commands ----
 def train_command(out: Path, options: dict) -> list[str]:
-    """`python -m gpt.train --out OUT --key value ...`; True flags become bare switches, None is skipped."""
-    cmd = [sys.executable, "-m", "gpt.train", "--out", str(out), "--quiet"]
+    """`python -m gpt.train --out OUT --key value ...`; True flags become bare switches, None is skipped.
+    options["nproc"] > 1 launches that many DDP processes through torchrun (one per GPU)."""
+    options = dict(options)
+    nproc = int(options.pop("nproc", None) or 1)
+    args = ["--out", str(out), "--quiet"]
     for key, value in options.items():
         if value is None or value is False:
             continue
         flag = "--" + key.replace("_", "-")
-        cmd += [flag] if value is True else [flag, str(value)]
-    return cmd
+        args += [flag] if value is True else [flag, str(value)]
+    return distributed.launch_command(args, nproc, python=sys.executable)
 
 
 def new_run_dir(name: str, root: str | Path | None = None) -> Path:

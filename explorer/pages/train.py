@@ -5,6 +5,7 @@ import time
 import streamlit as st
 
 from explorer import jobs
+from gpt import distributed
 from explorer.charts import loss_curves, metric_curve
 from explorer.common import all_runs, selected_run_info, select_run
 from explorer.train_form import (ARCH_LABELS, FormValues, auto_name, estimate, human_bytes, human_count,
@@ -254,6 +255,12 @@ def form() -> None:
     name = st.text_input("Run name (optional)", key="tf_name",
                          placeholder=f"automatic, e.g. {auto_name(values, now=0)[:-12]}-<date>-<time>",
                          help="Letters, digits, '-', '_' and '.'; becomes the folder under checkpoints/.")
+    gpus = distributed.device_count()
+    nproc = 1
+    if gpus > 1:  # DDP only pays where there are several devices; a CPU-only machine trains in one process
+        nproc = int(st.number_input("Processes (torchrun, one per GPU)", 1, gpus, gpus, key="tf_nproc",
+                                    help="Data-parallel training: each process takes its slice of every "
+                                         "batch; only the first writes the run folder."))
     busy = jobs.busy_message()
     if busy:
         st.warning(busy)
@@ -267,7 +274,10 @@ def form() -> None:
     try:
         if start:
             run_name = sanitize_run_name(name) if name.strip() else auto_name(values)
-            out = jobs.start_job(run_name, train_options(values), corpus_bytes=corpus_bytes)
+            options = train_options(values)
+            if nproc > 1:
+                options["nproc"] = nproc
+            out = jobs.start_job(run_name, options, corpus_bytes=corpus_bytes)
             st.session_state[WATCH_KEY] = out.name
             select_run(out.name)
             st.rerun()

@@ -1,0 +1,26 @@
+"""The Train page offers torchrun with N processes only where N > 1 devices exist, and jobs build that command."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from test_app import app_at, root  # noqa: F401  (root is a fixture)
+
+from explorer import jobs
+from gpt import distributed
+
+
+def test_train_command_uses_torchrun_for_several_processes():
+    single = jobs.train_command(Path("/tmp/run"), {"max_iters": 5, "nproc": 1})
+    assert single[1:3] == ["-m", "gpt.train"] and "--max-iters" in single and "--nproc" not in single
+    multi = jobs.train_command(Path("/tmp/run"), {"max_iters": 5, "nproc": 2})
+    assert multi[1:5] == ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    assert multi[5:7] == ["-m", "gpt.train"] and multi[-2:] == ["--max-iters", "5"]
+
+
+def test_process_count_shown_only_with_several_devices(root, monkeypatch):  # noqa: F811
+    at = app_at()
+    assert not [n for n in at.number_input if n.key == "tf_nproc"]
+    monkeypatch.setattr(distributed, "device_count", lambda: 4)
+    at = app_at()
+    [nproc] = [n for n in at.number_input if n.key == "tf_nproc"]
+    assert nproc.value == 4 and nproc.max == 4
