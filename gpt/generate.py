@@ -80,12 +80,15 @@ def stream_tokens(model: GPT, prompt_ids: list[int], max_new_tokens: int, temper
             if greedy:
                 next_id = int(torch.argmax(last))
             else:
-                sample_probs = F.softmax(filter_logits(last, temperature, top_k, top_p), dim=-1)
+                unfiltered = temperature == 1.0 and not top_k and not (top_p and top_p < 1)
+                sample_probs = probs if unfiltered else F.softmax(filter_logits(last, temperature, top_k, top_p),
+                                                                  dim=-1)
                 next_id = int(torch.multinomial(sample_probs, 1, generator=gen))
-            k = min(alternatives, probs.numel())
-            top = torch.topk(probs, k)
-            yield TokenStep(next_id, float(probs[next_id]),
-                            list(zip(top.indices.tolist(), top.values.tolist())))
+            top_alternatives = []
+            if alternatives > 0:  # generate_text asks for none: two fewer ops per token
+                top = torch.topk(probs, min(alternatives, probs.numel()))
+                top_alternatives = list(zip(top.indices.tolist(), top.values.tolist()))
+            yield TokenStep(next_id, float(probs[next_id]), top_alternatives)
             ids.append(next_id)
             if cache is not None and cache.length < block:
                 logits, _ = model(torch.tensor([[next_id]], device=device), kv_cache=cache)
@@ -116,6 +119,7 @@ def stream_text(model: GPT, tokenizer, prompt: str, max_new_tokens: int, stop: s
 def generate_text(model: GPT, tokenizer, prompt: str, max_new_tokens: int = 200, stop: str | None = None,
                   **sampling) -> str:
     """The prompt's continuation as a string (without the prompt)."""
+    sampling.setdefault("alternatives", 0)  # only the text is returned
     text = "".join(step.text for step in stream_text(model, tokenizer, prompt, max_new_tokens, stop, **sampling))
     if stop and stop in text:
         text = text[: text.index(stop) + len(stop)]
