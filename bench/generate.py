@@ -20,6 +20,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--tokens", type=int, default=200)
     p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--cpu-time", action="store_true", help="time in process CPU seconds (use with --threads 1 "
+                   "on a busy machine)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     args = p.parse_args()
     if args.threads:
@@ -54,11 +56,11 @@ def main() -> None:
     fns = {"ours generate_text": ours_text, "ours stream_tokens (+prob, top-5)": ours_stream,
            "HF generate(use_cache=True, do_sample=True)": hf_generate}
     interleaved(fns, 1)  # warm-up
-    times = interleaved(fns, args.rounds)
+    times = interleaved(fns, args.rounds, cpu_time=args.cpu_time)
     hf_rate = n / median(times["HF generate(use_cache=True, do_sample=True)"])
     rows = [[name, n / median(t), n / min(t), 1000 * median(t) / n, f"{n / median(t) / hf_rate:.2f}x"]
             for name, t in times.items()]
-    print(f"generation: batch 1, {n} new tokens, {model.num_params():,} params, block 256; {machine()}")
+    print(f"generation: batch 1, {n} new tokens, {model.num_params():,} params, block 256; {machine(args.cpu_time)}")
     print(table(["generator", "tokens/s (median)", "tokens/s (best)", "ms/token", "vs HF"], rows))
     ratio = n / median(times["ours generate_text"]) / hf_rate
     print(f"target: ours >= 2x HF -> {'met' if ratio >= 2 else 'NOT met'} ({ratio:.2f}x)")

@@ -28,6 +28,8 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=7, help="interleaved rounds")
     p.add_argument("--steps", type=int, default=10, help="steps per variant per round")
     p.add_argument("--quality-steps", type=int, default=300, help="0 skips the bf16-vs-fp32 loss check")
+    p.add_argument("--cpu-time", action="store_true", help="time in process CPU seconds (use with --threads 1 "
+                   "on a busy machine)")
     p.add_argument("--threads", type=int, default=None)
     args = p.parse_args()
     if args.threads:
@@ -63,13 +65,13 @@ def main() -> None:
     hf = hf_twin(reference)
     fns["HF GPT2LMHeadModel fp32"] = hf_trainer(hf, splits.train, train_cfg, model_cfg.block_size)
     interleaved(fns, 1, 3)  # warm-up
-    times = interleaved(fns, args.rounds, args.steps)
+    times = interleaved(fns, args.rounds, args.steps, args.cpu_time)
     hf_ms = 1000 * median(times["HF GPT2LMHeadModel fp32"])
     tokens = train_cfg.batch_size * model_cfg.block_size
     rows = [[name, 1000 * median(t), 1000 * min(t), tokens / median(t), f"{1000 * median(t) / hf_ms:.2f}"]
             for name, t in times.items()]
     print(f"training step, nanoGPT CPU recipe ({reference.num_params():,} params, batch 12 x block 64); "
-          f"{machine()}; --dtype auto -> {str(auto).replace('torch.', '')}")
+          f"{machine(args.cpu_time)}; --dtype auto -> {str(auto).replace('torch.', '')}")
     print(table(["variant", "ms/step (median)", "ms/step (best)", "tokens/s", "vs HF"], rows))
     best = "ours bf16 (--dtype auto)" if auto == torch.bfloat16 else "ours fp32"
     ratio = 1000 * median(times[best]) / hf_ms
