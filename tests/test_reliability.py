@@ -89,8 +89,15 @@ def test_kill_9_at_random_moments_never_loses_the_run(tmp_path, corpus_file):
         resumed_from = file_step(out / runs.RESUME) if (out / runs.RESUME).exists() else 0
         proc = start_trainer(first if trial == 0 else resume, pause=None if kind == "random" else 1.5)
         if kind == "random":
-            wait_for(lambda: runs.read_status(out).get("pid") == proc.pid, proc)
-            time.sleep(rng.uniform(0.0, 2.0))
+            # a random moment measured in training progress, not seconds: on a fast machine a delay in
+            # seconds can outlast the whole run; stopping by step 100 leaves it at least 20 steps to go
+            target = min(100, resumed_from + rng.randint(1, 40))
+
+            def reached_target():
+                status = runs.read_status(out)
+                return status.get("pid") == proc.pid and (status.get("step") or 0) >= target
+            wait_for(reached_target, proc)
+            time.sleep(rng.uniform(0.0, 0.05))
         else:
             wait_for(lambda: list(out.glob(TMP_PATTERN[kind])), proc)
         proc.send_signal(signal.SIGKILL)
