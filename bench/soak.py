@@ -27,6 +27,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from explorer.jobs import trainer_threads  # noqa: E402
 from gpt import runs  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
@@ -166,6 +167,8 @@ def hold_sessions(port: int, n: int, timeout_ms: int):
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sessions", type=int, default=8)
+    ap.add_argument("--trainer-threads", type=int, default=trainer_threads(),
+                    help="torch threads of the training job (default: what the app gives its jobs)")
     ap.add_argument("--idle-s", type=float, default=45)
     ap.add_argument("--load-s", type=float, default=90)
     ap.add_argument("--timeout-s", type=float, default=120, help="how long one page may take to answer")
@@ -180,7 +183,7 @@ def main() -> int:
     run_dir = root / "soak-train"
     trainer = subprocess.Popen([sys.executable, "-m", "gpt.train", "--corpus", args.corpus, "--preset",
                                 "nanogpt-cpu", "--out", str(run_dir), "--max-iters", "1000000", "--eval-interval",
-                                "1000000", "--quiet"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                                "1000000", "--quiet", "--threads", str(args.trainer_threads)], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
                                stderr=subprocess.PIPE, text=True, start_new_session=True)
     server = None
     handles = None

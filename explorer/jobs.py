@@ -128,11 +128,20 @@ def busy_message(root: str | Path | None = None) -> str | None:
 
 
 # ---- commands ----
+def trainer_threads(cores: int | None = None) -> int:
+    """CPU threads for a trainer started from the app: on a small machine leave one core to the UI and the
+    browser. Two OpenMP threads sharing two busy cores stall at every barrier (bench/soak.py measured 0.03x
+    tokens/s for a 0.39x CPU share); one thread slows down only in proportion to the CPU it loses."""
+    cores = cores or os.cpu_count() or 1
+    return max(1, cores - 1) if cores <= 4 else cores
+
+
 def train_command(out: Path, options: dict) -> list[str]:
     """`python -m gpt.train --out OUT --key value ...`; True flags become bare switches, None is skipped.
     options["nproc"] > 1 launches that many DDP processes through torchrun (one per GPU)."""
     options = dict(options)
     nproc = int(options.pop("nproc", None) or 1)
+    options.setdefault("threads", trainer_threads())
     args = ["--out", str(out), "--quiet"]
     for key, value in options.items():
         if value is None or value is False:
