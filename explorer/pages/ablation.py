@@ -52,8 +52,8 @@ except (CorpusError, ValueError) as e:
     st.stop()
 result = ablate(run.model, ids, val, [names[n] for n in chosen])
 c1, c2, c3 = st.columns(3)
-c1.metric("Validation loss, intact", f"{result.base_loss:.3f}")
-c2.metric("With the heads removed", f"{result.ablated_loss:.3f}", f"{result.delta_loss:+.3f}", delta_color="inverse")
+c1.metric("Validation loss, intact", f"{result.base_loss:.4f}")
+c2.metric("With the heads removed", f"{result.ablated_loss:.4f}", f"{result.delta_loss:+.4f}", delta_color="inverse")
 c3.metric("Next-token distribution moved", f"{result.total_variation:.0%}",
           help="Total variation distance between the two next-token distributions for the prompt")
 label = lambda i: visible(run.tokenizer.token_str(i))  # noqa: E731
