@@ -9,9 +9,11 @@ from __future__ import annotations
 import contextlib
 import os
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +25,10 @@ ROOT = Path(__file__).resolve().parent.parent
 LOG = "train.log"
 USER_CORPUS = "corpus.txt"
 LIVE_STATES = ("queued", "starting", "running")
+LAUNCH_LOCK = ".launch.lock"  # in the checkpoints root: one launch at a time across every app process
+LAUNCH_WAIT_S = 30.0
 _children: dict[int, subprocess.Popen] = {}   # processes this server started; polled so none stays a zombie
+_launch_thread_lock = threading.Lock()        # the same, between the sessions (threads) of one server
 
 
 class JobError(ValueError):
@@ -41,7 +46,7 @@ def max_concurrent_jobs() -> int:
 def _reap() -> None:
     for pid, proc in list(_children.items()):
         if proc.poll() is not None:
-            del _children[pid]
+            _children.pop(pid, None)  # another session's thread may have reaped it already
 
 
 def _alive(pid) -> bool:
@@ -117,14 +122,49 @@ def live_jobs(root: str | Path | None = None) -> list[tuple[str, JobState]]:
 
 
 def busy_message(root: str | Path | None = None) -> str | None:
-    """Why a new job cannot start now, or None when it can."""
-    active = [(n, s) for n, s in live_jobs(root) if s.state != "queued"]
+    """Why a new job cannot start now, or None when it can. A ladder chain counts as one job, even while all of
+    its runs are still queued (its shell is about to start the first)."""
+    root = Path(root or runs.checkpoints_root())
+    active: dict[object, str] = {}  # one entry per training process or chain -> a run name to show
+    for name, state in live_jobs(root):
+        chain = runs.read_status(root / name).get("chain_pid")
+        active.setdefault(chain if chain else name, name)
     limit = max_concurrent_jobs()
     if len(active) >= limit:
-        names = ", ".join(n for n, _ in active)
+        names = ", ".join(active.values())
         return (f"Busy: {len(active)} training job(s) already running ({names}); this machine allows {limit} at "
                 f"a time so training gets the CPU. Stop it or wait for it to finish.")
     return None
+
+
+@contextlib.contextmanager
+def launch_lock(root: str | Path | None = None, wait_s: float = LAUNCH_WAIT_S):
+    """Hold the checkpoints root's launch lock: the busy check and the launch that follows it become one step,
+    so two sessions (threads of one server, or two servers) clicking Start at once cannot both pass the job
+    limit. An flock the OS drops if the holder dies; held only until the new run's status names its process."""
+    root = Path(root or runs.checkpoints_root())
+    with _launch_thread_lock:
+        try:
+            import fcntl
+        except ImportError:  # not on POSIX: the thread lock is all there is
+            yield
+            return
+        root.mkdir(parents=True, exist_ok=True)
+        with open(root / LAUNCH_LOCK, "a") as f:
+            deadline = time.monotonic() + wait_s
+            while True:
+                try:
+                    fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        raise JobError("another session has been starting a training job for "
+                                       f"{wait_s:.0f} s; try again in a moment") from None
+                    time.sleep(0.05)
+            try:
+                yield
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
 
 
 # ---- commands ----
@@ -172,21 +212,23 @@ def start_job(name: str, options: dict, corpus_bytes: bytes | None = None,
               root: str | Path | None = None) -> Path:
     """Start training a new run. corpus_bytes (uploaded or pasted text) is checked and saved into the run
     folder first; otherwise options['corpus'] names a built-in corpus. Returns the run folder."""
-    busy = busy_message(root)
-    if busy:
-        raise JobError(busy)
-    out = new_run_dir(name, root)
+    root = Path(root or runs.checkpoints_root())
+    out = runs.run_path(name, root)
     options = dict(options)
-    with _writes_to(out):
-        if corpus_bytes is not None:
-            text = decode_bytes(corpus_bytes, "the uploaded text")  # CorpusError explains what is wrong
-            out.mkdir(parents=True, exist_ok=True)
-            runs.atomic_write_text(out / USER_CORPUS, text)
-            options["corpus"] = str(out / USER_CORPUS)
-        if not options.get("corpus"):
+    with _writes_to(out), launch_lock(root):
+        busy = busy_message(root)
+        if busy:
+            raise JobError(busy)
+        out = new_run_dir(name, root)
+        text = decode_bytes(corpus_bytes, "the uploaded text") if corpus_bytes is not None else None  # CorpusError
+        if text is None and not options.get("corpus"):
             raise JobError("choose a corpus: a built-in one, an uploaded .txt file or pasted text")
-        out.mkdir(parents=True, exist_ok=True)
-        return _launch(out, train_command(out, options), options.get("max_iters"))
+        with _removed_on_failure(out):
+            out.mkdir(parents=True, exist_ok=True)
+            if text is not None:
+                runs.atomic_write_text(out / USER_CORPUS, text)
+                options["corpus"] = str(out / USER_CORPUS)
+            return _launch(out, train_command(out, options), options.get("max_iters"))
 
 
 @contextlib.contextmanager
@@ -197,6 +239,18 @@ def _writes_to(out: Path):
     except OSError as e:
         raise JobError(f"cannot write the run folder {out}: {e.strerror or e}; is the checkpoints folder "
                        "read-only or the disk full?") from e
+
+
+@contextlib.contextmanager
+def _removed_on_failure(*folders: Path):
+    """Folders this launch creates are removed again if it fails half-way: no half-made run is left."""
+    new = [f for f in folders if not f.exists()]
+    try:
+        yield
+    except BaseException:
+        for folder in new:
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
 
 
 def _launch(out: Path, cmd: list[str], max_iters) -> Path:
@@ -211,47 +265,50 @@ def _launch(out: Path, cmd: list[str], max_iters) -> Path:
 def resume_job(run_dir: str | Path, max_iters: int | None = None) -> Path:
     """Continue a stopped (or orphaned) run from its last checkpoint, exactly."""
     run_dir = Path(run_dir)
-    state = job_state(run_dir)
-    if state.live:
-        raise JobError(f"{run_dir.name} is already {state.state}")
-    if not (run_dir / runs.RESUME).exists():
-        raise JobError(f"{run_dir.name} has no checkpoint to resume from (resume.safetensors)")
-    busy = busy_message(run_dir.parent)
-    if busy:
-        raise JobError(busy)
-    options = {"resume": True, "max_iters": max_iters}
-    return _launch(run_dir, train_command(run_dir, options), max_iters or state.max_iters)
+    with _writes_to(run_dir), launch_lock(run_dir.parent):
+        state = job_state(run_dir)
+        if state.live:
+            raise JobError(f"{run_dir.name} is already {state.state}")
+        if not (run_dir / runs.RESUME).exists():
+            raise JobError(f"{run_dir.name} has no checkpoint to resume from (resume.safetensors)")
+        busy = busy_message(run_dir.parent)
+        if busy:
+            raise JobError(busy)
+        options = {"resume": True, "max_iters": max_iters}
+        return _launch(run_dir, train_command(run_dir, options), max_iters or state.max_iters)
 
 
 def start_chain(jobs: list[tuple[str, dict]], corpus_bytes: bytes | None = None,
                 root: str | Path | None = None) -> list[Path]:
     """Train several runs one after another (the ladder) in one background shell; returns their folders."""
-    busy = busy_message(root)
-    if busy:
-        raise JobError(busy)
-    outs = [new_run_dir(name, root) for name, _ in jobs]
-    if len(set(outs)) != len(outs):
-        raise JobError("the chained runs need distinct names")
-    jobs = [(name, dict(opts)) for name, opts in jobs]
-    if corpus_bytes is not None:
-        text = decode_bytes(corpus_bytes, "the uploaded text")
-        for out, (_, opts) in zip(outs, jobs):
-            out.mkdir(parents=True, exist_ok=True)
-            runs.atomic_write_text(out / USER_CORPUS, text)
-            opts["corpus"] = str(out / USER_CORPUS)
-    if not all(opts.get("corpus") for _, opts in jobs):
-        raise JobError("choose a corpus: a built-in one, an uploaded .txt file or pasted text")
-    script = " && ".join(f"{shlex.join(train_command(out, opts))} >> {shlex.quote(str(out / LOG))} 2>&1"
-                         for out, (_, opts) in zip(outs, jobs))
-    for out, (_, opts) in zip(outs, jobs):
-        out.mkdir(parents=True, exist_ok=True)
-        runs.write_status(out, state="queued", chain_pid=None, pid=None, step=0,
-                          max_iters=opts.get("max_iters") or 0, error=None)
-    # the shell's own command line names gpt.train, so pid checks treat it as a trainer process
-    proc = _spawn(["/bin/sh", "-c", script], outs[0])
-    for out in outs:
-        runs.write_status(out, chain_pid=proc.pid)
-    return outs
+    root = Path(root or runs.checkpoints_root())
+    with _writes_to(root), launch_lock(root):
+        busy = busy_message(root)
+        if busy:
+            raise JobError(busy)
+        outs = [new_run_dir(name, root) for name, _ in jobs]
+        if len(set(outs)) != len(outs):
+            raise JobError("the chained runs need distinct names")
+        jobs = [(name, dict(opts)) for name, opts in jobs]
+        text = decode_bytes(corpus_bytes, "the uploaded text") if corpus_bytes is not None else None
+        if text is None and not all(opts.get("corpus") for _, opts in jobs):
+            raise JobError("choose a corpus: a built-in one, an uploaded .txt file or pasted text")
+        with _removed_on_failure(*outs):
+            for out, (_, opts) in zip(outs, jobs):
+                out.mkdir(parents=True, exist_ok=True)
+                if text is not None:
+                    runs.atomic_write_text(out / USER_CORPUS, text)
+                    opts["corpus"] = str(out / USER_CORPUS)
+            script = " && ".join(f"{shlex.join(train_command(out, opts))} >> {shlex.quote(str(out / LOG))} 2>&1"
+                                 for out, (_, opts) in zip(outs, jobs))
+            for out, (_, opts) in zip(outs, jobs):
+                runs.write_status(out, state="queued", chain_pid=None, pid=None, step=0,
+                                  max_iters=opts.get("max_iters") or 0, error=None)
+            # the shell's own command line names gpt.train, so pid checks treat it as a trainer process
+            proc = _spawn(["/bin/sh", "-c", script], outs[0])
+            for out in outs:
+                runs.write_status(out, chain_pid=proc.pid)
+        return outs
 
 
 def stop_job(run_dir: str | Path) -> bool:
