@@ -2,6 +2,7 @@
 (seeded into a private cache), otherwise tests fall back to the python-docs corpus."""
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import string
@@ -46,6 +47,15 @@ def corpus_file(tmp_path_factory, corpus_text) -> Path:
     path = tmp_path_factory.mktemp("corpus") / "corpus.txt"
     path.write_text(corpus_text[:200_000], encoding="utf-8")
     return path
+
+
+@contextlib.contextmanager
+def checkpoints_env(root: Path):
+    """GPT_EXPLORER_CHECKPOINTS=root (where the app and the library look for runs) inside the block, the old
+    value after it. For module-scoped fixtures, which cannot use the function-scoped monkeypatch."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("GPT_EXPLORER_CHECKPOINTS", str(root))
+        yield Path(root)
 
 
 def run_cli(*args: str, timeout: float = 300, check: bool = True, **kwargs) -> subprocess.CompletedProcess:

@@ -1,13 +1,12 @@
 """AppTest smoke tests of the "Look deeper" pages against a tiny run trained by the CLI."""
 import json
-import os
 import re
 import shutil
 import time
 
 import pytest
 
-from conftest import ROOT, run_cli
+from conftest import ROOT, checkpoints_env, run_cli
 
 AppTest = pytest.importorskip("streamlit.testing.v1").AppTest
 
@@ -24,13 +23,8 @@ def checkpoints(tmp_path_factory, tiny_run):
             "--max-iters", "20", "--eval-interval", "10", "--eval-iters", "2", "--sample-tokens", "0",
             "--dtype", "float32", "--quiet")
     make_html_run(tiny_run, root / "tiny-html")
-    old = os.environ.get("GPT_EXPLORER_CHECKPOINTS")
-    os.environ["GPT_EXPLORER_CHECKPOINTS"] = str(root)
-    yield root
-    if old is None:
-        os.environ.pop("GPT_EXPLORER_CHECKPOINTS", None)
-    else:
-        os.environ["GPT_EXPLORER_CHECKPOINTS"] = old
+    with checkpoints_env(root):
+        yield root
 
 
 def make_html_run(source, dest):

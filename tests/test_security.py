@@ -4,14 +4,13 @@ says how to open it up deliberately, and token text rendered as HTML is escaped 
 from __future__ import annotations
 
 import html
-import os
 import re
 import tomllib
 
 import pytest
 import torch
 
-from conftest import ROOT
+from conftest import ROOT, checkpoints_env
 from gpt import runs
 from gpt.config import GPTConfig, TrainConfig
 from gpt.data import MAX_CORPUS_BYTES
@@ -68,13 +67,8 @@ def evil_root(tmp_path_factory):
                       corpus_sha256=None, init_from=None)
     save_tokenizer(tok, run / runs.TOKENIZER)
     runs.atomic_save_model(GPT(model_cfg), run / runs.WEIGHTS, {"step": "1"})
-    old = os.environ.get("GPT_EXPLORER_CHECKPOINTS")
-    os.environ["GPT_EXPLORER_CHECKPOINTS"] = str(root)
-    yield root
-    if old is None:
-        os.environ.pop("GPT_EXPLORER_CHECKPOINTS", None)
-    else:
-        os.environ["GPT_EXPLORER_CHECKPOINTS"] = old
+    with checkpoints_env(root):
+        yield root
 
 
 @pytest.fixture(autouse=True)
