@@ -90,6 +90,17 @@ def selected_run(step: int | None = None):
         st.stop()
 
 
+def selected_attention_run(title: str, lacks: str):
+    """The preamble of a page about attention: the selected run, the page title, and for a bigram model (which
+    has no attention and no layers) a note saying what it `lacks` (e.g. "no attention heads") and st.stop()."""
+    run = selected_run()
+    st.title(title)
+    if not run.config.has_attention:
+        st.info(f"A **bigram** model has {lacks}. Pick a single-head, multi-head or GPT model.")
+        st.stop()
+    return run
+
+
 # ---- prompts ----
 @st.cache_data(max_entries=8, show_spinner=False)
 def corpus_excerpt(corpus_spec: str, n_chars: int = 400) -> str:

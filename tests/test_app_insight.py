@@ -170,3 +170,27 @@ def test_experiments_page_starts_training_with_the_tasks_options(checkpoints):
         jobs.stop_job(out)
         final = jobs.wait_until_done(out, timeout=120)
     assert final.state in ("stopped", "finished", "cancelled"), final
+
+
+@pytest.mark.parametrize("page, title, lacks", [("heads", "Heads & detectors", "no attention heads"),
+                                                ("ablation", "Ablation", "no attention heads to remove"),
+                                                ("logit_lens", "Logit lens", "no layers to look through")])
+def test_attention_pages_explain_that_a_bigram_model_has_none(tmp_path, page, title, lacks):
+    """The shared preamble (explorer.common.selected_attention_run): title, then a note instead of a crash."""
+    from gpt import runs
+    from gpt.config import GPTConfig, TrainConfig
+    from gpt.model import GPT
+    from gpt.tokenizers import CharTokenizer, save_tokenizer
+    run = tmp_path / "bigram"
+    run.mkdir()
+    tok = CharTokenizer.train("To be, or not to be: that is the question.\n")
+    cfg = GPTConfig(vocab_size=tok.vocab_size, block_size=16, n_layer=1, n_head=1, n_embd=8, arch="bigram")
+    runs.write_config(run, cfg, TrainConfig(max_iters=1), corpus="python-docs", tokenizer="char")
+    save_tokenizer(tok, run / runs.TOKENIZER)
+    runs.atomic_save_model(GPT(cfg), run / runs.WEIGHTS, {"step": "1"})
+    with checkpoints_env(tmp_path):
+        at = open_page(page, run="bigram")
+    assert [t.value for t in at.title] == [title]
+    assert [i.value for i in at.info] == [f"A **bigram** model has {lacks}. Pick a single-head, multi-head or GPT "
+                                          "model."]
+    assert not at.get("plotly_chart")  # the page stopped there

@@ -2,18 +2,14 @@
 import streamlit as st
 
 from explorer.charts_insight import prob_bars
-from explorer.common import cached_run, default_prompt, encode_or_explain, esc, selected_run, visible
+from explorer.common import cached_run, default_prompt, encode_or_explain, esc, selected_attention_run, visible
 from gpt.ablation import ablate, all_heads, generate_with_ablation
 from gpt.data import CorpusError
 from gpt.detectors import DETECTORS, head_scores
 from gpt.token_loss import validation_ids
 
-run = selected_run()
+run = selected_attention_run("Ablation", "no attention heads to remove")
 cfg = run.config
-st.title("Ablation")
-if not cfg.has_attention:
-    st.info("A **bigram** model has no attention heads to remove. Pick another model.")
-    st.stop()
 st.caption(f"Model **{run.path.name}** at step {run.step:,}. Zeroing a head removes its contribution to the "
            "residual stream; if the loss rises, the model relied on it.")
 

@@ -2,18 +2,14 @@
 import streamlit as st
 
 from explorer.charts_insight import attention_map, detector_heatmaps
-from explorer.common import cached_run, selected_run, visible
+from explorer.common import cached_run, selected_attention_run, visible
 from gpt.data import CorpusError
 from gpt.detectors import (DETECTORS, LABELS, attention_patterns, describe_heads, head_scores, probe_for,
                            repeated_passage, repeated_random_tokens)
 from gpt.token_loss import validation_ids
 
-run = selected_run()
+run = selected_attention_run("Heads & detectors", "no attention heads")
 cfg = run.config
-st.title("Heads & detectors")
-if not cfg.has_attention:
-    st.info("A **bigram** model has no attention heads. Pick a single-head, multi-head or GPT model.")
-    st.stop()
 st.caption(f"Model **{run.path.name}** at step {run.step:,}: {cfg.n_layer} layer(s) × {cfg.effective_n_head} "
            "head(s). Each score is the share of a head's attention that lands where a known circuit would look.")
 

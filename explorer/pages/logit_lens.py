@@ -3,17 +3,13 @@ import pandas as pd
 import streamlit as st
 
 from explorer.charts_insight import lens_heatmap
-from explorer.common import default_prompt, encode_or_explain, selected_run, visible
+from explorer.common import default_prompt, encode_or_explain, selected_attention_run, visible
 from gpt.lens import lens_column, logit_lens
 
 MAX_SHOWN = 48
 
-run = selected_run()
+run = selected_attention_run("Logit lens", "no layers to look through")
 cfg = run.config
-st.title("Logit lens")
-if not cfg.has_attention:
-    st.info("A **bigram** model has no layers to look through. Pick another model.")
-    st.stop()
 st.caption(f"Model **{run.path.name}** at step {run.step:,}. The residual stream after each layer is passed "
            "through the model's final LayerNorm and unembedding, as if the remaining layers were skipped.")
 prompt = st.text_area("Prompt", default_prompt(run, max_tokens=min(MAX_SHOWN, cfg.block_size)), height=90,
