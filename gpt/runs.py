@@ -94,8 +94,11 @@ def atomic_write_json(path: str | Path, obj) -> None:
 
 
 def atomic_save_model(model: torch.nn.Module, path: str | Path, metadata: dict[str, str] | None = None) -> None:
+    """A GPT's weights, with its model config in the file's metadata (see check_config_metadata)."""
     path = Path(path)
     tmp = _tmp_for(path)
+    if isinstance(getattr(model, "config", None), GPTConfig):
+        metadata = {**(metadata or {}), **config_metadata(model.config)}
     try:
         save_model(model, str(tmp), metadata=metadata)  # handles tied weights
         _test_pause()
@@ -283,13 +286,51 @@ def list_snapshots(run_dir: str | Path) -> list[int]:
     return sorted(int(m.group(1)) for p in folder.iterdir() if (m := _SNAPSHOT_RE.match(p.name)))
 
 
+# ---- the model config stored with the weights ----
+CONFIG_META = "model_config"  # safetensors metadata key: JSON of the GPTConfig the weights were written with
+_RUNTIME_ONLY = ("dropout",)  # acts only while training: editing it does not change what the weights compute
+
+
+def config_metadata(model_cfg: GPTConfig) -> dict[str, str]:
+    return {CONFIG_META: json.dumps(model_cfg.to_dict(), sort_keys=True)}
+
+
+def check_config_metadata(model_cfg: GPTConfig, metadata: dict[str, str], path: str | Path) -> None:
+    """Refuse weights written for another model than config.json describes. Shapes cannot tell an n_head edit
+    (the same tensors, cut into heads differently): the config saved inside the weights file can. Files
+    without it (older runs) rely on the shape checks alone."""
+    raw = metadata.get(CONFIG_META)
+    if raw is None:
+        return
+    try:
+        saved = json.loads(raw)
+    except json.JSONDecodeError:
+        saved = None
+    if not isinstance(saved, dict):
+        raise RunError(f"{Path(path).name} is corrupt: its {CONFIG_META} metadata is not a JSON object")
+    wanted = model_cfg.to_dict()
+    differ = [k for k in wanted if k in saved and k not in _RUNTIME_ONLY and saved[k] != wanted[k]]
+    if differ:
+        says = ", ".join(f"{k}={json.dumps(wanted[k])}" for k in differ)
+        trained = ", ".join(f"{k}={json.dumps(saved[k])}" for k in differ)
+        raise RunError(f"{Path(path).name} does not match config.json: config.json says {says} but the weights "
+                       f"were trained with {trained}; restore config.json or use the weights' own run folder")
+
+
 def load_weights(model: GPT, path: str | Path) -> dict[str, str]:
     """Load safetensors weights into model (strict); returns the file's metadata. Never unpickles."""
     from safetensors import safe_open
     try:
         with safe_open(str(path), framework="pt") as f:
             metadata = f.metadata() or {}
-        missing, unexpected = load_model(model, str(path), strict=True)
+    except FileNotFoundError as e:
+        raise RunError(f"{path} is missing") from e
+    except (SafetensorError, OSError, RuntimeError, ValueError) as e:
+        raise RunError(f"{Path(path).name} is corrupt: {str(e).splitlines()[0][:300]}") from e
+    if isinstance(getattr(model, "config", None), GPTConfig):
+        check_config_metadata(model.config, metadata, path)
+    try:
+        load_model(model, str(path), strict=True)
     except FileNotFoundError as e:
         raise RunError(f"{path} is missing") from e
     except (SafetensorError, OSError, RuntimeError, ValueError, KeyError) as e:
@@ -307,10 +348,12 @@ def check_weights_fit(model_cfg: GPTConfig, path: str | Path) -> None:
     try:
         with safe_open(str(path), framework="pt") as f:
             found = {name: tuple(f.get_slice(name).get_shape()) for name in f.keys()}
+            metadata = f.metadata() or {}
     except FileNotFoundError as e:
         raise RunError(f"{path} is missing") from e
     except (SafetensorError, OSError, RuntimeError, ValueError) as e:
         raise RunError(f"{Path(path).name} is corrupt: {str(e).splitlines()[0][:300]}") from e
+    check_config_metadata(model_cfg, metadata, path)  # the clearest message when the file says what it was
     # first the overall size, cheaply: even a model built on the meta device takes long for absurd layer counts
     width = next((shape[-1] for name, shape in found.items() if name in ("wte.weight", "lm_head.weight")), None)
     layers = len({name.split(".")[1] for name in found if name.startswith("blocks.")})

@@ -203,7 +203,7 @@ class Trainer:
         """Weights for inspection, then one resume file (weights + optimizer + RNG): all-or-nothing."""
         if not self.is_main or self.out_dir is None:
             return
-        meta = {"step": str(self.step)}
+        meta = {"step": str(self.step), **runs.config_metadata(self.model.config)}
         runs.atomic_save_model(self.model, self.out_dir / runs.WEIGHTS, meta)
         tensors = {f"model.{k}": v.detach().contiguous() for k, v in self.model.state_dict().items()
                    if k != "lm_head.weight" or not self.model.config.has_attention}
@@ -229,6 +229,7 @@ class Trainer:
                 tensors = {k: f.get_tensor(k) for k in f.keys()}
         except Exception as e:
             raise TrainError(f"cannot resume: {path.name} is unreadable ({e})") from e
+        runs.check_config_metadata(self.model.config, meta, path)  # config.json edited since: refuse
         model_sd = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
         if self.model.config.has_attention:
             model_sd["lm_head.weight"] = model_sd["wte.weight"]
