@@ -88,14 +88,47 @@ class CausalSelfAttention(nn.Module):
             self._masks[key] = mask
         return mask
 
+    def causal_bias(self, T: int, past: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+        """(T, past+T) additive mask: 0 where query i may see key j, -inf elsewhere. Cached per shape."""
+        key = ("bias", T, past, str(device), dtype)
+        bias = self._masks.get(key)
+        if bias is None:
+            hidden = self.causal_mask(T, past, device, hidden=True)
+            bias = torch.zeros(T, past + T, dtype=dtype, device=device).masked_fill(hidden, float("-inf"))
+            self._masks[key] = bias
+        return bias
+
+    def explicit_attention(self, q, k, v, past: int, trace: Trace | None, prefix: str) -> torch.Tensor:
+        """softmax(q k^T / sqrt(hs) + causal bias) v with the probabilities materialised (for the trace).
+        q (B, nh, T, hs), k and v (B, nh, past+T, hs) -> (B, nh, T, hs)."""
+        B, nh, T, hs = q.shape
+        S = k.size(2)
+        # one baddbmm does scale + score + mask: 3 ops (and their backward) less than matmul, mul, masked_fill
+        bias = self.causal_bias(T, past, q.device, q.dtype)  # (T, S): 0 where visible, -inf where hidden
+        att = torch.baddbmm(bias, q.reshape(B * nh, T, hs), k.reshape(B * nh, S, hs).transpose(1, 2),
+                            alpha=1.0 / math.sqrt(hs)).view(B, nh, T, S)
+        # bf16 scores hold no more than bf16 precision and the CPU/CUDA kernels accumulate in fp32, so no
+        # casts around the softmax (they were 4 copies per layer and step)
+        att = F.softmax(att, dim=-1)
+        if trace is not None:
+            att = trace(prefix + "attn.pattern", att)
+        att = self.attn_dropout(att)
+        y = torch.bmm(att.reshape(B * nh, T, S), v.reshape(B * nh, S, hs)).view(B, nh, T, hs)
+        if trace is not None:
+            y = trace(prefix + "attn.z", y)
+        return y
+
     def forward(self, x, trace: Trace | None = None, prefix: str = "", cache: KVCache | None = None,
                 layer: int = 0):
         B, T, C = x.size()
         nh, hs = self.n_head, C // self.n_head
-        q, k, v = self.c_attn(x).split(self.n_embd, dim=2)
-        q = q.view(B, T, nh, hs).transpose(1, 2)  # (B, nh, T, hs)
-        k = k.view(B, T, nh, hs).transpose(1, 2)
-        v = v.view(B, T, nh, hs).transpose(1, 2)
+        # On CPU the bf16 flash-attention backward is ~10x slower than the explicit softmax (measured), so
+        # bf16 CPU training takes the explicit path too, recording nothing.
+        explicit = trace is not None or (x.device.type == "cpu" and x.dtype == torch.bfloat16)
+        qkv = self.c_attn(x).view(B, T, 3, nh, hs).permute(2, 0, 3, 1, 4)  # (3, B, nh, T, hs)
+        if explicit and cache is None:
+            qkv = qkv.contiguous()  # one copy here instead of three inside the batched matmuls
+        q, k, v = qkv.unbind(0)  # each (B, nh, T, hs)
         past = 0
         if cache is not None:
             if cache.layers[layer] is not None:
@@ -108,23 +141,12 @@ class CausalSelfAttention(nn.Module):
         mask = None
         if past and T > 1:
             mask = self.causal_mask(T, past, x.device)
-        # On CPU the bf16 flash-attention backward is ~10x slower than the explicit softmax (measured), so
-        # bf16 CPU training takes the explicit path too, recording nothing.
-        if trace is None and not (q.device.type == "cpu" and q.dtype == torch.bfloat16):
+        if not explicit:
             y = F.scaled_dot_product_attention(
                 q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0,
                 is_causal=(past == 0 and T > 1))
         else:
-            att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(hs))  # (B, nh, T, past+T)
-            att = att.masked_fill(self.causal_mask(T, past, x.device, hidden=True), float("-inf"))
-            # bf16 scores hold no more than bf16 precision and the CPU/CUDA kernels accumulate in fp32, so no
-            # casts around the softmax (they were 4 copies per layer and step)
-            att = F.softmax(att, dim=-1)
-            if trace is not None:
-                att = trace(prefix + "attn.pattern", att)
-            y = self.attn_dropout(att) @ v  # (B, nh, T, hs)
-            if trace is not None:
-                y = trace(prefix + "attn.z", y)
+            y = self.explicit_attention(q, k, v, past, trace, prefix)
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # heads side by side again
         return self.resid_dropout(self.c_proj(y))
 
