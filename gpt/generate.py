@@ -73,9 +73,9 @@ def stream_tokens(model: GPT, prompt_ids: list[int], max_new_tokens: int, temper
     ids = list(prompt_ids)
     cache = model.new_kv_cache() if use_cache else None
     logits, _ = model(torch.tensor([ids[-block:]], device=device), kv_cache=cache)
+    last = logits[0, -1].float()  # (V,)
     try:
         for _ in range(max_new_tokens):
-            last = logits[0, -1].float()
             probs = F.softmax(last, dim=-1)
             if greedy:
                 next_id = int(torch.argmax(last))
@@ -91,10 +91,11 @@ def stream_tokens(model: GPT, prompt_ids: list[int], max_new_tokens: int, temper
             yield TokenStep(next_id, float(probs[next_id]), top_alternatives)
             ids.append(next_id)
             if cache is not None and cache.length < block:
-                logits, _ = model(torch.tensor([[next_id]], device=device), kv_cache=cache)
+                last = model.decode_next(torch.tensor([[next_id]], device=device), cache)[0].float()
             else:
                 cache = None
                 logits, _ = model(torch.tensor([ids[-block:]], device=device))
+                last = logits[0, -1].float()
     finally:
         model.train(was_training)
 

@@ -18,6 +18,8 @@ from torch.utils.checkpoint import checkpoint
 
 from .config import GPTConfig
 
+M_SQRT1_2 = 1.0 / math.sqrt(2.0)
+
 
 class Trace:
     """Named capture points for one forward call.
@@ -52,15 +54,29 @@ def capture_names(config: GPTConfig) -> list[str]:
 
 
 class KVCache:
-    """Keys and values of every layer for the tokens seen so far: a list of (k, v), each (B, nh, T, hs)."""
+    """Keys and values of every layer for the tokens seen so far, in buffers of max_len positions allocated on
+    first use, so each new token is written in place (growing with torch.cat copied the whole cache per token
+    and layer). `length` advances once per forward, after every layer has appended."""
 
-    def __init__(self, n_layer: int):
-        self.layers: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * n_layer
+    def __init__(self, n_layer: int, max_len: int):
+        self.max_len = max_len
+        self.keys: list[torch.Tensor | None] = [None] * n_layer    # each (B, nh, max_len, hs)
+        self.values: list[torch.Tensor | None] = [None] * n_layer
+        self.length = 0
 
-    @property
-    def length(self) -> int:
-        first = self.layers[0] if self.layers else None
-        return 0 if first is None else first[0].size(2)
+    def append(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Store k, v (B, nh, T, hs) at positions length..length+T; returns all keys and values so far
+        (views, (B, nh, length+T, hs))."""
+        B, nh, T, hs = k.shape
+        end = self.length + T
+        if end > self.max_len:
+            raise ValueError(f"KV cache holds {self.max_len} positions; {end} needed")
+        if self.keys[layer] is None:
+            self.keys[layer] = k.new_empty(B, nh, self.max_len, hs)
+            self.values[layer] = v.new_empty(B, nh, self.max_len, hs)
+        self.keys[layer][:, :, self.length:end] = k
+        self.values[layer][:, :, self.length:end] = v
+        return self.keys[layer][:, :, :end], self.values[layer][:, :, :end]
 
 
 class CausalSelfAttention(nn.Module):
@@ -131,12 +147,8 @@ class CausalSelfAttention(nn.Module):
         q, k, v = qkv.unbind(0)  # each (B, nh, T, hs)
         past = 0
         if cache is not None:
-            if cache.layers[layer] is not None:
-                past_k, past_v = cache.layers[layer]
-                past = past_k.size(2)
-                k = torch.cat([past_k, k], dim=2)  # (B, nh, past+T, hs)
-                v = torch.cat([past_v, v], dim=2)
-            cache.layers[layer] = (k, v)
+            past = cache.length
+            k, v = cache.append(layer, k, v)  # (B, nh, past+T, hs)
         # query i sits at absolute position past+i and may see keys 0..past+i
         mask = None
         if past and T > 1:
@@ -251,6 +263,8 @@ class GPT(nn.Module):
                 x = checkpoint(block, x, use_reentrant=False)
             else:
                 x = block(x, trace, f"blocks.{i}.", kv_cache, i)
+        if kv_cache is not None:
+            kv_cache.length += T
         x = self.ln_f(x)
         if trace is not None:
             x = trace("ln_f.out", x)
@@ -263,8 +277,45 @@ class GPT(nn.Module):
                                    ignore_index=-1)
         return logits, loss
 
+    @torch.inference_mode()
+    def decode_next(self, idx: torch.Tensor, cache: KVCache) -> torch.Tensor:
+        """idx (B, 1): one new token per sequence -> logits (B, vocab), appending its keys and values to cache.
+
+        forward() specialised to generation: one query sees every cached key (no mask), no trace, no dropout,
+        and functional calls on the modules' own weights, because at one token the time goes to per-call
+        overhead, not arithmetic (about half the cost of forward(kv_cache=...), measured in
+        bench/generate.py). tests/test_generate.py checks it against forward."""
+        B = idx.size(0)
+        pos = cache.length
+        if pos + 1 > self.config.block_size:
+            raise ValueError(f"sequence of {pos + 1} tokens is longer than block_size {self.config.block_size}")
+        x = F.embedding(idx[:, 0], self.wte.weight)  # (B, C)
+        if self.wpe is not None:
+            x = x + self.wpe.weight[pos]
+        for i, block in enumerate(self.blocks):
+            attn, C = block.attn, block.attn.n_embd
+            nh = attn.n_head
+            h = F.layer_norm(x, (C,), block.ln_1.weight, block.ln_1.bias, block.ln_1.eps)
+            qkv = F.linear(h, attn.c_attn.weight, attn.c_attn.bias)  # (B, 3C)
+            q, k, v = qkv.view(B, 3, nh, 1, C // nh).unbind(1)  # each (B, nh, 1, hs)
+            keys, values = cache.append(i, k, v)  # (B, nh, pos+1, hs)
+            y = F.scaled_dot_product_attention(q, keys, values)  # (B, nh, 1, hs)
+            x = x + F.linear(y.view(B, C), attn.c_proj.weight, attn.c_proj.bias)
+            if block.mlp is not None:
+                mlp = block.mlp
+                h = F.layer_norm(x, (C,), block.ln_2.weight, block.ln_2.bias, block.ln_2.eps)
+                h = F.linear(h, mlp.c_fc.weight, mlp.c_fc.bias)
+                if mlp.gelu.approximate == "none":  # F.gelu's oneDNN call costs ~20 us at one token
+                    h = (h * M_SQRT1_2).erf_().add_(1.0).mul_(h).mul_(0.5)
+                else:
+                    h = F.gelu(h, approximate=mlp.gelu.approximate)
+                x = x + F.linear(h, mlp.c_proj.weight, mlp.c_proj.bias)
+        cache.length += 1
+        x = F.layer_norm(x, (x.size(-1),), self.ln_f.weight, self.ln_f.bias, self.ln_f.eps)
+        return F.linear(x, self.lm_head.weight)  # (B, vocab)
+
     def new_kv_cache(self) -> KVCache:
-        return KVCache(len(self.blocks))
+        return KVCache(len(self.blocks), self.config.block_size)
 
     # ---- size and cost estimates (shown on the Train page) ----
     def num_params(self, non_embedding: bool = False) -> int:

@@ -30,6 +30,25 @@ def test_kv_cache_matches_full_recompute(model):
     assert torch.allclose(chunk, full[:, 4:9], atol=1e-5)
 
 
+@pytest.mark.parametrize("arch,activation", [("gpt", "gelu"), ("gpt", "gelu_tanh"), ("multi_head", "gelu"),
+                                              ("single_head", "gelu"), ("bigram", "gelu")])
+def test_decode_next_matches_forward(arch, activation):
+    """The lean one-token path gives forward's logits, token by token, for a batch and every ladder rung."""
+    torch.manual_seed(1)
+    m = GPT(GPTConfig(vocab_size=30, block_size=10, n_layer=2, n_head=2, n_embd=16, arch=arch,
+                      activation=activation)).eval()
+    idx = torch.randint(0, 30, (3, 10))
+    full, _ = m(idx)
+    cache = m.new_kv_cache()
+    m(idx[:, :2], kv_cache=cache)
+    for t in range(2, 10):
+        logits = m.decode_next(idx[:, t:t + 1], cache)  # (B, vocab)
+        assert torch.allclose(logits, full[:, t], atol=1e-5), t
+    assert cache.length == 10
+    with pytest.raises(ValueError, match="longer than block_size"):
+        m.decode_next(idx[:, :1], cache)
+
+
 def test_cached_and_uncached_generation_agree_past_block_size(model):
     kw = dict(max_new_tokens=30, greedy=True)  # 3 + 30 tokens > block_size 12: the window slides
     cached = [s.token_id for s in stream_tokens(model, [1, 2, 3], use_cache=True, **kw)]
