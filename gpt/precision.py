@@ -32,7 +32,8 @@ class LowPrecisionCopy:
     def begin_step(self) -> None:
         """Copy the master weights into the bf16 copy and give every master parameter a zeroed fp32 grad."""
         torch._foreach_copy_(self.work_params, self.params)
-        self.work.train(self.model.training)
+        if self.work.training != self.model.training:  # Module.train walks every submodule
+            self.work.train(self.model.training)
         self.work.grad_checkpoint = getattr(self.model, "grad_checkpoint", False)
         self.flat_grad.zero_()
         for p, g in zip(self.params, self.grads):
