@@ -80,30 +80,36 @@ def attention_heatmap(pattern: np.ndarray, labels: list[str], title: str) -> go.
 
 def attention_overview(pooled: np.ndarray, scores: dict[str, np.ndarray] | None = None,
                        selected: tuple[int, int] | None = None) -> go.Figure:
-    """Small multiples: every head's pattern (pooled to a thumbnail), layers as rows, heads as columns."""
-    L, H = pooled.shape[:2]
+    """Small multiples: every head's pattern (pooled to a thumbnail), layers as rows, heads as columns.
+
+    Drawn as one mosaic heatmap (tiles separated by blank gaps) rather than a subplot per head: 24 subplots
+    took ~0.3-0.6 s to build in Python and made the browser lay out 48 axes on every rerun."""
+    L, H, S = pooled.shape[0], pooled.shape[1], pooled.shape[-1]
+    step = S + 1  # one blank row/column between tiles
+    z = np.full((L * step - 1, H * step - 1), np.nan)
+    visible = np.tril(np.ones((S, S), dtype=bool))  # the causal mask hides the upper triangle
     titles = []
     for layer in range(L):
         for head in range(H):
+            r, c = layer * step, head * step
+            z[r:r + S, c:c + S] = np.where(visible, pooled[layer, head], np.nan)
             extra = f" · H={scores['entropy'][layer, head]:.1f}b" if scores and H <= 4 else ""  # room for it
             mark = " ◀" if selected == (layer, head) else ""
-            titles.append(f"L{layer} H{head}{extra}{mark}")
-    fig = make_subplots(rows=L, cols=H, subplot_titles=titles, horizontal_spacing=0.02,
-                        vertical_spacing=min(0.08, 0.25 / max(1, L - 1)) if L > 1 else 0.0)
-    S = pooled.shape[-1]
-    upper = ~np.tril(np.ones((S, S), dtype=bool))
-    for layer in range(L):
-        for head in range(H):
-            z = np.where(upper, np.nan, pooled[layer, head])
-            fig.add_trace(go.Heatmap(z=z, colorscale="Blues", zmin=0, zmax=1, showscale=False,
-                                     hovertemplate=f"L{layer} H{head}<br>weight %{{z:.2f}}<extra></extra>"),
-                          row=layer + 1, col=head + 1)
-    fig.update_xaxes(showticklabels=False, showgrid=False, zeroline=False)
-    fig.update_yaxes(showticklabels=False, showgrid=False, zeroline=False, autorange="reversed")
+            titles.append(dict(x=c + (S - 1) / 2, y=r - 0.5, yanchor="bottom", showarrow=False,
+                               text=f"L{layer} H{head}{extra}{mark}", font=dict(size=10 if H <= 4 else 9)))
+    # 3 decimals are plenty for a thumbnail and cut the page's payload
+    fig = go.Figure(go.Heatmap(z=np.round(z, 3).astype(np.float32), colorscale="Blues", zmin=0, zmax=1, showscale=False,
+                               hovertemplate="weight %{z:.2f}<extra></extra>", hoverongaps=False),
+                    layout=dict(annotations=titles))
+    if selected is not None:
+        layer, head = selected
+        fig.add_shape(type="rect", x0=head * step - 0.5, x1=head * step + S - 0.5, y0=layer * step - 0.5,
+                      y1=layer * step + S - 0.5, line=dict(color="#ff7f0e", width=2))
+    fig.update_xaxes(visible=False, constrain="domain")
+    fig.update_yaxes(visible=False, autorange="reversed", scaleanchor="x", constrain="domain")
     cell = max(60, min(150, 520 // H))  # keep thumbnails about square in a ~520 px wide column
-    fig = _layout(fig, "Every head at a glance", height=min(1600, 70 + int(cell * 1.15) * L), plot_bgcolor=MASK_COLOR)
-    fig.update_annotations(font_size=10 if H <= 4 else 9)
-    return fig
+    return _layout(fig, "Every head at a glance", height=min(1600, 70 + int(cell * 1.15) * L),
+                   plot_bgcolor="white")
 
 
 def head_score_grid(values: np.ndarray, name: str, fmt: str = ".2f") -> go.Figure:
