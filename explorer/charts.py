@@ -85,13 +85,14 @@ def attention_overview(pooled: np.ndarray, scores: dict[str, np.ndarray] | None 
     Drawn as one mosaic heatmap (tiles separated by blank gaps) rather than a subplot per head: 24 subplots
     took ~0.3-0.6 s to build in Python and made the browser lay out 48 axes on every rerun."""
     L, H, S = pooled.shape[0], pooled.shape[1], pooled.shape[-1]
-    step = S + 1  # one blank row/column between tiles
-    z = np.full((L * step - 1, H * step - 1), np.nan)
+    row_step = S + max(2, S // 5)  # blank rows between layers leave room for the tile titles
+    step = S + max(1, S // 16)  # blank columns between heads
+    z = np.full((L * row_step - (row_step - S), H * step - (step - S)), np.nan)
     visible = np.tril(np.ones((S, S), dtype=bool))  # the causal mask hides the upper triangle
     titles = []
     for layer in range(L):
         for head in range(H):
-            r, c = layer * step, head * step
+            r, c = layer * row_step, head * step
             z[r:r + S, c:c + S] = np.where(visible, pooled[layer, head], np.nan)
             extra = f" · H={scores['entropy'][layer, head]:.1f}b" if scores and H <= 4 else ""  # room for it
             mark = " ◀" if selected == (layer, head) else ""
@@ -103,8 +104,8 @@ def attention_overview(pooled: np.ndarray, scores: dict[str, np.ndarray] | None 
                     layout=dict(annotations=titles))
     if selected is not None:
         layer, head = selected
-        fig.add_shape(type="rect", x0=head * step - 0.5, x1=head * step + S - 0.5, y0=layer * step - 0.5,
-                      y1=layer * step + S - 0.5, line=dict(color="#ff7f0e", width=2))
+        fig.add_shape(type="rect", x0=head * step - 0.5, x1=head * step + S - 0.5, y0=layer * row_step - 0.5,
+                      y1=layer * row_step + S - 0.5, line=dict(color="#ff7f0e", width=2))
     fig.update_xaxes(visible=False, constrain="domain")
     fig.update_yaxes(visible=False, autorange="reversed", scaleanchor="x", constrain="domain")
     cell = max(60, min(150, 520 // H))  # keep thumbnails about square in a ~520 px wide column
