@@ -40,7 +40,7 @@ def one_render(model, tokenizer, prompt: str) -> dict[str, float]:
     pooled = pool_pattern(trace.patterns, THUMB)
     times["scores+pool"] = time.perf_counter() - t
     t = time.perf_counter()
-    overview = attention_overview(pooled, scores, selected=(0, 0))
+    overview = attention_overview(pooled, selected=(0, 0))
     head = attention_heatmap(trace.patterns[0, 0], labels, "Layer 0, head 0")
     times["figures"] = time.perf_counter() - t
     t = time.perf_counter()

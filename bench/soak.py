@@ -6,7 +6,8 @@
    (`python -m gpt.train`, nanogpt-cpu preset, python-docs corpus), then measures its tokens/s alone.
 2. Starts the app server (127.0.0.1, a free port) and holds N Chromium sessions open at once (Playwright, one
    browser, N pages = N Streamlit sessions): half on Attention, half on Generate. Round-robin, each session
-   reloads its page (Attention) or reloads and presses Generate (Generate) and waits for the result.
+   does what a user does there (Attention: pick another head; Generate: set a length, press Generate) and
+   waits for the answer.
 3. Reports: errors (Streamlit exception boxes, pages that never answered), interaction latencies, training
    tokens/s alone and under load, and how much CPU the app + browser took meanwhile, so the drop in tokens/s
    can be compared with the CPU the extra load used. Exits 1 when any session saw an error.
@@ -100,40 +101,52 @@ def wait_http(port: int, timeout: float = 120) -> None:
 
 
 class Session:
-    """One browser page = one Streamlit session, parked on one app page."""
+    """One browser page = one Streamlit session, parked on one app page.
 
-    def __init__(self, browser, base: str, page_name: str, timeout_ms: int):
+    An interaction is what a user does there: on Attention, pick another head and wait for its heatmap; on
+    Generate, set the length and press Generate, and wait for that many tokens. Each waits for content that
+    only the new answer has, not for Streamlit's "running" indicator (the live status line reruns every few
+    seconds while a job trains, so that indicator comes and goes on its own)."""
+
+    def __init__(self, browser, base: str, page_name: str, timeout_ms: int, index: int):
         self.page = browser.new_context().new_page()
         self.page.set_default_timeout(timeout_ms)
-        self.url, self.kind = f"{base}/{page_name}", page_name
+        self.url, self.kind, self.index = f"{base}/{page_name}", page_name, index
+        self.count = 0
         self.latencies: list[float] = []
         self.errors: list[str] = []
 
-    def settle(self) -> None:
-        """Wait until the script run finished (no 'running' indicator) and check for exception boxes."""
-        from playwright.sync_api import expect
-        self.page.wait_for_selector('[data-testid="stApp"]')
-        expect(self.page.locator('[data-testid="stStatusWidget"]')).to_have_count(0)
-        self.page.get_by_role("heading", name="Attention" if self.kind == "attention" else "Generate").wait_for()
+    def check_errors(self) -> None:
         if self.page.locator('[data-testid="stException"]').count():
             self.errors.append(self.page.locator('[data-testid="stException"]').first.inner_text()[:300])
 
     def open(self) -> None:
         self.page.goto(self.url)
-        self.settle()
+        self.page.get_by_role("heading", name="Attention" if self.kind == "attention" else "Generate").wait_for()
+        if self.kind == "attention":
+            self.page.get_by_text("Layer 0, head 0").first.wait_for()
+        else:
+            self.page.get_by_role("button", name="Generate", exact=True).wait_for()
+        self.check_errors()
 
     def interact(self) -> None:
+        self.count += 1
         t0 = time.time()
         try:
-            self.page.reload()
-            self.settle()
             if self.kind == "attention":
-                self.page.locator('[data-testid="stPlotlyChart"]').first.wait_for()
+                head = self.count % 6  # the shipped model has 6 heads
+                self.page.get_by_label("Head", exact=True).click()
+                self.page.get_by_role("option", name=f"head {head}", exact=True).click()
+                self.page.get_by_text(f"Layer 0, head {head}").first.wait_for()
             else:
+                n = 50 + 10 * self.index + self.count  # a length no earlier answer in this session had
+                box = self.page.locator('input[aria-label="Max new tokens"]')
+                box.fill(str(n))
+                box.press("Enter")
                 self.page.get_by_role("button", name="Generate", exact=True).click()
-                self.page.get_by_text("mean probability of the chosen token").wait_for()
-                self.settle()
+                self.page.get_by_text(f"{n} tokens · mean probability").wait_for()
             self.latencies.append(time.time() - t0)
+            self.check_errors()
         except Exception as e:  # a page that never answered within the timeout
             self.errors.append(f"{type(e).__name__}: {str(e).splitlines()[0][:200]}")
 
@@ -144,14 +157,15 @@ def hold_sessions(port: int, n: int, timeout_ms: int):
     pw = sync_playwright().start()
     browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
     base = f"http://127.0.0.1:{port}"
-    sessions = [Session(browser, base, "attention" if i % 2 == 0 else "generate", timeout_ms) for i in range(n)]
+    sessions = [Session(browser, base, "attention" if i % 2 == 0 else "generate", timeout_ms, i) for i in range(n)]
     for i, s in enumerate(sessions):
         t0 = time.time()
         try:
             s.open()
         except Exception as e:
             s.errors.append(f"open: {type(e).__name__}: {str(e).splitlines()[0][:200]}")
-        print(f"  session {i + 1} ({s.kind}) open in {time.time() - t0:.0f}s", flush=True)
+        s.open_s = time.time() - t0
+        print(f"  session {i + 1} ({s.kind}) open in {s.open_s:.0f}s", flush=True)
 
     def drive(deadline: float) -> list[Session]:
         while time.time() < deadline:
@@ -223,6 +237,8 @@ def main() -> int:
     print(f"\nsessions held at once: {len(sessions)} "
           f"({sum(s.kind == 'attention' for s in sessions)} Attention, {sum(s.kind == 'generate' for s in sessions)} "
           f"Generate); opened in {opened_s:.0f}s")
+    opens = sorted(getattr(s, "open_s", float("nan")) for s in sessions)
+    print(f"first page load per session: median {statistics.median(opens):.1f}s, worst {opens[-1]:.1f}s")
     print(f"interactions answered: {len(latencies)}; errors: {len(errors)}; server and trainer alive: {alive}")
     for kind in ("attention", "generate"):
         lat = sorted(x for s in sessions if s.kind == kind for x in s.latencies)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import html
 
+import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
@@ -69,20 +70,9 @@ def score_curves_figure(steps: list[int], curves: dict[str, list[float]], loss_s
 
 
 def attention_overview(patterns, max_tokens: int = 32) -> go.Figure:
-    """patterns (L, H, T, T) -> small multiples, one per head, cropped to the first max_tokens tokens."""
-    patterns = patterns[..., :max_tokens, :max_tokens]
-    L, H = patterns.shape[0], patterns.shape[1]
-    fig = make_subplots(rows=L, cols=H, subplot_titles=[f"L{layer}H{h}" for layer in range(L) for h in range(H)],
-                        horizontal_spacing=0.01, vertical_spacing=0.04)
-    for layer in range(L):
-        for h in range(H):
-            fig.add_trace(go.Heatmap(z=patterns[layer, h].tolist(), zmin=0, zmax=1, colorscale="Blues",
-                                     showscale=False, hovertemplate="query %{y} -> key %{x}: %{z:.2f}<extra></extra>"),
-                          row=layer + 1, col=h + 1)
-    fig.update_xaxes(showticklabels=False)
-    fig.update_yaxes(showticklabels=False, autorange="reversed")
-    fig.update_layout(height=140 * L + 40, margin=dict(l=10, r=10, t=30, b=10))
-    return fig
+    """patterns (L, H, T, T) -> the Attention page's mosaic of every head, cropped to the first max_tokens."""
+    from explorer.charts import attention_overview as mosaic
+    return mosaic(np.asarray(patterns)[..., :max_tokens, :max_tokens])
 
 
 def attention_map(pattern, tokens: list[str], title: str = "", diverging: bool = False) -> go.Figure:

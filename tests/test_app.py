@@ -109,7 +109,8 @@ def test_attention_page_overview_head_and_table(root):
     at = app_at("attention")
     figs = plotly_figures(at)
     overview, head = figs[0], figs[1]
-    assert len(overview["layout"]["annotations"]) == 2 * 2  # 2 layers x 2 heads thumbnails, one mosaic
+    axes = overview["layout"]["xaxis"]["ticktext"], overview["layout"]["yaxis"]["ticktext"]
+    assert axes == (["H0", "H1"], ["L0", "L1"])  # one mosaic of 2 layers x 2 heads
     n_tokens = len(arr(head["data"][0]["z"]))
     assert 1 < n_tokens <= 32
     assert at.dataframe[0].value.shape[0] == 4

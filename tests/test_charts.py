@@ -38,17 +38,16 @@ def test_attention_heatmap_masks_the_future_and_labels_tokens():
 
 def test_attention_overview_has_one_thumbnail_per_head():
     pooled = np.random.default_rng(0).random((2, 3, 5, 5))
-    scores = {"entropy": np.arange(6.0).reshape(2, 3)}
-    fig = charts.attention_overview(pooled, scores, selected=(1, 2))
-    assert len(fig.data) == 1  # one mosaic: tiles of 5x5, 2 blank rows between layers, 1 column between heads
+    fig = charts.attention_overview(pooled, selected=(1, 2))
+    assert len(fig.data) == 1  # one mosaic: tiles of 5x5 with a blank row/column between them
     z = np.asarray(fig.data[0].z, dtype=float)
-    assert z.shape == (5 + 2 + 5, 3 * 6 - 1)
-    tile = z[7:12, 12:17]  # layer 1, head 2
+    assert z.shape == (2 * 6 - 1, 3 * 6 - 1)
+    tile = z[6:11, 12:17]  # layer 1, head 2
     assert np.allclose(np.tril(tile), np.tril(pooled[1, 2]), atol=1e-3)
-    assert np.isnan(tile[0, 4]) and np.isnan(z[5:7]).all()  # causal mask and the gap
-    titles = [a.text for a in fig.layout.annotations]
-    assert len(titles) == 6 and titles[0].startswith("L0 H0") and titles[-1].endswith("◀") and "H=5.0b" in titles[-1]
-    assert len(fig.layout.shapes) == 1  # the selected head's frame
+    assert np.isnan(tile[0, 4]) and np.isnan(z[5]).all()  # causal mask and the gap
+    assert list(fig.layout.xaxis.ticktext) == ["H0", "H1", "H2"] and list(fig.layout.yaxis.ticktext) == ["L0", "L1"]
+    frame = fig.layout.shapes[0]  # the selected head's frame
+    assert (frame.x0, frame.y0) == (12 - 0.5, 6 - 0.5)
 
 
 def test_head_score_grid_text_and_shape():

@@ -45,10 +45,10 @@ left, right = st.columns([2, 3], gap="large")
 with left:
     if view == "Thumbnails":
         pooled = pool_pattern(trace.patterns, THUMB)
-        st.plotly_chart(attention_overview(pooled, scores, selected=(layer, head)), key="attn_overview")
+        st.plotly_chart(attention_overview(pooled, selected=(layer, head)), key="attn_overview")
         shrink = f" (averaged down to {pooled.shape[-1]}×{pooled.shape[-1]})" if pooled.shape[-1] < len(ids) else ""
         st.caption(f"Rows = layers, columns = heads; each square is a head's pattern{shrink}, darker = more weight. "
-                   "H (when there is room) is the mean entropy in bits: low = focused. ◀ marks the head shown in full.")
+                   "The orange frame marks the head shown in full; the table below scores every head.")
     else:
         metric = st.radio("Score", ["entropy", "prev_token", "first_token", "self"], horizontal=True)
         st.plotly_chart(head_score_grid(scores[metric], f"{metric} per head"), key="attn_grid")
