@@ -64,20 +64,23 @@ def tokens_per_s(run_dir: Path, since_step: int) -> tuple[float, int]:
     return (statistics.mean(recent) if recent else float("nan")), last
 
 
-def measure(trainer_pid: int, run_dir: Path, seconds: float, during=None) -> dict:
+def measure(trainer_pid: int, run_dir: Path, seconds: float, during=None, server_pid: int | None = None) -> dict:
     """Training tokens/s and CPU use over `seconds` (running `during(deadline)` meanwhile, if given)."""
     _, start_step = tokens_per_s(run_dir, 0)
     busy0, total0 = cpu_ticks()
     train0, t0 = proc_ticks(trainer_pid), time.time()
+    server0 = proc_ticks(server_pid) if server_pid else 0
     result = during(t0 + seconds) if during else time.sleep(seconds)
     busy1, total1 = cpu_ticks()
     wall = time.time() - t0
     hz = os.sysconf("SC_CLK_TCK")
     tps, end_step = tokens_per_s(run_dir, start_step)
     trainer_cores = (proc_ticks(trainer_pid) - train0) / hz / wall
+    server_cores = (proc_ticks(server_pid) - server0) / hz / wall if server_pid else 0.0
     machine_cores = (busy1 - busy0) / (total1 - total0) * (os.cpu_count() or 1)
     return {"tokens_per_s": tps, "steps": end_step - start_step, "trainer_cores": trainer_cores,
-            "other_cores": max(0.0, machine_cores - trainer_cores), "wall_s": wall, "sessions": result}
+            "server_cores": server_cores, "other_cores": max(0.0, machine_cores - trainer_cores),
+            "wall_s": wall, "sessions": result}
 
 
 def start_server(port: int, env: dict) -> subprocess.Popen:
@@ -217,7 +220,7 @@ def main() -> int:
         drive, sessions, handles = hold_sessions(port, args.sessions, int(args.timeout_s * 1000))
         opened_s = time.time() - t_open
         print(f"all sessions open after {opened_s:.0f}s; driving them for {args.load_s:.0f}s ...", flush=True)
-        loaded = measure(trainer.pid, run_dir, args.load_s, during=drive)
+        loaded = measure(trainer.pid, run_dir, args.load_s, during=drive, server_pid=server.pid)
         alive = server.poll() is None and trainer.poll() is None
     finally:
         if handles:
@@ -253,7 +256,8 @@ def main() -> int:
     print(f"training alone:     {idle['tokens_per_s']:8.0f} tokens/s, trainer {idle['trainer_cores']:.2f} cores, "
           f"everything else {idle['other_cores']:.2f} cores")
     print(f"with {len(sessions)} sessions: {loaded['tokens_per_s']:8.0f} tokens/s, trainer "
-          f"{loaded['trainer_cores']:.2f} cores, everything else {loaded['other_cores']:.2f} cores")
+          f"{loaded['trainer_cores']:.2f} cores, everything else {loaded['other_cores']:.2f} cores (the app server "
+          f"{loaded['server_cores']:.2f}, the rest is mostly Chromium)")
     share = loaded["trainer_cores"] / max(idle["trainer_cores"], 1e-9)
     print(f"tokens/s under load / alone = {ratio:.2f}; the trainer's CPU share under load / alone = {share:.2f} "
           f"(a tokens/s ratio near the CPU ratio means the drop is the extra CPU load, nothing worse)")
