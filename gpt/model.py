@@ -140,8 +140,9 @@ class CausalSelfAttention(nn.Module):
         nh, hs = self.n_head, C // self.n_head
         # On CPU the bf16 flash-attention backward is ~10x slower than the explicit softmax (measured), so
         # bf16 CPU training takes the explicit path too, recording nothing.
-        explicit = trace is not None or (x.device.type == "cpu" and x.dtype == torch.bfloat16)
-        qkv = self.c_attn(x).view(B, T, 3, nh, hs).permute(2, 0, 3, 1, 4)  # (3, B, nh, T, hs)
+        qkv = self.c_attn(x)  # (B, T, 3C); bf16 under autocast even when x is fp32
+        explicit = trace is not None or (qkv.device.type == "cpu" and qkv.dtype == torch.bfloat16)
+        qkv = qkv.view(B, T, 3, nh, hs).permute(2, 0, 3, 1, 4)  # (3, B, nh, T, hs)
         if explicit and cache is None:
             qkv = qkv.contiguous()  # one copy here instead of three inside the batched matmuls
         q, k, v = qkv.unbind(0)  # each (B, nh, T, hs)
