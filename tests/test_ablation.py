@@ -4,7 +4,7 @@ import signal
 import pytest
 import torch
 
-from gpt import train
+from gpt import train_cli
 from gpt.ablation import (ablate, all_heads, check_heads, generate_with_ablation, logits_with_ablation)
 from gpt.config import GPTConfig
 from gpt.experiments import TASKS, answer_accuracy, build_probe, check, write_corpus
@@ -62,7 +62,7 @@ def test_ablating_all_heads_removes_in_context_copying(tmp_path):
     # one fixed offset (4 back) solves it, so one layer suffices; width 128 and no weight decay learn it in
     # ~200 steps, ~15 s of CPU
     handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-    code = train.main(["--corpus", str(corpus), "--out", str(out), "--arch", "multi_head", "--n-layer", "1",
+    code = train_cli.main(["--corpus", str(corpus), "--out", str(out), "--arch", "multi_head", "--n-layer", "1",
                        "--n-head", "2", "--n-embd", "128", "--block-size", "16", "--batch-size", "32",
                        "--max-iters", "350", "--lr", "3e-3", "--warmup-iters", "20", "--weight-decay", "0",
                        "--eval-interval", "350", "--eval-iters", "2", "--quiet", "--dtype", "float32",

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from gpt import runs, sample, train
+from gpt import runs, sample, train, train_cli
 from gpt.config import GPTConfig
 from gpt.data import CorpusError, MAX_CORPUS_BYTES, decode_bytes, load_corpus
 from gpt.generate import GenerationError, generate_text, stream_text
@@ -30,7 +30,7 @@ def keep_signal_handlers():
         signal.signal(s, handler)
 
 
-def refused(capsys, argv: list[str], message: str, module=train) -> str:
+def refused(capsys, argv: list[str], message: str, module=train_cli) -> str:
     """Run a CLI main in-process; it must exit 2 with `message`, no traceback."""
     assert module.main(argv) == 2
     err = capsys.readouterr().err
@@ -132,14 +132,14 @@ def test_absurd_sizes_are_refused_with_the_memory_estimate(tmp_path, capsys, sma
 
 
 def test_memory_check_compares_with_what_the_machine_has(monkeypatch):
-    available = train.available_memory_bytes()
+    available = train_cli.available_memory_bytes()
     assert available is None or available > 0
     cfg, tcfg = GPTConfig(vocab_size=65), train.TrainConfig()
-    monkeypatch.setattr(train, "available_memory_bytes", lambda: 10 * 2**20)  # a 10 MB machine
+    monkeypatch.setattr(train_cli, "available_memory_bytes", lambda: 10 * 2**20)  # a 10 MB machine
     with pytest.raises(train.TrainError, match="only 0.0 GB"):
-        train.check_memory(GPTConfig(vocab_size=65, n_embd=512, n_head=8), tcfg, torch.device("cpu"), torch.float32)
-    monkeypatch.setattr(train, "available_memory_bytes", lambda: 64 * 2**30)
-    train.check_memory(cfg, tcfg, torch.device("cpu"), torch.float32)  # fits: no error
+        train_cli.check_memory(GPTConfig(vocab_size=65, n_embd=512, n_head=8), tcfg, torch.device("cpu"), torch.float32)
+    monkeypatch.setattr(train_cli, "available_memory_bytes", lambda: 64 * 2**30)
+    train_cli.check_memory(cfg, tcfg, torch.device("cpu"), torch.float32)  # fits: no error
 
 
 def test_out_that_is_a_file(tmp_path, capsys, small_corpus):

@@ -5,7 +5,7 @@ import pytest
 from gpt.experiments import (ALPHABET, SEP, TASKS, build_probe, get_task, make_lines, task_of_run, train_command,
                              write_corpus)
 from gpt.tokenizers import CharTokenizer
-from gpt.train import build_parser
+from gpt.train_cli import build_parser
 
 
 @pytest.mark.parametrize("name", list(TASKS))

@@ -15,7 +15,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from conftest import ROOT, checkpoints_env
-from gpt import runs, train
+from gpt import runs, train_cli
 from gpt.runs import RunError, load_run
 
 N_HEAD_MESSAGE = "config.json says n_head=4 but the weights were trained with n_head=2"
@@ -86,7 +86,7 @@ def test_resume_with_an_edited_config_is_refused_and_changes_nothing(run_copy, c
     edit_model_config(run_copy, n_head=4)
     before = {p: p.read_bytes() for p in weight_files(run_copy) + [run_copy / runs.METRICS, run_copy / runs.STATUS]}
     try:
-        assert train.main(["--out", str(run_copy), "--resume", "--quiet"]) == 2
+        assert train_cli.main(["--out", str(run_copy), "--resume", "--quiet"]) == 2
     finally:
         signal.signal(signal.SIGTERM, saved[0])
         signal.signal(signal.SIGINT, saved[1])
