@@ -317,7 +317,12 @@ def stop_job(run_dir: str | Path) -> bool:
     stopped = False
     chain = status.get("chain_pid")
     if _alive(chain):
-        os.kill(chain, signal.SIGTERM)  # first the chain, so it starts nothing new
+        # the chain's shell leads its own process group (start_new_session), which holds the trainer it is
+        # running: signal the group, so a trainer that has not written its pid yet is not left orphaned
+        try:
+            os.killpg(chain, signal.SIGTERM)
+        except OSError:
+            os.kill(chain, signal.SIGTERM)
         stopped = True
     pid = status.get("pid")
     if _alive(pid):

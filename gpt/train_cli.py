@@ -245,6 +245,11 @@ def _train(args, trainer: Trainer, info: dict, out: Path, is_main: bool) -> int:
     def write_status(**fields):
         if is_main:
             runs.write_status(out, **fields)
+    def request_stop(signum, frame):
+        trainer.stop_requested = True
+    # before the status names our pid: a Stop that reads it must find the handler in place
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
     try:
         if is_main:
             runs.remove_stale_temp_files(out)
@@ -253,11 +258,6 @@ def _train(args, trainer: Trainer, info: dict, out: Path, is_main: bool) -> int:
     except OSError as e:  # a read-only or full disk: say so instead of a traceback
         print(f"error: cannot write to the run folder {out}: {e.strerror or e}", file=sys.stderr)
         return 2
-
-    def request_stop(signum, frame):
-        trainer.stop_requested = True
-    signal.signal(signal.SIGTERM, request_stop)
-    signal.signal(signal.SIGINT, request_stop)
     try:
         result = trainer.run(stop_after=args.stop_after, progress=sys.stderr.isatty() and not args.quiet)
     except BaseException as e:  # report any crash in the status file so the UI can show it
