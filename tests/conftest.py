@@ -8,6 +8,7 @@ import shutil
 import string
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,40 @@ def private_cache(tmp_path_factory):
         shutil.copy(SHARED_SHAKESPEARE, cache / "tinyshakespeare.txt")
     os.environ["GPT_EXPLORER_CACHE"] = str(cache)
     yield cache
+
+
+def trainers_under(base: str) -> list[int]:
+    """Pids of trainer processes (or ladder shells) whose command line names a path under base."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and int(entry) != os.getpid():
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as f:
+                    cmdline = f.read()
+            except OSError:  # ended meanwhile
+                continue
+            if b"gpt.train" in cmdline and base.encode() in cmdline:
+                found.append(int(entry))
+    return found
+
+
+@pytest.fixture(scope="module", autouse=True)
+def no_leaked_trainers(tmp_path_factory):
+    """A test module must stop every trainer it started: a leaked one trains on for the rest of the suite and
+    slows every later test (it happened: a ladder's trainer survived its Stop)."""
+    yield
+    if not os.path.isdir("/proc"):
+        return
+    base = str(tmp_path_factory.getbasetemp())
+    deadline = time.monotonic() + 15  # a stop in flight: the trainer checkpoints, then exits
+    while trainers_under(base) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    leaked = trainers_under(base)
+    for pid in leaked:
+        with contextlib.suppress(OSError):
+            os.kill(pid, 9)
+    if leaked:
+        pytest.fail(f"this module left {len(leaked)} trainer process(es) running (killed now): {leaked}")
 
 
 # tiny Shakespeare's 65 characters: tests rely on its plain-ASCII vocabulary (e.g. '<' is unknown to it)
