@@ -17,6 +17,8 @@ and their val losses (20 fixed batches, fp32 evaluation) are compared. Target: o
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import time
 
 import torch
 
@@ -31,6 +33,7 @@ def main() -> None:
     p.add_argument("--cpu-time", action="store_true", help="time in process CPU seconds (use with --threads 1 "
                    "on a busy machine)")
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--compile", action="store_true", help="also time the trainer with --compile (torch.compile)")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -49,10 +52,11 @@ def main() -> None:
     torch.manual_seed(0)
     reference = GPT(model_cfg)
 
-    def our_trainer(dtype, autocast=False):
+    def our_trainer(dtype, autocast=False, compile=False):
         model = GPT(model_cfg)
         model.load_state_dict(reference.state_dict())
-        trainer = Trainer(model, tokenizer, splits.train, splits.val, train_cfg, None, cpu, dtype)
+        cfg = dataclasses.replace(train_cfg, compile=compile)
+        trainer = Trainer(model, tokenizer, splits.train, splits.val, cfg, None, cpu, dtype)
         if autocast:
             trainer.low_precision = None  # fall back to torch.autocast
         return trainer
@@ -61,6 +65,12 @@ def main() -> None:
     if auto == torch.bfloat16:
         trainers["ours bf16 (--dtype auto)"] = our_trainer(torch.bfloat16)
         trainers["ours bf16 via autocast"] = our_trainer(torch.bfloat16, autocast=True)
+    if args.compile:
+        compiled = our_trainer(auto, compile=True)
+        t0 = time.perf_counter()
+        compiled.train_step()  # the one-off compile
+        print(f"--compile: first step (compiling) took {time.perf_counter() - t0:.1f} s")
+        trainers["ours --dtype auto --compile"] = compiled
     fns = {name: t.train_step for name, t in trainers.items()}
     hf = hf_twin(reference)
     fns["HF GPT2LMHeadModel fp32"] = hf_trainer(hf, splits.train, train_cfg, model_cfg.block_size)

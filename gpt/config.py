@@ -90,6 +90,7 @@ class TrainConfig:
     dtype: str = "auto"
     device: str = "auto"
     grad_checkpoint: bool = False
+    compile: bool = False               # torch.compile the training step's model (nanoGPT's --compile)
     sample_tokens: int = 200            # length of the sample written at each eval
     snapshot_interval: int = 0          # steps between weight snapshots (time machine); 0 = at every eval
     snapshot_dtype: str = "float32"     # "bfloat16" halves the size of shipped snapshots

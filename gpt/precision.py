@@ -22,6 +22,7 @@ class LowPrecisionCopy:
     def __init__(self, model: nn.Module, dtype: torch.dtype = torch.bfloat16):
         self.model = model
         self.work = copy.deepcopy(model).to(dtype)  # deepcopy keeps weight tying
+        self.work_forward = self.work  # what forward_backward calls: the Trainer may put a compiled work here
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.work_params = [p for p in self.work.parameters() if p.requires_grad]
         sizes = [p.numel() for p in self.params]
@@ -41,7 +42,7 @@ class LowPrecisionCopy:
 
     def forward_backward(self, x: torch.Tensor, y: torch.Tensor, scale: float = 1.0) -> float:
         """Loss of one micro-batch (times scale); its gradient is added to the fp32 master grads."""
-        _, loss = self.work(x, y)
+        _, loss = self.work_forward(x, y)
         (loss * scale).backward()
         with torch.no_grad():
             work_grads = [p.grad for p in self.work_params]

@@ -111,6 +111,14 @@ class Trainer:
         # bf16 on CPU: forward/backward on a bf16 working copy instead of autocast (gpt/precision.py)
         self.low_precision = (LowPrecisionCopy(model, dtype) if dtype == torch.bfloat16 and device.type == "cpu"
                               and ddp_model is None else None)
+        # --compile: only the training step runs compiled; evaluation, samples and checkpoints use the plain
+        # model, which holds the same parameters
+        self.train_net = ddp_model or model
+        if cfg.compile:
+            if self.low_precision is not None:
+                self.low_precision.work_forward = torch.compile(self.low_precision.work)
+            else:
+                self.train_net = torch.compile(self.train_net)
 
     @property
     def is_main(self) -> bool:
@@ -153,7 +161,7 @@ class Trainer:
             group["lr"] = lr
         if self.low_precision is not None:
             return self._train_step_low_precision()
-        net = self.ddp_model or self.model
+        net = self.train_net
         total = 0.0
         for micro in range(self.cfg.grad_accum):
             x, y = self.batch(self.train_ids, self.data_gen)

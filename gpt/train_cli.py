@@ -45,6 +45,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--snapshot-dtype", choices=["float32", "bfloat16", "float16"])
     p.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps")
     p.add_argument("--grad-checkpoint", action="store_true", help="recompute block activations in backward")
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile the model for training (as nanoGPT): a one-off compile, then faster steps; "
+                        "worth it for long runs (CPU: ~10-40 s to compile, ~14%% faster steps at nanoGPT's CPU "
+                        "shape; needs a C++ compiler)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--init-from", metavar="RUN_DIR", help="start from another run's weights (fine-tuning)")
     p.add_argument("--stop-after", type=int, help="checkpoint and stop at this step (the schedule still "
@@ -74,6 +78,8 @@ def configs_from_args(args, base_model: GPTConfig, base_train: TrainConfig) -> t
             train_kw[key] = getattr(args, key)
     if args.grad_checkpoint:
         train_kw["grad_checkpoint"] = True
+    if args.compile:
+        train_kw["compile"] = True
     return GPTConfig(**model_kw), TrainConfig(**train_kw).validate()
 
 
@@ -193,6 +199,9 @@ def prepare(args) -> tuple[Trainer, dict]:
     device = resolve_device(device_name)
     dtype = resolve_dtype(train_cfg.dtype, device)
     check_memory(model_cfg, train_cfg, device, dtype)
+    if train_cfg.compile and device.type == "cpu" and not any(shutil.which(c) for c in ("g++", "c++", "clang++")):
+        raise TrainError("--compile on CPU needs a C++ compiler (g++ or clang++) and none is installed; "
+                         "install one or train without --compile")
     torch.manual_seed(train_cfg.seed)
     model = GPT(model_cfg)
     if not args.resume and args.init_from:

@@ -351,3 +351,11 @@ def test_run_name_through_a_symlink_is_refused(tmp_path):
     with pytest.raises(RunError, match="would leave"):
         runs.run_path("evil", root)
 
+
+
+def test_compile_without_a_cpp_compiler_is_refused(tmp_path, capsys, small_corpus, monkeypatch):
+    monkeypatch.setattr(train_cli.shutil, "which", lambda name: None)
+    out = tmp_path / "run"
+    refused(capsys, ["--corpus", str(small_corpus), "--out", str(out), "--compile", "--device", "cpu",
+                     "--max-iters", "2"], "needs a C++ compiler")
+    assert not out.exists()

@@ -1,4 +1,5 @@
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -170,3 +171,39 @@ def test_run_names_never_escape(tmp_path, name):
         return
     assert path.parent == tmp_path.resolve()
     assert len(path.name) <= 64
+
+
+def test_compile_flag_reaches_the_saved_config():
+    from gpt.train_cli import build_parser, configs_from_args
+    from gpt.config import GPTConfig
+    args = build_parser().parse_args(["--out", "x", "--compile"])
+    _, train_cfg = configs_from_args(args, GPTConfig(), TrainConfig())
+    assert train_cfg.compile and TrainConfig.from_dict(train_cfg.to_dict()).compile  # resume keeps it
+    assert not TrainConfig.from_dict({}).compile  # older run folders: off
+
+
+@pytest.mark.skipif(not any(shutil.which(c) for c in ("g++", "c++", "clang++")),
+                    reason="torch.compile on CPU needs a C++ compiler")
+@pytest.mark.parametrize("dtype", [torch.bfloat16])
+def test_compile_trains_like_eager(dtype):
+    """--compile runs the training step compiled (the bf16 working copy on CPU; a one-off ~30 s compile on 2
+    cores) and gives eager's losses; the plain model, used for evaluation and checkpoints, is what it trains."""
+    from gpt.config import GPTConfig
+    from gpt.model import GPT
+    from gpt.tokenizers import CharTokenizer
+    from gpt.train import Trainer
+    text = "a tiny corpus for the compile test, repeated. " * 100
+    tok = CharTokenizer.train(text)
+    ids = torch.tensor(tok.encode(text))
+    n = int(len(ids) * 0.9)
+    losses = {}
+    for compiled in (False, True):
+        torch.manual_seed(0)
+        model = GPT(GPTConfig(vocab_size=tok.vocab_size, block_size=16, n_layer=1, n_head=2, n_embd=16))
+        trainer = Trainer(model, tok, ids[:n], ids[n:], TrainConfig(batch_size=4, max_iters=10, eval_iters=2,
+                                                                    compile=compiled),
+                          None, torch.device("cpu"), dtype)
+        assert (trainer.low_precision.work_forward is not trainer.low_precision.work) == compiled
+        losses[compiled] = [trainer.train_step()[0] for _ in range(6)]
+        losses[compiled].append(trainer.evaluate()["val"])  # the plain model has the compiled steps' updates
+    assert max(abs(a - b) for a, b in zip(losses[False], losses[True])) < 1e-3, losses
