@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, trainers_under
 from explorer import jobs
 from gpt import runs
 
@@ -129,27 +129,13 @@ def test_a_queued_ladder_counts_as_a_running_job(root, corpus_file):
     assert not (root / "meanwhile").exists()
 
 
-def trainer_processes(folder) -> list[int]:
-    """Pids of processes whose command line names this run folder (its trainer, or a chain's shell)."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/cmdline", "rb") as f:
-                    if str(folder).encode() in f.read():
-                        found.append(int(entry))
-            except OSError:  # the process ended meanwhile
-                pass
-    return found
-
-
 def test_stopping_a_ladder_right_after_start_leaves_no_trainer(root, corpus_file):
     """Stop arrives before the chain's first trainer has written its pid: signalling the chain's process group
     still reaches it (only killing the shell left that trainer training on, orphaned)."""
     outs = jobs.start_chain([(f"quick-{i}", {**TINY, "corpus": str(corpus_file)}) for i in range(2)], root=root)
     assert jobs.stop_job(outs[0])
     deadline = time.monotonic() + 60
-    while any(trainer_processes(o) for o in outs) and time.monotonic() < deadline:
+    while any(trainers_under(str(o)) for o in outs) and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert not any(trainer_processes(o) for o in outs)
+    assert not any(trainers_under(str(o)) for o in outs)
     assert not any(jobs.job_state(o).live for o in outs), [jobs.job_state(o).state for o in outs]
