@@ -317,16 +317,21 @@ def check_config_metadata(model_cfg: GPTConfig, metadata: dict[str, str], path: 
                        f"were trained with {trained}; restore config.json or use the weights' own run folder")
 
 
-def load_weights(model: GPT, path: str | Path) -> dict[str, str]:
-    """Load safetensors weights into model (strict); returns the file's metadata. Never unpickles."""
+def read_header(path: str | Path) -> tuple[dict[str, tuple[int, ...]], dict[str, str]]:
+    """(tensor name -> shape, metadata) from a safetensors file's header, without reading any tensor."""
     from safetensors import safe_open
     try:
         with safe_open(str(path), framework="pt") as f:
-            metadata = f.metadata() or {}
+            return {name: tuple(f.get_slice(name).get_shape()) for name in f.keys()}, f.metadata() or {}
     except FileNotFoundError as e:
         raise RunError(f"{path} is missing") from e
     except (SafetensorError, OSError, RuntimeError, ValueError) as e:
         raise RunError(f"{Path(path).name} is corrupt: {str(e).splitlines()[0][:300]}") from e
+
+
+def load_weights(model: GPT, path: str | Path) -> dict[str, str]:
+    """Load safetensors weights into model (strict); returns the file's metadata. Never unpickles."""
+    _, metadata = read_header(path)
     if isinstance(getattr(model, "config", None), GPTConfig):
         check_config_metadata(model.config, metadata, path)
     try:
@@ -342,17 +347,9 @@ def load_weights(model: GPT, path: str | Path) -> dict[str, str]:
 def check_weights_fit(model_cfg: GPTConfig, path: str | Path) -> None:
     """Compare the weights file's tensor shapes (read from its header) with the model config.json describes,
     before any real model is built: a config.json with absurd sizes never gets to allocate them."""
-    from safetensors import safe_open
     if not Path(path).is_file():
         raise RunError(f"{path} is missing")
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            found = {name: tuple(f.get_slice(name).get_shape()) for name in f.keys()}
-            metadata = f.metadata() or {}
-    except FileNotFoundError as e:
-        raise RunError(f"{path} is missing") from e
-    except (SafetensorError, OSError, RuntimeError, ValueError) as e:
-        raise RunError(f"{Path(path).name} is corrupt: {str(e).splitlines()[0][:300]}") from e
+    found, metadata = read_header(path)
     check_config_metadata(model_cfg, metadata, path)  # the clearest message when the file says what it was
     # first the overall size, cheaply: even a model built on the meta device takes long for absurd layer counts
     width = next((shape[-1] for name, shape in found.items() if name in ("wte.weight", "lm_head.weight")), None)
