@@ -84,6 +84,16 @@ def corpus_file(tmp_path_factory, corpus_text) -> Path:
     return path
 
 
+@pytest.fixture
+def fresh_caches():
+    """Streamlit's caches emptied before the test, for app tests whose runs change between tests
+    (use with `pytestmark = pytest.mark.usefixtures("fresh_caches")`)."""
+    import streamlit as st
+    st.cache_resource.clear()
+    st.cache_data.clear()
+    yield
+
+
 @contextlib.contextmanager
 def checkpoints_env(root: Path):
     """GPT_EXPLORER_CHECKPOINTS=root (where the app and the library look for runs) inside the block, the old

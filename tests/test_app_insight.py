@@ -8,6 +8,8 @@ import pytest
 
 from conftest import ROOT, checkpoints_env, run_cli
 
+pytestmark = pytest.mark.usefixtures("fresh_caches")  # Streamlit caches cleared per test
+
 AppTest = pytest.importorskip("streamlit.testing.v1").AppTest
 
 
@@ -44,14 +46,6 @@ def make_html_run(source, dest):
 
 def tags(html_text: str) -> set[str]:
     return {name for name in re.findall(r"</?([A-Za-z]+)", html_text)}
-
-
-@pytest.fixture(autouse=True)
-def fresh_caches():
-    import streamlit as st
-    st.cache_resource.clear()
-    st.cache_data.clear()
-    yield
 
 
 def open_page(page: str, run: str = "tiny") -> "AppTest":

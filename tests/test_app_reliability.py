@@ -15,6 +15,8 @@ from explorer import jobs
 from gpt import runs
 from gpt.runs import load_run
 
+pytestmark = pytest.mark.usefixtures("fresh_caches")  # Streamlit caches cleared per test
+
 AppTest = pytest.importorskip("streamlit.testing.v1").AppTest
 ENDLESS = {"arch": "gpt", "n_layer": 2, "n_head": 2, "n_embd": 32, "block_size": 32, "batch_size": 8,
            "max_iters": 1_000_000, "eval_interval": 50, "eval_iters": 2, "sample_tokens": 0, "dtype": "float32",
@@ -111,14 +113,6 @@ def crashed_root(root, corpus_file):
                       pid=None)
     (out / jobs.LOG).write_text("Traceback (most recent call last):\nMemoryError: simulated\n")
     return root
-
-
-@pytest.fixture(autouse=True)
-def fresh_caches():
-    import streamlit as st
-    st.cache_resource.clear()
-    st.cache_data.clear()
-    yield
 
 
 def all_text(at) -> str:

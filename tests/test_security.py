@@ -17,6 +17,8 @@ from gpt.data import MAX_CORPUS_BYTES
 from gpt.model import GPT
 from gpt.tokenizers import CharTokenizer, save_tokenizer
 
+pytestmark = pytest.mark.usefixtures("fresh_caches")  # Streamlit caches cleared per test
+
 EVIL = ("<script>document.title='pwned'</script> <img src=x onerror=\"alert(1)\"> "
         "\" onmouseover=\"alert(2) ' & <b>bold</b> [link](javascript:alert(3)) **md** ")
 
@@ -69,14 +71,6 @@ def evil_root(tmp_path_factory):
     runs.atomic_save_model(GPT(model_cfg), run / runs.WEIGHTS, {"step": "1"})
     with checkpoints_env(root):
         yield root
-
-
-@pytest.fixture(autouse=True)
-def fresh_caches():
-    import streamlit as st
-    st.cache_resource.clear()
-    st.cache_data.clear()
-    yield
 
 
 def html_blocks(at) -> list[str]:
