@@ -8,21 +8,18 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from explorer.charts import attention_heatmap, attention_overview  # noqa: E402
-from gpt import GPT, GPTConfig  # noqa: E402
-from gpt.data import python_docs  # noqa: E402
-from gpt.inspect import attention_trace, head_scores, head_table, pool_pattern  # noqa: E402
-from gpt.tokenizers import CharTokenizer  # noqa: E402
+from explorer.charts import attention_heatmap, attention_overview
+from gpt import GPT, GPTConfig
+from gpt.data import python_docs
+from gpt.interp.attention import attention_trace, head_summary, head_table, pool_pattern
+from gpt.tokenizers import CharTokenizer
 
 BUDGET_S = 0.5
-THUMB = 32  # as explorer/pages/attention.py
+THUMB = 32  # as explorer/views/attention.py
 
 
 def one_render(model, tokenizer, prompt: str) -> dict[str, float]:
@@ -35,7 +32,7 @@ def one_render(model, tokenizer, prompt: str) -> dict[str, float]:
     trace = attention_trace(model, ids)
     times["trace"] = time.perf_counter() - t
     t = time.perf_counter()
-    scores = head_scores(trace.patterns)
+    head_summary(trace.patterns)
     head_table(trace.patterns)
     pooled = pool_pattern(trace.patterns, THUMB)
     times["scores+pool"] = time.perf_counter() - t

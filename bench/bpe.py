@@ -16,6 +16,7 @@ from common import interleaved, machine, median, shakespeare, table
 def naive_merges_per_s(text: str, merges: int = 3) -> float:
     """minbpe's BasicTokenizer loop on the same GPT-2 pre-split chunks: count all pairs, merge, repeat."""
     import regex
+
     from gpt.tokenizers import GPT2_PATTERN, _merge
     chunks = [list(c.encode("utf-8")) for c in regex.findall(GPT2_PATTERN, text)]
     t0 = time.perf_counter()

@@ -8,13 +8,11 @@ from __future__ import annotations
 import os
 import shutil
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 SHARED_SHAKESPEARE = ROOT.parent / "shared" / "data" / "tinyshakespeare.txt"
 
 
@@ -95,7 +93,8 @@ def hf_twin(model):
             own[k].copy_(v)
         x = torch.randint(0, c.vocab_size, (2, min(16, c.block_size)))
         was = model.training
-        model.eval(); hf.eval()
+        model.eval()
+        hf.eval()
         diff = (model(x)[0] - hf(input_ids=x).logits).abs().max().item()
         model.train(was)
     if diff > 1e-4:
@@ -108,6 +107,7 @@ def hf_trainer(hf_model, train_ids, cfg, block_size: int, seed: int = 1337):
     cosine lr, clip 1.0, the same random-window batches. Returns step() -> (loss, grad_norm)."""
     import torch
     from torch.nn import functional as F
+
     from gpt.data import get_batch
     from gpt.train import lr_at
     params = [p for p in hf_model.parameters() if p.requires_grad]

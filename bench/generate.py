@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 
 import torch
-
 from common import hf_twin, interleaved, machine, median, shakespeare, table
 
 

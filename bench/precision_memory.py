@@ -23,7 +23,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 CONFIGS = {  # name -> (dtype, grad_checkpoint)
     "fp32": ("float32", False),
@@ -40,6 +39,7 @@ def rss_peak_bytes() -> int:
 def corpus_ids(vocab_size: int | None = None):
     """Char ids of tiny Shakespeare when cached (no download), else Python's docs; random ids for vocab_size."""
     import torch
+
     from gpt.data import CorpusError, python_docs, tiny_shakespeare
     from gpt.tokenizers import CharTokenizer
     if vocab_size is not None:  # the gpt2 shape: any ids will do for memory and time

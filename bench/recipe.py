@@ -45,6 +45,7 @@ def run_ours(dtype: str, max_iters: int, lean: bool) -> dict:
 def run_hf(max_iters: int) -> dict:
     """HF GPT2 through the same recipe: same schedule, batches, clipping; final eval on 20 val batches."""
     import torch
+
     from gpt.config import preset
     from gpt.data import get_batch, split_ids
     from gpt.model import GPT

@@ -26,10 +26,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from explorer.jobs import trainer_threads
+from gpt import runs
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-from explorer.jobs import trainer_threads  # noqa: E402
-from gpt import runs  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",

@@ -21,7 +21,6 @@ import dataclasses
 import time
 
 import torch
-
 from common import hf_trainer, hf_twin, interleaved, machine, median, shakespeare, table
 
 

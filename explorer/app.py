@@ -1,20 +1,17 @@
 """GPT Explorer entry point: `streamlit run explorer/app.py` (or ./scripts/app).
 
 Builds the navigation, the sidebar model picker and the live training-status line shown on every page.
-Pages live in explorer/pages/; issue-4 views plug into "Look deeper" simply by existing.
+One file per page lives in explorer/views/ (listed below, in the order of the sidebar).
 """
-import sys
 from pathlib import Path
 
 import streamlit as st
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from explorer import jobs  # noqa: E402
-from gpt.runs import checkpoints_root  # noqa: E402
-from explorer.common import (RUN_KEY, all_runs, apply_pending_selection, default_run_name,  # noqa: E402
-                             limit_threads, run_label)
+from explorer import jobs
+from explorer.common import RUN_KEY, all_runs, apply_pending_selection, default_run_name, limit_threads, run_label
+from gpt.runs import checkpoints_root
 
-PAGES = Path(__file__).resolve().parent / "pages"
+VIEWS = Path(__file__).resolve().parent / "views"
 CORE = [("train", "Train", ":material/model_training:"), ("tokenizer", "Tokenizer", ":material/abc:"),
         ("embeddings", "Embeddings", ":material/scatter_plot:"), ("attention", "Attention", ":material/grid_on:"),
         ("generate", "Generate", ":material/edit_note:"), ("runs", "Runs", ":material/folder_open:"),
@@ -29,8 +26,7 @@ LOOK_DEEPER = [("heads", "Heads & detectors", ":material/psychology:"),
 
 
 def pages(spec):
-    return [st.Page(str(PAGES / f"{stem}.py"), title=title, icon=icon, url_path=stem)
-            for stem, title, icon in spec if (PAGES / f"{stem}.py").exists()]
+    return [st.Page(str(VIEWS / f"{stem}.py"), title=title, icon=icon, url_path=stem) for stem, title, icon in spec]
 
 
 def model_picker() -> None:
@@ -90,10 +86,7 @@ def status_line() -> None:
 
 st.set_page_config(page_title="GPT Explorer", page_icon=":material/neurology:", layout="wide")
 limit_threads()
-sections = {"Explore": pages(CORE)}
-deeper = pages(LOOK_DEEPER)
-if deeper:
-    sections["Look deeper"] = deeper
+sections = {"Explore": pages(CORE), "Look deeper": pages(LOOK_DEEPER)}
 navigation = st.navigation(sections, expanded=True)
 model_picker()
 status_line()

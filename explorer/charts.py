@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import plotly.graph_objects as go
-from plotly.subplots import make_subplots
 
 PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
 MASK_COLOR = "#d9d9d9"   # what shows through where the causal mask hides the future
@@ -110,7 +109,7 @@ def attention_overview(pooled: np.ndarray, selected: tuple[int, int] | None = No
 def head_score_grid(values: np.ndarray, name: str, fmt: str = ".2f") -> go.Figure:
     """A layer x head grid coloured and labelled by one per-head score."""
     L, H = values.shape
-    fig = go.Figure(go.Heatmap(z=values, x=[f"H{h}" for h in range(H)], y=[f"L{l}" for l in range(L)],
+    fig = go.Figure(go.Heatmap(z=values, x=[f"H{h}" for h in range(H)], y=[f"L{layer}" for layer in range(L)],
                                colorscale="Viridis", text=[[format(v, fmt) for v in row] for row in values],
                                texttemplate="%{text}", hovertemplate="%{y} %{x}: %{z:.3f}<extra></extra>",
                                colorbar=dict(thickness=12)))

@@ -6,19 +6,14 @@ Cached models are shared by all sessions: never mutate or hook them; pass a gpt.
 from __future__ import annotations
 
 import html
-import sys
 from pathlib import Path
 
 import streamlit as st
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from gpt.data import CorpusError, load_corpus  # noqa: E402
-from gpt.runs import RunError, RunInfo, checkpoints_root, list_runs, load_run  # noqa: E402
-from gpt.tokenizers import UnknownCharactersError  # noqa: E402
+from gpt.data import CorpusError, load_corpus
+from gpt.runs import RunError, RunInfo, checkpoints_root, list_runs, load_run
+from gpt.tokenizers import UnknownCharactersError
 
 RUN_KEY = "selected_run"        # session-state key of the sidebar model picker (a run folder name)
 SHIPPED_RUN = "shakespeare-char"

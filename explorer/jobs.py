@@ -126,7 +126,7 @@ def busy_message(root: str | Path | None = None) -> str | None:
     its runs are still queued (its shell is about to start the first)."""
     root = Path(root or runs.checkpoints_root())
     active: dict[object, str] = {}  # one entry per training process or chain -> a run name to show
-    for name, state in live_jobs(root):
+    for name, _state in live_jobs(root):
         chain = runs.read_status(root / name).get("chain_pid")
         active.setdefault(chain if chain else name, name)
     limit = max_concurrent_jobs()

@@ -44,7 +44,8 @@ def attention_figure(model, tokenizer, text: str):
     """Layer x head small multiples of attention weights on `text`."""
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
-    from .detectors import attention_patterns
+
+    from .interp.capture import attention_patterns
     ids = tokenizer.encode(text)
     patterns = attention_patterns(model, torch.tensor([ids]))[0]  # (L, H, T, T)
     L, H = patterns.shape[:2]
@@ -67,10 +68,11 @@ def attention_figure(model, tokenizer, text: str):
 def head_score_figure(model):
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
-    from .detectors import DETECTORS, LABELS, head_scores
+
+    from .interp.detectors import DETECTORS, LABELS, head_scores
     scores = head_scores(model)
     fig = make_subplots(rows=1, cols=len(DETECTORS), subplot_titles=[LABELS[d] for d in DETECTORS])
-    for d, name in enumerate(DETECTORS):
+    for d in range(len(DETECTORS)):
         z = scores.scores[d].numpy().round(3)
         fig.add_trace(go.Heatmap(z=z, zmin=0, zmax=1, colorscale="Viridis", showscale=(d == 0), text=z,
                                  texttemplate="%{text:.2f}", hovertemplate="L%{y}H%{x}: %{z}<extra></extra>"),

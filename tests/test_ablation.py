@@ -5,9 +5,9 @@ import pytest
 import torch
 
 from gpt import train_cli
-from gpt.ablation import (ablate, all_heads, check_heads, generate_with_ablation, logits_with_ablation)
 from gpt.config import GPTConfig
-from gpt.experiments import TASKS, answer_accuracy, build_probe, check, write_corpus
+from gpt.interp.ablation import ablate, all_heads, check_heads, generate_with_ablation, logits_with_ablation
+from gpt.interp.experiments import TASKS, answer_accuracy, build_probe, check, write_corpus
 from gpt.model import GPT
 from gpt.runs import load_run
 
@@ -56,7 +56,7 @@ def test_bad_heads_are_refused_with_a_clear_message():
 
 def test_ablating_all_heads_removes_in_context_copying(tmp_path):
     """A 1-layer attention-only model learns to copy; with its heads zeroed it is back to chance."""
-    task = dataclasses.replace(TASKS["copy"], min_len=4, max_len=4, needs_induction=False)
+    task = dataclasses.replace(TASKS["copy"], min_len=4, max_len=4)
     corpus = write_corpus(task, n_lines=5000, folder=tmp_path)
     out = tmp_path / "copy1"
     # one fixed offset (4 back) solves it, so one layer suffices; width 128 and no weight decay learn it in

@@ -35,13 +35,13 @@ def root(tmp_path, tiny_run, monkeypatch):
 
 
 def app_at(page: str | None = None) -> AppTest:
-    """The app after its first run (the Train page), optionally switched to another page. AppTest drops the
-    entry point's sidebar after switch_page, so sidebar checks use the first page."""
+    """The app after its first run (the Train page), optionally switched to another page (the entry point's
+    sidebar runs with every page, as in the browser)."""
     at = AppTest.from_file(APP, default_timeout=TIMEOUT)
     at.run()
     assert not at.exception, [e.message for e in at.exception]
     if page:
-        at.switch_page(f"pages/{page}.py").run()
+        at.switch_page(f"views/{page}.py").run()
         assert not at.exception, [(e.message, e.stack_trace) for e in at.exception]
     return at
 
@@ -54,6 +54,7 @@ def arr(value) -> list:
     """A figure array as a list: plotly sends numpy data base64-encoded ({'dtype', 'bdata', 'shape'})."""
     if isinstance(value, dict) and "bdata" in value:
         import base64
+
         import numpy as np
         flat = np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"])
         shape = value.get("shape")
@@ -181,7 +182,7 @@ def test_runs_page_table_curves_and_delete_with_confirmation(root):
     at = app_at("runs")
     assert set(at.dataframe[0].value["run"]) == {"tiny", "spare"}
     assert len(plotly_figures(at)[0]["data"]) == 4  # train + val for both runs
-    at.selectbox[-1].set_value("spare").run()
+    next(s for s in at.selectbox if s.label == "Run to delete").set_value("spare").run()
     assert button(at, "Delete").disabled     # not before the confirmation box is ticked
     at.checkbox[0].check().run()
     button(at, "Delete").click().run()

@@ -5,7 +5,6 @@ import shutil
 import time
 
 import pytest
-
 from conftest import ROOT, checkpoints_env, run_cli
 
 pytestmark = pytest.mark.usefixtures("fresh_caches")  # Streamlit caches cleared per test
@@ -16,7 +15,7 @@ AppTest = pytest.importorskip("streamlit.testing.v1").AppTest
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory, tiny_run):
     """A checkpoints root holding the tiny run (as 'tiny') and a barely trained guided-experiment run."""
-    from gpt.experiments import TASKS, write_corpus
+    from gpt.interp.experiments import TASKS, write_corpus
     root = tmp_path_factory.mktemp("checkpoints")
     shutil.copytree(tiny_run, root / "tiny")
     corpus = write_corpus(TASKS["copy"])
@@ -52,7 +51,7 @@ def open_page(page: str, run: str = "tiny") -> "AppTest":
     at = AppTest.from_file(str(ROOT / "explorer" / "app.py"), default_timeout=180)
     at.session_state["selected_run"] = run
     at.run()
-    at.switch_page(f"pages/{page}.py")
+    at.switch_page(f"views/{page}.py")
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     return at

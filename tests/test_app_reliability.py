@@ -9,8 +9,8 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT, TINY_TRAIN, run_cli
+
 from explorer import jobs
 from gpt import runs
 from gpt.runs import load_run
@@ -126,13 +126,13 @@ def test_crash_text_shows_in_the_ui_and_the_app_keeps_working(crashed_root):
     at.session_state["selected_run"] = "crashed"
     at.session_state["train_watch"] = "crashed"
     at.run()
-    at.switch_page("pages/train.py")
+    at.switch_page("views/train.py")
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     errors = [e.value for e in at.error]
     assert any("Training failed: MemoryError: simulated: cannot allocate 3 GB" in e for e in errors), errors
     for page in ("generate", "tokenizer", "runs"):  # the failed run is still inspectable everywhere
-        at.switch_page(f"pages/{page}.py")
+        at.switch_page(f"views/{page}.py")
         at.run()
         assert not at.exception, (page, [e.value for e in at.exception])
         assert "Cannot load" not in all_text(at)

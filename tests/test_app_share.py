@@ -2,10 +2,9 @@
 from __future__ import annotations
 
 import torch
-
 from test_app import app_at, button, root  # noqa: F401  (root is a fixture)
 
-from gpt import bundle, hf
+from gpt import bundle
 from gpt.runs import load_run
 
 

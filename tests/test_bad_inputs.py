@@ -15,7 +15,7 @@ import torch
 
 from gpt import runs, sample, train, train_cli
 from gpt.config import GPTConfig
-from gpt.data import CorpusError, MAX_CORPUS_BYTES, decode_bytes, load_corpus
+from gpt.data import MAX_CORPUS_BYTES, CorpusError, decode_bytes, load_corpus
 from gpt.generate import GenerationError, generate_text, stream_text
 from gpt.model import GPT, memory_estimate
 from gpt.runs import RunError, load_run

@@ -1,5 +1,4 @@
 """explorer/charts.py: figure builders checked on their figure data, without a browser."""
-import math
 
 import numpy as np
 

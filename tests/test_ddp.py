@@ -1,12 +1,11 @@
 """DistributedDataParallel on CPU: 2 gloo processes under torchrun reproduce one process with the same global batch."""
 import os
 import subprocess
-import sys
 
 import pytest
 import torch
-
 from conftest import ROOT
+
 from gpt import distributed, runs
 from gpt.data import get_batch
 

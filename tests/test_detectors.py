@@ -2,8 +2,15 @@ import pytest
 import torch
 
 from gpt.config import GPTConfig
-from gpt.detectors import (DETECTORS, attention_patterns, describe_heads, detector_scores, head_scores,
-                           name_heads, repeated_random_tokens)
+from gpt.interp.detectors import (
+    DETECTORS,
+    attention_patterns,
+    describe_heads,
+    detector_scores,
+    head_scores,
+    name_heads,
+    repeated_random_tokens,
+)
 from gpt.model import GPT
 
 HALF = 20

@@ -2,8 +2,17 @@ from types import SimpleNamespace
 
 import pytest
 
-from gpt.experiments import (ALPHABET, SEP, TASKS, build_probe, get_task, make_lines, task_of_run, train_command,
-                             write_corpus)
+from gpt.interp.experiments import (
+    ALPHABET,
+    SEP,
+    TASKS,
+    build_probe,
+    get_task,
+    make_lines,
+    task_of_run,
+    train_command,
+    write_corpus,
+)
 from gpt.tokenizers import CharTokenizer
 from gpt.train_cli import build_parser
 

@@ -3,8 +3,8 @@ import json
 
 import pytest
 import torch
-
 from conftest import run_cli
+
 from gpt import hf, runs
 from gpt.config import GPTConfig, TrainConfig
 from gpt.model import GPT

@@ -1,12 +1,14 @@
-"""gpt/inspect.py: attention traces, head scores, pooling, projections, neighbours, next-token distributions."""
+"""gpt/interp attention, embeddings, next_token: attention traces, head summaries, pooling, projections, neighbours,
+next-token distributions."""
 import numpy as np
 import pytest
 import torch
 
 from gpt import GPT, GPTConfig
-from gpt.inspect import (InspectError, attention_trace, cosine_matrix, head_scores, head_table,
-                         nearest_neighbours, next_token_distribution, pca, pool_pattern, position_embeddings,
-                         token_embeddings, top_k)
+from gpt.interp.attention import attention_trace, head_summary, head_table, pool_pattern
+from gpt.interp.capture import InterpError
+from gpt.interp.embeddings import cosine_matrix, nearest_neighbours, pca, position_embeddings, token_embeddings
+from gpt.interp.next_token import next_token_distribution, top_k
 
 
 @pytest.fixture(scope="module")
@@ -26,12 +28,12 @@ def test_attention_trace_shapes_rows_sum_to_one_and_causal(model):
 
 
 def test_attention_trace_rejects_bad_prompts(model):
-    with pytest.raises(InspectError, match="empty"):
+    with pytest.raises(InterpError, match="empty"):
         attention_trace(model, [])
-    with pytest.raises(InspectError, match="block_size"):
+    with pytest.raises(InterpError, match="block_size"):
         attention_trace(model, [1] * 17)
     bigram = GPT(GPTConfig(vocab_size=20, block_size=16, arch="bigram", n_embd=8)).eval()
-    with pytest.raises(InspectError, match="bigram"):
+    with pytest.raises(InterpError, match="bigram"):
         attention_trace(bigram, [1, 2])
 
 
@@ -45,7 +47,7 @@ def test_head_scores_on_hand_made_patterns():
     uniform = np.tril(np.ones((T, T)))
     uniform /= uniform.sum(-1, keepdims=True)
     patterns = np.stack([np.stack([prev, first, uniform])])  # (1, 3, T, T)
-    scores = head_scores(patterns)
+    scores = head_summary(patterns)
     assert scores["prev_token"][0, 0] == pytest.approx(1.0)
     assert scores["entropy"][0, 0] == pytest.approx(0.0, abs=1e-6)
     assert scores["first_token"][0, 1] == pytest.approx(1.0)
@@ -74,7 +76,7 @@ def test_next_token_distribution_and_top_k(model):
     best = top_k(probs, 3)
     assert [i for i, _ in best] == list(np.argsort(-probs)[:3])
     assert next_token_distribution(model, list(range(20)) * 2).shape == (20,)  # crops to block_size
-    with pytest.raises(InspectError):
+    with pytest.raises(InterpError):
         next_token_distribution(model, [])
 
 
@@ -91,5 +93,5 @@ def test_embeddings_pca_neighbours_and_cosine(model):
     assert [i for i, _ in nearest_neighbours(x, 0, k=3)] == [1, 2, 3]
     sim = cosine_matrix(x)
     assert sim[0, 3] == pytest.approx(-1.0) and sim[0, 0] == pytest.approx(1.0)
-    with pytest.raises(InspectError):
+    with pytest.raises(InterpError):
         nearest_neighbours(x, 9)

@@ -12,8 +12,8 @@ import threading
 import time
 
 import pytest
-
 from conftest import ROOT, trainers_under
+
 from explorer import jobs
 from gpt import runs
 

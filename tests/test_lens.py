@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from gpt.config import GPTConfig
-from gpt.lens import lens_column, logit_lens, residual_names
+from gpt.interp.lens import lens_column, logit_lens, residual_names
 from gpt.model import GPT
 
 

@@ -4,8 +4,8 @@ import math
 
 import pytest
 import torch
-
 from conftest import run_cli
+
 from gpt.config import GPTConfig, TrainConfig, preset
 from gpt.model import GPT, count_params, memory_estimate
 from gpt.train import Trainer, TrainError, resolve_dtype

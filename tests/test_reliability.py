@@ -15,9 +15,9 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import ROOT, TINY_TRAIN, run_cli
 from safetensors import safe_open
 
-from conftest import ROOT, TINY_TRAIN, run_cli
 from gpt import runs
 from gpt.config import GPTConfig, TrainConfig
 from gpt.runs import RunError, load_run

@@ -1,9 +1,9 @@
 import pytest
 import torch
 
-from gpt.rundiff import config_diff, diff_runs
+from gpt.interp.rundiff import config_diff, diff_runs
+from gpt.interp.token_loss import token_losses, validation_ids, validation_passage
 from gpt.runs import load_run
-from gpt.token_loss import token_losses, validation_ids, validation_passage
 
 
 def test_a_run_against_itself_differs_nowhere(tiny_run):

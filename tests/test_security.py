@@ -9,8 +9,8 @@ import tomllib
 
 import pytest
 import torch
-
 from conftest import ROOT, checkpoints_env
+
 from gpt import runs
 from gpt.config import GPTConfig, TrainConfig
 from gpt.data import MAX_CORPUS_BYTES
@@ -89,12 +89,12 @@ def assert_escaped(at, marker: str = "<script>") -> None:
 
 @pytest.mark.parametrize("page", ["tokenizer", "token_loss"])
 def test_pages_show_html_in_the_corpus_as_text(evil_root, page):
-    if not (ROOT / "explorer" / "pages" / f"{page}.py").exists():
+    if not (ROOT / "explorer" / "views" / f"{page}.py").exists():
         pytest.skip(f"no {page} page")
     at = AppTest.from_file(str(ROOT / "explorer" / "app.py"), default_timeout=180)
     at.session_state["selected_run"] = "evil"
     at.run()
-    at.switch_page(f"pages/{page}.py")
+    at.switch_page(f"views/{page}.py")
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     if page == "tokenizer":
@@ -106,7 +106,7 @@ def test_generate_page_shows_an_html_prompt_as_text(evil_root):
     at = AppTest.from_file(str(ROOT / "explorer" / "app.py"), default_timeout=180)
     at.session_state["selected_run"] = "evil"
     at.run()
-    at.switch_page("pages/generate.py")
+    at.switch_page("views/generate.py")
     at.run()
     at.text_area[0].set_value(EVIL).run()
     next(b for b in at.button if b.label == "Generate").click().run()

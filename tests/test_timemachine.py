@@ -5,8 +5,14 @@ import pytest
 import torch
 
 from gpt import runs
-from gpt.timemachine import (aligned_projections, embedding_frames, loss_curve, procrustes_rotation, score_curves,
-                             snapshot_steps)
+from gpt.interp.timemachine import (
+    aligned_projections,
+    embedding_frames,
+    loss_curve,
+    procrustes_rotation,
+    score_curves,
+    snapshot_steps,
+)
 
 
 def test_procrustes_recovers_a_rotation_and_reflection():

@@ -4,8 +4,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gpt.tokenizers import (BPETokenizer, CharTokenizer, TokenizerError, UnknownCharactersError, load_tokenizer,
-                            save_tokenizer, tokenizer_from_dict)
+from gpt.tokenizers import (
+    BPETokenizer,
+    CharTokenizer,
+    TokenizerError,
+    UnknownCharactersError,
+    load_tokenizer,
+    save_tokenizer,
+    tokenizer_from_dict,
+)
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,8 @@ import time
 
 import pytest
 import torch
-
 from conftest import ROOT, TINY_TRAIN, run_cli
+
 from gpt import runs
 from gpt.config import TrainConfig
 from gpt.runs import RunError, load_run
@@ -174,8 +174,8 @@ def test_run_names_never_escape(tmp_path, name):
 
 
 def test_compile_flag_reaches_the_saved_config():
-    from gpt.train_cli import build_parser, configs_from_args
     from gpt.config import GPTConfig
+    from gpt.train_cli import build_parser, configs_from_args
     args = build_parser().parse_args(["--out", "x", "--compile"])
     _, train_cfg = configs_from_args(args, GPTConfig(), TrainConfig())
     assert train_cfg.compile and TrainConfig.from_dict(train_cfg.to_dict()).compile  # resume keeps it

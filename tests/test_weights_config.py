@@ -11,10 +11,10 @@ import signal
 from pathlib import Path
 
 import pytest
+from conftest import ROOT, checkpoints_env
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from conftest import ROOT, checkpoints_env
 from gpt import runs, train_cli
 from gpt.runs import RunError, load_run
 
@@ -128,7 +128,7 @@ def test_the_app_shows_the_mismatch_and_keeps_working(run_copy):
         at.session_state["selected_run"] = "edited"
         at.run()
         for page in ("generate", "attention"):
-            at.switch_page(f"pages/{page}.py")
+            at.switch_page(f"views/{page}.py")
             at.run()
             assert not at.exception, (page, [e.value for e in at.exception])
             warnings = [w.value for w in at.warning]

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 from torch.nn import functional as F
 
-from .detectors import attention_patterns, check_ids
+from .capture import InterpError, attention_patterns, check_ids
 
 
 def flat_config(run) -> dict[str, object]:
@@ -35,7 +35,7 @@ def same_tokens(run_a, run_b, text: str) -> list[int]:
     pieces_a = [run_a.tokenizer.token_bytes(i) for i in ids_a]
     pieces_b = [run_b.tokenizer.token_bytes(i) for i in ids_b]
     if pieces_a != pieces_b or ids_a != ids_b:
-        raise ValueError("the two runs tokenize this prompt differently (different vocabularies), so their "
+        raise InterpError("the two runs tokenize this prompt differently (different vocabularies), so their "
                          "per-token predictions cannot be lined up; compare runs that share a tokenizer")
     return ids_a
 
@@ -75,7 +75,7 @@ def diff_runs(run_a, run_b, text: str) -> RunDiff:
     ids = same_tokens(run_a, run_b, text)
     limit = min(run_a.config.block_size, run_b.config.block_size)
     if len(ids) < 2:
-        raise ValueError("the prompt needs at least two tokens to compare predictions")
+        raise InterpError("the prompt needs at least two tokens to compare predictions")
     ids = ids[:limit]
     lp_a, lp_b = token_logprobs(run_a.model, ids), token_logprobs(run_b.model, ids)
     shape_a = (run_a.config.n_layer, run_a.config.effective_n_head) if run_a.config.has_attention else None

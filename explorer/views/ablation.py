@@ -3,10 +3,10 @@ import streamlit as st
 
 from explorer.charts_insight import prob_bars
 from explorer.common import cached_run, default_prompt, encode_or_explain, esc, selected_attention_run, visible
-from gpt.ablation import ablate, all_heads, generate_with_ablation
 from gpt.data import CorpusError
-from gpt.detectors import DETECTORS, head_scores
-from gpt.token_loss import validation_ids
+from gpt.interp.ablation import ablate, all_heads, generate_with_ablation
+from gpt.interp.detectors import DETECTORS, head_scores
+from gpt.interp.token_loss import validation_ids
 
 run = selected_attention_run("Ablation", "no attention heads to remove")
 cfg = run.config

@@ -16,38 +16,12 @@ from dataclasses import dataclass
 
 import torch
 
-from .model import GPT, Trace
+from ..model import GPT
+from .capture import InterpError, attention_patterns, check_ids
 
 DETECTORS = ("previous_token", "first_token", "duplicate_token", "induction")
 LABELS = {"previous_token": "previous-token", "first_token": "first-token (sink)",
           "duplicate_token": "duplicate-token", "induction": "induction"}
-
-
-# ---- capture ----
-def check_ids(model: GPT, ids: torch.Tensor) -> torch.Tensor:
-    """ids as a (B, T) long tensor, with a clear message for what the model cannot take."""
-    ids = torch.as_tensor(ids, dtype=torch.long)
-    if ids.dim() == 1:
-        ids = ids[None]
-    if ids.dim() != 2 or ids.size(1) == 0:
-        raise ValueError("give a non-empty sequence of token ids")
-    if ids.size(1) > model.config.block_size:
-        raise ValueError(f"{ids.size(1)} tokens is longer than this model's context ({model.config.block_size})")
-    if int(ids.min()) < 0 or int(ids.max()) >= model.config.vocab_size:
-        raise ValueError(f"token ids must lie in [0, {model.config.vocab_size})")
-    return ids
-
-
-@torch.no_grad()
-def attention_patterns(model: GPT, ids, interventions=None) -> torch.Tensor:
-    """Attention weights of every layer and head: (B, L, H, T, T). Captured per call (the model is not hooked)."""
-    if not model.config.has_attention:
-        raise ValueError("a bigram model has no attention heads to look at")
-    ids = check_ids(model, ids)
-    names = {f"blocks.{i}.attn.pattern" for i in range(model.config.n_layer)}
-    trace = Trace(names, interventions)
-    model(ids, trace=trace)
-    return torch.stack([trace.acts[f"blocks.{i}.attn.pattern"].float() for i in range(model.config.n_layer)], 1)
 
 
 # ---- probes ----
@@ -55,7 +29,7 @@ def repeated_random_tokens(vocab_size: int, half_len: int, batch: int = 4, seed:
     """(batch, 2*half_len) ids: a random sequence followed by itself. Adjacent tokens never repeat, so
     previous-token and duplicate-token behaviour cannot be confused with each other."""
     if half_len < 2 or vocab_size < 3:
-        raise ValueError("need half_len >= 2 and a vocabulary of at least 3 tokens")
+        raise InterpError("need half_len >= 2 and a vocabulary of at least 3 tokens")
     gen = torch.Generator().manual_seed(seed)
     first = torch.empty(batch, half_len, dtype=torch.long)
     first[:, 0] = torch.randint(vocab_size, (batch,), generator=gen)
@@ -72,7 +46,7 @@ def repeated_passage(ids, half_len: int) -> torch.Tensor:
     induction head that ignores random tokens can still show up here."""
     ids = torch.as_tensor(ids, dtype=torch.long).flatten()[:half_len]
     if len(ids) < 2:
-        raise ValueError("need at least 2 tokens of text to repeat")
+        raise InterpError("need at least 2 tokens of text to repeat")
     return torch.cat([ids, ids])[None]
 
 
@@ -111,9 +85,9 @@ def detector_scores(patterns: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
     if ids.dim() == 1:
         ids = ids[None]
     if patterns.dim() != 5 or patterns.shape[0] != ids.shape[0] or patterns.shape[-1] != ids.shape[1]:
-        raise ValueError(f"patterns {tuple(patterns.shape)} do not match ids {tuple(ids.shape)}")
+        raise InterpError(f"patterns {tuple(patterns.shape)} do not match ids {tuple(ids.shape)}")
     out = []
-    for name, mask in target_masks(ids).items():
+    for mask in target_masks(ids).values():
         mass = (patterns * mask[:, None, None].float()).sum(-1)  # (B, L, H, T)
         has_target = mask.any(-1)[:, None, None].float()  # (B, 1, 1, T)
         denom = has_target.sum((0, 3))  # (1, 1)
@@ -147,6 +121,20 @@ def in_context_gain(model: GPT, repeated: torch.Tensor) -> float:
     logits, _ = model(repeated[:, :-1])
     losses = torch.nn.functional.cross_entropy(logits.float().transpose(1, 2), repeated[:, 1:], reduction="none")
     return float(losses[:, : half - 1].mean() - losses[:, half:].mean())
+
+
+def best_head(per_head: torch.Tensor) -> tuple[int, int, float]:
+    """(layer, head, score) of the highest entry of an (L, H) per-head score grid."""
+    per_head = torch.as_tensor(per_head)
+    layer, head = divmod(int(per_head.argmax()), per_head.shape[-1])
+    return layer, head, float(per_head[layer, head])
+
+
+def strongest_head(scores: torch.Tensor, detector: str) -> tuple[int, int, float]:
+    """(layer, head, score) of the head scoring highest on `detector`; scores (4, L, H) in DETECTORS order."""
+    if detector not in DETECTORS:
+        raise InterpError(f"unknown detector {detector!r}; choose one of {', '.join(DETECTORS)}")
+    return best_head(torch.as_tensor(scores)[DETECTORS.index(detector)])
 
 
 def name_heads(scores: torch.Tensor, threshold: float = 0.4) -> list[tuple[int, int, str, float]]:

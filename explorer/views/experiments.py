@@ -6,8 +6,8 @@ import streamlit as st
 from explorer import jobs
 from explorer.charts_insight import attention_map, head_grid
 from explorer.common import all_runs, cached_run, select_run, visible
-from gpt.detectors import attention_patterns
-from gpt.experiments import TASKS, build_probe, check, task_of_run, train_command, write_corpus
+from gpt.interp.detectors import attention_patterns
+from gpt.interp.experiments import TASKS, build_probe, check, task_of_run, train_command, write_corpus
 from gpt.runs import RunError
 
 st.title("Guided experiments")
@@ -56,8 +56,6 @@ result = check(run.model, run.tokenizer, task)
 left, right = st.columns(2)
 with left:
     st.plotly_chart(head_grid(result.pointer, "Pointer score: attention on the letter to output"), key="exp_ptr")
-    if result.induction is not None:
-        st.plotly_chart(head_grid(result.induction, "Induction score (repeated random tokens)"), key="exp_ind")
 with right:
     layer, head, _ = result.best_pointer
     probe = build_probe(task, run.tokenizer, run.config.block_size, n_lines=6, seed=7)

@@ -11,14 +11,14 @@ from dataclasses import dataclass
 import torch
 from torch.nn import functional as F
 
-from .detectors import check_ids
-from .model import GPT, Trace
+from ..model import GPT, Trace
+from .capture import InterpError, check_ids
 
 
 def residual_names(model: GPT) -> list[tuple[str, str]]:
     """(label, capture point) for the residual stream before the first block and after each block."""
     if not model.config.has_attention:
-        raise ValueError("a bigram model has no layers to look through")
+        raise InterpError("a bigram model has no layers to look through")
     after = "resid_post" if model.config.has_mlp else "resid_mid"
     points = [("embed", "blocks.0.resid_pre")]
     return points + [(f"block {i}", f"blocks.{i}.{after}") for i in range(model.config.n_layer)]
@@ -38,7 +38,7 @@ def logit_lens(model: GPT, ids, interventions=None) -> LensResult:
     """ids (T,) or (1, T) -> the lens over every layer boundary and position."""
     ids = check_ids(model, ids)
     if ids.size(0) != 1:
-        raise ValueError("the logit lens takes one sequence at a time")
+        raise InterpError("the logit lens takes one sequence at a time")
     points = residual_names(model)
     trace = Trace({name for _, name in points}, interventions)
     model(ids, trace=trace)
@@ -58,6 +58,6 @@ def logit_lens(model: GPT, ids, interventions=None) -> LensResult:
 def lens_column(result: LensResult, position: int, k: int = 5) -> list[list[tuple[int, float]]]:
     """For one position: per layer boundary, the top-k (token id, probability)."""
     if not 0 <= position < result.top_ids.size(1):
-        raise ValueError(f"position {position} is outside 0..{result.top_ids.size(1) - 1}")
+        raise InterpError(f"position {position} is outside 0..{result.top_ids.size(1) - 1}")
     top = torch.topk(result.probs[:, position], min(k, result.probs.size(-1)), dim=-1)
     return [list(zip(i.tolist(), p.tolist())) for i, p in zip(top.indices, top.values)]

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import torch
 
-from . import runs
-from .detectors import DETECTORS, head_scores
+from .. import runs
+from .detectors import DETECTORS, head_scores, strongest_head
+from .embeddings import pca
 
 
 def snapshot_steps(run_dir: str | Path) -> list[int]:
@@ -43,8 +44,7 @@ class ScoreCurves:
 
     def best_curve(self, detector: str) -> tuple[int, int, list[float]]:
         """The head with the highest final score on a detector, and its curve."""
-        final = self.scores[-1, DETECTORS.index(detector)]
-        layer, head = divmod(int(final.argmax()), final.size(1))
+        layer, head, _ = strongest_head(self.scores[-1], detector)
         return layer, head, self.curve(detector, layer, head)
 
 
@@ -65,13 +65,6 @@ def loss_curve(run_dir: str | Path) -> tuple[list[int], list[float]]:
 
 
 # ---- embeddings ----
-def pca_2d(x: torch.Tensor) -> torch.Tensor:
-    """(N, C) -> (N, 2): the centred points on their two main directions."""
-    x = x.float() - x.float().mean(0)
-    _, _, v = torch.linalg.svd(x, full_matrices=False)
-    return x @ v[:2].T
-
-
 def procrustes_rotation(source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """The orthogonal matrix R (rotation or reflection) minimising ||source @ R - target|| (Schoenemann 1966)."""
     u, _, vt = torch.linalg.svd(source.T @ target)
@@ -85,7 +78,7 @@ def aligned_projections(embeddings: list[torch.Tensor]) -> list[torch.Tensor]:
     frame as close as an orthogonal map allows to its neighbour, so points move only when embeddings do."""
     if not embeddings:
         return []
-    points = [pca_2d(e) for e in embeddings]
+    points = [torch.as_tensor(pca(e.float().numpy(), 2).points, dtype=torch.float32) for e in embeddings]
     for i in range(len(points) - 2, -1, -1):
         points[i] = points[i] @ procrustes_rotation(points[i], points[i + 1])
     return points

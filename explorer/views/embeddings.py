@@ -5,7 +5,7 @@ import streamlit as st
 
 from explorer.charts import embedding_scatter, matrix_heatmap
 from explorer.common import selected_run, visible
-from gpt.inspect import cosine_matrix, nearest_neighbours, pca, position_embeddings, token_embeddings
+from gpt.interp.embeddings import cosine_matrix, nearest_neighbours, pca, position_embeddings, token_embeddings
 
 MAX_LABELS = 400  # beyond this many points the labels turn into noise
 

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 import torch
 from torch.nn import functional as F
 
-from .detectors import check_ids
-from .model import GPT, Trace
+from ..model import GPT, Trace
+from .capture import InterpError, check_ids
 
 Head = tuple[int, int]  # (layer, head)
 
@@ -21,15 +21,15 @@ def check_heads(model: GPT, heads) -> list[Head]:
     """Validated, de-duplicated, sorted (layer, head) pairs."""
     cfg = model.config
     if not cfg.has_attention:
-        raise ValueError("a bigram model has no attention heads to ablate")
+        raise InterpError("a bigram model has no attention heads to ablate")
     out = set()
     for item in heads or []:
         try:
             layer, head = (int(v) for v in item)
         except (TypeError, ValueError):
-            raise ValueError(f"a head is a (layer, head) pair, got {item!r}") from None
+            raise InterpError(f"a head is a (layer, head) pair, got {item!r}") from None
         if not (0 <= layer < cfg.n_layer and 0 <= head < cfg.effective_n_head):
-            raise ValueError(f"head L{layer}H{head} does not exist: this model has layers 0..{cfg.n_layer - 1} "
+            raise InterpError(f"head L{layer}H{head} does not exist: this model has layers 0..{cfg.n_layer - 1} "
                              f"and heads 0..{cfg.effective_n_head - 1}")
         out.add((layer, head))
     return sorted(out)
@@ -67,7 +67,7 @@ def validation_windows(val_ids: torch.Tensor, block_size: int, n_windows: int = 
     """Fixed random windows (x, y) of the validation split, the same for every call with the same seed."""
     val_ids = torch.as_tensor(val_ids, dtype=torch.long)
     if len(val_ids) < block_size + 1:
-        raise ValueError(f"the validation text has {len(val_ids)} tokens; need at least {block_size + 1}")
+        raise InterpError(f"the validation text has {len(val_ids)} tokens; need at least {block_size + 1}")
     gen = torch.Generator().manual_seed(seed)
     ix = torch.randint(len(val_ids) - block_size, (n_windows,), generator=gen)
     windows = val_ids[ix[:, None] + torch.arange(block_size + 1)]
@@ -123,13 +123,13 @@ def generate_with_ablation(model: GPT, prompt_ids, heads=(), max_new_tokens: int
     """New token ids sampled with the heads removed. The same seed with no heads gives the intact model's
     text, so the two can be compared side by side (each step recomputes the window; small models only)."""
     if max_new_tokens < 0 or max_new_tokens > 2000:
-        raise ValueError("max_new_tokens must be between 0 and 2000")
+        raise InterpError("max_new_tokens must be between 0 and 2000")
     if temperature <= 0 and not greedy:
-        raise ValueError("temperature must be > 0 (or use greedy)")
+        raise InterpError("temperature must be > 0 (or use greedy)")
     interventions = ablation_interventions(model, heads)
     ids = torch.as_tensor(prompt_ids, dtype=torch.long).flatten().tolist()
     if not ids:
-        raise ValueError("the prompt is empty")
+        raise InterpError("the prompt is empty")
     check_ids(model, torch.tensor(ids[-model.config.block_size:]))
     gen = torch.Generator().manual_seed(seed)
     new = []

@@ -4,9 +4,17 @@ import streamlit as st
 from explorer.charts_insight import attention_map, detector_heatmaps
 from explorer.common import cached_run, selected_attention_run, visible
 from gpt.data import CorpusError
-from gpt.detectors import (DETECTORS, LABELS, attention_patterns, describe_heads, head_scores, probe_for,
-                           repeated_passage, repeated_random_tokens)
-from gpt.token_loss import validation_ids
+from gpt.interp.detectors import (
+    DETECTORS,
+    LABELS,
+    attention_patterns,
+    describe_heads,
+    head_scores,
+    probe_for,
+    repeated_passage,
+    repeated_random_tokens,
+)
+from gpt.interp.token_loss import validation_ids
 
 run = selected_attention_run("Heads & detectors", "no attention heads")
 cfg = run.config

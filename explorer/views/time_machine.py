@@ -3,9 +3,9 @@ import streamlit as st
 
 from explorer.charts_insight import attention_overview, detector_heatmaps, embedding_scatter, score_curves_figure
 from explorer.common import cached_run, default_prompt, selected_run_info, visible
-from gpt.detectors import DETECTORS, LABELS, attention_patterns, head_scores
+from gpt.interp.detectors import DETECTORS, LABELS, attention_patterns, head_scores
+from gpt.interp.timemachine import aligned_projections, loss_curve, snapshot_steps
 from gpt.runs import RunError
-from gpt.timemachine import aligned_projections, loss_curve, snapshot_steps
 
 st.title("Time machine")
 info = selected_run_info()

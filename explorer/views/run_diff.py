@@ -4,9 +4,9 @@ import streamlit as st
 
 from explorer.charts_insight import attention_map, delta_bars, head_grid
 from explorer.common import all_runs, cached_run, default_prompt, selected_run_info, visible
-from gpt.rundiff import diff_runs
+from gpt.interp.rundiff import diff_runs
+from gpt.interp.timemachine import snapshot_steps
 from gpt.runs import RunError
-from gpt.timemachine import snapshot_steps
 
 st.title("Run diff")
 runs = all_runs()

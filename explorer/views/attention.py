@@ -4,7 +4,8 @@ import streamlit as st
 
 from explorer.charts import attention_heatmap, attention_overview, head_score_grid
 from explorer.common import default_prompt, encode_or_explain, selected_run, visible
-from gpt.inspect import InspectError, attention_trace, head_scores, head_table, pool_pattern
+from gpt.interp.attention import attention_trace, head_summary, head_table, pool_pattern
+from gpt.interp.capture import InterpError
 
 THUMB = 32  # overview thumbnails are average-pooled to at most THUMB x THUMB
 
@@ -29,11 +30,11 @@ if len(ids) > cfg.block_size:
     ids = ids[:cfg.block_size]
 try:
     trace = attention_trace(run.model, ids)
-except InspectError as e:
+except InterpError as e:
     st.error(str(e))
     st.stop()
 labels = [visible(run.tokenizer.token_str(i)) for i in ids]
-scores = head_scores(trace.patterns)
+scores = head_summary(trace.patterns)
 
 c1, c2, c3 = st.columns([1, 1, 2])
 layer = c1.selectbox("Layer", range(cfg.n_layer), format_func=lambda i: f"layer {i}")

@@ -5,11 +5,20 @@ import time
 import streamlit as st
 
 from explorer import jobs
-from gpt import distributed
 from explorer.charts import loss_curves, metric_curve
-from explorer.common import all_runs, selected_run_info, select_run
-from explorer.train_form import (ARCH_LABELS, FormValues, auto_name, estimate, human_bytes, human_count,
-                                 ladder_options, problems, train_options)
+from explorer.common import all_runs, select_run, selected_run_info
+from explorer.train_form import (
+    ARCH_LABELS,
+    FormValues,
+    auto_name,
+    estimate,
+    human_bytes,
+    human_count,
+    ladder_options,
+    problems,
+    train_options,
+)
+from gpt import distributed
 from gpt.config import ARCHS, PRESETS
 from gpt.data import BUILTIN_CORPORA, CorpusError, load_corpus
 from gpt.runs import RunError, checkpoints_root, sanitize_run_name

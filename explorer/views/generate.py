@@ -6,7 +6,7 @@ import streamlit as st
 from explorer.charts import token_bars
 from explorer.common import chips_html, default_prompt, encode_or_explain, prob_color, selected_run
 from gpt.generate import GenerationError, stream_text
-from gpt.inspect import next_token_distribution, top_k
+from gpt.interp.next_token import next_token_distribution, top_k
 
 run = selected_run()
 tok = run.tokenizer

@@ -4,7 +4,7 @@ import streamlit as st
 
 from explorer.charts_insight import lens_heatmap
 from explorer.common import default_prompt, encode_or_explain, selected_attention_run, visible
-from gpt.lens import lens_column, logit_lens
+from gpt.interp.lens import lens_column, logit_lens
 
 MAX_SHOWN = 48
 

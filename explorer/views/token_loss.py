@@ -7,9 +7,9 @@ import streamlit as st
 from explorer.charts_insight import attention_map
 from explorer.common import CHIP_STYLE, cached_run, esc, selected_run, visible
 from gpt.data import CorpusError
-from gpt.detectors import attention_patterns
-from gpt.lens import lens_column, logit_lens
-from gpt.token_loss import token_losses, validation_ids, validation_passage
+from gpt.interp.detectors import attention_patterns
+from gpt.interp.lens import lens_column, logit_lens
+from gpt.interp.token_loss import token_losses, validation_ids, validation_passage
 
 run = selected_run()
 cfg = run.config

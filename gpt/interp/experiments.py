@@ -5,8 +5,7 @@ Each task is a text corpus of lines `source|answer\n` (e.g. `dkbq|dkbq` for copy
 * answer accuracy: teacher-forced next-token accuracy on the answer characters of fresh lines, against chance;
 * the pointer head: a head whose attention, at each answer position, lands on the source character that must
   come next (copy: the next one; reverse: the mirrored one; sort: the next larger one). Source characters are
-  distinct, so that position is unique;
-* for copy with varying lengths, the induction score of gpt.detectors, since no fixed offset can solve it.
+  distinct, so that position is unique.
 """
 from __future__ import annotations
 
@@ -17,10 +16,11 @@ from pathlib import Path
 
 import torch
 
+from ..data import cache_dir
+from ..model import GPT, Trace
 from .ablation import ablation_interventions, all_heads
-from .data import cache_dir
-from .detectors import attention_patterns, head_scores
-from .model import GPT, Trace
+from .capture import attention_patterns
+from .detectors import best_head
 
 ALPHABET = "abcdefghijklmnop"  # 16 symbols; sources use distinct ones
 SEP, END = "|", "\n"
@@ -35,7 +35,6 @@ class Task:
     min_len: int = 3
     max_len: int = 8
     options: tuple = ()                # (option, value) pairs for python -m gpt.train
-    needs_induction: bool = False
     pointer_threshold: float = 0.5     # how focused the best pointer head must be to count as grown
     groups: bool = False               # source position i draws from its own 4-letter group of ALPHABET
 
@@ -208,7 +207,6 @@ class CheckResult:
     accuracy_without_attention: float  # all heads zeroed: what the embeddings alone manage
     pointer: torch.Tensor           # (L, H)
     best_pointer: tuple[int, int, float]
-    induction: torch.Tensor | None  # (L, H) detector scores, for copy
     passed: bool
     verdict: str
 
@@ -221,19 +219,11 @@ def check(model: GPT, tokenizer, task: str | Task) -> CheckResult:
     blind = answer_accuracy(model, probe, all_heads(model))
     chance = 1 / 4 if task.groups else 1 / len(ALPHABET)  # a letter's group is guessable without looking back
     pointer = pointer_scores(model, probe)
-    flat = int(pointer.argmax())
-    best = (flat // pointer.size(1), flat % pointer.size(1), float(pointer.max()))
-    induction = None
+    best = best_head(pointer)
     grown = best[2] >= task.pointer_threshold
-    if task.needs_induction:
-        induction = head_scores(model).of("induction")
-        grown = grown and float(induction.max()) >= 0.3
     learned = acc >= 0.8 and acc - blind >= 0.3  # ... and attention is what made it possible
     passed = learned and grown
     parts = [f"answer accuracy {acc:.0%} (chance {chance:.0%}; {blind:.0%} with every head removed)",
              f"best pointer head L{best[0]}H{best[1]} puts {best[2]:.0%} of its attention on the right source letter"]
-    if induction is not None:
-        li, hi = divmod(int(induction.argmax()), induction.size(1))
-        parts.append(f"strongest induction head L{li}H{hi} scores {float(induction.max()):.2f}")
     verdict = ("Grown: " if passed else "Not (yet) grown: ") + "; ".join(parts) + "."
-    return CheckResult(task.name, acc, chance, blind, pointer, best, induction, passed, verdict)
+    return CheckResult(task.name, acc, chance, blind, pointer, best, passed, verdict)

@@ -6,9 +6,9 @@ from dataclasses import dataclass
 import torch
 from torch.nn import functional as F
 
-from .data import CorpusError, load_corpus, split_ids
-from .detectors import check_ids
-from .model import GPT
+from ..data import CorpusError, load_corpus, split_ids
+from ..model import GPT
+from .capture import InterpError, check_ids
 
 
 @dataclass
@@ -33,7 +33,7 @@ def token_losses(model: GPT, ids, k: int = 5) -> TokenLoss:
     """Loss of every token of a passage (at most block_size tokens) and the top-k predictions for it."""
     ids_t = check_ids(model, ids)
     if ids_t.size(0) != 1:
-        raise ValueError("give one passage at a time")
+        raise InterpError("give one passage at a time")
     T = ids_t.size(1)
     k = max(1, min(k, model.config.vocab_size))
     logits, _ = model(ids_t)

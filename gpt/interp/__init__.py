@@ -1,0 +1,21 @@
+"""The interpretability layer: what the app's "Look deeper" pages compute. Nothing in the core imports it.
+
+One way in: `run_with_cache(model, ids)` runs the model once through its named capture points (gpt.model.Trace)
+and returns the recorded activations; every module here builds on it, and every bad request raises
+`InterpError` with a message a page can show as it is.
+
+    capture      run_with_cache, attention_patterns, check_ids, InterpError
+    attention    a prompt's attention for the Attention page, per-head summaries, pooled thumbnails
+    embeddings   token/position tables, PCA, cosine similarity, nearest neighbours
+    next_token   the next-token distribution and its top entries
+    detectors    previous-token / first-token / duplicate-token / induction scores per head, probes
+    lens         the logit lens
+    ablation     zeroing heads: loss change, changed predictions, re-generation
+    token_loss   per-token loss over the validation text
+    timemachine  replaying a run's snapshots (head scores, aligned embeddings)
+    rundiff      two runs or snapshots on one prompt
+    experiments  guided copy / reverse / sort tasks and their automatic checks
+"""
+from .capture import ActivationCache, InterpError, attention_patterns, check_ids, run_with_cache
+
+__all__ = ["ActivationCache", "InterpError", "attention_patterns", "check_ids", "run_with_cache"]

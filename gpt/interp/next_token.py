@@ -1,0 +1,26 @@
+"""The next-token distribution after a prompt, and its top entries."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from ..model import GPT
+from .capture import InterpError, check_ids
+
+
+@torch.inference_mode()
+def next_token_distribution(model: GPT, ids: list[int], temperature: float = 1.0) -> np.ndarray:
+    """Probabilities (vocab,) of the token after `ids` (the last block_size tokens are used)."""
+    if not temperature > 0:
+        raise InterpError(f"temperature must be > 0, got {temperature!r}")
+    idx = check_ids(model, list(ids)[-model.config.block_size:])
+    logits, _ = model(idx)
+    return F.softmax(logits[0, -1].float() / temperature, dim=-1).cpu().numpy()
+
+
+def top_k(probs: np.ndarray, k: int) -> list[tuple[int, float]]:
+    """The k most likely (id, prob) pairs, best first."""
+    k = max(1, min(int(k), probs.shape[-1]))
+    order = np.argsort(-probs, kind="stable")[:k]
+    return [(int(i), float(probs[i])) for i in order]
