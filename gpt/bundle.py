@@ -282,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "export":
             print(export_bundle(args.run, args.archive, snapshots=not args.no_snapshots))
             if args.html:
-                from .report import write_report
+                from explorer.report import write_report  # figures are the app's; the library itself never needs them
                 print(write_report(args.run, args.html))
         else:
             print(import_bundle(args.archive, args.name, args.root))

@@ -250,6 +250,10 @@ class BPETokenizer:
     def vocab(self) -> list[tuple[int, str]]:
         return [(i, self.token_str(i)) for i in range(self.vocab_size)]
 
+    def pre_split(self, text: str) -> list[str]:
+        """The pieces encoding works on (GPT-2 style: letters, digits, punctuation, spaces); merges never cross them."""
+        return self._split.findall(text)
+
     def replay(self, text: str) -> list[list[int]]:
         """How `text` (one pre-split chunk) is built: the token ids after each merge that changes it."""
         ids = [self.byte_to_id[b] for b in text.encode("utf-8")]

@@ -8,10 +8,10 @@ import zipfile
 import pytest
 import torch
 
+from explorer.report import report_html
 from gpt import bundle, runs
 from gpt.config import GPTConfig, TrainConfig
 from gpt.model import GPT
-from gpt.report import report_html
 from gpt.tokenizers import CharTokenizer, save_tokenizer
 
 

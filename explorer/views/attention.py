@@ -2,8 +2,8 @@
 import pandas as pd
 import streamlit as st
 
-from explorer.charts import attention_heatmap, attention_overview, head_score_grid
 from explorer.common import default_prompt, encode_or_explain, selected_run, visible
+from explorer.figures.attention import attention_heatmap, attention_overview, head_grid
 from gpt.interp.attention import attention_trace, head_summary, head_table, pool_pattern
 from gpt.interp.capture import InterpError
 
@@ -52,7 +52,7 @@ with left:
                    "The orange frame marks the head shown in full; the table below scores every head.")
     else:
         metric = st.radio("Score", ["entropy", "prev_token", "first_token", "self"], horizontal=True)
-        st.plotly_chart(head_score_grid(scores[metric], f"{metric} per head"), key="attn_grid")
+        st.plotly_chart(head_grid(scores[metric], f"{metric} per head", zmax=None), key="attn_grid")
         st.caption("One cell per head. entropy: bits of spread (low = looks at few tokens); prev_token / "
                    "first_token / self: average weight put on the previous token, the first token, itself.")
 with right:

@@ -3,8 +3,8 @@ import time
 
 import streamlit as st
 
-from explorer.charts import token_bars
 from explorer.common import chips_html, default_prompt, encode_or_explain, prob_color, selected_run
+from explorer.figures.tokens import token_bars
 from gpt.generate import GenerationError, stream_text
 from gpt.interp.next_token import next_token_distribution, top_k
 
