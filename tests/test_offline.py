@@ -1,0 +1,56 @@
+"""Offline: the shipped corpus needs no network, and every page works on the shipped model with outbound
+connections refused and an empty cache folder."""
+from __future__ import annotations
+
+import hashlib
+import socket
+from pathlib import Path
+
+import pytest
+
+from gpt import data
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def refuse_network(monkeypatch) -> None:
+    """Every outbound connection attempt raises, as on a machine without network."""
+    def refused(*args, **kwargs):
+        raise OSError("network is unreachable (test: outbound connections refused)")
+    monkeypatch.setattr(socket.socket, "connect", refused)
+    monkeypatch.setattr(socket.socket, "connect_ex", refused)
+    monkeypatch.setattr(socket, "create_connection", refused)
+
+
+def test_tiny_shakespeare_ships_in_the_package_and_is_checked(monkeypatch, tmp_path):
+    refuse_network(monkeypatch)
+    monkeypatch.setenv("GPT_EXPLORER_CACHE", str(tmp_path / "empty-cache"))
+    data.tiny_shakespeare.cache_clear()
+    text = data.tiny_shakespeare()
+    assert len(text.encode("utf-8")) == 1_115_394
+    assert hashlib.sha256(text.encode("utf-8")).hexdigest() == data.TINY_SHAKESPEARE_SHA256
+    assert data.load_corpus("tiny-shakespeare")[0] == text
+    packaged = ROOT / "gpt" / "corpora" / data.TINY_SHAKESPEARE_FILE
+    assert packaged.stat().st_size < 600_000      # compressed: a few hundred KB in the repository
+    assert not (tmp_path / "empty-cache").exists()  # nothing was written to (or needed from) a cache
+
+
+def test_pyproject_carries_the_corpus_as_package_data():
+    assert 'gpt = ["corpora/*.xz"]' in (ROOT / "pyproject.toml").read_text()
+
+
+def test_a_damaged_shipped_corpus_is_refused_with_a_clear_message(monkeypatch):
+    monkeypatch.setattr(data, "TINY_SHAKESPEARE_SHA256", "0" * 64)
+    data.tiny_shakespeare.cache_clear()
+    try:
+        with pytest.raises(data.CorpusError, match="reinstall"):
+            data.tiny_shakespeare()
+    finally:
+        monkeypatch.undo()
+        data.tiny_shakespeare.cache_clear()
+
+
+def test_no_module_reaches_for_the_network():
+    for path in (ROOT / "gpt").rglob("*.py"):
+        source = path.read_text()
+        assert "urllib.request" not in source and "urlopen" not in source, path
