@@ -13,7 +13,8 @@ import torch
 
 from explorer.cache import cached_run, corpus_text
 from gpt.data import validation_text
-from gpt.runs import RunError, RunInfo, checkpoints_root, list_runs
+from gpt.runs import BrokenRun, RunError, RunInfo, checkpoints_root, list_runs
+from gpt.runs import broken_runs as _broken_runs
 from gpt.tokenizers import UnknownCharactersError
 
 RUN_KEY = "selected_run"        # session-state key of the sidebar model picker (a run folder name)
@@ -31,6 +32,11 @@ def limit_threads() -> None:
 def all_runs() -> list[RunInfo]:
     """Every run folder under the checkpoints root, most recently active first."""
     return list_runs(checkpoints_root())
+
+
+def broken_runs() -> list[BrokenRun]:
+    """Run folders that cannot be opened (a failed start, a crash before the first checkpoint), with why."""
+    return _broken_runs(checkpoints_root())
 
 
 def default_run_name(runs: list[RunInfo]) -> str | None:
@@ -57,7 +63,11 @@ def selected_run(step: int | None = None):
     try:
         return cached_run(info.path, step)
     except RunError as e:
-        st.warning(f"Cannot load **{info.name}**: {e}")
+        if info.state in ("running", "starting", "queued"):  # not broken: its first weights are on their way
+            st.info(f"**{info.name}** is training and has no weights yet; they appear at its first evaluation. "
+                    "Its progress shows in the sidebar.")
+        else:
+            st.warning(f"Cannot load **{info.name}**: {e}")
         st.stop()
 
 
@@ -141,11 +151,36 @@ def prob_color(p: float) -> str:
 
 # ---- sidebar selection ----
 _PENDING_KEY = "_pending_run_selection"
+_FLASH_KEY = "_flash_message"
 
 
 def select_run(name: str) -> None:
     """Ask the sidebar picker to switch to `name` on the next rerun (once the run folder is listed)."""
     st.session_state[_PENDING_KEY] = name
+
+
+def pending_selection() -> str | None:
+    """The run a page asked the picker to follow that is not listed yet (e.g. a run still reading its corpus)."""
+    return st.session_state.get(_PENDING_KEY)
+
+
+def clear_pending_selection() -> None:
+    st.session_state.pop(_PENDING_KEY, None)
+
+
+def follow_started_run(name: str, message: str) -> None:
+    """After a page started (or resumed) a run: the picker follows it, and the whole app reruns so the sidebar
+    status starts polling at once; `message` is shown once on the page after that rerun (flash_message)."""
+    select_run(name)
+    st.session_state[_FLASH_KEY] = message
+    st.rerun()
+
+
+def flash_message() -> None:
+    """Show (once) the message left by follow_started_run."""
+    message = st.session_state.pop(_FLASH_KEY, None)
+    if message:
+        st.success(message)
 
 
 def apply_pending_selection(names: list[str]) -> None:

@@ -67,6 +67,7 @@ class JobState:
     loss: float | None
     eta_s: float | None
     error: str | None
+    stopping: bool = False  # Stop was pressed; the trainer is saving its checkpoint (its ETA no longer applies)
 
     @property
     def live(self) -> bool:
@@ -96,8 +97,9 @@ def job_state(run_dir: str | Path) -> JobState:
         error = error or _startup_error(run_dir)
     elif state == "queued" and not _alive(status.get("chain_pid")):
         state = "cancelled"
+    stopping = state in LIVE_STATES and bool(status.get("stop_requested_at"))
     return JobState(state, int(status.get("step") or 0), int(status.get("max_iters") or 0),
-                    status.get("loss"), status.get("eta_s"), error)
+                    status.get("loss"), None if stopping else status.get("eta_s"), error, stopping)
 
 
 def _startup_error(run_dir: Path) -> str:
@@ -255,7 +257,7 @@ def _removed_on_failure(*folders: Path):
 
 def _launch(out: Path, cmd: list[str], max_iters) -> Path:
     runs.write_status(out, state="starting", pid=None, step=0, max_iters=max_iters or 0, error=None,
-                      loss=None, eta_s=None)
+                      loss=None, eta_s=None, stop_requested_at=None)
     proc = _spawn(cmd, out)
     if runs.read_status(out).get("state") == "starting":  # the trainer may already have taken over
         runs.write_status(out, pid=proc.pid)
@@ -330,6 +332,10 @@ def stop_job(run_dir: str | Path) -> bool:
         stopped = True
     if status.get("state") in ("queued", "starting") and not _alive(pid):
         runs.write_status(run_dir, state="cancelled")
+    elif stopped:
+        # the trainer writes "stopped" only after its checkpoint (seconds on a big model, longer inside an
+        # evaluation): until then every status line says "stopping" instead of an ETA that no longer applies
+        runs.write_status(run_dir, stop_requested_at=time.time())
     return stopped
 
 

@@ -54,3 +54,24 @@ def test_no_module_reaches_for_the_network():
     for path in (ROOT / "gpt").rglob("*.py"):
         source = path.read_text()
         assert "urllib.request" not in source and "urlopen" not in source, path
+
+
+def test_failed_and_half_created_runs_are_listed_with_their_error(tmp_path, tiny_run):
+    import json
+    import shutil
+
+    from gpt import runs
+    shutil.copytree(tiny_run, tmp_path / "good")
+    no_config = tmp_path / "failed-start"      # the trainer refused its corpus before writing config.json
+    no_config.mkdir()
+    (no_config / "status.json").write_text(json.dumps({"state": "starting", "pid": 999999999, "updated_at": 0}))
+    (no_config / "train.log").write_text("error: corpus 'x' is neither a built-in nor a file\n")
+    no_weights = tmp_path / "no-weights"      # killed before its first checkpoint
+    no_weights.mkdir()
+    shutil.copy(tiny_run / "config.json", no_weights / "config.json")
+    (no_weights / "status.json").write_text(json.dumps({"state": "failed", "error": "MemoryError: out of memory"}))
+    (tmp_path / "not-a-run").mkdir()
+    broken = {b.name: b.error for b in runs.broken_runs(tmp_path)}
+    assert broken == {"failed-start": "corpus 'x' is neither a built-in nor a file",
+                      "no-weights": "MemoryError: out of memory"}
+    assert [r.name for r in runs.list_runs(tmp_path) if (r.path / "model.safetensors").exists()] == ["good"]
