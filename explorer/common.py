@@ -12,7 +12,7 @@ import streamlit as st
 import torch
 
 from explorer.cache import cached_run, corpus_text
-from gpt.data import validation_text
+from gpt.data import CorpusError, decode_bytes, validation_text
 from gpt.runs import BrokenRun, RunError, RunInfo, checkpoints_root, list_runs
 from gpt.runs import broken_runs as _broken_runs
 from gpt.tokenizers import UnknownCharactersError
@@ -119,6 +119,15 @@ def encode_or_explain(run, text: str) -> list[int] | None:
         return None
 
 
+def read_upload(upload) -> tuple[str | None, str | None]:
+    """(text, None) of an uploaded file, or (None, the one reason it cannot be used): binary, not UTF-8, empty
+    or too large, said once (not also as "the text is empty" and "0 characters")."""
+    try:
+        return decode_bytes(upload.getvalue(), upload.name), None
+    except CorpusError as e:
+        return None, str(e)
+
+
 # ---- safe HTML ----
 def esc(text: str) -> str:
     """HTML-escape token text (a corpus containing <script> must show as text)."""
@@ -130,16 +139,35 @@ def visible(text: str) -> str:
     return text.replace(" ", "\u00b7").replace("\n", "\u21b5").replace("\t", "\u2192") or "\u2205"
 
 
+def token_label(tokenizer, token_id: int) -> str:
+    """One token as shown everywhere: its own text with whitespace made visible (↵ for a newline, never a
+    literal backslash-n); a byte-level token that is not whole UTF-8 keeps the tokenizer's hex escapes."""
+    try:
+        return visible(tokenizer.token_bytes(int(token_id)).decode("utf-8"))
+    except UnicodeDecodeError:
+        return tokenizer.token_str(int(token_id))
+
+
 CHIP_STYLE = ("display:inline-block;margin:1px;padding:1px 3px;border-radius:4px;font-family:monospace;"
               "white-space:pre;font-size:0.95em;")
 
 
 def chips_html(pieces: list[tuple[str, str, str]]) -> str:
-    """pieces: (token text, hover title, css background colour) -> a row of escaped token chips."""
-    spans = [f'<span title="{esc(title)}" style="{CHIP_STYLE}background:{esc(color)}">{esc(visible(text))}</span>'
-             + ("<br>" if text.endswith("\n") else "")  # keep the text's line breaks readable
-             for text, title, color in pieces]
-    return '<div style="line-height:1.9">' + "".join(spans) + "</div>"
+    """pieces: (token text, hover title, css background colour) -> a row of escaped token chips. Chips between
+    two spaces are kept on one line (a word never wraps in its middle), and a newline token ends the line."""
+    words, word = [], []
+    for text, title, color in pieces:
+        if word and text[:1].isspace() and text.strip():   # a BPE token like " the" starts a new word
+            words.append(word)
+            word = []
+        word.append(f'<span title="{esc(title)}" style="{CHIP_STYLE}background:{esc(color)}">{esc(visible(text))}</span>')
+        if text[-1:].isspace() or not text:
+            words.append(word + (["<br>"] if text.endswith("\n") else []))
+            word = []
+    if word:
+        words.append(word)
+    return ('<div style="line-height:1.9">'
+            + "".join(f'<span style="white-space:nowrap">{"".join(w)}</span>' for w in words) + "</div>")
 
 
 def prob_color(p: float) -> str:

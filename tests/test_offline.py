@@ -75,3 +75,38 @@ def test_failed_and_half_created_runs_are_listed_with_their_error(tmp_path, tiny
     assert broken == {"failed-start": "corpus 'x' is neither a built-in nor a file",
                       "no-weights": "MemoryError: out of memory"}
     assert [r.name for r in runs.list_runs(tmp_path) if (r.path / "model.safetensors").exists()] == ["good"]
+
+
+# ---- every page on the shipped model, offline, with an empty cache ----
+SHIPPED = ROOT / "checkpoints" / "shakespeare-char"
+VIEWS = sorted(p.stem for p in (ROOT / "explorer" / "views").glob("*.py"))
+
+
+@pytest.fixture
+def offline_shipped(tmp_path, monkeypatch):
+    import shutil
+
+    import streamlit as st
+    root = tmp_path / "checkpoints"
+    shutil.copytree(SHIPPED, root / SHIPPED.name)
+    monkeypatch.setenv("GPT_EXPLORER_CHECKPOINTS", str(root))
+    monkeypatch.setenv("GPT_EXPLORER_CACHE", str(tmp_path / "empty-cache"))
+    refuse_network(monkeypatch)
+    data.tiny_shakespeare.cache_clear()
+    st.cache_resource.clear()
+    st.cache_data.clear()
+    yield root
+    st.cache_resource.clear()
+    st.cache_data.clear()
+
+
+def test_every_page_works_offline_on_the_shipped_model(offline_shipped):
+    from streamlit.testing.v1 import AppTest
+    at = AppTest.from_file(str(ROOT / "explorer" / "app.py"), default_timeout=300)
+    at.run()
+    assert not at.exception, [e.message for e in at.exception]
+    for view in VIEWS:
+        at.switch_page(f"views/{view}.py").run()
+        assert not at.exception, (view, [(e.message, e.stack_trace) for e in at.exception])
+        assert not at.error, (view, [e.value for e in at.error])
+        assert at.title, view   # the page drew its content, not only the sidebar

@@ -63,7 +63,7 @@ deletable = [n for n in names if n != SHIPPED_RUN] + [b.name for b in broken]
 if not deletable:
     st.caption("Only the shipped model is here; it is not deleted from the app.")
 else:
-    victim = st.selectbox("Run to delete", deletable, index=None, placeholder="choose a run")
+    victim = st.selectbox("Run to delete", deletable, index=None, placeholder="choose a run", key="runs_delete")
     if victim:
         sure = st.checkbox(f"Yes, permanently delete **{victim}** and all its files")
         if st.button("Delete", type="primary", disabled=not sure, icon=":material/delete:"):
