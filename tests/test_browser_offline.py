@@ -99,8 +99,12 @@ def test_every_page_offline_in_a_real_browser(offline_server):
                 charts = page.locator('[data-testid="stPlotlyChart"]')
                 for i in range(charts.count()):   # plotly draws after the script ends: wait for each svg
                     expect(charts.nth(i).locator(".main-svg").first).to_be_attached(timeout=60_000)
-                page.wait_for_timeout(500)
-                page.screenshot(path=str(SHOTS / f"{stem}.png"), full_page=True)
+                page.wait_for_timeout(3000 if charts.count() else 500)  # a busy machine paints heatmaps late
+                page.screenshot(path=str(SHOTS / f"{stem}.png"))
+                # the page scrolls inside Streamlit's main container: a second picture of its lower half
+                page.locator('[data-testid="stMain"]').evaluate("e => e.scrollTo(0, e.scrollHeight / 2)")
+                page.wait_for_timeout(300)
+                page.screenshot(path=str(SHOTS / f"{stem}-lower.png"))
                 assert page.locator('[data-testid="stException"]').count() == 0, stem
                 errors = page.locator('[data-testid="stAlertContentError"]')
                 assert errors.count() == 0, (stem, errors.all_inner_texts())

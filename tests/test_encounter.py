@@ -111,3 +111,23 @@ def test_character_chips_wrap_between_words_and_show_newlines_one_way():
     html = chips_html([(c, "", "#fff") for c in "to be\nor"])
     assert html.count('white-space:nowrap') == 3            # "to ", "be\n", "or": a word never splits
     assert "\u21b5" in html and "<br>" in html and "\\n" not in html
+
+
+def test_ablation_regeneration_keeps_line_breaks_and_run_diff_prints_settings_for_people(root):
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.run()
+    at.switch_page("views/ablation.py").run()
+    placed(at, "text_area", "prompt").set_value("to be\nor not").run()
+    [b for b in at.button if b.label == "Generate both"][0].click().run()
+    shown = [m.value for m in at.markdown if "font-family:monospace" in m.value]
+    assert len(shown) == 2 and all(s.startswith('<div') and "to be<br>or not" in s for s in shown)
+
+
+def test_settings_are_printed_for_people():
+    import ast
+    source = (__import__("pathlib").Path(APP).parent / "views" / "run_diff.py").read_text()
+    fn = next(n for n in ast.parse(source).body if isinstance(n, ast.FunctionDef) and n.name == "for_people")
+    scope: dict = {}
+    exec(compile(ast.Module([fn], []), "run_diff", "exec"), scope)
+    assert scope["for_people"](0.1 + 0.2) == "0.3" and scope["for_people"](3e-4) == "0.0003"
+    assert scope["for_people"](64) == "64"
