@@ -119,6 +119,8 @@ def status_line() -> None:
         if not now_live:
             if live:   # a job just ended: rerun everything so the picker and the timer update
                 st.rerun(scope="app")
+            for name, state in jobs.recently_ended(root)[:2]:  # say "stopped", not only that nothing runs
+                st.caption(f"**{name}** · {state.state} at step {state.step:,}")
             st.caption("No training running.")
             return
         for name, state in now_live:

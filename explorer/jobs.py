@@ -123,6 +123,23 @@ def live_jobs(root: str | Path | None = None) -> list[tuple[str, JobState]]:
     return found
 
 
+def recently_ended(root: str | Path | None = None, within_s: float = 120.0) -> list[tuple[str, JobState]]:
+    """(run name, state) of jobs that stopped, finished or failed in the last `within_s` seconds, newest first:
+    the sidebar says "stopped at step N" for a while instead of only "No training running"."""
+    root = Path(root or runs.checkpoints_root())
+    if not root.is_dir():
+        return []
+    now, found = time.time(), []
+    for folder in root.iterdir():
+        status = runs.read_status(folder) if (folder / runs.STATUS).is_file() else {}
+        ended_at = status.get("updated_at")
+        if isinstance(ended_at, (int, float)) and now - ended_at < within_s:
+            state = job_state(folder)
+            if not state.live:
+                found.append((ended_at, folder.name, state))
+    return [(name, state) for _, name, state in sorted(found, key=lambda f: f[0], reverse=True)]
+
+
 def busy_message(root: str | Path | None = None) -> str | None:
     """Why a new job cannot start now, or None when it can. A ladder chain counts as one job, even while all of
     its runs are still queued (its shell is about to start the first)."""

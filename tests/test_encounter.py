@@ -76,7 +76,8 @@ def test_the_sidebar_follows_an_experiment_run_and_says_stopping_at_once(root):
         jobs.stop_job(started[0])
         jobs.wait_until_done(started[0], timeout=90)
     at.run()
-    assert "No training running" in sidebar_text(at)
+    text = sidebar_text(at)
+    assert "No training running" in text and f"**{name}** · stopped at step" in text, text
     assert at.sidebar.selectbox(key="selected_run").value == name   # still on the run, not the default
 
 
