@@ -219,6 +219,10 @@ def _from_dict(cls, data: dict):
     return cls(**kwargs)
 
 
+# the architecture options the speedrun presets switch on (each one's effect: bench/README.md)
+SPEEDRUN_ARCH = dict(pos_embedding="rotary", norm="rmsnorm", activation="relu2", qk_norm=True,
+                     tie_embeddings=False, zero_init_proj=True, logit_softcap=15.0)
+
 # name -> (model overrides, train overrides, one-line description)
 PRESETS: dict[str, tuple[dict, dict, str]] = {
     "tiny": (dict(n_layer=2, n_head=2, n_embd=32, block_size=32), dict(batch_size=8, max_iters=200, eval_interval=50),
@@ -227,6 +231,17 @@ PRESETS: dict[str, tuple[dict, dict, str]] = {
                     dict(batch_size=12, max_iters=2000, lr=1e-3, min_lr=1e-4, warmup_iters=100, beta2=0.99,
                          eval_iters=20),
                     "nanoGPT's CPU recipe: 4 layers, 4 heads, 128 wide, block 64 (val ~1.88 on Shakespeare)"),
+    # issue 14's CPU speedrun: the recipe's shape, fewer and better steps (bench/speedrun.py measures each part)
+    "speedrun": (dict(n_layer=4, n_head=4, n_embd=128, block_size=64, dropout=0.0, **SPEEDRUN_ARCH),
+                 dict(batch_size=32, max_iters=200, optimizer="muon", muon_lr=0.05, lr=3e-3, min_lr=3e-4,
+                      warmup_iters=20, schedule="wsd", cooldown_frac=0.5, beta2=0.99, eval_interval=200,
+                      eval_iters=2, sample_tokens=0),
+                 "the recipe's model with Muon and modern parts: val ~1.9 in about 10 s on 2 CPU cores"),
+    "speedrun-long": (dict(n_layer=6, n_head=6, n_embd=192, block_size=128, dropout=0.0, **SPEEDRUN_ARCH),
+                      dict(batch_size=32, max_iters=1500, optimizer="muon", muon_lr=0.05, lr=3e-3, min_lr=3e-4,
+                           warmup_iters=50, schedule="wsd", cooldown_frac=0.5, beta2=0.99, eval_interval=500,
+                           eval_iters=5, sample_tokens=200),
+                      "a 2.7M-parameter model with the speedrun's techniques: a few minutes on 2 CPU cores"),
     "shakespeare-small": (dict(n_layer=4, n_head=6, n_embd=192, block_size=128, dropout=0.0),
                           dict(batch_size=32, max_iters=4000, lr=2e-3, min_lr=2e-4, warmup_iters=100,
                                beta2=0.99, eval_interval=250, eval_iters=20, snapshot_interval=500,
