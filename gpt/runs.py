@@ -413,13 +413,16 @@ def broken_runs(root: str | Path | None = None) -> list[BrokenRun]:
             continue  # the app is launching it this moment: its pid is written next
         error = status.get("error") if status.get("state") == "failed" else None
         if not (path / CONFIG).exists():
+            if status.get("state") in ("queued", "cancelled", "stopped"):
+                error = error or "stopped before it started (e.g. a ladder stopped before this rung)"
             found.append(BrokenRun(path.name, path, error or _startup_error(path)))
-        elif run_summary(path) is None:
-            try:
-                read_config(path)
-            except RunError as e:
-                found.append(BrokenRun(path.name, path, str(e)))
-        elif not (path / WEIGHTS).exists():
+            continue
+        try:
+            read_config(path)   # (not run_summary: this runs on every rerun and need not read the metrics)
+        except RunError as e:
+            found.append(BrokenRun(path.name, path, str(e)))
+            continue
+        if not (path / WEIGHTS).exists():
             found.append(BrokenRun(path.name, path, error or "no weights: it stopped before its first checkpoint"))
     return sorted(found, key=lambda b: b.path.stat().st_mtime, reverse=True)
 

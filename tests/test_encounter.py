@@ -132,3 +132,17 @@ def test_settings_are_printed_for_people():
     exec(compile(ast.Module([fn], []), "run_diff", "exec"), scope)
     assert scope["for_people"](0.1 + 0.2) == "0.3" and scope["for_people"](3e-4) == "0.0003"
     assert scope["for_people"](64) == "64"
+
+
+def test_run_diff_starts_each_picked_run_at_its_latest_weights(root):
+    import shutil
+    shutil.copytree(root / "tiny", root / "spare")   # same tokenizer: the two compare token by token
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.session_state["selected_run"] = "tiny"
+    at.run()
+    at.switch_page("views/run_diff.py").run()
+    assert not at.exception and not at.error
+    a_run = at.selectbox(key="diff_A_run")
+    assert a_run.value == "spare" and at.selectbox(key="diff_A_step_spare").value == "latest"
+    a_run.set_value("tiny").run()
+    assert at.selectbox(key="diff_A_step_tiny").value == "latest"   # never snapshot 0, an untrained model

@@ -46,9 +46,22 @@ def pick(col, label: str, default_name: str, default_step: str):
 
 
 # Both sides start at their latest weights (snapshot 0 is an untrained model, a misleading default). With two
-# or more runs: the sidebar's run against the most recent other one; with one run: half-way against the end.
+# or more runs sharing a tokenizer: the sidebar's run against the most recent other one; else one run half-way
+# against its end.
 base = current.name if current else names[0]
-others = [n for n in names if n != base]
+
+
+def same_tokenizer(name: str) -> bool:
+    """Two runs compare token by token only when they share a tokenizer (the same tokenizer.json)."""
+    def read(n):
+        return (runs[names.index(n)].path / "tokenizer.json").read_bytes()
+    try:
+        return read(name) == read(base)
+    except OSError:
+        return False
+
+
+others = [n for n in names if n != base and same_tokenizer(n)]
 snaps = [str(s) for s in snapshot_steps(runs[names.index(base)].path)]
 a_name, a_step = (others[0], "latest") if others else (base, snaps[len(snaps) // 2] if snaps else "latest")
 left, right = st.columns(2)
