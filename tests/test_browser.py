@@ -161,7 +161,8 @@ def test_train_watch_inspect_generate_in_a_real_browser(server):
         loss_points_after_return = loss_points()
         assert loss_points_after_return > before
         main.get_by_role("button", name=re.compile("Stop")).click()
-        expect(page.get_by_text(re.compile(r"stopped at step"))).to_be_visible()
+        expect(main.get_by_test_id("stProgress").get_by_text(re.compile(r"stopped at step"))).to_be_visible()  # the Train page's bar
+        expect(page.locator("[data-testid=stSidebar]").get_by_text(re.compile(r"stopped at step")).first).to_be_visible()
         assert jobs.job_state(root / "browser-run").state == "stopped"
         expect(main.get_by_role("button", name=re.compile("Resume"))).to_be_enabled()
 

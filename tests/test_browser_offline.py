@@ -96,6 +96,8 @@ def test_every_page_offline_in_a_real_browser(offline_server):
                 expect(page.locator("h1").first).to_be_visible(timeout=120_000)
                 # the script has finished when the "Running..." status widget is gone
                 expect(page.locator('[data-testid="stStatusWidget"]')).to_have_count(0, timeout=180_000)
+                # widgets load their code lazily (a grey skeleton meanwhile): wait until every one is drawn
+                expect(page.locator('[data-testid="stSkeleton"]')).to_have_count(0, timeout=120_000)
                 charts = page.locator('[data-testid="stPlotlyChart"]')
                 for i in range(charts.count()):   # plotly draws after the script ends: wait for each svg
                     expect(charts.nth(i).locator(".main-svg").first).to_be_attached(timeout=60_000)
