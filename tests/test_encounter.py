@@ -146,3 +146,11 @@ def test_run_diff_starts_each_picked_run_at_its_latest_weights(root):
     assert a_run.value == "spare" and at.selectbox(key="diff_A_step_spare").value == "latest"
     a_run.set_value("tiny").run()
     assert at.selectbox(key="diff_A_step_tiny").value == "latest"   # never snapshot 0, an untrained model
+
+
+def test_the_vocabulary_shows_a_newline_as_everywhere_else(root):
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.run()
+    at.switch_page("views/tokenizer.py").run()
+    tokens = list(at.dataframe[0].value["token"])
+    assert "\u21b5" in tokens and "\\n" not in tokens

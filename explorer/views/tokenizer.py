@@ -3,7 +3,7 @@ import pandas as pd
 import streamlit as st
 
 from explorer.cache import corpus_token_counts
-from explorer.common import chips_html, default_prompt, esc, selected_run, visible
+from explorer.common import chips_html, default_prompt, esc, selected_run, token_label
 from explorer.state import bind
 from gpt.tokenizers import printable
 
@@ -45,8 +45,8 @@ st.subheader("Vocabulary")
 spec = str(run.extra.get("corpus") or "")
 counts, counted = corpus_token_counts(str(run.path), spec, FREQ_CHARS)
 total = sum(counts.values()) or 1
-vocab = pd.DataFrame([{"id": i, "token": visible(s), "bytes": len(tok.token_bytes(i)), "count": counts.get(i, 0),
-                       "share": counts.get(i, 0) / total} for i, s in tok.vocab()])
+vocab = pd.DataFrame([{"id": i, "token": token_label(tok, i), "bytes": len(tok.token_bytes(i)), "count": counts.get(i, 0),
+                       "share": counts.get(i, 0) / total} for i in range(tok.vocab_size)])
 st.dataframe(vocab, hide_index=True, width="stretch", height=320, column_config={
     "share": st.column_config.ProgressColumn("share", format="%.4f", min_value=0.0,
                                              max_value=float(vocab["share"].max() or 1))})
@@ -58,8 +58,8 @@ else:
 
 if tok.kind == "bpe":
     st.subheader("BPE merges")
-    merges = pd.DataFrame([{"rank": r, "left": tok.token_str(a), "right": tok.token_str(b),
-                            "new token": tok.token_str(new), "new id": new}
+    merges = pd.DataFrame([{"rank": r, "left": token_label(tok, a), "right": token_label(tok, b),
+                            "new token": token_label(tok, new), "new id": new}
                            for r, (a, b, new) in enumerate(tok.merges)])
     st.dataframe(merges, hide_index=True, width="stretch", height=260)
     st.caption("Training merged the most frequent adjacent pair first; encoding replays the merges in this order.")
