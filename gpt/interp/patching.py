@@ -153,6 +153,7 @@ def residual_points(model: GPT) -> list[str]:
 def patch_residual(model: GPT, clean_ids, corrupted_ids, answer: int, wrong: int) -> torch.Tensor:
     """(n_layer + 1, T) recovered fractions for patching the residual stream at one layer boundary and one
     position: row 0 = the input to block 0 (embeddings), row l + 1 = the output of block l."""
+    require_attention(model)
     T = check_ids(model, clean_ids).size(1)
     points = residual_points(model)
     patches = [[Patch(name, (t,))] for name in points for t in range(T)]
