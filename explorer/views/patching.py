@@ -6,19 +6,19 @@ from explorer.cache import patching_grids
 from explorer.common import encode_or_explain, esc, selected_attention_run, visible
 from explorer.figures.attribution import head_heatmap, mlp_patching_bars, residual_patching_heatmap
 from gpt.interp.capture import InterpError
-from gpt.interp.patching import boundary_labels, single_token_id
+from gpt.interp.patching import WORKED_EXAMPLE, boundary_labels, single_token_id
 
-# The worked example, on the shipped Shakespeare model: who speaks next? JULIET and ROMEO take turns, so after
-# ROMEO's line the next speaker starts with "J"; with BRUTUS in JULIET's place it starts with "B".
-EXAMPLE = {"clean": "JULIET:\nAy me!\n\nROMEO:\nShe speaks.\n\nJULIET:\nO Romeo!\n\nROMEO:\nI am here.\n\n",
-           "corrupted": "BRUTUS:\nAy me!\n\nROMEO:\nShe speaks.\n\nBRUTUS:\nO Romeo!\n\nROMEO:\nI am here.\n\n",
-           "answer": "J", "wrong": "B"}
+EXAMPLE = WORKED_EXAMPLE
 
 run = selected_attention_run("Patching", "no layers to patch")
 st.caption(f"Model **{run.path.name}** at step {run.step:,}. Two prompts differ in one detail. Run the corrupted "
            "one but paste in one activation from the clean run: how much of the clean answer comes back shows "
            "how much of the difference flows through that activation.")
-known = not any(run.tokenizer.unknown_chars(EXAMPLE[k]) for k in EXAMPLE)
+known = (not any(run.tokenizer.unknown_chars(EXAMPLE[k]) for k in EXAMPLE)
+         and len(run.tokenizer.encode(EXAMPLE["clean"])) <= run.config.block_size)
+if not known:
+    st.info("The worked example is made for the shipped Shakespeare model (and does not fit this one): type two "
+            "prompts of the same token length that differ in one detail, and the two answers they favour.")
 if known and st.button("Load the worked example: who speaks next?"):
     for key, text in EXAMPLE.items():
         st.session_state[f"patch_{key}"] = text

@@ -37,9 +37,9 @@ top = torch.topk(probs, min(N_CHOICES, probs.numel()))
 choices = top.indices.tolist()
 label = lambda i: f"{visible(run.tokenizer.token_str(i))}  ({float(probs[i]):.1%})"  # noqa: E731
 left, right = st.columns(2)
-target = left.selectbox("Explain the logit of", choices, format_func=label,
+target = left.selectbox("Explain the logit of", choices, format_func=label, key="why_target",
                         help="The model's top guesses after this position, most likely first")
-contrast = right.selectbox("Against (optional)", [None] + [c for c in choices if c != target],
+contrast = right.selectbox("Against (optional)", [None] + [c for c in choices if c != target], key="why_contrast",
                            format_func=lambda i: "nothing: the logit itself" if i is None else label(i),
                            help="With a second token, every number is for the logit difference: why this "
                                 "token rather than that one")

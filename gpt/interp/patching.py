@@ -26,6 +26,13 @@ from .lens import residual_names
 
 TOKENS_PER_FORWARD = 32768  # rows x tokens per batched forward: ~40 MB of attention per layer at 6 heads
 
+# The Patching page's worked example, made for the shipped Shakespeare model: who speaks next? JULIET and ROMEO
+# take turns, so after ROMEO's line the next speaker starts with "J"; with BRUTUS in JULIET's place, with "B".
+WORKED_EXAMPLE = {
+    "clean": "JULIET:\nAy me!\n\nROMEO:\nShe speaks.\n\nJULIET:\nO Romeo!\n\nROMEO:\nI am here.\n\n",
+    "corrupted": "BRUTUS:\nAy me!\n\nROMEO:\nShe speaks.\n\nBRUTUS:\nO Romeo!\n\nROMEO:\nI am here.\n\n",
+    "answer": "J", "wrong": "B"}
+
 
 @dataclass(frozen=True)
 class Patch:

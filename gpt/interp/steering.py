@@ -38,8 +38,8 @@ def mean_residual(model: GPT, prompts: list, boundary: int) -> torch.Tensor:
     name = boundary_point(model, boundary)
     if not prompts:
         raise InterpError("give at least one prompt for each side")
-    means = [run_with_cache(model, check_ids(model, ids)[:, -model.config.block_size:], {name})[name][0].mean(0)
-             for ids in prompts]
+    # a prompt longer than the context counts by its last block_size tokens
+    means = [run_with_cache(model, list(ids)[-model.config.block_size:], {name})[name][0].mean(0) for ids in prompts]
     return torch.stack(means).mean(0).float()
 
 
