@@ -76,12 +76,21 @@ def token_labels(tokens: list[str]) -> list[str]:
 
 
 def residual_patching_heatmap(values, tokens: list[str], row_labels: list[str], title: str = "") -> go.Figure:
-    """(n_layer + 1, T) recovered fractions: rows are layer boundaries, columns the prompt's tokens."""
+    """(n_layer + 1, T) recovered fractions: rows are layer boundaries, columns the prompt's tokens (one tick per
+    position, the token as its label; the hover adds the position)."""
     z = _rows(values)
-    fig = signed_grid(z, token_labels(tokens), row_labels, title, zmax=1.0, x_title="position: clean token",
-                      y_title="residual stream", text=len(tokens) <= 24)
-    fig.update_layout(height=130 + 36 * len(z))
-    fig.update_xaxes(tickangle=-60, tickfont=dict(size=10))
+    T = len(tokens)
+    fig = go.Figure(go.Heatmap(
+        z=z, x=list(range(T)), y=[_safe(r) for r in row_labels], colorscale="RdBu", zmid=0, zmin=-1, zmax=1,
+        customdata=[[_safe(t) for t in tokens]] * len(z), xgap=1, ygap=1,
+        text=[[f"{v:.2f}" for v in row] for row in z] if T <= 24 else None, texttemplate="%{text}" if T <= 24 else None,
+        hovertemplate="%{y} · position %{x} (%{customdata}): %{z:.3f}<extra></extra>"))
+    fig.update_layout(title=_safe(title), height=170 + 34 * len(z), margin=dict(l=70, r=10, t=45, b=70),
+                      xaxis_title="position (clean token; clean→corrupted where they differ)",
+                      yaxis_title="residual stream")
+    fig.update_xaxes(tickmode="array", tickvals=list(range(T)), ticktext=[_safe(t) for t in tokens], tickangle=0 if T <= 24 else -90,
+                     tickfont=dict(size=11 if T <= 48 else 9, family="monospace"))
+    fig.update_yaxes(autorange="reversed", type="category")
     return fig
 
 
