@@ -3,7 +3,7 @@ worked example's findings on the shipped model."""
 import shutil
 
 import pytest
-from conftest import ROOT, checkpoints_env
+from conftest import ROOT, checkpoints_env, placed
 from test_app_insight import figures, make_html_run, tags, text_of
 
 pytestmark = pytest.mark.usefixtures("fresh_caches")  # Streamlit caches cleared per test
@@ -37,13 +37,13 @@ def test_why_token_page_explains_the_prediction(checkpoints):
     assert bars["type"] == "waterfall" and bars["x"][-1] == "total"
     assert len(heads["data"][0]["z"]) == 2 and len(heads["data"][0]["z"][0]) == 2  # 2 layers x 2 heads
     assert "The heads that write most directly" in text_of(at)
-    assert at.session_state["query_pos"] == len(at.text_area[0].value) - 1  # char model: the last token
-    at.slider(key="query_pos").set_value(3).run()
+    assert placed(at, "slider", "pos").value == len(at.text_area[0].value) - 1  # char model: the last token
+    placed(at, "slider", "pos").set_value(3).run()
     assert not at.exception and "After position 3" in text_of(at)
     at.selectbox(key="why_contrast").select_index(1).run()  # a contrast token
     assert not at.exception and "logit difference" in text_of(at)
     at.text_area[0].input("abc").run()  # a shorter prompt: the position follows it
-    assert not at.exception and at.session_state["query_pos"] == 2
+    assert not at.exception and placed(at, "slider", "pos").value == 2
 
 
 def test_why_token_page_escapes_token_text(checkpoints):
