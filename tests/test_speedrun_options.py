@@ -197,3 +197,19 @@ def test_muon_resume_continues_exactly(tmp_path, corpus_file):
     assert runs.read_config(split)["train"].optimizer == "muon"
     x = torch.randint(0, 30, (1, 16))
     assert torch.equal(runs.load_run(split).model(x)[0], runs.load_run(straight).model(x)[0])
+
+
+def test_speedrun_presets_and_flags_that_switch_each_part_off():
+    from gpt.config import preset
+    from gpt.train_cli import build_parser, configs_from_args
+    for name in ("speedrun", "speedrun-long"):
+        model_cfg, train_cfg = preset(name)
+        assert model_cfg.validate().pos_embedding == "rotary" and train_cfg.validate().optimizer == "muon"
+    args = build_parser().parse_args(["--out", "x", "--preset", "speedrun", "--no-qk-norm", "--tie-embeddings",
+                                      "--pos-embedding", "learned", "--logit-softcap", "0", "--optimizer", "adamw",
+                                      "--schedule", "cosine", "--no-zero-init-proj"])
+    model_cfg, train_cfg = configs_from_args(args, *preset("speedrun"))
+    assert (model_cfg.qk_norm, model_cfg.tie_embeddings, model_cfg.pos_embedding, model_cfg.logit_softcap,
+            model_cfg.zero_init_proj) == (False, True, "learned", 0.0, False)
+    assert (train_cfg.optimizer, train_cfg.schedule) == ("adamw", "cosine")
+    assert model_cfg.norm == "rmsnorm"  # what no flag named stays as the preset has it
