@@ -22,7 +22,8 @@ LOOK_DEEPER = [("heads", "Heads & detectors", ":material/psychology:"),
                ("ablation", "Ablation", ":material/content_cut:"),
                ("token_loss", "Per-token loss", ":material/text_fields:"),
                ("experiments", "Guided experiments", ":material/science:"),
-               ("run_diff", "Run diff", ":material/compare:")]
+               ("run_diff", "Run diff", ":material/compare:"),
+               ("lab", "Training lab", ":material/biotech:")]
 
 
 def pages(spec):

@@ -27,8 +27,9 @@ def _write(path: Path, manifest: dict) -> None:
 
 
 def start_sweep(name: str, params: dict[str, list], seeds: list[int], base: dict,
-                root: str | Path | None = None) -> Path:
-    """Plan the sweep, write its manifest and start its queue runner; returns the manifest's path."""
+                root: str | Path | None = None, corpus_text: str | None = None) -> Path:
+    """Plan the sweep, write its manifest and start its queue runner; returns the manifest's path.
+    corpus_text (uploaded or pasted) is saved beside the manifest and every run trains on that file."""
     root = Path(root or runs.checkpoints_root())
     planned = plan(name, params, seeds)
     path = manifest_path(name, root)
@@ -37,9 +38,13 @@ def start_sweep(name: str, params: dict[str, list], seeds: list[int], base: dict
     taken = [p.run for p in planned if (root / p.run).exists()]
     if taken:
         raise SweepError(f"runs named {', '.join(taken[:3])} already exist; pick another sweep name")
-    if not base.get("corpus"):
-        raise SweepError("a sweep needs a built-in corpus or a corpus file")
     path.parent.mkdir(parents=True, exist_ok=True)
+    if corpus_text is not None:
+        corpus_file = path.with_suffix(".corpus.txt")
+        runs.atomic_write_text(corpus_file, corpus_text)
+        base = {**base, "corpus": str(corpus_file)}
+    if not base.get("corpus"):
+        raise SweepError("a sweep needs a corpus: a built-in one, an uploaded file or pasted text")
     manifest = {"name": path.stem, "params": params, "seeds": seeds, "base": base, "runner_pid": None,
                 "created_at": time.time(),
                 "runs": [{"run": p.run, "values": p.values, "seed": p.seed, "state": "pending", "error": None}

@@ -3,6 +3,8 @@ import streamlit as st
 
 from explorer.charts_insight import attention_overview, detector_heatmaps, embedding_scatter, score_curves_figure
 from explorer.common import cached_run, default_prompt, selected_run_info, visible
+from explorer.figures.lab import probe_curves
+from explorer.jobs import read_metrics
 from gpt.interp.detectors import DETECTORS, LABELS, attention_patterns, head_scores
 from gpt.interp.timemachine import aligned_projections, loss_curve, snapshot_steps
 from gpt.runs import RunError
@@ -56,6 +58,12 @@ def curves():
 
 st.subheader("Head scores over training")
 curves()
+probe_rows = [r for r in read_metrics(info.path) if "icl_score" in r]
+if probe_rows:  # logged by the trainer at every evaluation (gpt/lab/induction.py), not only at snapshots
+    st.plotly_chart(probe_curves(probe_rows, "In-context learning and induction at every evaluation"), key="tm_probes")
+    st.caption("ICL score: loss late in the context minus early (negative = the context helps); the strongest "
+               "induction and previous-token heads' scores. A sudden rise of the induction score together with a "
+               "drop of the ICL score is the induction-head phase change.")
 
 st.subheader("Replay one step")
 step = st.select_slider("Snapshot step", options=steps, value=steps[-1])

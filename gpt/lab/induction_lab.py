@@ -16,14 +16,17 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .. import runs
+from ..data import load_corpus
 
 MODELS = {"attn-2layer": 2, "attn-1layer": 1}  # run folder name under --out -> attention layers
+CORPUS_FILE = "corpus-repeated.txt"
 STATUS_KIND = "induction-lab"
 
 
 @dataclass
 class InductionLabConfig:
     corpus: str = "tiny-shakespeare"
+    repeat_passages: bool = True  # train on the corpus with every passage said twice (see repeated_corpus)
     n_embd: int = 64
     n_head: int = 4
     block_size: int = 128
@@ -37,8 +40,8 @@ class InductionLabConfig:
     threads_per_model: int = 1
     extra: dict = field(default_factory=dict)  # more gpt.train options for both (tests: tiny settings)
 
-    def train_args(self, out: Path, n_layer: int) -> list[str]:
-        args = ["--corpus", self.corpus, "--out", str(out), "--arch", "multi_head", "--n-layer", str(n_layer),
+    def train_args(self, out: Path, n_layer: int, corpus: str) -> list[str]:
+        args = ["--corpus", corpus, "--out", str(out), "--arch", "multi_head", "--n-layer", str(n_layer),
                 "--n-head", str(self.n_head), "--n-embd", str(self.n_embd), "--block-size", str(self.block_size),
                 "--batch-size", str(self.batch_size), "--max-iters", str(self.max_iters), "--lr", str(self.lr),
                 "--min-lr", str(self.lr / 10), "--warmup-iters", str(self.warmup_iters),
@@ -47,6 +50,19 @@ class InductionLabConfig:
         for key, value in self.extra.items():
             args += [f"--{key.replace('_', '-')}", str(value)]
         return args
+
+
+def repeated_corpus(text: str) -> str:
+    """The corpus with every passage (the text between blank lines: a speech, in Shakespeare) followed by itself.
+
+    Why: in plain character-level Shakespeare, copying from earlier in a 128-256-character context pays off
+    rarely, and a 2-layer model did not form an induction head within this lab's 3-minute budget (measured: at
+    step 450 its best head scored 0.02, the shipped 4-layer model 0.03). Saying each passage twice makes
+    copying worth a lot, as the repeated-text probes of the paper do; what is learned is still Shakespeare,
+    and a 1-layer model still cannot copy (it has no earlier layer to find "the token after the previous
+    occurrence of mine")."""
+    passages = [p for p in text.split("\n\n") if p.strip()]
+    return "\n\n".join(f"{p}\n{p}" for p in passages) + "\n"
 
 
 @dataclass
@@ -116,13 +132,18 @@ def run(out: str | Path, cfg: InductionLabConfig | None = None, echo=print) -> d
     runs.write_status(out, state="running", pid=os.getpid(), kind=STATUS_KIND, step=0, max_iters=cfg.max_iters,
                       error=None, started_at=time.time())
     t0 = time.perf_counter()
+    corpus = cfg.corpus
+    if cfg.repeat_passages:
+        text, _ = load_corpus(cfg.corpus)
+        runs.atomic_write_text(out / CORPUS_FILE, repeated_corpus(text))
+        corpus = str((out / CORPUS_FILE).resolve())
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[2]),
                                                                       os.environ.get("PYTHONPATH")]))}
     procs = {}
     for name, n_layer in MODELS.items():
         (out / name).mkdir(exist_ok=True)
         log = open(out / name / "train.log", "ab")
-        procs[name] = subprocess.Popen([sys.executable, "-m", "gpt.train", *cfg.train_args(out / name, n_layer)],
+        procs[name] = subprocess.Popen([sys.executable, "-m", "gpt.train", *cfg.train_args(out / name, n_layer, corpus)],
                                        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
         log.close()
 
