@@ -119,33 +119,62 @@ def test_answer_logits_equal_the_full_forward():
     assert torch.equal(data.train_y, (data.train_x[:, 0] + data.train_x[:, 1]) % 11)
 
 
-def test_grokking_cli_writes_a_loadable_run(tmp_path):
-    out = tmp_path / "grok"
-    proc = run_cli("-m", "gpt.lab", "grokking", "--out", str(out), "--p", "11", "--d-model", "32", "--max-steps", "20",
-                   "--eval-interval", "5", "--snapshot-interval", "10", "--threads", "1", timeout=120)
-    assert "test accuracy" in proc.stdout
+@pytest.fixture(scope="module")
+def lab_root(tmp_path_factory, corpus_file):
+    """A checkpoints root holding one tiny grokking run and one tiny induction lab, made by the CLIs as the app
+    would name them (seconds: far too short to pass their checks)."""
+    root = tmp_path_factory.mktemp("lab-ckpt")
+    run_cli("-m", "gpt.lab", "grokking", "--out", str(root / "lab-grokking-0101-000000"), "--p", "11",
+            "--d-model", "32", "--max-steps", "20", "--eval-interval", "5", "--snapshot-interval", "10",
+            "--threads", "1", timeout=120)
+    run_cli("-m", "gpt.lab", "induction", "--out", str(root / "lab-induction-0101-000000"), "--corpus",
+            str(corpus_file), "--max-iters", "10", "--block-size", "32", "--n-embd", "16", "--batch-size", "4",
+            "--eval-interval", "5", timeout=180)
+    return root
+
+
+def test_grokking_cli_writes_a_loadable_run(lab_root):
+    out = lab_root / "lab-grokking-0101-000000"
     rows = runs.read_jsonl(out / runs.METRICS)
     assert [r["step"] for r in rows] == [0, 5, 10, 15, 20]
     assert all({"train_acc", "test_acc", "weight_norm", "fourier_norms", "key_frequencies"} <= set(r) for r in rows)
     run = runs.load_run(out)
     assert run.config.norm == "none" and run.config.activation == "relu" and not run.config.tie_embeddings
     assert runs.list_snapshots(out) == [0, 10, 20]
-    assert runs.read_status(out)["state"] == "finished"
+    status = runs.read_status(out)
+    assert status["state"] == "finished" and "test accuracy" in status["result"]["verdict"]
     bad = run_cli("-m", "gpt.lab", "grokking", "--out", str(out), check=False)
     assert bad.returncode == 2 and "already holds a run" in bad.stderr
 
 
-def test_induction_cli_trains_two_runs_and_checks(tmp_path, corpus_file):
-    out = tmp_path / "ind"
-    run_cli("-m", "gpt.lab", "induction", "--out", str(out), "--corpus", str(corpus_file), "--max-iters", "10",
-            "--block-size", "32", "--n-embd", "16", "--batch-size", "4", "--eval-interval", "5", timeout=180)
+def test_induction_cli_trains_two_runs_and_checks(lab_root):
+    out = lab_root / "lab-induction-0101-000000"
     result = json.loads((out / "lab.json").read_text())
-    assert len(result["checks"]) == 3 and isinstance(result["passed"], bool)  # tiny: too short to pass
+    assert len(result["checks"]) == 3 and isinstance(result["passed"], bool)
     for name, layers in (("attn-2layer", 2), ("attn-1layer", 1)):
         run = runs.load_run(out / name)
         assert run.config.arch == "multi_head" and run.config.n_layer == layers
         rows = [r for r in runs.read_jsonl(out / name / runs.METRICS) if "induction_score" in r]
         assert [r["step"] for r in rows] == [0, 5, 10] and all("icl_score" in r for r in rows)
+
+
+def test_lab_page_shows_both_experiments_and_their_verdicts(lab_root, fresh_caches):
+    from conftest import ROOT
+    from streamlit.testing.v1 import AppTest
+    with checkpoints_env(lab_root):
+        at = AppTest.from_file(str(ROOT / "explorer" / "app.py"), default_timeout=180)
+        at.run()
+        at.switch_page("views/lab.py")
+        at.run()
+        assert not at.exception, [e.value for e in at.exception]
+        assert at.title[0].value == "Training lab"
+        verdicts = " ".join(str(e.value) for e in [*at.error, *at.success])
+        assert "test accuracy" in verdicts and "Auto-check" in verdicts  # grokking's and induction's verdicts
+        specs = [json.loads(el.proto.spec) for el in at.get("plotly_chart")]
+        titles = " ".join(str(f["layout"].get("title", {}).get("text", "")) for f in specs)
+        assert "Induction heads form" in titles and "Grokking" in titles and "Fourier" in titles
+        assert [b.label for b in at.button if b.label.startswith("Run the")] == [
+            "Run the induction experiment", "Run the grokking experiment"]
 
 
 # ---- sweeps ----

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 from dataclasses import asdict, fields
 from pathlib import Path
@@ -66,7 +67,9 @@ def main(argv: list[str] | None = None) -> int:
             if row["step"] % every == 0:
                 print(f"step {row['step']:>5}  train acc {row['train_acc']:.3f}  test acc {row['test_acc']:.3f}  "
                       f"weight norm {row['weight_norm']:.1f}  key frequencies {row['key_frequencies']}", file=sys.stderr)
-        result = train(args.out, cfg, echo)
+        stop = {"requested": False}  # Stop in the app sends SIGTERM: finish the step, save, report "stopped"
+        signal.signal(signal.SIGTERM, lambda *_: stop.update(requested=True))
+        result = train(args.out, cfg, echo, should_stop=lambda: stop["requested"])
         print(result.verdict)
         print(json.dumps(asdict(result)))
         return 0

@@ -5,11 +5,13 @@ later, pushed by weight decay, finds the general algorithm (Fourier features) an
 The setup follows the paper: inputs "a b =" (three tokens: the numbers 0..p-1 and "="), the answer read off
 the last position, 30% of the p^2 pairs for training, full-batch AdamW (lr 1e-3, weight decay 1.0, betas
 (0.9, 0.98)), a 1-layer transformer with d_model 128, 4 heads of 32, d_mlp 512, ReLU, no LayerNorm and an
-untied unembedding. What differs (GrokConfig's defaults, chosen so it groks in minutes on a laptop CPU):
-* lr 3e-3 instead of 1e-3 with the same weight decay 1.0 (AdamW decays by lr x wd per step, so the weights
-  shrink 3x faster and the clean-up that produces grokking comes ~3x sooner in steps);
-* GPT-2 initialisation (std 0.02) instead of the paper's 1/sqrt(d_model): smaller weights memorise less;
-* weight decay only on matrices (as gpt.train), not on biases and embeddings' ... see `make_optimizer`;
+untied unembedding, the paper's initialisation (N(0, 1/fan_in)). What differs (GrokConfig's defaults, chosen
+so that it groks in minutes on a laptop CPU; measured numbers in the README):
+* lr 1e-2 instead of 1e-3, with the same weight decay 1.0: AdamW shrinks the weights by lr x wd per step, so
+  the clean-up that produces grokking comes ~10x sooner in steps (test accuracy crosses 99% after ~500 steps
+  instead of the paper's ~10k epochs); the memorise-first gap stays (train 100% at ~100 steps, test ~15%);
+* weight decay on matrices and embeddings only, not on biases (as gpt.train);
+* the training step runs under bf16 autocast (fp32 weights and optimizer): ~2x faster on this CPU;
 * training stops `patience` steps after test accuracy first reaches 99% instead of running 40,000 epochs.
 
 The run is a normal run folder (gpt/runs.py): config.json (with a "task" section), tokenizer.json (a
@@ -43,13 +45,13 @@ class GrokConfig:
     train_fraction: float = 0.3
     d_model: int = 128        # d_mlp is 4 x d_model = 512, as the paper
     n_head: int = 4
-    lr: float = 3e-3          # the paper: 1e-3 (see the module docstring)
+    lr: float = 1e-2          # the paper: 1e-3 (see the module docstring)
     weight_decay: float = 1.0
     beta1: float = 0.9
     beta2: float = 0.98
     warmup_steps: int = 10    # the paper's linear warm-up
     max_steps: int = 6000
-    patience: int = 300       # steps to keep training after test accuracy first reaches `target_acc`
+    patience: int = 100       # steps to keep training after test accuracy first reaches `target_acc`
     target_acc: float = 0.99
     eval_interval: int = 25
     snapshot_interval: int = 250
@@ -217,8 +219,9 @@ def check(test_acc: float, top6_share: float, key_frequencies: list[int], target
     return acc_ok and sparse_ok, ("PASS: " if acc_ok and sparse_ok else "FAIL: ") + "; ".join(parts)
 
 
-def train(out: str | Path, cfg: GrokConfig | None = None, progress=None) -> GrokResult:
-    """Train the grokking model into the run folder `out` (created; must not hold a run yet)."""
+def train(out: str | Path, cfg: GrokConfig | None = None, progress=None, should_stop=None) -> GrokResult:
+    """Train the grokking model into the run folder `out` (created; must not hold a run yet). progress(row) is
+    called at each evaluation; should_stop() -> True ends training early (SIGTERM from the app's Stop)."""
     cfg = (cfg or GrokConfig()).validate()
     out = Path(out)
     if (out / runs.CONFIG).exists():
@@ -243,7 +246,7 @@ def train(out: str | Path, cfg: GrokConfig | None = None, progress=None) -> Grok
                 else torch.autocast("cpu", dtype=getattr(torch, cfg.dtype)))
     step, elapsed, clock = 0, 0.0, time.perf_counter()
     step_train_99 = step_test_99 = None
-    last = {}
+    last, stopped = {}, False
     model.train()
     while True:
         if step % cfg.eval_interval == 0 or step == cfg.max_steps:
@@ -265,7 +268,8 @@ def train(out: str | Path, cfg: GrokConfig | None = None, progress=None) -> Grok
                               eta_s=(cfg.max_steps - step) * elapsed / max(step, 1))
             if progress:
                 progress(row)
-            done = step >= cfg.max_steps or (step_test_99 is not None and step - step_test_99 >= cfg.patience)
+            stopped = bool(should_stop and should_stop())
+            done = stopped or step >= cfg.max_steps or (step_test_99 is not None and step - step_test_99 >= cfg.patience)
             if done:
                 break
         lr = cfg.lr * min(1.0, (step + 1) / (cfg.warmup_steps + 1))
@@ -285,5 +289,5 @@ def train(out: str | Path, cfg: GrokConfig | None = None, progress=None) -> Grok
     passed, verdict = check(last["test_acc"], freq["top6_share"], freq["key_frequencies"], cfg.target_acc)
     result = GrokResult(step, last["train_acc"], last["test_acc"], step_train_99, step_test_99,
                         freq["key_frequencies"], freq["key_share"], freq["top6_share"], round(elapsed, 2), passed, verdict)
-    runs.write_status(out, state="finished", step=step, eta_s=0, result=asdict(result))
+    runs.write_status(out, state="stopped" if stopped else "finished", step=step, eta_s=0, result=asdict(result))
     return result
