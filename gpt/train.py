@@ -292,7 +292,8 @@ class Trainer:
             at_eval = self.step % cfg.eval_interval == 0 or self.step == cfg.max_iters
             if at_eval and not (self.step == resumed_at and self.skip_eval_at == resumed_at):
                 last_eval = self.evaluate()
-                # ICL and induction/previous-token head scores (gpt/lab/induction.py): a few ms per evaluation
+                # ICL and induction/previous-token head scores (gpt/lab/induction.py): ~0.25 s per evaluation
+                # measured on 2 busy cores, 0.2-0.3% of training time at eval_interval 250
                 probes = (eval_probes(self.model, self.val_ids, self.autocast())
                           if self.is_main and self.out_dir is not None else {})
                 self.elapsed_s += time.perf_counter() - clock

@@ -214,3 +214,32 @@ def test_sweep_queue_never_exceeds_the_job_limit(tmp_path, monkeypatch, corpus_f
         results = sweep_results(sweep_queue.read_manifest(path), root)
         assert [r.values for r in results] == [{"lr": 1e-3}, {"lr": 3e-3}]
         assert all(len(r.losses) == 2 and r.mean is not None for r in results)
+
+
+def test_a_sweep_stops_as_one(tmp_path, monkeypatch, corpus_file):
+    from explorer import jobs, sweep_queue
+    monkeypatch.setenv("GPT_EXPLORER_MAX_JOBS", "1")
+    root = tmp_path / "ckpt"
+    root.mkdir()
+    base = {"corpus": str(corpus_file), "arch": "gpt", "n_layer": 1, "n_head": 2, "n_embd": 16, "block_size": 16,
+            "batch_size": 4, "max_iters": 100_000, "eval_interval": 50, "eval_iters": 1, "sample_tokens": 0,
+            "dtype": "float32", "threads": 1}
+    with checkpoints_env(root):
+        path = sweep_queue.start_sweep("long", {"lr": [1e-3, 2e-3]}, [1, 2], base, root=root)
+        deadline = time.monotonic() + 120
+        while sweep_queue.sweep_state(path, root)["live"] == 0 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert sweep_queue.sweep_state(path, root)["live"] == 1
+        assert sweep_queue.stop_sweep(path, root) == 1
+        deadline = time.monotonic() + 60
+        while jobs.live_jobs(root) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(2 * sweep_queue.POLL_S)  # a runner that ignored the stop would start the next run now
+        assert jobs.live_jobs(root) == []
+        started = [e for e in sweep_queue.read_manifest(path)["runs"] if e["state"] == "started"]
+        assert len(started) == 1
+        deadline = time.monotonic() + 30  # the runner ends its loop at once; exiting Python takes a moment
+        while sweep_queue.runner_alive(path) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not sweep_queue.runner_alive(path)
+        assert sweep_queue.sweep_state(path, root) == {"pending": 0, "live": 0, "finished": 0, "other": 4}

@@ -52,8 +52,9 @@ def induction_lab_figure(rows_by_model: dict[str, list[dict]], phase_steps: dict
     fig.add_hline(y=0.5, line=dict(color="#888", dash="dash", width=1), row=1, col=2)
     fig.update_yaxes(range=[0, 1], row=1, col=2)
     fig.update_xaxes(title_text="step")
-    return _layout(fig, "Induction heads form: 2-layer vs 1-layer attention-only", height=380,
-                   legend=dict(orientation="h", y=-0.25))
+    _layout(fig, "Induction heads form: 2-layer vs 1-layer attention-only", height=400,
+            legend=dict(orientation="h", y=-0.25))
+    return fig.update_layout(margin=dict(t=80))  # room for the subplot titles under the figure's title
 
 
 def grokking_curves(rows: list[dict], step_train_99: int | None = None, step_test_99: int | None = None) -> go.Figure:
@@ -77,7 +78,8 @@ def grokking_curves(rows: list[dict], step_train_99: int | None = None, step_tes
     fig.update_yaxes(type="log", row=1, col=1)
     fig.update_yaxes(range=[0, 1.02], row=1, col=2)
     fig.update_xaxes(title_text="step")
-    return _layout(fig, "Grokking: a + b mod p", height=340, legend=dict(orientation="h", y=-0.25))
+    _layout(fig, "Grokking: a + b mod p", height=360, legend=dict(orientation="h", y=-0.25))
+    return fig.update_layout(margin=dict(t=80))
 
 
 def fourier_figure(rows: list[dict]) -> go.Figure:
@@ -102,7 +104,8 @@ def fourier_figure(rows: list[dict]) -> go.Figure:
     share = last.get("key_share")
     title = (f"Embedding in the Fourier basis: key frequencies {sorted(keys)} hold {share:.0%} of the norm²"
              if keys and _num(share) else "Embedding in the Fourier basis")
-    return _layout(fig, title, height=340)
+    _layout(fig, title, height=360)
+    return fig.update_layout(margin=dict(t=80))
 
 
 def sweep_figure(results, param: str, series_param: str | None = None) -> go.Figure:

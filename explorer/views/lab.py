@@ -27,7 +27,7 @@ def picker(kind: str):
 
 def controls(kind: str, label: str, folder) -> None:
     busy = jobs.busy_message()
-    c1, c2, _ = st.columns([1, 1, 3])
+    c1, c2, _ = st.columns([2, 1, 3])
     if c1.button(label, type="primary", icon=":material/science:", disabled=bool(busy), key=f"lab_start_{kind}"):
         try:
             out = lab_jobs.start_lab(kind)
