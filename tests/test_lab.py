@@ -129,7 +129,7 @@ def lab_root(tmp_path_factory, corpus_file):
             "--threads", "1", timeout=120)
     run_cli("-m", "gpt.lab", "induction", "--out", str(root / "lab-induction-0101-000000"), "--corpus",
             str(corpus_file), "--max-iters", "10", "--block-size", "32", "--n-embd", "16", "--batch-size", "4",
-            "--eval-interval", "5", timeout=180)
+            "--eval-interval", "5", "--tokenizer", "char", timeout=180)
     return root
 
 

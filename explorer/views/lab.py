@@ -48,11 +48,13 @@ def controls(kind: str, label: str, folder) -> None:
 def induction_tab() -> None:
     st.markdown(
         "**Induction heads form** (Olsson et al. 2022). A 2-layer and a 1-layer *attention-only* model train side by "
-        "side on tiny Shakespeare (each passage said twice, so copying from the context pays). An **induction head** "
+        "side on tiny Shakespeare in word pieces (BPE), each passage said twice so that copying from the context "
+        "pays. An **induction head** "
         "looks back for the previous occurrence of the current token and copies what came after it; it needs a "
         "previous-token head in an earlier layer, so only the 2-layer model can build one. Watch its induction "
         "score jump and the **ICL score** (loss late in the context minus early: negative = context helps) drop "
-        "at the same step, the *phase change*. About 3 minutes.")
+        "at the same step, the *phase change*. 2,500 steps per model, both at once: minutes on a quiet 2-core "
+        "machine (see the README for measured times).")
     folder = picker("induction")
     controls("induction", "Run the induction experiment", folder)
     if folder is None:
@@ -89,8 +91,8 @@ def grokking_tab() -> None:
         "first *memorises* the training pairs (train accuracy 100%, test near chance); weight decay then slowly "
         "replaces memorisation with an algorithm built on a few **Fourier frequencies**, and test accuracy jumps. "
         "The weight norm falls as memorisation is cleaned up; the embedding, written in the Fourier basis, "
-        "concentrates on a handful of key frequencies. A few minutes on a laptop CPU (lr 1e-2 instead of the "
-        "paper's 1e-3 so it happens in minutes: see gpt/lab/grokking.py).")
+        "concentrates on a handful of key frequencies. About 500 steps (lr 1e-2 instead of the paper's 1e-3 so it "
+        "happens in minutes: see gpt/lab/grokking.py).")
     folder = picker("grokking")
     controls("grokking", "Run the grokking experiment", folder)
     if folder is None:

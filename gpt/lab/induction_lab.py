@@ -27,14 +27,17 @@ STATUS_KIND = "induction-lab"
 class InductionLabConfig:
     corpus: str = "tiny-shakespeare"
     repeat_passages: bool = True  # train on the corpus with every passage said twice (see repeated_corpus)
+    tokenizer: str = "bpe"        # word pieces: "the token after the previous occurrence of this one" is then
+    vocab_size: int = 512         # unambiguous far more often than with single characters
+    pos_embedding: str = "rotary"  # relative positions: previous-token heads form sooner than with a table
     n_embd: int = 64
     n_head: int = 4
     block_size: int = 128
     batch_size: int = 16
-    max_iters: int = 600
-    lr: float = 3e-3
+    max_iters: int = 2500
+    lr: float = 1e-2
     warmup_iters: int = 30
-    eval_interval: int = 25
+    eval_interval: int = 50
     eval_iters: int = 4
     seed: int = 1337
     threads_per_model: int = 1
@@ -46,7 +49,10 @@ class InductionLabConfig:
                 "--batch-size", str(self.batch_size), "--max-iters", str(self.max_iters), "--lr", str(self.lr),
                 "--min-lr", str(self.lr / 10), "--warmup-iters", str(self.warmup_iters),
                 "--eval-interval", str(self.eval_interval), "--eval-iters", str(self.eval_iters),
-                "--seed", str(self.seed), "--sample-tokens", "0", "--threads", str(self.threads_per_model), "--quiet"]
+                "--seed", str(self.seed), "--sample-tokens", "0", "--threads", str(self.threads_per_model), "--quiet",
+                "--tokenizer", self.tokenizer, "--pos-embedding", self.pos_embedding]
+        if self.tokenizer == "bpe":
+            args += ["--vocab-size", str(self.vocab_size)]
         for key, value in self.extra.items():
             args += [f"--{key.replace('_', '-')}", str(value)]
         return args
