@@ -4,6 +4,7 @@ folder's status.json names the lab process, so a lab counts as one job (the indu
 are nested inside its folder, each at one thread). Nothing here imports streamlit."""
 from __future__ import annotations
 
+import json
 import sys
 import time
 from pathlib import Path
@@ -52,7 +53,6 @@ def lab_result(lab_dir: str | Path) -> dict | None:
     """The induction lab's lab.json (verdict and summaries), once it has finished."""
     path = Path(lab_dir) / "lab.json"
     try:
-        import json
         return json.loads(path.read_text())
     except (OSError, ValueError):
         return None

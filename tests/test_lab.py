@@ -243,3 +243,25 @@ def test_a_sweep_stops_as_one(tmp_path, monkeypatch, corpus_file):
             time.sleep(0.2)
         assert not sweep_queue.runner_alive(path)
         assert sweep_queue.sweep_state(path, root) == {"pending": 0, "live": 0, "finished": 0, "other": 4}
+
+
+# ---- figure builders (pure) ----
+def test_lab_figures_from_plain_rows():
+    from explorer.figures.lab import fourier_figure, grokking_curves, induction_lab_figure, probe_curves, sweep_figure
+    from gpt.lab.stats import describe_difference
+    from gpt.lab.sweeps import SettingResult
+    rows = [{"step": s, "val_loss": 3 - s / 100, "induction_score": 0.6 * (s >= 200), "icl_score": -0.3 * (s >= 200),
+             "prev_token_score": 0.5} for s in range(0, 400, 100)]
+    fig = induction_lab_figure({"attn-2layer": rows, "attn-1layer": rows}, {"attn-2layer": 200, "attn-1layer": None})
+    assert len(fig.data) == 6 and "phase change (attn-2layer) @ 200" in [a.text for a in fig.layout.annotations]
+    assert len(probe_curves(rows).data) == 3
+    grok = [{"step": s, "train_loss": 1.0, "test_loss": 2.0, "train_acc": 1.0, "test_acc": s / 100, "weight_norm": 40.0,
+             "fourier_norms": [1.0, 5.0, 1.0], "key_frequencies": [2], "key_share": 0.9} for s in (0, 50, 100)]
+    assert "test 99% @ 100" in [a.text for a in grokking_curves(grok, 0, 100).layout.annotations]
+    bars = fourier_figure(grok).data[1]
+    assert list(bars.marker.color).count(bars.marker.color[1]) == 1  # only frequency 2 is highlighted
+    results = [SettingResult({"lr": 1e-3}, [2.0, 2.2], [1, 2], 2.1, 0.14), SettingResult({"lr": 3e-3}, [1.9, 1.8], [1, 2], 1.85, 0.07)]
+    sweep = sweep_figure(results, "lr")
+    assert list(sweep.data[0].y) == [2.1, 1.85] and list(sweep.data[0].error_y.array) == [0.14, 0.07]
+    assert "larger than the seed-to-seed noise" in describe_difference(welch_t_test([2.0, 2.01, 1.99], [1.0, 1.01, 0.99]), "a", "b")
+    assert "not larger" in describe_difference(welch_t_test([2.0, 2.2], [1.9, 2.3]), "a", "b")
