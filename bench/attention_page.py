@@ -12,7 +12,7 @@ import time
 
 import torch
 
-from explorer.charts import attention_heatmap, attention_overview
+from explorer.figures.attention import attention_heatmap, attention_overview
 from gpt import GPT, GPTConfig
 from gpt.data import python_docs
 from gpt.interp.attention import attention_trace, head_summary, head_table, pool_pattern

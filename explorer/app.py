@@ -23,6 +23,8 @@ LOOK_DEEPER = [("heads", "Heads & detectors", ":material/psychology:"),
                ("token_loss", "Per-token loss", ":material/text_fields:"),
                ("experiments", "Guided experiments", ":material/science:"),
                ("run_diff", "Run diff", ":material/compare:"),
+               ("why_token", "Why this token", ":material/help:"), ("patching", "Patching", ":material/healing:"),
+               ("steering", "Steering", ":material/navigation:"),
                ("lab", "Training lab", ":material/biotech:")]
 
 
@@ -37,12 +39,14 @@ def model_picker() -> None:
         return
     names = [r.name for r in runs]
     apply_pending_selection(names)
-    if st.session_state.get(RUN_KEY) not in names:
-        st.session_state[RUN_KEY] = default_run_name(runs)
+    if st.session_state.get(RUN_KEY) not in names:  # a new session: the link's run, else the default one
+        linked = st.query_params.get("run")
+        st.session_state[RUN_KEY] = linked if linked in names else default_run_name(runs)
     by_name = {r.name: r for r in runs}
     st.sidebar.selectbox("Model", names, key=RUN_KEY, format_func=lambda n: run_label(by_name[n]),
                          help="Run folders under checkpoints/, most recently active first. A run still "
                               "training is shown at its latest checkpoint.")
+    st.query_params["run"] = st.session_state[RUN_KEY]  # a reload or a copied link opens the same model
     info = by_name[st.session_state[RUN_KEY]]
     val = f", best val {info.best_val:.3f}" if info.best_val is not None else ""
     st.sidebar.caption(f"{info.arch} · {info.params:,} parameters · step {info.step:,}/{info.max_iters:,}{val}")

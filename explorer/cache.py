@@ -6,3 +6,111 @@ arguments are its cache key and are named for what they key: `weights_mtime` re-
 training, `snapshot_step` picks a time-machine snapshot (None = the latest weights).
 """
 from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import streamlit as st
+
+from gpt.data import CorpusError, load_corpus
+from gpt.interp.detectors import PROBES, build_probe, head_scores
+from gpt.interp.timemachine import embedding_frames
+from gpt.interp.token_loss import validation_ids
+from gpt.runs import WEIGHTS, RunError, load_run, snapshot_path
+
+
+# ---- models ----
+def weights_file(run_dir: Path, snapshot_step: int | None) -> Path:
+    return snapshot_path(run_dir, snapshot_step) if snapshot_step is not None else run_dir / WEIGHTS
+
+
+@st.cache_resource(max_entries=6, show_spinner="Loading model...")
+def _load(run_dir: str, snapshot_step: int | None, weights_mtime: float):
+    del weights_mtime  # part of the cache key only: a run still training reloads when its weights change
+    return load_run(run_dir, step=snapshot_step)
+
+
+def weights_mtime(run_dir: str | Path, snapshot_step: int | None = None) -> float:
+    """When the weights were last written: the key that makes every cache below follow a run still training.
+    Raises RunError with a clear message when there are none yet."""
+    run_dir = Path(run_dir)
+    weights = weights_file(run_dir, snapshot_step)
+    try:
+        return weights.stat().st_mtime
+    except OSError as e:
+        raise RunError(f"{run_dir.name} has no weights yet ({weights.name}); a run writes them at its first "
+                       "evaluation") from e
+
+
+def cached_run(run_dir: str | Path, snapshot_step: int | None = None):
+    """The LoadedRun for a run folder (latest weights, or the snapshot at `snapshot_step`), loaded once per
+    weights file and shared by every session (read only)."""
+    return _load(str(run_dir), snapshot_step, weights_mtime(run_dir, snapshot_step))
+
+
+# ---- computed results ----
+@st.cache_data(max_entries=4, show_spinner="Reading the validation text...")
+def _validation_ids(run_dir: str, weights_mtime: float):
+    del weights_mtime
+    return validation_ids(cached_run(run_dir))
+
+
+def run_validation_ids(run_dir: str | Path):
+    """The validation split of the corpus a run trained on, as token ids (CorpusError if it is unknown)."""
+    return _validation_ids(str(run_dir), weights_mtime(run_dir))
+
+
+@st.cache_data(max_entries=256, show_spinner="Scoring every head...")
+def _head_scores(run_dir: str, snapshot_step: int | None, weights_mtime: float, probe_kind: str, probe_seed: int):
+    del weights_mtime
+    loaded = cached_run(run_dir, snapshot_step)  # the model is only read; the capture lives in this call
+    val = run_validation_ids(run_dir) if probe_kind == PROBES[1] else None
+    return head_scores(loaded.model, build_probe(loaded.model, probe_kind, probe_seed, val))
+
+
+def run_head_scores(run_dir: str | Path, snapshot_step: int | None = None, probe_kind: str = PROBES[0],
+                    probe_seed: int = 0):
+    """gpt.interp.detectors.HeadScores of a run (or one snapshot) on the chosen probe."""
+    return _head_scores(str(run_dir), snapshot_step, weights_mtime(run_dir, snapshot_step), probe_kind, probe_seed)
+
+
+@st.cache_data(max_entries=32, show_spinner="Aligning embeddings across snapshots...")
+def snapshot_embedding_frames(run_dir: str, snapshot_steps: tuple[int, ...]):
+    """gpt.interp.timemachine.embedding_frames over the given snapshot steps (snapshots never change)."""
+    return embedding_frames(run_dir, list(snapshot_steps))[1]
+
+
+@st.cache_data(max_entries=8, show_spinner="Reading the corpus...")
+def corpus_text(corpus_spec: str) -> tuple[str, str | None]:
+    """(text, error) of a corpus spec: a built-in name or a file path; text is "" when it cannot be read."""
+    try:
+        return load_corpus(corpus_spec)[0], None
+    except (CorpusError, OSError) as e:
+        return "", str(e)
+
+
+@st.cache_data(max_entries=4, show_spinner="Counting tokens in the corpus...")
+def corpus_token_counts(run_dir: str, corpus_spec: str, n_chars: int) -> tuple[dict[int, int], int]:
+    """({token id: count}, characters counted) over the first n_chars of a run's corpus, with its tokenizer."""
+    text = corpus_text(corpus_spec)[0][:n_chars]
+    tok = cached_run(run_dir).tokenizer
+    if not text or tok.unknown_chars(text):
+        return {}, 0
+    return dict(Counter(tok.encode(text))), len(text)
+
+
+# ---- Why this token / Patching / Steering (issue 13) ----
+
+
+@st.cache_data(max_entries=16, show_spinner="Patching every layer boundary, position, head and MLP...")
+def patching_grids(run_path: str, weights_mtime: float, clean_ids: tuple, corrupted_ids: tuple, answer: int,
+                   wrong: int) -> dict:
+    """The three patching results for one prompt pair (numpy, so the cache can copy them), and the baselines.
+    weights_mtime keys a run whose weights moved on; InterpError passes through (it is not cached)."""
+    from gpt.interp.patching import patch_heads, patch_mlps, patch_residual, patching_baseline
+    model = cached_run(run_path).model
+    args = (model, list(clean_ids), list(corrupted_ids), answer, wrong)
+    base = patching_baseline(*args)
+    return {"residual": patch_residual(*args).numpy(), "heads": patch_heads(*args).numpy(),
+            "mlps": patch_mlps(*args).numpy() if model.config.has_mlp else None,
+            "clean": base.clean_metric, "corrupted": base.corrupted_metric}

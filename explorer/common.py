@@ -1,4 +1,5 @@
-"""Helpers shared by every page: the selected run (loaded once per weights file), prompt defaults, safe HTML.
+"""Helpers shared by every page: the selected run (loaded once per weights file, explorer/cache.py), prompt
+defaults, safe HTML.
 
 Pages import from here; the sidebar picker in app.py writes the choice to st.session_state[RUN_KEY].
 Cached models are shared by all sessions: never mutate or hook them; pass a gpt.Trace per call instead.
@@ -6,13 +7,13 @@ Cached models are shared by all sessions: never mutate or hook them; pass a gpt.
 from __future__ import annotations
 
 import html
-from pathlib import Path
 
 import streamlit as st
 import torch
 
-from gpt.data import CorpusError, load_corpus
-from gpt.runs import RunError, RunInfo, checkpoints_root, list_runs, load_run
+from explorer.cache import cached_run, corpus_text
+from gpt.data import validation_text
+from gpt.runs import RunError, RunInfo, checkpoints_root, list_runs
 from gpt.tokenizers import UnknownCharactersError
 
 RUN_KEY = "selected_run"        # session-state key of the sidebar model picker (a run folder name)
@@ -47,31 +48,6 @@ def selected_run_info() -> RunInfo | None:
     return next((r for r in runs if r.name == name), None)
 
 
-def _weights_file(path: Path, step: int | None) -> Path:
-    from gpt.runs import WEIGHTS, snapshot_path
-    return snapshot_path(path, step) if step is not None else path / WEIGHTS
-
-
-@st.cache_resource(max_entries=6, show_spinner="Loading model...")
-def _load(path: str, step: int | None, mtime: float):
-    del mtime  # part of the cache key only: a run still training reloads when its weights change
-    return load_run(path, step=step)
-
-
-def cached_run(path: str | Path, step: int | None = None):
-    """The LoadedRun for a run folder (latest weights, or the snapshot at `step`), loaded once per weights file.
-
-    Raises RunError with a clear message when the folder cannot be loaded (yet)."""
-    path = Path(path)
-    weights = _weights_file(path, step)
-    try:
-        mtime = weights.stat().st_mtime
-    except OSError as e:
-        raise RunError(f"{path.name} has no weights yet ({weights.name}); a run writes them at its first "
-                       "evaluation") from e
-    return _load(str(path), step, mtime)
-
-
 def selected_run(step: int | None = None):
     """The loaded run chosen in the sidebar, or a friendly message and st.stop() when there is none."""
     info = selected_run_info()
@@ -97,15 +73,10 @@ def selected_attention_run(title: str, lacks: str):
 
 
 # ---- prompts ----
-@st.cache_data(max_entries=8, show_spinner=False)
 def corpus_excerpt(corpus_spec: str, n_chars: int = 400) -> str:
     """A passage from the validation part of a corpus (its last 10%), starting at a line start."""
-    try:
-        text, _ = load_corpus(corpus_spec)
-    except (CorpusError, OSError):
-        return ""
-    start = text.find("\n", int(len(text) * 0.9)) + 1
-    return text[start:start + n_chars + 40].lstrip("\n")[:n_chars]
+    text, _ = corpus_text(corpus_spec)
+    return validation_text(text)[:n_chars + 40].lstrip("\n")[:n_chars] if text else ""
 
 
 def default_prompt(run, max_tokens: int | None = None) -> str:

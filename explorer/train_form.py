@@ -5,6 +5,7 @@ import time
 from dataclasses import dataclass, field
 
 from gpt.config import ARCHS, ConfigError, GPTConfig, TrainConfig
+from gpt.data import min_corpus_length
 from gpt.model import count_params, flops_per_token, memory_estimate
 
 ARCH_LABELS = {"bigram": "bigram (no attention)", "single_head": "single head", "multi_head": "multi-head",
@@ -71,10 +72,10 @@ def problems(v: FormValues) -> list[str]:
     if v.corpus_text is not None:
         if not v.corpus_text.strip():
             found.append("the pasted or uploaded text is empty")
-        elif model is not None and len(v.corpus_text) < 10 * (model.block_size + 1) + 10:
+        elif model is not None and len(v.corpus_text) < min_corpus_length(model.block_size):
             # the last 10% is held out for validation and must still fill one block
             found.append(f"the text has {len(v.corpus_text):,} characters; with block size {model.block_size} it "
-                         f"needs at least {10 * (model.block_size + 1) + 10:,} (10% is held out for validation)")
+                         f"needs at least {min_corpus_length(model.block_size):,} (10% is held out for validation)")
     if v.warmup_iters > v.max_iters:
         found.append(f"warmup ({v.warmup_iters} steps) is longer than the whole run ({v.max_iters} steps)")
     if v.eval_interval > v.max_iters:

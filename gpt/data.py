@@ -101,22 +101,41 @@ def load_corpus(spec: str) -> tuple[str, str]:
     return decode_bytes(data, path.name), str(path)
 
 
+VAL_FRACTION = 0.1  # the last 10% is held out for validation, as nanoGPT
+
+
+def split_index(n: int, val_fraction: float = VAL_FRACTION) -> int:
+    """Where the training part of a sequence of n items ends and the validation part begins."""
+    return int(n * (1 - val_fraction))
+
+
+def min_corpus_length(block_size: int, val_fraction: float = VAL_FRACTION) -> int:
+    """The fewest tokens for which both splits still hold one block plus its target."""
+    return int((block_size + 1) / min(val_fraction, 1 - val_fraction)) + 1
+
+
+def validation_text(text: str, val_fraction: float = VAL_FRACTION) -> str:
+    """The held-out part of a corpus as text (exact for character tokenizers), from the next line start."""
+    start = text.find("\n", split_index(len(text), val_fraction)) + 1
+    return text[start:]
+
+
 @dataclass
 class Splits:
     train: torch.Tensor  # 1-D int64 token ids
     val: torch.Tensor
 
 
-def split_ids(ids: list[int] | torch.Tensor, block_size: int, val_fraction: float = 0.1) -> Splits:
+def split_ids(ids: list[int] | torch.Tensor, block_size: int, val_fraction: float = VAL_FRACTION) -> Splits:
     """First 90% train, last 10% validation, as nanoGPT; each split must fit one block plus its target."""
     data = torch.as_tensor(ids, dtype=torch.long)
-    n = int(len(data) * (1 - val_fraction))
+    n = split_index(len(data), val_fraction)
     splits = Splits(data[:n], data[n:])
     for name, part in (("training", splits.train), ("validation", splits.val)):
         if len(part) < block_size + 1:
             raise CorpusError(
                 f"the {name} split has {len(part)} tokens but block_size {block_size} needs at least "
-                f"{block_size + 1}; use a longer corpus (about {int((block_size + 1) / min(val_fraction, 1 - val_fraction)) + 1} "
+                f"{block_size + 1}; use a longer corpus (about {min_corpus_length(block_size, val_fraction)} "
                 f"tokens) or a smaller block_size")
     return splits
 

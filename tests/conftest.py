@@ -124,3 +124,10 @@ def tiny_run(tmp_path_factory, corpus_file) -> Path:
     run_cli("-m", "gpt.train", "--corpus", str(corpus_file), "--out", str(out), "--max-iters", "60",
             "--eval-interval", "20", *TINY_TRAIN)
     return out
+
+
+def placed(at, kind: str, name: str):
+    """The widget bound to place `name` on the page now shown (its key is place_<name>@<page>)."""
+    found = [w for w in getattr(at, kind) if str(getattr(w, "key", "")).startswith(f"place_{name}@")]
+    assert len(found) == 1, [w.key for w in getattr(at, kind)]
+    return found[0]

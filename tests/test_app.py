@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import streamlit as st
+from conftest import placed
 from streamlit.testing.v1 import AppTest
 
 from explorer import jobs
@@ -117,10 +118,10 @@ def test_attention_page_overview_head_and_table(root):
     assert at.dataframe[0].value.shape[0] == 4
     at.selectbox[1].set_value(1).run()   # head 1
     assert plotly_figures(at)[1]["layout"]["title"]["text"] == "Layer 0, head 1"
-    at.text_area(key="attn_prompt_tiny").set_value("x" * 100).run()  # longer than block_size 32
+    placed(at, "text_area", "prompt").set_value("x" * 100).run()  # longer than block_size 32
     assert any("block size" in w.value for w in at.warning)
     assert len(arr(plotly_figures(at)[1]["data"][0]["z"])) == 32
-    at.text_area(key="attn_prompt_tiny").set_value("ok <>").run()
+    placed(at, "text_area", "prompt").set_value("ok <>").run()
     assert not at.exception and any("'<'" in e.value for e in at.error)
 
 
@@ -135,7 +136,7 @@ def test_generate_page_streams_and_explains_unknown_characters(root):
     assert all(0.0 <= p <= 1.0 for _, _, p, _ in result["steps"])
     assert any("title=\"step 0: p=" in m.value for m in at.markdown)
     assert len(plotly_figures(at)) == 2  # next-token bars + alternatives at a chosen step
-    at.text_area(key="gen_prompt_tiny").set_value("ROMEO ☃").run()
+    placed(at, "text_area", "prompt").set_value("ROMEO ☃").run()
     assert not at.exception and any("'☃'" in e.value for e in at.error)
 
 

@@ -6,11 +6,11 @@ from __future__ import annotations
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from explorer.charts import PALETTE, _layout, _num
+from explorer.figures.base import PALETTE, is_number, layout
 
 
 def _series(rows: list[dict], key: str) -> tuple[list, list]:
-    pts = [(r["step"], r[key]) for r in rows if _num(r.get(key)) and isinstance(r.get("step"), int)]
+    pts = [(r["step"], r[key]) for r in rows if is_number(r.get(key)) and isinstance(r.get("step"), int)]
     return [s for s, _ in pts], [v for _, v in pts]
 
 
@@ -29,7 +29,7 @@ def probe_curves(rows: list[dict], title: str = "In-context learning and inducti
     fig.update_xaxes(title_text="step")
     fig.update_yaxes(title_text="ICL score (nats)", secondary_y=False)
     fig.update_yaxes(title_text="head score", range=[0, 1], secondary_y=True)
-    return _layout(fig, title, height=300, legend=dict(orientation="h", y=-0.3))
+    return layout(fig, title, height=300, legend=dict(orientation="h", y=-0.3))
 
 
 def induction_lab_figure(rows_by_model: dict[str, list[dict]], phase_steps: dict[str, int | None]) -> go.Figure:
@@ -52,9 +52,9 @@ def induction_lab_figure(rows_by_model: dict[str, list[dict]], phase_steps: dict
     fig.add_hline(y=0.5, line=dict(color="#888", dash="dash", width=1), row=1, col=2)
     fig.update_yaxes(range=[0, 1], row=1, col=2)
     fig.update_xaxes(title_text="step")
-    _layout(fig, "Induction heads form: 2-layer vs 1-layer attention-only", height=400,
+    layout(fig, "Induction heads form: 2-layer vs 1-layer attention-only", height=400,
             legend=dict(orientation="h", y=-0.25))
-    return fig.update_layout(margin=dict(t=80))  # room for the subplot titles under the figure's title
+    return fig.updatelayout(margin=dict(t=80))  # room for the subplot titles under the figure's title
 
 
 def grokking_curves(rows: list[dict], step_train_99: int | None = None, step_test_99: int | None = None) -> go.Figure:
@@ -78,8 +78,8 @@ def grokking_curves(rows: list[dict], step_train_99: int | None = None, step_tes
     fig.update_yaxes(type="log", row=1, col=1)
     fig.update_yaxes(range=[0, 1.02], row=1, col=2)
     fig.update_xaxes(title_text="step")
-    _layout(fig, "Grokking: a + b mod p", height=360, legend=dict(orientation="h", y=-0.25))
-    return fig.update_layout(margin=dict(t=80))
+    layout(fig, "Grokking: a + b mod p", height=360, legend=dict(orientation="h", y=-0.25))
+    return fig.updatelayout(margin=dict(t=80))
 
 
 def fourier_figure(rows: list[dict]) -> go.Figure:
@@ -89,7 +89,7 @@ def fourier_figure(rows: list[dict]) -> go.Figure:
     fig = make_subplots(rows=1, cols=2, column_widths=[0.6, 0.4], horizontal_spacing=0.08,
                         subplot_titles=("embedding norm per frequency over training", "now"))
     if not rows:
-        return _layout(fig, "Embedding in the Fourier basis (no evaluations yet)", height=340)
+        return layout(fig, "Embedding in the Fourier basis (no evaluations yet)", height=340)
     z = [r["fourier_norms"] for r in rows]
     freqs = list(range(1, len(z[0]) + 1))
     fig.add_trace(go.Heatmap(x=freqs, y=[r["step"] for r in rows], z=z, colorscale="Viridis", showscale=False,
@@ -103,9 +103,9 @@ def fourier_figure(rows: list[dict]) -> go.Figure:
     fig.update_yaxes(title_text="step", row=1, col=1)
     share = last.get("key_share")
     title = (f"Embedding in the Fourier basis: key frequencies {sorted(keys)} hold {share:.0%} of the norm²"
-             if keys and _num(share) else "Embedding in the Fourier basis")
-    _layout(fig, title, height=360)
-    return fig.update_layout(margin=dict(t=80))
+             if keys and is_number(share) else "Embedding in the Fourier basis")
+    layout(fig, title, height=360)
+    return fig.updatelayout(margin=dict(t=80))
 
 
 def sweep_figure(results, param: str, series_param: str | None = None) -> go.Figure:
@@ -131,5 +131,5 @@ def sweep_figure(results, param: str, series_param: str | None = None) -> go.Fig
         fig.update_xaxes(type="log")
     fig.update_xaxes(title_text=param)
     fig.update_yaxes(title_text="final validation loss (nats)")
-    return _layout(fig, f"Final validation loss vs {param}: mean ± 1 sd over seeds, dots = single seeds", height=360,
+    return layout(fig, f"Final validation loss vs {param}: mean ± 1 sd over seeds, dots = single seeds", height=360,
                    legend=dict(orientation="h", y=-0.25))

@@ -1,12 +1,12 @@
 """Ablation: remove heads and see what the model loses."""
 import streamlit as st
 
-from explorer.charts_insight import prob_bars
-from explorer.common import cached_run, default_prompt, encode_or_explain, esc, selected_attention_run, visible
+from explorer.cache import run_head_scores, run_validation_ids
+from explorer.common import default_prompt, encode_or_explain, esc, selected_attention_run, visible
+from explorer.figures.tokens import prob_bars
 from gpt.data import CorpusError
 from gpt.interp.ablation import ablate, all_heads, generate_with_ablation
-from gpt.interp.detectors import DETECTORS, head_scores
-from gpt.interp.token_loss import validation_ids
+from gpt.interp.detectors import strongest_head
 
 run = selected_attention_run("Ablation", "no attention heads to remove")
 cfg = run.config
@@ -14,26 +14,15 @@ st.caption(f"Model **{run.path.name}** at step {run.step:,}. Zeroing a head remo
            "residual stream; if the loss rises, the model relied on it.")
 
 
-@st.cache_data(max_entries=4, show_spinner="Reading the validation text...")
-def val_ids(path: str, step: int):
-    return validation_ids(cached_run(path))
-
-
-@st.cache_data(max_entries=16, show_spinner=False)
-def detector_scores(path: str, step: int):
-    return head_scores(cached_run(path).model).scores
-
-
 names = {f"L{layer}H{head}": (layer, head) for layer, head in all_heads(run.model)}
-scores = detector_scores(str(run.path), run.step)
+scores = run_head_scores(run.path).scores
 quick = st.radio("Start from", ["my choice", "the strongest induction head", "the strongest previous-token head",
                                 "all heads"], horizontal=True)
 preset = []
 if quick == "all heads":
     preset = list(names)
 elif quick != "my choice":
-    d = DETECTORS.index("induction" if "induction" in quick else "previous_token")
-    layer, head = divmod(int(scores[d].argmax()), scores.shape[2])
+    layer, head, _ = strongest_head(scores, "induction" if "induction" in quick else "previous_token")
     preset = [f"L{layer}H{head}"]
 chosen = st.multiselect("Heads to zero", list(names), default=preset, key=f"abl_heads_{run.path.name}_{quick}")
 prompt = st.text_area("Prompt", default_prompt(run, max_tokens=min(64, cfg.block_size)), height=90,
@@ -42,7 +31,7 @@ ids = encode_or_explain(run, prompt)
 if ids is None:
     st.stop()
 try:
-    val = val_ids(str(run.path), run.step)
+    val = run_validation_ids(run.path)
 except (CorpusError, ValueError) as e:
     st.error(f"Cannot read this run's validation text: {e}")
     st.stop()

@@ -2,8 +2,9 @@
 import pandas as pd
 import streamlit as st
 
-from explorer.charts import attention_heatmap, attention_overview, head_score_grid
 from explorer.common import default_prompt, encode_or_explain, selected_run, visible
+from explorer.figures.attention import attention_heatmap, attention_overview, head_grid
+from explorer.state import bind
 from gpt.interp.attention import attention_trace, head_summary, head_table, pool_pattern
 from gpt.interp.capture import InterpError
 
@@ -19,8 +20,7 @@ if not cfg.has_attention:
 st.caption(f"Model **{run.path.name}** at step {run.step:,}: {cfg.n_layer} layer(s) × {cfg.effective_n_head} "
            f"head(s). Each head decides, for every position, how much to read from each earlier position.")
 
-prompt = st.text_area("Prompt", default_prompt(run, max_tokens=min(48, cfg.block_size)), height=90,
-                      key=f"attn_prompt_{run.path.name}")
+prompt = st.text_area("Prompt", height=90, **bind("prompt", default_prompt(run, max_tokens=min(48, cfg.block_size))))
 ids = encode_or_explain(run, prompt)
 if ids is None:
     st.stop()
@@ -37,8 +37,10 @@ labels = [visible(run.tokenizer.token_str(i)) for i in ids]
 scores = head_summary(trace.patterns)
 
 c1, c2, c3 = st.columns([1, 1, 2])
-layer = c1.selectbox("Layer", range(cfg.n_layer), format_func=lambda i: f"layer {i}")
-head = c2.selectbox("Head", range(cfg.effective_n_head), format_func=lambda i: f"head {i}")
+layer = c1.selectbox("Layer", range(cfg.n_layer), format_func=lambda i: f"layer {i}",
+                     **bind("layer", 0, options=range(cfg.n_layer)))
+head = c2.selectbox("Head", range(cfg.effective_n_head), format_func=lambda i: f"head {i}",
+                    **bind("head", 0, options=range(cfg.effective_n_head)))
 view = c3.radio("Overview", ["Thumbnails", "Score grid"], horizontal=True,
                 help="Thumbnails: every head's pattern, shrunk. Score grid: one number per head.")
 
@@ -52,7 +54,7 @@ with left:
                    "The orange frame marks the head shown in full; the table below scores every head.")
     else:
         metric = st.radio("Score", ["entropy", "prev_token", "first_token", "self"], horizontal=True)
-        st.plotly_chart(head_score_grid(scores[metric], f"{metric} per head"), key="attn_grid")
+        st.plotly_chart(head_grid(scores[metric], f"{metric} per head", zmax=None), key="attn_grid")
         st.caption("One cell per head. entropy: bits of spread (low = looks at few tokens); prev_token / "
                    "first_token / self: average weight put on the previous token, the first token, itself.")
 with right:

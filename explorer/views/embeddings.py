@@ -3,8 +3,8 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from explorer.charts import embedding_scatter, matrix_heatmap
 from explorer.common import selected_run, visible
+from explorer.figures.embeddings import embedding_scatter, matrix_heatmap
 from gpt.interp.embeddings import cosine_matrix, nearest_neighbours, pca, position_embeddings, token_embeddings
 
 MAX_LABELS = 400  # beyond this many points the labels turn into noise

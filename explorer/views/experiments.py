@@ -4,9 +4,10 @@ import shlex
 import streamlit as st
 
 from explorer import jobs
-from explorer.charts_insight import attention_map, head_grid
-from explorer.common import all_runs, cached_run, select_run, visible
-from gpt.interp.detectors import attention_patterns
+from explorer.cache import cached_run
+from explorer.common import all_runs, select_run, visible
+from explorer.figures.attention import attention_heatmap, head_grid
+from gpt.interp.capture import attention_patterns
 from gpt.interp.experiments import TASKS, build_probe, check, task_of_run, train_command, write_corpus
 from gpt.runs import RunError
 
@@ -61,6 +62,6 @@ with right:
     probe = build_probe(task, run.tokenizer, run.config.block_size, n_lines=6, seed=7)
     ids = probe.ids[0].tolist()
     pattern = attention_patterns(run.model, probe.ids[:1])[0, layer, head]
-    st.plotly_chart(attention_map(pattern, [visible(run.tokenizer.token_str(i)) for i in ids],
+    st.plotly_chart(attention_heatmap(pattern, [visible(run.tokenizer.token_str(i)) for i in ids],
                                   f"L{layer}H{head} on fresh lines"), key="exp_map")
     st.caption("Rows after each bar should light up the source letter that comes next in the answer.")

@@ -3,8 +3,9 @@ import time
 
 import streamlit as st
 
-from explorer.charts import token_bars
 from explorer.common import chips_html, default_prompt, encode_or_explain, prob_color, selected_run
+from explorer.figures.tokens import token_bars
+from explorer.state import bind
 from gpt.generate import GenerationError, stream_text
 from gpt.interp.next_token import next_token_distribution, top_k
 
@@ -14,16 +15,18 @@ st.title("Generate")
 st.caption(f"Model **{run.path.name}** at step {run.step:,}. The model predicts one token at a time; sampling "
            "picks from its distribution after temperature, top-k and top-p reshape it.")
 
-prompt = st.text_area("Prompt", default_prompt(run, max_tokens=min(24, run.config.block_size)), height=90,
-                      key=f"gen_prompt_{run.path.name}")
+prompt = st.text_area("Prompt", height=90, **bind("prompt", default_prompt(run, max_tokens=min(24, run.config.block_size))))
 c1, c2, c3, c4, c5, c6 = st.columns(6)
-max_new = c1.number_input("Max new tokens", 1, 2000, 200, step=50)
-temperature = c2.slider("Temperature", 0.1, 2.0, 0.8, 0.05, help="Below 1 sharpens, above 1 flattens.")
-k = c3.number_input("Top-k (0 = off)", 0, tok.vocab_size, 0 if tok.vocab_size < 100 else 50)
-top_p = c4.slider("Top-p", 0.05, 1.0, 1.0, 0.05, help="Keep the smallest set of tokens holding this much "
-                                                   "probability (1 = off).")
-seed = c5.number_input("Seed", 0, 2**31 - 1, 1)
-greedy = c6.checkbox("Greedy", help="Always take the most likely token (ignores the sampling settings).")
+max_new = c1.number_input("Max new tokens", 1, 2000, step=50, **bind("max_new", 200, options=range(1, 2001)))
+temperature = c2.slider("Temperature", 0.1, 2.0, step=0.05, help="Below 1 sharpens, above 1 flattens.",
+                        **bind("temperature", 0.8))
+k = c3.number_input("Top-k (0 = off)", 0, tok.vocab_size,
+                    **bind("top_k", 0 if tok.vocab_size < 100 else 50, options=range(tok.vocab_size + 1)))
+top_p = c4.slider("Top-p", 0.05, 1.0, step=0.05, help="Keep the smallest set of tokens holding this much "
+                                                    "probability (1 = off).", **bind("top_p", 1.0))
+seed = c5.number_input("Seed", 0, 2**31 - 1, **bind("seed", 1))
+greedy = c6.checkbox("Greedy", help="Always take the most likely token (ignores the sampling settings).",
+                     **bind("greedy", False))
 
 ids = encode_or_explain(run, prompt)
 if ids is None:

@@ -1,20 +1,12 @@
 """Heads & detectors: which heads are previous-token, sink, duplicate-token or induction heads."""
 import streamlit as st
 
-from explorer.charts_insight import attention_map, detector_heatmaps
-from explorer.common import cached_run, selected_attention_run, visible
+from explorer.cache import run_head_scores, run_validation_ids
+from explorer.common import selected_attention_run, visible
+from explorer.figures.attention import attention_heatmap, detector_heatmaps
 from gpt.data import CorpusError
-from gpt.interp.detectors import (
-    DETECTORS,
-    LABELS,
-    attention_patterns,
-    describe_heads,
-    head_scores,
-    probe_for,
-    repeated_passage,
-    repeated_random_tokens,
-)
-from gpt.interp.token_loss import validation_ids
+from gpt.interp.capture import attention_patterns
+from gpt.interp.detectors import DETECTORS, LABELS, PROBES, build_probe, describe_heads, repeated_passage
 
 run = selected_attention_run("Heads & detectors", "no attention heads")
 cfg = run.config
@@ -22,27 +14,14 @@ st.caption(f"Model **{run.path.name}** at step {run.step:,}: {cfg.n_layer} layer
            "head(s). Each score is the share of a head's attention that lands where a known circuit would look.")
 
 
-@st.cache_data(max_entries=16, show_spinner="Scoring every head...")
-def scores_for(path: str, step: int, seed: int, real_text: bool):
-    loaded = cached_run(path)  # the model is only read; the capture lives in this call
-    if real_text:
-        val = validation_ids(loaded)
-        half = max(2, min(64, loaded.config.block_size // 2))
-        start = (seed * 997) % max(1, len(val) - half)
-        probe = repeated_passage(val[start:start + half], half)
-    else:
-        probe = probe_for(loaded.model, seed=seed)
-    result = head_scores(loaded.model, probe)
-    return result.scores, result.in_context_gain
-
-
 c1, c2 = st.columns([3, 1])
-kind = c1.radio("Probe", ["repeated random tokens", "repeated validation text"], horizontal=True,
+kind = c1.radio("Probe", PROBES, horizontal=True,
                 help="Induction is defined on random tokens (nothing but copying can predict them); a small "
                      "character model may only show its induction heads on text like what it was trained on.")
 seed = c2.number_input("Probe seed", 0, 10_000, 0, help="Which random sequence (or passage) the detectors use")
 try:
-    scores, gain = scores_for(str(run.path), run.step, int(seed), kind != "repeated random tokens")
+    result = run_head_scores(run.path, probe_kind=kind, probe_seed=int(seed))
+    scores, gain = result.scores, result.in_context_gain
 except (CorpusError, ValueError) as e:
     st.error(f"Cannot build that probe: {e}")
     st.stop()
@@ -66,10 +45,13 @@ c1, c2 = st.columns(2)
 layer = c1.selectbox("Layer", range(cfg.n_layer), format_func=lambda i: f"layer {i}")
 head = c2.selectbox("Head", range(cfg.effective_n_head), format_func=lambda i: f"head {i}")
 half = max(2, min(24, cfg.block_size // 2))  # short enough to read, with the repeat in view
-probe = repeated_random_tokens(cfg.vocab_size, half, batch=1, seed=int(seed))
+# the probe the scores above used, cut to a readable length: its first half-length tokens and their repeat
+full = build_probe(run.model, kind, int(seed), run_validation_ids(run.path) if kind == PROBES[1] else None)[:1]
+probe = repeated_passage(full[0, :half], half)
 pattern = attention_patterns(run.model, probe)[0, layer, head]
 labels = [visible(run.tokenizer.token_str(i)) for i in probe[0].tolist()]
-st.plotly_chart(attention_map(pattern, labels, f"L{layer}H{head} on a {half}-token sequence and its repeat"), key="probe_map")
+st.plotly_chart(attention_heatmap(pattern, labels, f"L{layer}H{head} on a {half}-token sequence and its repeat"),
+                key="probe_map")
 row = {LABELS[d]: f"{float(scores[i, layer, head]):.2f}" for i, d in enumerate(DETECTORS)}
 st.caption("Scores of this head: " + ", ".join(f"{k} {v}" for k, v in row.items()) + ". An induction head "
            "lights up an off-diagonal stripe in the second half, one step right of the copy of each token.")

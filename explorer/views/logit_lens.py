@@ -2,8 +2,8 @@
 import pandas as pd
 import streamlit as st
 
-from explorer.charts_insight import lens_heatmap
 from explorer.common import default_prompt, encode_or_explain, selected_attention_run, visible
+from explorer.figures.tokens import lens_heatmap
 from gpt.interp.lens import lens_column, logit_lens
 
 MAX_SHOWN = 48

@@ -2,8 +2,10 @@
 import pandas as pd
 import streamlit as st
 
-from explorer.charts_insight import attention_map, delta_bars, head_grid
-from explorer.common import all_runs, cached_run, default_prompt, selected_run_info, visible
+from explorer.cache import cached_run
+from explorer.common import all_runs, default_prompt, selected_run_info, visible
+from explorer.figures.attention import attention_heatmap, head_grid
+from explorer.figures.tokens import delta_bars
 from gpt.interp.rundiff import diff_runs
 from gpt.interp.timemachine import snapshot_steps
 from gpt.runs import RunError
@@ -63,7 +65,7 @@ else:
         layer = st.selectbox("Layer", range(L), index=flat // H)
         head = st.selectbox("Head", range(H), index=flat % H)
     with c2:
-        st.plotly_chart(attention_map(diff.attention_delta[layer, head], tokens, f"L{layer}H{head}: B − A",
+        st.plotly_chart(attention_heatmap(diff.attention_delta[layer, head], tokens, f"L{layer}H{head}: B − A",
                                       diverging=True), key="diff_map")
         st.caption("Blue: B attends more there; red: A did.")
 

@@ -5,8 +5,8 @@ import pandas as pd
 import streamlit as st
 
 from explorer import jobs
-from explorer.charts import loss_curves
 from explorer.common import SHIPPED_RUN, all_runs
+from explorer.figures.training import loss_curves
 
 st.title("Runs")
 runs = all_runs()

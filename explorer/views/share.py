@@ -6,8 +6,9 @@ from pathlib import Path
 
 import streamlit as st
 
+from explorer import report
 from explorer.common import all_runs, select_run, selected_run_info
-from gpt import bundle, hf, report
+from gpt import bundle, hf
 from gpt.runs import RunError, checkpoints_root, run_path
 
 st.title("Import & export")

@@ -4,12 +4,13 @@ import math
 import pandas as pd
 import streamlit as st
 
-from explorer.charts_insight import attention_map
-from explorer.common import CHIP_STYLE, cached_run, esc, selected_run, visible
+from explorer.cache import run_validation_ids
+from explorer.common import CHIP_STYLE, esc, selected_run, visible
+from explorer.figures.attention import attention_heatmap
 from gpt.data import CorpusError
-from gpt.interp.detectors import attention_patterns
+from gpt.interp.capture import attention_patterns
 from gpt.interp.lens import lens_column, logit_lens
-from gpt.interp.token_loss import token_losses, validation_ids, validation_passage
+from gpt.interp.token_loss import token_losses, validation_passage
 
 run = selected_run()
 cfg = run.config
@@ -18,13 +19,8 @@ st.caption(f"Model **{run.path.name}** at step {run.step:,}. Each token of a val
            "never trained on) is coloured by its loss: −log p(token | everything before it).")
 
 
-@st.cache_data(max_entries=4, show_spinner="Reading the validation text...")
-def val_ids(path: str, step: int):
-    return validation_ids(cached_run(path))
-
-
 try:
-    val = val_ids(str(run.path), run.step)
+    val = run_validation_ids(run.path)
 except (CorpusError, ValueError) as e:
     st.error(f"Cannot read this run's validation text: {e}")
     st.stop()
@@ -79,7 +75,7 @@ with right:
         head = c4.selectbox("Head", range(cfg.effective_n_head))
         lo = max(0, position - 40)
         pattern = attention_patterns(run.model, ids[: position])[0, layer, head, lo:, lo:]
-        st.plotly_chart(attention_map(pattern, [visible(t) for t in tokens[lo:position]],
+        st.plotly_chart(attention_heatmap(pattern, [visible(t) for t in tokens[lo:position]],
                                       f"L{layer}H{head}: where the prediction of #{position} looked"),
                         key="tl_attention")
         st.caption("The bottom row is the position that predicted this token; the columns are what it read.")

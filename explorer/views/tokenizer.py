@@ -1,9 +1,8 @@
 """Tokenizer: how text becomes token ids, the vocabulary with corpus frequencies, and BPE merges."""
-from collections import Counter
-
 import pandas as pd
 import streamlit as st
 
+from explorer.cache import corpus_token_counts
 from explorer.common import chips_html, default_prompt, esc, selected_run, visible
 from gpt.tokenizers import printable
 
@@ -42,27 +41,9 @@ elif text:
         st.code(str(ids), language=None, wrap_lines=True)
 
 
-@st.cache_data(max_entries=4, show_spinner="Counting tokens in the corpus...")
-def corpus_counts(run_path: str, corpus_spec: str, weights_mtime: float) -> tuple[dict[int, int], int]:
-    del run_path, weights_mtime  # cache key only
-    sample = corpus_excerpt_full(corpus_spec)
-    if not sample:
-        return {}, 0
-    ids = tok.encode(sample) if not tok.unknown_chars(sample) else []
-    return dict(Counter(ids)), len(sample)
-
-
-def corpus_excerpt_full(spec: str) -> str:
-    from gpt.data import CorpusError, load_corpus
-    try:
-        return load_corpus(spec)[0][:FREQ_CHARS]
-    except (CorpusError, OSError):
-        return ""
-
-
 st.subheader("Vocabulary")
 spec = str(run.extra.get("corpus") or "")
-counts, counted = corpus_counts(str(run.path), spec, (run.path / "config.json").stat().st_mtime)
+counts, counted = corpus_token_counts(str(run.path), spec, FREQ_CHARS)
 total = sum(counts.values()) or 1
 vocab = pd.DataFrame([{"id": i, "token": visible(s), "bytes": len(tok.token_bytes(i)), "count": counts.get(i, 0),
                        "share": counts.get(i, 0) / total} for i, s in tok.vocab()])
@@ -84,9 +65,7 @@ if tok.kind == "bpe":
     st.caption("Training merged the most frequent adjacent pair first; encoding replays the merges in this order.")
     word = st.text_input("Replay how a word is built", "Romeo" if not text else text.split()[0][:30])
     if word:
-        import regex
-        chunks = [m.group() for m in regex.finditer(tok.pattern, word)]
-        for chunk in chunks[:5]:
+        for chunk in tok.pre_split(word)[:5]:
             for n, ids in enumerate(tok.replay(chunk)):
                 st.markdown(f"<small>step {n}</small> " + chips_html(
                     [(printable(tok.token_str(i)), f"id {i}", CHIP_COLORS[k % 2]) for k, i in enumerate(ids)]),

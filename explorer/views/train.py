@@ -5,9 +5,10 @@ import time
 import streamlit as st
 
 from explorer import jobs
-from explorer.charts import loss_curves, metric_curve
+from explorer.cache import corpus_text
 from explorer.common import all_runs, select_run, selected_run_info
 from explorer.figures.lab import probe_curves
+from explorer.figures.training import loss_curves, metric_curve
 from explorer.train_form import (
     ARCH_LABELS,
     FormValues,
@@ -21,7 +22,7 @@ from explorer.train_form import (
 )
 from gpt import distributed
 from gpt.config import ARCHS, PRESETS
-from gpt.data import BUILTIN_CORPORA, CorpusError, load_corpus
+from gpt.data import BUILTIN_CORPORA, CorpusError
 from gpt.runs import RunError, checkpoints_root, sanitize_run_name
 
 WATCH_KEY = "train_watch"   # the run this tab is watching (lost on reload: then any live job is watched)
@@ -62,14 +63,10 @@ def prefill_from_selected():
     st.session_state.tf_preset = "custom"
 
 
-@st.cache_data(max_entries=4, show_spinner="Reading the corpus...")
 def builtin_corpus(name: str) -> tuple[int, int, str | None]:
     """(characters, distinct characters, error) of a built-in corpus."""
-    try:
-        text, _ = load_corpus(name)
-    except CorpusError as e:
-        return 0, 0, str(e)
-    return len(text), len(set(text)), None
+    text, error = corpus_text(name)
+    return len(text), len(set(text)), error
 
 
 # ---- the live view ----

@@ -16,7 +16,13 @@ and returns the recorded activations; every module here builds on it, and every 
     timemachine  replaying a run's snapshots (head scores, aligned embeddings)
     rundiff      two runs or snapshots on one prompt
     experiments  guided copy / reverse / sort tasks and their automatic checks
+    attribution  direct logit attribution: each head / MLP / embedding's direct share of one logit
+    patching     activation patching: how much of a clean-vs-corrupted difference flows through each activation
+    steering     adding a vector to the residual stream while generating
 """
+from .attribution import direct_logit_attribution
 from .capture import ActivationCache, InterpError, attention_patterns, check_ids, run_with_cache
+from .patching import patch_heads, patch_mlps, patch_residual
 
-__all__ = ["ActivationCache", "InterpError", "attention_patterns", "check_ids", "run_with_cache"]
+__all__ = ["ActivationCache", "InterpError", "attention_patterns", "check_ids", "run_with_cache",
+           "direct_logit_attribution", "patch_residual", "patch_heads", "patch_mlps"]

@@ -56,6 +56,29 @@ def probe_for(model: GPT, batch: int = 4, seed: int = 0) -> torch.Tensor:
     return repeated_random_tokens(model.config.vocab_size, half, batch, seed)
 
 
+PROBES = ("repeated random tokens", "repeated validation text")
+
+
+def text_probe(val_ids, block_size: int, seed: int = 0) -> torch.Tensor:
+    """(1, 2*half): a passage of held-out text (validation ids) followed by itself, at a seed-chosen offset;
+    half fills the context like `probe_for` (at most 64 tokens)."""
+    val_ids = torch.as_tensor(val_ids, dtype=torch.long).flatten()
+    half = max(2, min(64, block_size // 2))
+    start = (seed * 997) % max(1, len(val_ids) - half)
+    return repeated_passage(val_ids[start:start + half], half)
+
+
+def build_probe(model: GPT, kind: str = PROBES[0], seed: int = 0, val_ids=None) -> torch.Tensor:
+    """The probe named `kind` (one of PROBES); the text probe needs the run's validation ids."""
+    if kind == PROBES[0]:
+        return probe_for(model, seed=seed)
+    if kind == PROBES[1]:
+        if val_ids is None:
+            raise InterpError("the repeated-text probe needs the run's validation text")
+        return text_probe(val_ids, model.config.block_size, seed)
+    raise InterpError(f"unknown probe {kind!r}; choose one of {', '.join(PROBES)}")
+
+
 # ---- target masks: (B, T, T) booleans, True where a circuit of that kind would attend ----
 def target_masks(ids: torch.Tensor) -> dict[str, torch.Tensor]:
     ids = torch.as_tensor(ids, dtype=torch.long)

@@ -1,7 +1,8 @@
 """A self-contained static HTML report of one run: opens with no network (plotly's JS is embedded, no CDN).
 
 Sections: the configuration, loss curves, an attention overview (every layer x head on one short text),
-head-detector scores (gpt/detectors.py) and the samples written at evaluations. Text from the run is
+head-detector scores (gpt.interp.detectors) and the samples written at evaluations. The figures are the app's
+own builders (explorer/figures), so the report shows what the pages show. Text from the run is
 HTML-escaped; the figures are plotly JSON rendered by the embedded plotly.js.
 """
 from __future__ import annotations
@@ -11,23 +12,15 @@ from pathlib import Path
 
 import torch
 
-from . import runs
-from .config import GPTConfig
+from explorer.figures.attention import attention_overview, detector_heatmaps
+from explorer.figures.training import loss_curves
+from gpt import runs
+from gpt.config import GPTConfig
+from gpt.interp.capture import attention_patterns
+from gpt.interp.detectors import head_scores
+from gpt.model import count_params
 
 MAX_ATTENTION_TOKENS = 32  # the overview is L x H small multiples: keep each one small
-
-
-def loss_figure(metrics: list[dict]):
-    import plotly.graph_objects as go
-    fig = go.Figure()
-    for key, label in (("train_loss", "train (batch)"), ("eval_train_loss", "train (eval)"), ("val_loss", "val")):
-        rows = [r for r in metrics if isinstance(r.get(key), (int, float)) and isinstance(r.get("step"), int)]
-        if rows:
-            fig.add_scatter(x=[r["step"] for r in rows], y=[r[key] for r in rows], name=label,
-                            mode="lines" if key == "train_loss" else "lines+markers")
-    fig.update_layout(title="Loss", xaxis_title="step", yaxis_title="cross-entropy (nats/token)", height=380,
-                      margin=dict(l=50, r=20, t=50, b=40))
-    return fig
 
 
 def attention_text(run_dir: Path, tokenizer, block_size: int) -> str:
@@ -41,56 +34,43 @@ def attention_text(run_dir: Path, tokenizer, block_size: int) -> str:
 
 
 def attention_figure(model, tokenizer, text: str):
-    """Layer x head small multiples of attention weights on `text`."""
-    import plotly.graph_objects as go
-    from plotly.subplots import make_subplots
-
-    from .interp.capture import attention_patterns
+    """Layer x head small multiples of attention weights on `text` (the Attention page's mosaic)."""
     ids = tokenizer.encode(text)
     patterns = attention_patterns(model, torch.tensor([ids]))[0]  # (L, H, T, T)
-    L, H = patterns.shape[:2]
-    labels = [tokenizer.token_str(i) for i in ids]
-    fig = make_subplots(rows=L, cols=H, subplot_titles=[f"L{layer}H{head}" for layer in range(L) for head in range(H)],
-                        horizontal_spacing=0.02, vertical_spacing=0.04 if L > 1 else 0.1)
-    for layer in range(L):
-        for head in range(H):
-            fig.add_trace(go.Heatmap(z=patterns[layer, head].numpy().round(3), x=labels, y=labels, zmin=0, zmax=1,
-                                     colorscale="Blues", showscale=False,
-                                     hovertemplate="query %{y}<br>key %{x}<br>weight %{z}<extra></extra>"),
-                          row=layer + 1, col=head + 1)
-    fig.update_xaxes(showticklabels=False)
-    fig.update_yaxes(showticklabels=False, autorange="reversed")
-    fig.update_layout(title=f"Attention on {len(ids)} tokens (rows: layers, columns: heads; hover for tokens)",
-                      height=max(300, 130 * L + 80), margin=dict(l=20, r=20, t=80, b=20))
-    return fig
+    return attention_overview(patterns.numpy(), title=f"Attention on {len(ids)} tokens "
+                                                     "(rows: layers, columns: heads)", tile_names=True)
 
 
 def head_score_figure(model):
-    import plotly.graph_objects as go
-    from plotly.subplots import make_subplots
-
-    from .interp.detectors import DETECTORS, LABELS, head_scores
     scores = head_scores(model)
-    fig = make_subplots(rows=1, cols=len(DETECTORS), subplot_titles=[LABELS[d] for d in DETECTORS])
-    for d in range(len(DETECTORS)):
-        z = scores.scores[d].numpy().round(3)
-        fig.add_trace(go.Heatmap(z=z, zmin=0, zmax=1, colorscale="Viridis", showscale=(d == 0), text=z,
-                                 texttemplate="%{text:.2f}", hovertemplate="L%{y}H%{x}: %{z}<extra></extra>"),
-                      row=1, col=d + 1)
-    fig.update_xaxes(title_text="head", dtick=1)
-    fig.update_yaxes(title_text="layer", dtick=1, autorange="reversed")
+    fig = detector_heatmaps(scores.scores)
     fig.update_layout(title=f"Head scores on repeated random tokens (in-context gain "
-                            f"{scores.in_context_gain:.2f} nats/token)", height=320 + 20 * model.config.n_layer,
-                      margin=dict(l=50, r=20, t=80, b=40))
+                            f"{scores.in_context_gain:.2f} nats/token)", margin=dict(l=50, r=20, t=80, b=40))
     return fig
 
 
 def _config_table(cfg: GPTConfig, extra: dict, step: int) -> str:
-    from .model import count_params
     rows = {"step": step, "parameters": f"{count_params(cfg):,}", **cfg.to_dict(),
             "tokenizer": extra.get("tokenizer"), "corpus": extra.get("corpus")}
     cells = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>" for k, v in rows.items())
     return f"<table>{cells}</table>"
+
+
+def dla_html(model, tokenizer, text: str, k: int = 8) -> str:
+    """Direct logit attribution of the model's next-token guess after `text` (gpt/interp/attribution.py), as a
+    table of the k largest parts: the report's "why this token" for its sample prompt."""
+    from gpt.interp.attribution import describe_top_heads, direct_logit_attribution, predicted_token
+    ids = tokenizer.encode(text)
+    target = predicted_token(model, ids, -1)
+    result = direct_logit_attribution(model, ids, -1, target)
+    rows = "".join(f"<tr><td>{html.escape(name)}</td><td>{value:+.3f}</td></tr>" for name, value in result.top(k))
+    shown = html.escape(tokenizer.token_str(target))
+    cap = f" (before the soft cap {result.softcap:g})" if result.softcap else ""
+    return (f"<h2>Why this token</h2><p>After <code>{html.escape(text[-40:])}</code> the model's first guess is "
+            f"<code>{shown}</code>, logit {result.total:.2f}{cap}. The parts that wrote it most directly (through the "
+            f"final norm with its scale frozen; all parts sum to the logit):</p>"
+            f"<table><tr><th>part</th><th>contribution</th></tr>{rows}</table>"
+            f"<p>{html.escape(describe_top_heads(result))}</p>")
 
 
 def script_json(fig) -> str:
@@ -98,17 +78,19 @@ def script_json(fig) -> str:
     return fig.to_json().replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
-def report_html(run_dir: str | Path, max_samples: int = 5) -> str:
-    """The whole report as one HTML string (several MB: plotly.js is inside)."""
+def report_html(run_dir: str | Path, max_samples: int = 5, include_dla: bool = True) -> str:
+    """The whole report as one HTML string (several MB: plotly.js is inside). include_dla adds the direct logit
+    attribution of the next token after the attention text (the sample prompt)."""
     import plotly.offline
     run_dir = Path(run_dir)
     run = runs.load_run(run_dir)
     metrics = runs.read_jsonl(run_dir / runs.METRICS)
     samples = runs.read_jsonl(run_dir / runs.SAMPLES)[-max_samples:]
-    figures = [loss_figure(metrics)]
+    figures = [loss_curves({run_dir.name: metrics}, "Loss")]
     notes = []
+    text = attention_text(run_dir, run.tokenizer, run.config.block_size)
+    why_html = dla_html(run.model, run.tokenizer, text) if include_dla and text else ""
     if run.config.has_attention:
-        text = attention_text(run_dir, run.tokenizer, run.config.block_size)
         if text:
             figures.append(attention_figure(run.model, run.tokenizer, text))
         try:
@@ -132,7 +114,7 @@ table{{border-collapse:collapse}}th,td{{border:1px solid #ccc;padding:2px 8px;te
 pre{{white-space:pre-wrap;background:#f6f6f6;padding:8px}}</style>
 <script>{plotly.offline.get_plotlyjs()}</script></head>
 <body><h1>{title}</h1><h2>Configuration</h2>{_config_table(run.config, run.extra, run.step)}
-<h2>Figures</h2>{note_html}{divs}<h2>Samples</h2>{sample_html}
+<h2>Figures</h2>{note_html}{divs}{why_html}<h2>Samples</h2>{sample_html}
 <script>{plots}</script></body></html>
 """
 

@@ -1,0 +1,44 @@
+"""The learner's place (explorer/state.py): prompt, layer, head and generation settings survive page switches,
+and the URL's query parameters bring them back in a new session (a reload or a shared link)."""
+from conftest import placed
+from streamlit.testing.v1 import AppTest
+from test_app import APP, TIMEOUT, root  # noqa: F401  (root: the fixture)
+
+
+def test_attention_choices_survive_a_trip_to_generate_and_back(root):
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.run()
+    at.switch_page("views/attention.py").run()
+    placed(at, "text_area", "prompt").set_value("to be or not to be").run()
+    placed(at, "selectbox", "layer").set_value(1).run()
+    placed(at, "selectbox", "head").set_value(1).run()
+    assert not at.exception
+    assert at.query_params["layer"] in ("1", ["1"]) and at.query_params["head"] in ("1", ["1"])
+    at.switch_page("views/generate.py").run()
+    assert placed(at, "text_area", "prompt").value == "to be or not to be"  # the same prompt on Generate
+    placed(at, "slider", "temperature").set_value(1.3).run()
+    at.switch_page("views/attention.py").run()
+    assert placed(at, "selectbox", "layer").value == 1 and placed(at, "selectbox", "head").value == 1
+    assert placed(at, "text_area", "prompt").value == "to be or not to be"
+    at.switch_page("views/generate.py").run()
+    assert placed(at, "slider", "temperature").value == 1.3
+
+
+def test_a_link_with_query_parameters_opens_the_same_view(root):
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.query_params.update({"run": "tiny", "layer": "1", "head": "1", "prompt": "to be"})
+    at.run()
+    at.switch_page("views/attention.py").run()
+    assert not at.exception
+    assert placed(at, "selectbox", "layer").value == 1 and placed(at, "selectbox", "head").value == 1
+    assert placed(at, "text_area", "prompt").value == "to be"
+    assert at.sidebar.selectbox(key="selected_run").value == "tiny"
+
+
+def test_a_stale_layer_from_a_bigger_model_falls_back(root):
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.query_params.update({"layer": "7", "head": "nonsense"})
+    at.run()
+    at.switch_page("views/attention.py").run()
+    assert not at.exception
+    assert placed(at, "selectbox", "layer").value == 0 and placed(at, "selectbox", "head").value == 0
