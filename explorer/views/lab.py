@@ -55,6 +55,8 @@ def induction_tab() -> None:
         "score jump and the **ICL score** (loss late in the context minus early: negative = context helps) drop "
         "at the same step, the *phase change*. 2,500 steps per model, both at once: minutes on a quiet 2-core "
         "machine (see the README for measured times).")
+    st.caption("Measured on this 2-core machine so far: within 2,500 steps the 2-layer model formed previous-token "
+               "heads but no induction head, so the check failed; the README lists what was tried.")
     folder = picker("induction")
     controls("induction", "Run the induction experiment", folder)
     if folder is None:
