@@ -265,3 +265,36 @@ def test_lab_figures_from_plain_rows():
     assert list(sweep.data[0].y) == [2.1, 1.85] and list(sweep.data[0].error_y.array) == [0.14, 0.07]
     assert "larger than the seed-to-seed noise" in describe_difference(welch_t_test([2.0, 2.01, 1.99], [1.0, 1.01, 0.99]), "a", "b")
     assert "not larger" in describe_difference(welch_t_test([2.0, 2.2], [1.9, 2.3]), "a", "b")
+
+
+def test_runs_page_compares_a_sweeps_settings(tmp_path, tiny_run, fresh_caches):
+    import shutil
+
+    from conftest import ROOT
+    from streamlit.testing.v1 import AppTest
+
+    from gpt.lab.sweeps import manifest_path
+    root = tmp_path / "ckpt"
+    shutil.copytree(tiny_run, root / "tiny")
+    losses = {1e-3: [2.00, 2.02, 1.98], 3e-3: [1.50, 1.52, 1.49]}
+    entries = []
+    for lr, vals in losses.items():
+        for seed, loss in enumerate(vals, start=1):
+            run = root / f"sw-lr{lr:g}-s{seed}"
+            run.mkdir()
+            runs.write_status(run, state="finished")
+            runs.append_jsonl(run / runs.METRICS, {"step": 10, "val_loss": loss})
+            entries.append({"run": run.name, "values": {"lr": lr}, "seed": seed, "state": "started", "error": None})
+    path = manifest_path("sw", root)
+    path.parent.mkdir()
+    path.write_text(json.dumps({"name": "sw", "params": {"lr": [1e-3, 3e-3]}, "seeds": [1, 2, 3], "base": {},
+                                "runner_pid": None, "runs": entries}))
+    with checkpoints_env(root):
+        at = AppTest.from_file(str(ROOT / "explorer" / "app.py"), default_timeout=120)
+        at.run()
+        at.switch_page("views/runs.py")
+        at.run()
+        assert not at.exception, [e.value for e in at.exception]
+        assert "6 finished" in " ".join(c.value for c in at.caption)
+        verdict = " ".join(i.value for i in at.info)
+        assert "lr=0.003 is lower by 0.4967" in verdict and "larger than the seed-to-seed noise" in verdict
