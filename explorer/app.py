@@ -24,7 +24,8 @@ LOOK_DEEPER = [("heads", "Heads & detectors", ":material/psychology:"),
                ("experiments", "Guided experiments", ":material/science:"),
                ("run_diff", "Run diff", ":material/compare:"),
                ("why_token", "Why this token", ":material/help:"), ("patching", "Patching", ":material/healing:"),
-               ("steering", "Steering", ":material/navigation:")]
+               ("steering", "Steering", ":material/navigation:"),
+               ("lab", "Training lab", ":material/biotech:")]
 
 
 def pages(spec):

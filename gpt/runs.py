@@ -181,12 +181,12 @@ def read_status(run_dir: str | Path) -> dict:
 
 
 def pid_is_trainer(pid) -> bool:
-    """True when pid is alive and is a gpt.train process (guards against pid reuse)."""
+    """True when pid is alive and is a gpt.train or gpt.lab process (guards against pid reuse)."""
     if not isinstance(pid, int) or pid <= 0:
         return False
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
-        return b"gpt.train" in cmdline
+        return b"gpt.train" in cmdline or b"gpt.lab" in cmdline  # the lab's experiments are trainers too
     except OSError:
         try:
             os.kill(pid, 0)

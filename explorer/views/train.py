@@ -7,6 +7,7 @@ import streamlit as st
 from explorer import jobs
 from explorer.cache import corpus_text
 from explorer.common import all_runs, select_run, selected_run_info
+from explorer.figures.lab import probe_curves
 from explorer.figures.training import loss_curves, metric_curve
 from explorer.train_form import (
     ARCH_LABELS,
@@ -148,6 +149,11 @@ def live_view(run_dir) -> None:
             st.plotly_chart(metric_curve(metrics, "tokens_per_s", "Training speed", "tokens / s"),
                             key="train_tps_chart")
             st.caption("Tokens processed per second (it dips during evaluations).")
+        if any("icl_score" in r for r in metrics):  # logged at evaluations by models with attention
+            st.plotly_chart(probe_curves(metrics), key="train_probe_chart")
+            st.caption("ICL score: loss late in the context minus early (negative = the model uses its context). "
+                       "Head scores: the strongest induction and previous-token heads on repeated random tokens; "
+                       "an induction head appearing often comes with a bump in the loss (Olsson et al. 2022).")
         sample = jobs.latest_sample(run_dir)
         if sample:
             st.markdown(f"**Sample at step {sample.get('step', '?'):,}** (written at each evaluation)")
@@ -295,6 +301,45 @@ def form() -> None:
             st.rerun()
     except (jobs.JobError, RunError, CorpusError) as e:
         st.error(str(e))
+    sweep_expander(values, issues)
+
+
+# ---- sweeps (explorer/sweep_queue.py runs them; the Runs page compares them) ----
+def sweep_expander(values, issues: list[str]) -> None:
+    """The form's settings, with one or two hyperparameters varied over a list of values, times N seeds."""
+    from explorer import sweep_queue
+    from gpt.lab.sweeps import SWEEPABLE, SweepError, parse_values, plan
+    with st.expander("Sweep: vary one or two hyperparameters over several seeds", icon=":material/tune:"):
+        st.caption("Every combination of the values below, each trained with N seeds and otherwise the form's "
+                   "settings. The runs wait in a queue and start as the job limit allows; the Runs page plots "
+                   "final validation loss against the hyperparameter, with the spread over seeds.")
+        names = list(SWEEPABLE)
+        c1, c2, c3, c4 = st.columns([1, 2, 1, 2])
+        p1 = c1.selectbox("Hyperparameter", names, key="sw_p1")
+        v1 = c2.text_input("Values (comma-separated)", "1e-3, 3e-3" if p1 == "lr" else "", key="sw_v1")
+        p2 = c3.selectbox("Second (optional)", ["none", *[n for n in names if n != p1]], key="sw_p2")
+        v2 = c4.text_input("Its values", "", key="sw_v2", disabled=p2 == "none")
+        s1, s2, _ = st.columns([1, 2, 2])
+        n_seeds = int(s1.number_input("Seeds", 1, 8, 3, key="sw_seeds", help="Seeds 1..N for every setting."))
+        sweep_name = s2.text_input("Sweep name", time.strftime("sweep-%m%d-%H%M%S"), key="sw_name")
+        try:
+            params = {p1: parse_values(p1, v1)}
+            if p2 != "none":
+                params[p2] = parse_values(p2, v2)
+            planned = plan(sweep_name, params, list(range(1, n_seeds + 1)))
+        except (SweepError, RunError) as e:
+            st.caption(f"To start: {e}")
+            return
+        st.caption(f"{len(planned)} runs: " + ", ".join(p.run for p in planned[:4]) + (" ..." if len(planned) > 4 else ""))
+        if st.button("Start the sweep", icon=":material/queue:", disabled=bool(issues), key="sw_start"):
+            base = {k: v for k, v in train_options(values).items() if k not in ("seed", "init_from")}
+            try:
+                path = sweep_queue.start_sweep(sweep_name, params, list(range(1, n_seeds + 1)), base,
+                                               corpus_text=values.corpus_text)
+            except (SweepError, RunError, jobs.JobError, OSError) as e:
+                st.error(str(e))
+            else:
+                st.toast(f"Sweep {path.stem} queued: {len(planned)} runs")
 
 
 st.title("Train")
