@@ -3,8 +3,8 @@ attention paths and the one-token decoder in agreement, counts its parameters ri
 export with its name."""
 import pytest
 import torch
-
 from conftest import TINY_TRAIN, run_cli
+
 from gpt import hf, runs
 from gpt.config import ConfigError, GPTConfig, TrainConfig
 from gpt.model import GPT, Trace, capture_names, count_params, flops_per_token

@@ -14,8 +14,12 @@ and returns the recorded activations; every module here builds on it, and every 
     token_loss   per-token loss over the validation text
     timemachine  replaying a run's snapshots (head scores, aligned embeddings)
     rundiff      two runs or snapshots on one prompt
+    forward      forward_steps: one prediction recomputed stage by stage from the weights (landing page)
+    neurons      MLP neurons: activations, top-activating validation contexts, promoted/suppressed tokens
     experiments  guided copy / reverse / sort tasks and their automatic checks
 """
 from .capture import ActivationCache, InterpError, attention_patterns, check_ids, run_with_cache
+from .forward import ForwardSteps, forward_steps
 
-__all__ = ["ActivationCache", "InterpError", "attention_patterns", "check_ids", "run_with_cache"]
+__all__ = ["ActivationCache", "ForwardSteps", "InterpError", "attention_patterns", "check_ids", "forward_steps",
+           "run_with_cache"]
