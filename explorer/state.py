@@ -18,7 +18,7 @@ STORE = "_learner_place"       # session-state dict: place name -> value
 PREFIX = "place_"              # widget keys are PREFIX + name
 # name -> type of its value; one entry per choice that several pages share or a link should carry
 PLACES: dict[str, type] = {
-    "prompt": str, "layer": int, "head": int, "pos": int,
+    "prompt": str, "layer": int, "head": int, "pos": int, "neuron": int,
     "temperature": float, "top_k": int, "top_p": float, "max_new": int, "seed": int, "greedy": bool,
 }
 MAX_URL_TEXT = 600             # a longer prompt stays in the session but is not put in the URL

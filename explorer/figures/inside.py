@@ -1,0 +1,159 @@
+"""Figures of the landing page "Inside a prediction": the pipeline picture and one heat strip per stage.
+
+Every vector is drawn as a strip of coloured cells (blue = positive, red = negative, white = 0) with its exact
+value on hover, so a learner sees the same numbers gpt.interp.forward_steps computed.
+"""
+from __future__ import annotations
+
+import numpy as np
+import plotly.graph_objects as go
+
+from .base import MASK_COLOR, PALETTE, SELECT_COLOR, layout, safe
+
+# negative red, zero white, positive blue (written out: plotly.py and plotly.js disagree on which end "RdBu" is)
+SIGNED_SCALE = [[0.0, "#b2182b"], [0.25, "#ef8a62"], [0.5, "#f7f7f7"], [0.75, "#67a9cf"], [1.0, "#2166ac"]]
+PROB_SCALE = "Blues"
+
+
+def _np(v) -> np.ndarray:
+    return np.asarray(v.detach().cpu() if hasattr(v, "detach") else v, dtype=np.float32)
+
+
+def strips(rows: list[tuple[str, object]], title: str = "", x_name: str = "channel", height: int | None = None,
+           limit: float | None = None) -> go.Figure:
+    """Several vectors of the same length as labelled strips on one signed colour scale (hover: row, index, value).
+    limit fixes the colour range at +-limit (default: the largest magnitude shown)."""
+    names = [name for name, _ in rows]
+    z = np.stack([_np(v) for _, v in rows])                      # (rows, n)
+    finite = z[np.isfinite(z)]
+    lim = limit or (float(np.abs(finite).max()) if finite.size else 1.0)
+    fig = go.Figure(go.Heatmap(
+        z=z, y=names, colorscale=SIGNED_SCALE, zmin=-(lim or 1.0), zmax=lim or 1.0, xgap=0.5, ygap=3,
+        hovertemplate="%{y}<br>" + x_name + " %{x}: %{z:.4f}<extra></extra>",
+        colorbar=dict(thickness=10, len=1.0, lenmode="fraction", y=0.5, yanchor="middle", outlinewidth=0)))
+    fig.update_yaxes(autorange="reversed", type="category")
+    fig.update_xaxes(title_text=f"{x_name} (0..{z.shape[1] - 1})", showgrid=False, zeroline=False)
+    fig = layout(fig, title, height=height or 70 + 34 * len(rows))
+    fig.update_layout(margin=dict(l=10, r=10, t=34 if title else 8, b=40))
+    return fig
+
+
+def pipeline_figure(cfg, layer: int | None = None, T: int = 0) -> go.Figure:
+    """The whole model as one row of boxes with the run's real sizes; `layer` (a block) is framed in orange.
+    Models deeper than 6 layers show their first 4 blocks, a gap and the last one."""
+    C, V = cfg.n_embd, cfg.vocab_size
+    boxes: list[tuple[str, str, str]] = [("Text → tokens", f"{T} token ids", "#eeeeee")]
+    pos = "token + position" if cfg.has_position_table else "token (rotary: positions<br>rotate q, k)"
+    boxes.append(("Embedding", f"{pos}<br>({T}, {C})", "#fde0c5"))
+    layers = list(range(cfg.n_layer)) if cfg.has_attention else []
+    shown = layers if len(layers) <= 6 else layers[:4] + [None] + layers[-1:]
+    nh, hs = cfg.effective_n_head, cfg.head_size
+    norm = {"layernorm": "LayerNorm", "rmsnorm": "RMSNorm", "none": "no norm"}[cfg.norm]
+    for i in shown:
+        if i is None:
+            boxes.append(("…", f"{cfg.n_layer - 5} more<br>blocks", "#ffffff"))
+            continue
+        inner = f"{norm}<br>attention {nh}×{hs}<br>+ residual"
+        if cfg.has_mlp:
+            inner += f"<br>{norm}<br>MLP {C}→{4 * C}→{C}<br>+ residual"
+        boxes.append((f"Block {i}", inner, "#dbe9f6"))
+    final = "final " + norm if cfg.norm != "none" else "no final norm"
+    boxes += [(final.capitalize(), f"({T}, {C})", "#eeeeee"), ("Logits", f"× W_U → ({T}, {V})", "#e5f5e0"),
+              ("Softmax", f"→ next token<br>({V} probabilities)", "#e5f5e0")]
+    fig = go.Figure()
+    n = len(boxes)
+    height = 1.0 if not cfg.has_mlp else 1.4
+    for k, (name, body, color) in enumerate(boxes):
+        selected = name == f"Block {layer}"
+        fig.add_shape(type="rect", x0=k + 0.06, x1=k + 0.94, y0=0, y1=height, fillcolor=color,
+                      line=dict(color=SELECT_COLOR if selected else "#888888", width=3 if selected else 1))
+        fig.add_annotation(x=k + 0.5, y=height, text=f"<b>{safe(name)}</b>", showarrow=False, yshift=-12,
+                           font=dict(size=12))
+        fig.add_annotation(x=k + 0.5, y=height / 2 - 0.08, text=body, showarrow=False, font=dict(size=10.5))
+        if k < n - 1:
+            fig.add_annotation(x=k + 1.06, y=height / 2, ax=k + 0.94, ay=height / 2, xref="x", yref="y",
+                               axref="x", ayref="y", text="", showarrow=True, arrowhead=2, arrowwidth=1.2)
+    fig.update_xaxes(visible=False, range=[0, n])
+    fig.update_yaxes(visible=False, range=[-0.05, height + 0.05])
+    fig = layout(fig, "", height=150 if not cfg.has_mlp else 190)
+    fig.update_layout(margin=dict(l=4, r=4, t=4, b=4), plot_bgcolor="white")
+    return fig
+
+
+def attention_row_figure(head, labels: list[str], position: int) -> go.Figure:
+    """The chosen query's row through the head: q·k, ÷√hs, the causal mask and the softmax, one column per token.
+    Future columns (j > position) are grey: the mask sets their score to -inf, so softmax gives them 0."""
+    T = len(labels)
+    P = position + 1
+    rows = {"q · k": _np(head.dots), f"÷ √{len(head.q)}  (score)": _np(head.scores), "softmax (weight)": _np(head.weights)}
+    z = np.full((3, T), np.nan, dtype=np.float32)
+    text = [[""] * T for _ in range(3)]
+    for r, values in enumerate(rows.values()):
+        z[r, :P] = values
+        for j in range(P):
+            text[r][j] = f"{values[j]:.2f}"
+    # each row has its own range: colour by rank within the row so the three are comparable at a glance
+    zc = np.full_like(z, np.nan)
+    for r in range(3):
+        v = z[r, :P]
+        span = float(v.max() - v.min()) or 1.0
+        zc[r, :P] = (v - v.min()) / span
+    ticks = [f"{j}:{safe(t)}" for j, t in enumerate(labels)]
+    show_text = T <= 40
+    fig = go.Figure(go.Heatmap(
+        z=zc, x=ticks, y=list(rows), colorscale=PROB_SCALE, zmin=0, zmax=1, showscale=False, xgap=1, ygap=3,
+        customdata=z, text=text, texttemplate="%{text}" if show_text else None, textfont=dict(size=9),
+        hovertemplate="%{y}<br>key %{x}: %{customdata:.4f}<extra></extra>", hoverongaps=False))
+    if P < T:
+        fig.add_annotation(x=ticks[min(T - 1, P + (T - P) // 2)], y=1, text="future: masked (−∞ → weight 0)",
+                           showarrow=False, font=dict(color="#555555", size=11), bgcolor="rgba(255,255,255,0.7)")
+    fig.add_shape(type="rect", xref="x", yref="paper", x0=position - 0.5, x1=position + 0.5, y0=0, y1=1,
+                  line=dict(color=SELECT_COLOR, width=2))
+    fig.update_yaxes(autorange="reversed", type="category")
+    fig.update_xaxes(type="category", tickangle=-90 if T > 16 else 0, showgrid=False, tickfont=dict(size=10))
+    fig = layout(fig, "", height=220, plot_bgcolor=MASK_COLOR)
+    fig.update_layout(margin=dict(l=10, r=10, t=8, b=10))
+    return fig
+
+
+def keys_figure(head, labels: list[str]) -> go.Figure:
+    """This position's query (top row) above every visible token's key (one row per earlier position)."""
+    rows = [("query q", head.q)] + [(f"key {j}:{safe(labels[j])}", k) for j, k in enumerate(head.keys)]
+    return strips(rows, x_name="head channel", height=70 + 18 * len(rows))
+
+
+def logits_figure(view, token_text: list[str], top: int = 20) -> go.Figure:
+    """The top tokens by probability after temperature: kept by top-k/top-p (blue) or cut (grey), the token
+    sampling picked in orange, and a dashed line where the cut-off falls."""
+    probs = _np(view.probs)
+    order = np.argsort(-probs, kind="stable")[:top]
+    kept = _np(view.kept).astype(bool)
+    colors = [SELECT_COLOR if i == view.pick else (PALETTE[0] if kept[i] else "#c7c7c7") for i in order]
+    labels = [f"{safe(repr(token_text[i]))}" for i in order]
+    final = _np(view.final)
+    fig = go.Figure(go.Bar(
+        x=labels, y=probs[order], marker_color=colors, text=[f"{probs[i]:.1%}" for i in order],
+        textposition="outside", cliponaxis=False, customdata=final[order],
+        hovertemplate="%{x}: %{y:.3f} after temperature<br>%{customdata:.3f} after the cut-offs<extra></extra>"))
+    n_kept = int(kept[order].sum())
+    if 0 < n_kept < len(order) and kept[order][:n_kept].all():
+        fig.add_vline(x=n_kept - 0.5, line=dict(color="#555555", dash="dash"))
+        fig.add_annotation(x=n_kept - 0.5, y=1.0, yref="paper", text="top-k / top-p cut-off", showarrow=False,
+                           xanchor="left", xshift=4, font=dict(size=11))
+    fig.update_xaxes(type="category", title_text=f"the {len(order)} most likely next tokens")
+    fig.update_yaxes(title_text="probability", range=[0, min(1.05, float(probs[order[0]]) * 1.2 + 0.02)])
+    fig = layout(fig, "", height=300)
+    fig.update_layout(margin=dict(l=50, r=10, t=10, b=40))
+    return fig
+
+
+def top_neurons_figure(top: list[tuple[int, float]]) -> go.Figure:
+    """The most active neurons of one MLP layer at this position, as bars."""
+    fig = go.Figure(go.Bar(x=[f"n{i}" for i, _ in top], y=[v for _, v in top], marker_color=PALETTE[2],
+                           text=[f"{v:.2f}" for _, v in top], textposition="outside", cliponaxis=False,
+                           hovertemplate="neuron %{x}: %{y:.4f}<extra></extra>"))
+    fig.update_xaxes(type="category", title_text="neuron")
+    fig.update_yaxes(title_text="activation")
+    fig = layout(fig, "", height=220)
+    fig.update_layout(margin=dict(l=50, r=10, t=10, b=40))
+    return fig

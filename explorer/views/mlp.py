@@ -1,0 +1,4 @@
+"""MLP neurons (being written)."""
+import streamlit as st
+
+st.title("MLP neurons")
