@@ -26,7 +26,7 @@ STAGES = ["1 · Tokenizer", "2 · Embeddings", "3a · LayerNorm", "3b · Query a
           "3d · Weighted sum of values", "3e · LayerNorm and the feed-forward", "4a · Final norm",
           "4b · Softmax, temperature"]
 LONG_PROMPT = ("JULIET:\nO Romeo, Romeo! wherefore art thou Romeo? Deny thy father and refuse thy name; "
-               "Or, if thou wilt not, be but sworn my love,")  # 128 characters = 128 tokens
+               "Or, if thou wilt not, be but sworn my love,")[:128]  # 128 characters = 128 tokens
 
 
 @pytest.fixture(scope="module")
@@ -126,7 +126,7 @@ def test_landing_page_every_stage_and_a_token_click(page):
         expect(main.get_by_test_id("stExpander").filter(has_text=stage)).to_have_count(1)
     shot(page, "inside")
     expect(main.get_by_text("Position 48,", exact=False)).to_be_visible()  # the last token by default
-    main.locator('[data-testid^="stBaseButton-pills"]').filter(has_text=re.compile("^R$")).nth(1).click()  # the second "Romeo"
+    main.get_by_role("radio", name="R", exact=True).nth(1).click()  # a pill: the second "R" of the prompt  # the second "Romeo"
     expect(main.get_by_text("Position 17,", exact=False)).to_be_visible()
     settle(page)
     for stage in STAGES:  # open every box, for the full-page screenshot
@@ -135,3 +135,75 @@ def test_landing_page_every_stage_and_a_token_click(page):
             box.locator("summary").click()
     settle(page)
     shot(page, "inside-open", full=True)
+
+
+def click_tile(page, layer: int, head: int):
+    """Click the overview's clickable marker of (layer, head), found through plotly's own axes."""
+    point = page.locator(".st-key-attn_overview .js-plotly-plot").evaluate("""(el, want) => {
+        const tr = el.data.find(t => t.customdata);
+        const i = tr.customdata.findIndex(c => c[0] === want[0] && c[1] === want[1]);
+        const xa = el._fullLayout.xaxis, ya = el._fullLayout.yaxis, box = el.getBoundingClientRect();
+        return [box.left + xa._offset + xa.l2p(tr.x[i]), box.top + ya._offset + ya.l2p(tr.y[i])];
+    }""", [layer, head])
+    page.mouse.click(point[0], point[1])
+
+
+def test_attention_thumbnail_click_selects_the_head_and_lines_render_128_tokens(page):
+    from playwright.sync_api import expect
+    settle(page)
+    nav(page, "Attention")
+    main = page.get_by_test_id("stMainBlockContainer")
+    expect(main.locator(".st-key-attn_overview .js-plotly-plot")).to_be_visible()
+    expect(main.locator(".st-key-attn_heatmap canvas, .st-key-attn_heatmap svg").first).to_be_visible()
+    shot(page, "attention")
+    main.locator(".st-key-attn_overview").scroll_into_view_if_needed()
+    click_tile(page, 2, 3)
+    expect(main.get_by_text("Layer 2, head 3")).to_be_visible()  # the heatmap's title follows the click
+    settle(page)
+    expect(page.locator('[data-testid="stSelectbox"]').filter(has_text="Head")).to_contain_text("head 3")
+    shot(page, "attention-clicked-L2H3")
+
+    area = main.locator('textarea[aria-label="Prompt"]')
+    area.fill(LONG_PROMPT)
+    area.press("Control+Enter")
+    expect(main.get_by_text("Layer 2, head 3")).to_be_visible()
+    settle(page)
+    lines = main.locator(".st-key-attn_lines")
+    lines.scroll_into_view_if_needed()
+    chart = lines.locator("canvas, svg").first
+    expect(chart).to_be_visible()
+    assert chart.bounding_box()["height"] >= 128 * 14  # one readable row per token, all 128 of them
+    main.get_by_text("all 6 heads of layer 2").click()
+    settle(page)
+    page.wait_for_timeout(800)
+    lines.screenshot(path=str(SHOTS / "attention-lines-128.png"))
+    main.get_by_role("tab", name="Query · key, channel by channel").click()
+    settle(page)
+    main.get_by_role("tab", name="Query · key, channel by channel").scroll_into_view_if_needed()
+    page.wait_for_timeout(600)
+    page.screenshot(path=str(SHOTS / "attention-query-key.png"))
+
+
+def test_mlp_and_kv_cache_views(page):
+    from playwright.sync_api import expect
+    settle(page)
+    nav(page, "MLP neurons")
+    main = page.get_by_test_id("stMainBlockContainer")
+    expect(main.get_by_text("Promotes")).to_be_visible()
+    expect(main.get_by_text(re.compile(r"first [\d,]+ tokens of the validation"))).to_be_visible()
+    shot(page, "mlp", full=True)
+    nav(page, "Generate")
+    box = main.locator('input[aria-label="Max new tokens"]')
+    box.fill("40")
+    box.press("Enter")
+    settle(page)
+    main.get_by_role("button", name=re.compile("Generate$")).click()
+    expect(main.get_by_text("Inside one decoding step: the KV cache")).to_be_visible()
+    settle(page)
+    main.get_by_text("Inside one decoding step: the KV cache").scroll_into_view_if_needed()
+    page.wait_for_timeout(800)
+    page.screenshot(path=str(SHOTS / "generate-kv-cache.png"))
+    main.get_by_role("button", name=re.compile("Open in Attention")).click()
+    expect(page.locator("h1").first).to_have_text("Attention")
+    settle(page)
+    shot(page, "attention-from-generate")

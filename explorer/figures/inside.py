@@ -57,8 +57,8 @@ def pipeline_figure(cfg, layer: int | None = None, T: int = 0) -> go.Figure:
         if cfg.has_mlp:
             inner += f"<br>{norm}<br>MLP {C}→{4 * C}→{C}<br>+ residual"
         boxes.append((f"Block {i}", inner, "#dbe9f6"))
-    final = "final " + norm if cfg.norm != "none" else "no final norm"
-    boxes += [(final.capitalize(), f"({T}, {C})", "#eeeeee"), ("Logits", f"× W_U → ({T}, {V})", "#e5f5e0"),
+    final = "Final " + norm if cfg.norm != "none" else "No final norm"
+    boxes += [(final, f"({T}, {C})", "#eeeeee"), ("Logits", f"× W_U → ({T}, {V})", "#e5f5e0"),
               ("Softmax", f"→ next token<br>({V} probabilities)", "#e5f5e0")]
     fig = go.Figure()
     n = len(boxes)
@@ -66,10 +66,11 @@ def pipeline_figure(cfg, layer: int | None = None, T: int = 0) -> go.Figure:
     for k, (name, body, color) in enumerate(boxes):
         selected = name == f"Block {layer}"
         fig.add_shape(type="rect", x0=k + 0.06, x1=k + 0.94, y0=0, y1=height, fillcolor=color,
-                      line=dict(color=SELECT_COLOR if selected else "#888888", width=3 if selected else 1))
+                      line=dict(color=SELECT_COLOR if selected else "#888888", width=3 if selected else 1), layer="below")
         fig.add_annotation(x=k + 0.5, y=height, text=f"<b>{safe(name)}</b>", showarrow=False, yshift=-12,
-                           font=dict(size=12))
-        fig.add_annotation(x=k + 0.5, y=height / 2 - 0.08, text=body, showarrow=False, font=dict(size=10.5))
+                           font=dict(size=12, color="#222222"))
+        fig.add_annotation(x=k + 0.5, y=height / 2 - 0.08, text=body, showarrow=False,
+                           font=dict(size=10.5, color="#222222"))
         if k < n - 1:
             fig.add_annotation(x=k + 1.06, y=height / 2, ax=k + 0.94, ay=height / 2, xref="x", yref="y",
                                axref="x", ayref="y", text="", showarrow=True, arrowhead=2, arrowwidth=1.2)
