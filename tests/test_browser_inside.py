@@ -126,7 +126,9 @@ def test_landing_page_every_stage_and_a_token_click(page):
         expect(main.get_by_test_id("stExpander").filter(has_text=stage)).to_have_count(1)
     shot(page, "inside")
     expect(main.get_by_text("Position 48,", exact=False)).to_be_visible()  # the last token by default
-    main.get_by_role("radio", name="R", exact=True).nth(1).click()  # a pill: the second "R" of the prompt  # the second "Romeo"
+    pill = main.get_by_role("radio").nth(17)  # a pill: the second "R" of the prompt (position 17)
+    expect(pill).to_have_text("R\u2060")
+    pill.click()  # the second "Romeo"
     expect(main.get_by_text("Position 17,", exact=False)).to_be_visible()
     settle(page)
     for stage in STAGES:  # open every box, for the full-page screenshot
@@ -160,7 +162,7 @@ def test_attention_thumbnail_click_selects_the_head_and_lines_render_128_tokens(
     click_tile(page, 2, 3)
     expect(main.get_by_text("Layer 2, head 3")).to_be_visible()  # the heatmap's title follows the click
     settle(page)
-    expect(page.locator('[data-testid="stSelectbox"]').filter(has_text="Head")).to_contain_text("head 3")
+    expect(main.get_by_role("combobox", name="Head")).to_have_value("head 3")
     shot(page, "attention-clicked-L2H3")
 
     area = main.locator('textarea[aria-label="Prompt"]')

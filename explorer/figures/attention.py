@@ -99,6 +99,9 @@ def attention_overview(patterns, selected: tuple[int, int] | None = None, max_to
                                  hovertemplate="layer %{customdata[0]}, head %{customdata[1]}: click to show it"
                                                "<extra></extra>"))
         fig.update_layout(clickmode="event+select", dragmode=False)
+        # fixed ranges: autorange would pad the axes for the big markers and shrink the tiles
+        fig.update_xaxes(range=[-0.5, z.shape[1] - 0.5])
+        fig.update_yaxes(range=[z.shape[0] - 0.5, -0.5], autorange=False)
     if tile_names:
         for layer in range(L):
             for head in range(H):
@@ -107,7 +110,8 @@ def attention_overview(patterns, selected: tuple[int, int] | None = None, max_to
     fig.update_xaxes(tickvals=centers[:H], ticktext=[f"H{h}" for h in range(H)], side="top", showgrid=False,
                      zeroline=False, ticks="", constrain="domain")
     fig.update_yaxes(tickvals=centers[:L], ticktext=[f"L{layer}" for layer in range(L)], showgrid=False,
-                     zeroline=False, ticks="", autorange="reversed", scaleanchor="x", constrain="domain")
+                     zeroline=False, ticks="", scaleanchor="x", constrain="domain",
+                     **({} if clickable else {"autorange": "reversed"}))
     cell = max(60, min(150, 520 // H))  # keep thumbnails about square in a ~520 px wide column
     return layout(fig, title, height=min(1600, 90 + cell * L), plot_bgcolor="white")
 

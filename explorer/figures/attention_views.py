@@ -72,7 +72,7 @@ def clickable_heatmap(pattern: np.ndarray, labels: list[str], position: int | No
     names = [f"{j}:{safe(t)}" for j, t in enumerate(labels)]
     cells = pd.DataFrame({"query": q, "key": k, "weight": np.round(pattern[q, k], 4),
                           "query_token": [names[i] for i in q], "key_token": [names[i] for i in k]})
-    cell = int(min(22, max(6, 600 // max(T, 1))))
+    cell = int(min(22, max(6, 480 // max(T, 1))))  # 64 tokens: 7 px cells, a 448 px map above the fold
     size = cell * T
     every = max(1, int(np.ceil(14 / cell)))  # a label every `every` tokens keeps 14 px between labels
     shown = list(range(0, T, every))
@@ -86,7 +86,7 @@ def clickable_heatmap(pattern: np.ndarray, labels: list[str], position: int | No
         y=alt.Y("query:O", scale=alt.Scale(domain=list(range(T))),
                 axis=alt.Axis(title="query (predicting from)", **axis)))
     rects = base.mark_rect().encode(
-        color=alt.Color("weight:Q", scale=alt.Scale(scheme="blues", domain=[0, 1]),
+        color=alt.Color("weight:Q", scale=alt.Scale(domain=[0, 1], range=["#f7fbff", "#08306b"]),  # white at 0
                         legend=alt.Legend(title="weight", gradientLength=max(60, min(size - 20, 200)),
                                           orient="right")),
         tooltip=[alt.Tooltip("query_token:N", title="query"), alt.Tooltip("key_token:N", title="key"),

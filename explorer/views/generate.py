@@ -95,7 +95,7 @@ with left:
             st.subheader("Inside one decoding step: the KV cache")
             cfg = run.config
             full = encode_or_explain(run, result["prompt"]) + [t for t, _, _, _ in steps]
-            t = len(full) - len(steps) + n                     # the sequence position of generated token n
+            t = len(full) - len(steps) + n - 1  # the position fed in at the step that produced generated token n
             window = full[max(0, t + 1 - cfg.block_size):t + 1]   # the context the model saw at that step
             k1, k2 = st.columns(2)
             layer = k1.selectbox("Layer", range(cfg.n_layer), format_func=lambda i: f"layer {i}",
@@ -103,7 +103,8 @@ with left:
             head = k2.selectbox("Head", range(cfg.effective_n_head), format_func=lambda i: f"head {i}",
                                 **bind("head", 0, options=range(cfg.effective_n_head)))
             hstep = forward_steps(run.model, window, len(window) - 1).blocks[layer].attention.heads[head]
-            st.markdown(f"To produce generated token {n}, the model runs only the newest token "
+            st.markdown(f"To produce generated token {n} `{visible(tok.token_str(full[t + 1]))}`, the model runs "
+                        f"only the newest token "
                         f"`{visible(tok.token_str(window[-1]))}` through each block: it computes that one token's "
                         f"q, k and v, **appends** k and v as a new row to the cache (orange), and compares the one "
                         f"query with all {len(window)} cached keys. Earlier rows are reused, never recomputed.")

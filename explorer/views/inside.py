@@ -35,8 +35,15 @@ st.caption(f"The whole model, left to right, with this run's sizes: T = {T} toke
               else " (a bigram: no blocks)") + f", {cfg.vocab_size} possible next tokens. The orange frame is the "
            "block shown in detail below.")
 
+# st.pills tells options apart by their labels: a repeated token ("R" of "Romeo" twice) would select its last
+# copy, so each repeat gets invisible word joiners (U+2060) appended
+pill_labels, seen = [], {}
+for text in texts:
+    shown_text = visible(text)
+    seen[shown_text] = seen.get(shown_text, -1) + 1
+    pill_labels.append(shown_text + "\u2060" * seen[shown_text])
 pos = st.pills("Click a token: the stages below show the prediction made at it", range(T), selection_mode="single",
-               format_func=lambda j: visible(texts[j]), **bind("pos", T - 1, options=range(T)))
+               format_func=lambda j: pill_labels[j], **bind("pos", T - 1, options=range(T)))
 pos = T - 1 if pos is None else pos
 try:
     steps = forward_steps(run.model, ids, pos)
