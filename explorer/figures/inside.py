@@ -15,14 +15,16 @@ SIGNED_SCALE = [[0.0, "#b2182b"], [0.25, "#ef8a62"], [0.5, "#f7f7f7"], [0.75, "#
 PROB_SCALE = "Blues"
 
 
-def light(fig: go.Figure, title: str = "", height: int = 300, margin: dict | None = None, **kw) -> go.Figure:
-    """base.layout's look in one update_layout call and without a plotly template: validating "plotly_white"
-    cost ~15 ms per figure, and this page draws a dozen figures per click (bench/inside_page.py)."""
-    fig.update_layout(template="none", height=height, margin=margin or dict(l=10, r=10, t=34 if title else 8, b=40),
-                      title=dict(text=title, x=0, font=dict(size=15)) if title else None,
-                      font=dict(family="sans-serif", size=12, color="#31333f"), paper_bgcolor="white",
-                      plot_bgcolor=kw.pop("plot_bgcolor", "white"), hoverlabel=dict(font_size=12), **kw)
-    return fig
+def light(trace: dict | None, title: str = "", height: int = 300, margin: dict | None = None, **kw) -> go.Figure:
+    """A figure with base.layout's look built in one go: one trace (a plain dict) and its layout, with no plotly
+    template. Building with go.Heatmap(...) then update_layout(template="plotly_white") cost 9-30 ms per figure,
+    and this page draws a dozen figures per click (bench/inside_page.py)."""
+    layout = dict(template="none", height=height, margin=margin or dict(l=10, r=10, t=34 if title else 8, b=40),
+                  font=dict(family="sans-serif", size=12, color="#31333f"), paper_bgcolor="white",
+                  plot_bgcolor=kw.pop("plot_bgcolor", "white"), hoverlabel=dict(font_size=12), **kw)
+    if title:
+        layout["title"] = dict(text=title, x=0, font=dict(size=15))
+    return go.Figure(data=[] if trace is None else [trace], layout=layout)
 
 
 def _np(v) -> np.ndarray:
@@ -37,11 +39,11 @@ def strips(rows: list[tuple[str, object]], title: str = "", x_name: str = "chann
     z = np.stack([_np(v) for _, v in rows])                      # (rows, n)
     finite = z[np.isfinite(z)]
     lim = limit or (float(np.abs(finite).max()) if finite.size else 1.0)
-    fig = go.Figure(go.Heatmap(
+    trace = dict(type="heatmap",
         z=z, y=names, colorscale=SIGNED_SCALE, zmin=-(lim or 1.0), zmax=lim or 1.0, xgap=0.5, ygap=3,
         hovertemplate="%{y}<br>" + x_name + " %{x}: %{z:.4f}<extra></extra>",
-        colorbar=dict(thickness=10, len=1.0, lenmode="fraction", y=0.5, yanchor="middle", outlinewidth=0)))
-    return light(fig, title, height or 70 + 34 * len(rows),
+        colorbar=dict(thickness=10, len=1.0, lenmode="fraction", y=0.5, yanchor="middle", outlinewidth=0))
+    return light(trace, title, height or 70 + 34 * len(rows),
                  yaxis=dict(autorange="reversed", type="category", automargin=True),
                  xaxis=dict(title=dict(text=f"{x_name} (0..{z.shape[1] - 1})"), showgrid=False, zeroline=False))
 
@@ -83,7 +85,7 @@ def pipeline_figure(cfg, layer: int | None = None, T: int = 0) -> go.Figure:
         if k < n - 1:
             notes.append(dict(x=k + 1.06, y=height / 2, ax=k + 0.94, ay=height / 2, xref="x", yref="y", axref="x",
                               ayref="y", text="", showarrow=True, arrowhead=2, arrowwidth=1.2))
-    return light(go.Figure(), "", 150 if not cfg.has_mlp else 190, margin=dict(l=4, r=4, t=4, b=4), shapes=shapes,
+    return light(None, "", 150 if not cfg.has_mlp else 190, margin=dict(l=4, r=4, t=4, b=4), shapes=shapes,
                  annotations=notes, xaxis=dict(visible=False, range=[0, n]),
                  yaxis=dict(visible=False, range=[-0.05, height + 0.05]))
 
@@ -108,17 +110,17 @@ def attention_row_figure(head, labels: list[str], position: int) -> go.Figure:
         zc[r, :P] = (v - v.min()) / span
     ticks = [f"{j}:{safe(t)}" for j, t in enumerate(labels)]
     show_text = T <= 40
-    fig = go.Figure(go.Heatmap(
+    trace = dict(type="heatmap",
         z=zc, x=ticks, y=list(rows), colorscale=PROB_SCALE, zmin=0, zmax=1, showscale=False, xgap=1, ygap=3,
         customdata=z, text=text, texttemplate="%{text}" if show_text else None, textfont=dict(size=9),
-        hovertemplate="%{y}<br>key %{x}: %{customdata:.4f}<extra></extra>", hoverongaps=False))
+        hovertemplate="%{y}<br>key %{x}: %{customdata:.4f}<extra></extra>", hoverongaps=False)
     notes = []
     if P < T:
         notes.append(dict(x=ticks[min(T - 1, P + (T - P) // 2)], y=1, text="future: masked (−∞ → weight 0)",
                           showarrow=False, font=dict(color="#555555", size=11), bgcolor="rgba(255,255,255,0.7)"))
     frame = dict(type="rect", xref="x", yref="paper", x0=position - 0.5, x1=position + 0.5, y0=0, y1=1,
                  line=dict(color=SELECT_COLOR, width=2))
-    return light(fig, "", 230, margin=dict(l=10, r=10, t=8, b=10), plot_bgcolor=MASK_COLOR, annotations=notes,
+    return light(trace, "", 230, margin=dict(l=10, r=10, t=8, b=10), plot_bgcolor=MASK_COLOR, annotations=notes,
                  shapes=[frame], yaxis=dict(autorange="reversed", type="category", automargin=True),
                  xaxis=dict(type="category", tickangle=-90 if T > 16 else 0, showgrid=False, tickfont=dict(size=10),
                             automargin=True))
@@ -139,10 +141,10 @@ def logits_figure(view, token_text: list[str], top: int = 20) -> go.Figure:
     colors = [SELECT_COLOR if i == view.pick else (PALETTE[0] if kept[i] else "#c7c7c7") for i in order]
     labels = [f"{safe(repr(token_text[i]))}" for i in order]
     final = _np(view.final)
-    fig = go.Figure(go.Bar(
+    trace = dict(type="bar",
         x=labels, y=probs[order], marker_color=colors, text=[f"{probs[i]:.1%}" for i in order],
         textposition="outside", cliponaxis=False, customdata=final[order],
-        hovertemplate="%{x}: %{y:.3f} after temperature<br>%{customdata:.3f} after the cut-offs<extra></extra>"))
+        hovertemplate="%{x}: %{y:.3f} after temperature<br>%{customdata:.3f} after the cut-offs<extra></extra>")
     n_kept = int(kept[order].sum())
     shapes, notes = [], []
     if 0 < n_kept < len(order) and kept[order][:n_kept].all():
@@ -150,7 +152,7 @@ def logits_figure(view, token_text: list[str], top: int = 20) -> go.Figure:
                            line=dict(color="#555555", dash="dash")))
         notes.append(dict(x=n_kept - 0.5, y=1.0, yref="paper", text="top-k / top-p cut-off", showarrow=False,
                           xanchor="left", xshift=4, font=dict(size=11)))
-    return light(fig, "", 300, margin=dict(l=60, r=10, t=10, b=50), shapes=shapes, annotations=notes,
+    return light(trace, "", 300, margin=dict(l=60, r=10, t=10, b=50), shapes=shapes, annotations=notes,
                  xaxis=dict(type="category", title=dict(text=f"the {len(order)} most likely next tokens")),
                  yaxis=dict(title=dict(text="probability"), gridcolor="#eeeeee",
                             range=[0, min(1.05, float(probs[order[0]]) * 1.2 + 0.02)]))
@@ -158,10 +160,10 @@ def logits_figure(view, token_text: list[str], top: int = 20) -> go.Figure:
 
 def top_neurons_figure(top: list[tuple[int, float]]) -> go.Figure:
     """The most active neurons of one MLP layer at this position, as bars."""
-    fig = go.Figure(go.Bar(x=[f"n{i}" for i, _ in top], y=[v for _, v in top], marker_color=PALETTE[2],
+    trace = dict(type="bar", x=[f"n{i}" for i, _ in top], y=[v for _, v in top], marker_color=PALETTE[2],
                            text=[f"{v:.2f}" for _, v in top], textposition="outside", cliponaxis=False,
-                           hovertemplate="neuron %{x}: %{y:.4f}<extra></extra>"))
-    return light(fig, "", 220, margin=dict(l=60, r=10, t=16, b=50),
+                           hovertemplate="neuron %{x}: %{y:.4f}<extra></extra>")
+    return light(trace, "", 220, margin=dict(l=60, r=10, t=16, b=50),
                  xaxis=dict(type="category", title=dict(text="neuron")),
                  yaxis=dict(title=dict(text="activation"), gridcolor="#eeeeee"))
 
@@ -172,15 +174,15 @@ def neuron_heatmap(acts, neurons: list[int], labels: list[str], selected: int | 
     ticks = [f"{j}:{safe(t)}" for j, t in enumerate(labels)]
     names = [f"n{i}" for i in neurons]
     lim = float(np.abs(z).max()) or 1.0
-    fig = go.Figure(go.Heatmap(z=z, x=ticks, y=names, colorscale=SIGNED_SCALE, zmin=-lim, zmax=lim, xgap=0.5,
+    trace = dict(type="heatmap", z=z, x=ticks, y=names, colorscale=SIGNED_SCALE, zmin=-lim, zmax=lim, xgap=0.5,
                                ygap=0.5, hovertemplate="neuron %{y} at %{x}: %{z:.3f}<extra></extra>",
-                               colorbar=dict(thickness=10, len=min(1.0, 300 / (60 + 14 * len(neurons))))))
+                               colorbar=dict(thickness=10, len=min(1.0, 300 / (60 + 14 * len(neurons)))))
     shapes = []
     if selected in neurons:
         r = neurons.index(selected)
         shapes.append(dict(type="rect", xref="paper", x0=0, x1=1, y0=r - 0.5, y1=r + 0.5,
                            line=dict(color=SELECT_COLOR, width=2)))
-    return light(fig, "", 90 + 14 * len(neurons), margin=dict(l=10, r=10, t=8, b=10), shapes=shapes,
+    return light(trace, "", 90 + 14 * len(neurons), margin=dict(l=10, r=10, t=8, b=10), shapes=shapes,
                  xaxis=dict(type="category", tickangle=-90 if len(labels) > 16 else 0, tickfont=dict(size=10),
                             showgrid=False, automargin=True),
                  yaxis=dict(type="category", autorange="reversed", tickfont=dict(size=10), automargin=True))
@@ -188,11 +190,11 @@ def neuron_heatmap(acts, neurons: list[int], labels: list[str], selected: int | 
 
 def effect_bars(tokens: list[str], values: list[float], title: str) -> go.Figure:
     """Horizontal bars of signed per-token effects (logit change per unit of activation), largest magnitude on top."""
-    fig = go.Figure(go.Bar(x=values, y=[safe(repr(t)) for t in tokens], orientation="h",
+    trace = dict(type="bar", x=values, y=[safe(repr(t)) for t in tokens], orientation="h",
                            marker_color=["#2166ac" if v >= 0 else "#b2182b" for v in values],
                            text=[f"{v:+.2f}" for v in values], textposition="outside", cliponaxis=False,
-                           hovertemplate="%{y}: %{x:+.3f}<extra></extra>"))
-    return light(fig, title, 70 + 24 * len(tokens), margin=dict(l=10, r=40, t=34, b=40),
+                           hovertemplate="%{y}: %{x:+.3f}<extra></extra>")
+    return light(trace, title, 70 + 24 * len(tokens), margin=dict(l=10, r=40, t=34, b=40),
                  yaxis=dict(autorange="reversed", type="category", automargin=True),
                  xaxis=dict(title=dict(text="logit change per unit of activation"), gridcolor="#eeeeee",
                             automargin=True))
