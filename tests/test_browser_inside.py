@@ -160,7 +160,7 @@ def test_attention_thumbnail_click_selects_the_head_and_lines_render_128_tokens(
     shot(page, "attention")
     main.locator(".st-key-attn_overview").scroll_into_view_if_needed()
     click_tile(page, 2, 3)
-    expect(main.get_by_text("Layer 2, head 3")).to_be_visible()  # the heatmap's title follows the click
+    expect(main.get_by_text("Layer 2, head 3", exact=True)).to_be_visible()  # the heatmap's title follows the click
     settle(page)
     expect(main.get_by_role("combobox", name="Head")).to_have_value("head 3")
     shot(page, "attention-clicked-L2H3")
@@ -168,7 +168,7 @@ def test_attention_thumbnail_click_selects_the_head_and_lines_render_128_tokens(
     area = main.locator('textarea[aria-label="Prompt"]')
     area.fill(LONG_PROMPT)
     area.press("Control+Enter")
-    expect(main.get_by_text("Layer 2, head 3")).to_be_visible()
+    expect(main.get_by_text("Layer 2, head 3", exact=True)).to_be_visible()
     settle(page)
     lines = main.locator(".st-key-attn_lines")
     lines.scroll_into_view_if_needed()

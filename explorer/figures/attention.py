@@ -112,7 +112,8 @@ def attention_overview(patterns, selected: tuple[int, int] | None = None, max_to
     fig.update_yaxes(tickvals=centers[:L], ticktext=[f"L{layer}" for layer in range(L)], showgrid=False,
                      zeroline=False, ticks="", scaleanchor="x", constrain="domain",
                      **({} if clickable else {"autorange": "reversed"}))
-    cell = max(60, min(150, 520 // H))  # keep thumbnails about square in a ~520 px wide column
+    # keep thumbnails about square in their column: ~520 px wide, ~380 px on the Attention page (clickable)
+    cell = max(40, min(150, 380 // H)) if clickable else max(60, min(150, 520 // H))
     return layout(fig, title, height=min(1600, 90 + cell * L), plot_bgcolor="white")
 
 

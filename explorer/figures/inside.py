@@ -102,7 +102,7 @@ def attention_row_figure(head, labels: list[str], position: int) -> go.Figure:
         z[r, :P] = values
         for j in range(P):
             text[r][j] = f"{values[j]:.2f}"
-    # each row has its own range: colour by rank within the row so the three are comparable at a glance
+    # each row has its own range: shade it from its own min (white) to max (dark) so the three compare at a glance
     zc = np.full_like(z, np.nan)
     for r in range(3):
         v = z[r, :P]
@@ -142,7 +142,7 @@ def logits_figure(view, token_text: list[str], top: int = 20) -> go.Figure:
     labels = [f"{safe(repr(token_text[i]))}" for i in order]
     final = _np(view.final)
     trace = dict(type="bar",
-        x=labels, y=probs[order], marker_color=colors, text=[f"{probs[i]:.1%}" for i in order],
+        x=labels, y=probs[order], marker_color=colors, text=[f"{probs[i]:.1%}" if probs[i] >= 0.001 else "" for i in order],
         textposition="outside", cliponaxis=False, customdata=final[order],
         hovertemplate="%{x}: %{y:.3f} after temperature<br>%{customdata:.3f} after the cut-offs<extra></extra>")
     n_kept = int(kept[order].sum())

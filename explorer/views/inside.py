@@ -83,6 +83,7 @@ with st.expander("2 · Embeddings: each id becomes a vector of "
         st.caption(f"Shapes: W_E ({cfg.vocab_size}, {C}); x₀ for the prompt ({T}, {C}).")
 
 if cfg.has_attention:
+    st.subheader(f"3 · The {cfg.n_layer} blocks (one shown in detail)")
     c1, c2 = st.columns(2)
     layer = c1.selectbox("Block shown in detail", range(cfg.n_layer), format_func=lambda i: f"block {i}",
                          **bind("layer", 0, options=range(cfg.n_layer)))
@@ -109,8 +110,7 @@ if cfg.has_attention:
             st.latex(r"\mathrm{RMSNorm}(x) = \frac{x}{\sqrt{\overline{x^2} + \epsilon}} \odot \gamma")
         st.caption(f"Shape: ({T}, {C}) in, ({T}, {C}) out; γ, β: ({C},).")
 
-    st.subheader(f"3 · Block {layer} of {cfg.n_layer}")
-    with st.expander(f"3a · {norm_name} before attention"):
+    with st.expander(f"3a · {norm_name} before attention (block {layer})"):
         norm_box(block.norm1, "Before attention", "norm1")
     with st.expander(f"3b · Query and keys (head {head})"):
         st.write(f"Each token makes a query (*what am I looking for?*) and a key (*what do I contain?*), "
