@@ -156,7 +156,7 @@ def test_attention_thumbnail_click_selects_the_head_and_lines_render_128_tokens(
     nav(page, "Attention")
     main = page.get_by_test_id("stMainBlockContainer")
     expect(main.locator(".st-key-attn_overview .js-plotly-plot")).to_be_visible()
-    expect(main.locator(".st-key-attn_heatmap canvas, .st-key-attn_heatmap svg").first).to_be_visible()
+    expect(main.locator(".st-key-attn_heatmap .vega-embed").first).to_be_visible()
     shot(page, "attention")
     main.locator(".st-key-attn_overview").scroll_into_view_if_needed()
     click_tile(page, 2, 3)
@@ -172,7 +172,7 @@ def test_attention_thumbnail_click_selects_the_head_and_lines_render_128_tokens(
     settle(page)
     lines = main.locator(".st-key-attn_lines")
     lines.scroll_into_view_if_needed()
-    chart = lines.locator("canvas, svg").first
+    chart = lines.locator(".vega-embed").first
     expect(chart).to_be_visible()
     assert chart.bounding_box()["height"] >= 128 * 14  # one readable row per token, all 128 of them
     main.get_by_text("all 6 heads of layer 2").click()

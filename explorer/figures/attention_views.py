@@ -13,7 +13,7 @@ import plotly.graph_objects as go
 
 from .base import MASK_COLOR, PALETTE, SELECT_COLOR, layout, safe
 
-LINE_MIN_WEIGHT = 0.02   # lines thinner than this are invisible anyway; dropping them keeps the chart light
+LINE_MIN_WEIGHT = 0.05   # fainter lines only blur the picture (and cost bytes); hover shows a token's lines
 ROW_PX = 15              # vertical space per token in the line view: readable, 128 tokens in ~1.9k px
 PICK_QUERY = "pick_query"  # selection names the pages listen to
 PICK_CELL = "pick_cell"
@@ -30,34 +30,47 @@ def line_view(patterns: np.ndarray, labels: list[str], heads: list[int], positio
         q, k = np.nonzero(np.tril(patterns[h]) >= LINE_MIN_WEIGHT)
         frames.append(pd.DataFrame({"head": f"head {h}", "query": q, "key": k,
                                     "weight": np.round(patterns[h][q, k], 3)}))
-    lines = pd.concat(frames, ignore_index=True)
+    # int32: Arrow's int64 arrives in the browser as BigInt, which Vega's selection tests do not match
+    lines = pd.concat(frames, ignore_index=True).astype({"query": "int32", "key": "int32"})
     lines["x"], lines["x2"] = 0.0, 1.0
     text = [safe(t) for t in labels]
-    left = pd.DataFrame({"query": range(T), "token": text, "x": 0.0,
-                         "chosen": [j == position for j in range(T)]})
-    right = pd.DataFrame({"key": range(T), "token": text, "x": 1.0})
-    hover_q = alt.selection_point(name="hover_query", on="pointerover", clear="pointerout", fields=["query"],
-                                  empty=True)
-    hover_k = alt.selection_point(name="hover_key", on="pointerover", clear="pointerout", fields=["key"], empty=True)
+    # one hover selection over both token columns: "tok" is p for a query on the left, -(p + 1) for a key on the
+    # right. (Two selections, one per column, do not work: Vega-Lite's point selection also fires on the other
+    # column's marks, storing an undefined value that hides every line.)
+    left = pd.DataFrame({"query": np.arange(T, dtype=np.int32), "tok": np.arange(T, dtype=np.int32), "token": text,
+                         "x": 0.0, "chosen": [j == position for j in range(T)]})
+    right = pd.DataFrame({"key": np.arange(T, dtype=np.int32), "tok": -np.arange(1, T + 1, dtype=np.int32),
+                          "token": text, "x": 1.0})
+    hover = alt.selection_point(name="hover_token", on="pointerover", clear="pointerout", fields=["tok"])
     pick = alt.selection_point(name=PICK_QUERY, on="click", fields=["query"], empty=False)
-    y_scale = alt.Scale(domain=[-0.5, T - 0.5], reverse=False, nice=False)
+    shown = ("!hover_token.tok || !isValid(hover_token.tok[0]) || hover_token.tok[0] == datum.query"
+             " || hover_token.tok[0] == -(datum.key + 1)")
+    y_scale = alt.Scale(domain=[-0.5, T - 0.5], reverse=True, nice=False)  # position 0 on top
     x_scale = alt.Scale(domain=[-0.45, 1.45], nice=False)
     colors = alt.Scale(domain=[f"head {h}" for h in heads], range=[PALETTE[h % len(PALETTE)] for h in heads])
-    rules = alt.Chart(lines).mark_rule(strokeWidth=2).encode(
+    rules = alt.Chart(lines).mark_rule(strokeWidth=1.5).encode(
         x=alt.X("x:Q", scale=x_scale, axis=None), x2="x2:Q",
         y=alt.Y("query:Q", scale=y_scale, axis=None), y2="key:Q",
         color=alt.Color("head:N", scale=colors, legend=alt.Legend(title=None, orient="top") if len(heads) > 1 else None),
-        opacity=alt.condition(hover_q & hover_k, alt.Opacity("weight:Q", scale=alt.Scale(domain=[0, 1]), legend=None),
-                              alt.value(0.0)),
+        opacity=alt.condition(shown, alt.Opacity("weight:Q", scale=alt.Scale(domain=[0, 1], range=[0, 0.9]),
+                                                 legend=None), alt.value(0.0)),
         tooltip=["head:N", "query:Q", "key:Q", alt.Tooltip("weight:Q", format=".3f")])
     left_text = alt.Chart(left).mark_text(align="right", dx=-6, fontSize=12, font="monospace").encode(
         x=alt.X("x:Q", scale=x_scale), y=alt.Y("query:Q", scale=y_scale), text="token:N",
-        color=alt.condition("datum.chosen", alt.value(SELECT_COLOR), alt.value("#222222")),
-        tooltip=[alt.Tooltip("query:Q", title="query position"), "token:N"]).add_params(hover_q, pick)
+        color=alt.condition("datum.chosen", alt.value(SELECT_COLOR), alt.value("#222222")))
     right_text = alt.Chart(right).mark_text(align="left", dx=6, fontSize=12, font="monospace").encode(
-        x=alt.X("x:Q", scale=x_scale), y=alt.Y("key:Q", scale=y_scale), text="token:N",
-        tooltip=[alt.Tooltip("key:Q", title="key position"), "token:N"]).add_params(hover_k)
-    return alt.layer(rules, left_text, right_text).properties(
+        x=alt.X("x:Q", scale=x_scale), y=alt.Y("key:Q", scale=y_scale), text="token:N")
+    # one invisible target per token of both columns carries the selections (a param lives in one view)
+    targets = pd.concat([left.assign(y=left["query"], x0=-0.3, x1=0.0, side="query (reads)"),
+                         right.assign(y=right["key"], x0=1.0, x1=1.3, query=-1, side="key (is read)")],
+                        ignore_index=True)
+    targets["y0"], targets["y1"] = targets["y"] - 0.5, targets["y"] + 0.5
+    hits = alt.Chart(targets[["x0", "x1", "y0", "y1", "y", "tok", "query", "token", "side"]]).mark_rect(
+        opacity=0.001).encode(
+        x=alt.X("x0:Q", scale=x_scale), x2="x1:Q", y=alt.Y("y0:Q", scale=y_scale), y2="y1:Q",
+        tooltip=[alt.Tooltip("side:N", title="as"), alt.Tooltip("y:Q", title="position"), "token:N"]
+    ).add_params(hover, pick)
+    return alt.layer(rules, left_text, right_text, hits).properties(
         width=420, height=max(160, ROW_PX * T)).configure_view(stroke=None)
 
 

@@ -86,7 +86,7 @@ with tab_lines:
     event = st.altair_chart(line_view(trace.patterns[layer], labels, heads, pos), key="attn_lines",
                             on_select="rerun", selection_mode=[PICK_QUERY])
     chosen = (event.selection.get(PICK_QUERY) if event and event.selection else None) or []
-    query = int(chosen[0]["query"]) if chosen else None
+    query = int(chosen[0]["query"]) if chosen and chosen[0].get("query", -1) >= 0 else None  # -1: a key
     if fresh_click("attn_lines", query) and query != pos:
         remember("pos", query)
         st.rerun()
