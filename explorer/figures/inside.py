@@ -128,7 +128,10 @@ def attention_row_figure(head, labels: list[str], position: int) -> go.Figure:
 
 def keys_figure(head, labels: list[str]) -> go.Figure:
     """This position's query (top row) above every visible token's key (one row per earlier position)."""
-    rows = [("query q", head.q)] + [(f"key {j}:{safe(labels[j])}", k) for j, k in enumerate(head.keys)]
+    rows = [("query q", head.q)]
+    if not np.allclose(_np(head.q), _np(head.q_raw)):  # QK-norm or rotary changed it: show both
+        rows.append(("q before norm/rotation", head.q_raw))
+    rows += [(f"key {j}:{safe(labels[j])}", k) for j, k in enumerate(head.keys)]
     return strips(rows, x_name="head channel", height=70 + 18 * len(rows))
 
 

@@ -184,8 +184,10 @@ def output_stage() -> None:
         if steps.final_norm.kind != "none":
             st.plotly_chart(strips([("before", steps.final_norm.before), ("after", steps.final_norm.after)]),
                             key="final_norm")
+        tied = ("W_U is the token embedding table W_E, transposed (tied weights)" if cfg.ties_embeddings
+                else "W_U is a matrix of its own (not tied to the token embedding)")
         st.write(f"The last vector is normalised once more and multiplied by the unembedding W_U: one score "
-                 f"(logit) per token of the vocabulary, {cfg.vocab_size} in all."
+                 f"(logit) per token of the vocabulary, {cfg.vocab_size} in all. {tied}."
                  + (f" Then the soft cap squeezes them into ±{steps.softcap:g}." if steps.softcap else ""))
         st.latex(r"\ell = \mathrm{norm}(x_L)\, W_U" + (r",\quad \ell \leftarrow c \tanh(\ell / c)" if steps.softcap else ""))
         st.caption(f"Shapes: ({T}, {C}) × W_U ({C}, {cfg.vocab_size}) → logits ({T}, {cfg.vocab_size}); here ({cfg.vocab_size},).")
