@@ -25,7 +25,9 @@ LOOK_DEEPER = [("heads", "Heads & detectors", ":material/psychology:"),
                ("ablation", "Ablation", ":material/content_cut:"),
                ("token_loss", "Per-token loss", ":material/text_fields:"),
                ("experiments", "Guided experiments", ":material/science:"),
-               ("run_diff", "Run diff", ":material/compare:")]
+               ("run_diff", "Run diff", ":material/compare:"),
+               ("why_token", "Why this token", ":material/help:"), ("patching", "Patching", ":material/healing:"),
+               ("steering", "Steering", ":material/navigation:")]
 
 
 def pages(spec):

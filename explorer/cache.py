@@ -111,3 +111,20 @@ def corpus_token_counts(run_dir: str, corpus_spec: str, n_chars: int) -> tuple[d
     if not text or tok.unknown_chars(text):
         return {}, 0
     return dict(Counter(tok.encode(text))), len(text)
+
+
+# ---- Why this token / Patching / Steering (issue 13) ----
+
+
+@st.cache_data(max_entries=16, show_spinner="Patching every layer boundary, position, head and MLP...")
+def patching_grids(run_path: str, weights_mtime: float, clean_ids: tuple, corrupted_ids: tuple, answer: int,
+                   wrong: int) -> dict:
+    """The three patching results for one prompt pair (numpy, so the cache can copy them), and the baselines.
+    weights_mtime keys a run whose weights moved on; InterpError passes through (it is not cached)."""
+    from gpt.interp.patching import patch_heads, patch_mlps, patch_residual, patching_baseline
+    model = cached_run(run_path).model
+    args = (model, list(clean_ids), list(corrupted_ids), answer, wrong)
+    base = patching_baseline(*args)
+    return {"residual": patch_residual(*args).numpy(), "heads": patch_heads(*args).numpy(),
+            "mlps": patch_mlps(*args).numpy() if model.config.has_mlp else None,
+            "clean": base.clean_metric, "corrupted": base.corrupted_metric}

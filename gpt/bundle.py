@@ -28,7 +28,7 @@ import uuid
 import zipfile
 from pathlib import Path
 
-from . import runs
+from . import atomic, runs
 
 MANIFEST = "bundle.json"
 FORMAT = "gpt-explorer-bundle"
@@ -74,8 +74,7 @@ def export_bundle(run_dir: str | Path, out: str | Path, snapshots: bool = True) 
     names = bundle_files(run_dir, snapshots)
     manifest = {"format": FORMAT, "version": 1, "run_name": run_dir.resolve().name, "created_at": time.time(),
                 "files": {}}
-    tmp = out.with_name(f"{runs.TMP_PREFIX}{out.name}.{os.getpid()}")
-    try:
+    with atomic.replacing(out) as tmp:
         with _ArchiveWriter(tmp, kind) as writer:
             for name in names:
                 # one open handle: hash and copy the same bytes even if the trainer replaces the file meanwhile
@@ -86,10 +85,6 @@ def export_bundle(run_dir: str | Path, out: str | Path, snapshots: bool = True) 
                 manifest["files"][name] = {"size": size, "sha256": digest}
             data = json.dumps(manifest, indent=1).encode()
             writer.add(MANIFEST, io.BytesIO(data), len(data))
-        os.replace(tmp, out)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     return out
 
 

@@ -9,6 +9,8 @@ ACTIVATIONS = ("gelu", "gelu_tanh", "relu", "relu2")
 POS_EMBEDDINGS = ("learned", "rotary")
 NORMS = ("layernorm", "rmsnorm", "none")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
+OPTIMIZERS = ("adamw", "muon")
+SCHEDULES = ("cosine", "wsd")
 
 
 class ConfigError(ValueError):
@@ -140,6 +142,11 @@ class TrainConfig:
     sample_tokens: int = 200            # length of the sample written at each eval
     snapshot_interval: int = 0          # steps between weight snapshots (time machine); 0 = at every eval
     snapshot_dtype: str = "float32"     # "bfloat16" halves the size of shipped snapshots
+    optimizer: str = "adamw"            # "muon": Muon on the blocks' matrices, AdamW on the rest (gpt/optim.py)
+    muon_lr: float = 0.02               # Muon's peak lr (the schedule scales it like lr)
+    muon_momentum: float = 0.95
+    schedule: str = "cosine"            # "wsd": warmup, stable at lr, linear cooldown over the last cooldown_frac
+    cooldown_frac: float = 0.4          # wsd only: share of the steps spent decaying to min_lr
 
     def validate(self) -> "TrainConfig":
         problems = []
@@ -161,6 +168,16 @@ class TrainConfig:
                             f"({self.eval_interval}): snapshots are taken at evaluations")
         if self.snapshot_dtype not in ("float32", "bfloat16", "float16"):
             problems.append(f"snapshot_dtype must be float32, bfloat16 or float16 (got {self.snapshot_dtype!r})")
+        if self.optimizer not in OPTIMIZERS:
+            problems.append(f"optimizer must be one of {', '.join(OPTIMIZERS)} (got {self.optimizer!r})")
+        if self.schedule not in SCHEDULES:
+            problems.append(f"schedule must be one of {', '.join(SCHEDULES)} (got {self.schedule!r})")
+        if not (isinstance(self.muon_lr, (int, float)) and 0 < self.muon_lr <= 1):
+            problems.append(f"muon_lr must be in (0, 1] (got {self.muon_lr!r})")
+        if not (isinstance(self.muon_momentum, (int, float)) and 0 <= self.muon_momentum < 1):
+            problems.append(f"muon_momentum must be in [0, 1) (got {self.muon_momentum!r})")
+        if not (isinstance(self.cooldown_frac, (int, float)) and 0 <= self.cooldown_frac <= 1):
+            problems.append(f"cooldown_frac must be in [0, 1] (got {self.cooldown_frac!r})")
         if self.dtype not in DTYPES:
             problems.append(f"dtype must be one of {', '.join(DTYPES)} (got {self.dtype!r})")
         if not 0 <= self.beta1 < 1 or not 0 <= self.beta2 < 1:
@@ -202,6 +219,10 @@ def _from_dict(cls, data: dict):
     return cls(**kwargs)
 
 
+# the architecture options the speedrun presets switch on (each one's effect: bench/README.md)
+SPEEDRUN_ARCH = dict(pos_embedding="rotary", norm="rmsnorm", activation="relu2", qk_norm=True,
+                     tie_embeddings=False, zero_init_proj=True, logit_softcap=15.0)
+
 # name -> (model overrides, train overrides, one-line description)
 PRESETS: dict[str, tuple[dict, dict, str]] = {
     "tiny": (dict(n_layer=2, n_head=2, n_embd=32, block_size=32), dict(batch_size=8, max_iters=200, eval_interval=50),
@@ -210,6 +231,17 @@ PRESETS: dict[str, tuple[dict, dict, str]] = {
                     dict(batch_size=12, max_iters=2000, lr=1e-3, min_lr=1e-4, warmup_iters=100, beta2=0.99,
                          eval_iters=20),
                     "nanoGPT's CPU recipe: 4 layers, 4 heads, 128 wide, block 64 (val ~1.88 on Shakespeare)"),
+    # issue 14's CPU speedrun: the recipe's shape, fewer and better steps (bench/speedrun.py measures each part)
+    "speedrun": (dict(n_layer=4, n_head=4, n_embd=128, block_size=64, dropout=0.0, **SPEEDRUN_ARCH),
+                 dict(batch_size=32, max_iters=200, optimizer="muon", muon_lr=0.05, lr=3e-3, min_lr=3e-4,
+                      warmup_iters=20, schedule="wsd", cooldown_frac=0.5, beta2=0.99, eval_interval=200,
+                      eval_iters=2, sample_tokens=0),
+                 "the recipe's model with Muon and modern parts: val ~1.9 in about 10 s on 2 CPU cores"),
+    "speedrun-long": (dict(n_layer=6, n_head=6, n_embd=192, block_size=128, dropout=0.0, **SPEEDRUN_ARCH),
+                      dict(batch_size=32, max_iters=1500, optimizer="muon", muon_lr=0.05, lr=3e-3, min_lr=3e-4,
+                           warmup_iters=50, schedule="wsd", cooldown_frac=0.5, beta2=0.99, eval_interval=500,
+                           eval_iters=5, sample_tokens=200),
+                      "a 2.7M-parameter model with the speedrun's techniques: a few minutes on 2 CPU cores"),
     "shakespeare-small": (dict(n_layer=4, n_head=6, n_embd=192, block_size=128, dropout=0.0),
                           dict(batch_size=32, max_iters=4000, lr=2e-3, min_lr=2e-4, warmup_iters=100,
                                beta2=0.99, eval_interval=250, eval_iters=20, snapshot_interval=500,
@@ -232,4 +264,4 @@ def preset(name: str) -> tuple[GPTConfig, TrainConfig]:
     return GPTConfig(**model_kw), TrainConfig(**train_kw)
 
 
-__all__ = ["ARCHS", "ACTIVATIONS", "POS_EMBEDDINGS", "NORMS", "DTYPES", "ConfigError", "GPTConfig", "TrainConfig", "PRESETS", "preset"]
+__all__ = ["ARCHS", "ACTIVATIONS", "POS_EMBEDDINGS", "NORMS", "DTYPES", "OPTIMIZERS", "SCHEDULES", "ConfigError", "GPTConfig", "TrainConfig", "PRESETS", "preset"]

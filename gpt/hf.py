@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from . import runs
 from .config import ConfigError, GPTConfig, TrainConfig
@@ -274,7 +274,7 @@ def export_gpt2(run_dir: str | Path, out_dir: str | Path, step: int | None = Non
     tensors = gpt2_state_dict(run.model)
     out.mkdir(parents=True, exist_ok=True)
     runs.atomic_write_json(out / HF_CONFIG, config)
-    save_file(tensors, str(out / HF_WEIGHTS), metadata={"format": "pt"})
+    runs.atomic_save_file(tensors, out / HF_WEIGHTS, {"format": "pt"})
     for name, text in files.items():
         runs.atomic_write_text(out / name, text)
     return out

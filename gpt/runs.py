@@ -16,15 +16,16 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_model, save_file, save_model
+from safetensors.torch import load_model
 
+from . import atomic
 from .config import ConfigError, GPTConfig, TrainConfig
 from .model import GPT
 from .tokenizers import TokenizerError, load_tokenizer
 
 CONFIG, TOKENIZER, WEIGHTS, RESUME = "config.json", "tokenizer.json", "model.safetensors", "resume.safetensors"
 METRICS, SAMPLES, STATUS, SNAPSHOTS = "metrics.jsonl", "samples.jsonl", "status.json", "snapshots"
-TMP_PREFIX = ".tmp-"
+TMP_PREFIX = atomic.TMP_PREFIX
 DEFAULT_ROOT = Path(__file__).resolve().parent.parent / "checkpoints"
 _SNAPSHOT_RE = re.compile(r"^step_(\d{7})\.safetensors$")
 
@@ -58,67 +59,18 @@ def run_path(name: str, root: str | Path | None = None) -> Path:
     return path
 
 
-# ---- atomic writes ----
-def _tmp_for(path: Path) -> Path:
-    return path.with_name(f"{TMP_PREFIX}{path.name}.{os.getpid()}")
-
-
-def _test_pause() -> None:
-    """Test hook: GPT_EXPLORER_TEST_SAVE_PAUSE=seconds sleeps between writing a weights temp file and renaming
-    it, so tests/test_reliability.py can kill -9 the trainer inside that window deterministically."""
-    pause = os.environ.get("GPT_EXPLORER_TEST_SAVE_PAUSE")
-    if pause:
-        time.sleep(float(pause))
-
-
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    path = Path(path)
-    tmp = _tmp_for(path)
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def atomic_write_json(path: str | Path, obj) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=1))
+# ---- atomic writes (gpt/atomic.py; the names below are what the rest of the project calls) ----
+atomic_write_bytes = atomic.write_bytes
+atomic_write_text = atomic.write_text
+atomic_write_json = atomic.write_json
+atomic_save_file = atomic.save_tensors
 
 
 def atomic_save_model(model: torch.nn.Module, path: str | Path, metadata: dict[str, str] | None = None) -> None:
     """A GPT's weights, with its model config in the file's metadata (see check_config_metadata)."""
-    path = Path(path)
-    tmp = _tmp_for(path)
     if isinstance(getattr(model, "config", None), GPTConfig):
         metadata = {**(metadata or {}), **config_metadata(model.config)}
-    try:
-        save_model(model, str(tmp), metadata=metadata)  # handles tied weights
-        _test_pause()
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def atomic_save_file(tensors: dict[str, torch.Tensor], path: str | Path, metadata: dict[str, str]) -> None:
-    """safetensors save_file to a temporary name, then rename: readers see the old file or the new one."""
-    path = Path(path)
-    tmp = _tmp_for(path)
-    try:
-        save_file(tensors, str(tmp), metadata=metadata)
-        _test_pause()
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    atomic.save_module(model, path, metadata)
 
 
 def _writer_alive(tmp: Path) -> bool:

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import regex
 
+from . import atomic
+
 # GPT-2's pre-split: contractions, letter runs, number runs, punctuation runs, whitespace (keeping the last
 # space with the next word). Merges never cross these chunk boundaries.
 GPT2_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
@@ -378,8 +380,7 @@ def tokenizer_from_dict(data: dict) -> Tokenizer:
 
 
 def save_tokenizer(tok: Tokenizer, path: str | Path) -> None:
-    from .runs import atomic_write_text
-    atomic_write_text(path, json.dumps(tok.to_dict(), ensure_ascii=False))
+    atomic.write_text(path, json.dumps(tok.to_dict(), ensure_ascii=False))
 
 
 def load_tokenizer(path: str | Path) -> Tokenizer:

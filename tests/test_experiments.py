@@ -2,6 +2,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from gpt.config import GPTConfig, TrainConfig
 from gpt.interp.experiments import (
     ALPHABET,
     SEP,
@@ -14,7 +15,7 @@ from gpt.interp.experiments import (
     write_corpus,
 )
 from gpt.tokenizers import CharTokenizer
-from gpt.train_cli import build_parser
+from gpt.train_cli import build_parser, configs_from_args
 
 
 @pytest.mark.parametrize("name", list(TASKS))
@@ -37,9 +38,16 @@ def test_corpus_files_are_reproducible(tmp_path):
 
 @pytest.mark.parametrize("name", list(TASKS))
 def test_the_training_command_is_one_the_trainer_accepts(name, tmp_path):
-    cmd = train_command(TASKS[name], tmp_path / "c.txt", tmp_path / "out")
+    task = TASKS[name]
+    cmd = train_command(task, tmp_path / "c.txt", tmp_path / "out")
     args = build_parser().parse_args(cmd[3:])
     assert args.arch == "multi_head" and args.n_layer >= 1 and args.threads == 1
+    # the parsed command builds configs the trainer validates, carrying every option the task asks for
+    model_cfg, train_cfg = configs_from_args(args, GPTConfig(), TrainConfig())
+    model_cfg.validate(), train_cfg.validate()
+    built = {**model_cfg.to_dict(), **train_cfg.to_dict(), **vars(args)}  # process options (threads) are args
+    for option, value in task.options:
+        assert built[option] == value, option
 
 
 @pytest.mark.parametrize("name", list(TASKS))

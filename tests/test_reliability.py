@@ -18,7 +18,7 @@ import pytest
 from conftest import ROOT, TINY_TRAIN, run_cli
 from safetensors import safe_open
 
-from gpt import runs
+from gpt import atomic, runs
 from gpt.config import GPTConfig, TrainConfig
 from gpt.runs import RunError, load_run
 from gpt.train import Trainer
@@ -252,8 +252,8 @@ def test_disk_full_mid_training_keeps_the_last_checkpoint(tmp_path, corpus_file,
     out = tmp_path / "full"
     # save_model writes the snapshot, then model.safetensors at each evaluation: call 4 is model.safetensors at
     # step 10 (resume.safetensors goes through save_file, after it)
-    monkeypatch.setattr(runs, "save_model", _raise_enospc_on(4, runs.save_model))
-    monkeypatch.setattr(runs, "save_file", _raise_enospc_on(99, runs.save_file))
+    monkeypatch.setattr(atomic, "save_model", _raise_enospc_on(4, atomic.save_model))
+    monkeypatch.setattr(atomic, "save_file", _raise_enospc_on(99, atomic.save_file))
     assert main(tiny_args(corpus_file, out)) == 1
     assert "No space left on device" in capsys.readouterr().err
     status = runs.read_status(out)

@@ -4,6 +4,7 @@ says how to open it up deliberately, and token text rendered as HTML is escaped 
 from __future__ import annotations
 
 import html
+import json
 import re
 import tomllib
 
@@ -100,6 +101,18 @@ def test_pages_show_html_in_the_corpus_as_text(evil_root, page):
     if page == "tokenizer":
         at.text_area[0].set_value(EVIL).run()
     assert_escaped(at, "<script>" if page == "tokenizer" else "<")  # a validation passage holds some '<'
+
+
+def test_logit_lens_shows_markup_tokens_as_text(evil_root):
+    at = AppTest.from_file(str(ROOT / "explorer" / "app.py"), default_timeout=180)
+    at.session_state["selected_run"] = "evil"
+    at.run()
+    at.switch_page("views/logit_lens.py").run()
+    at.text_area[0].set_value("<b>bold</b> to be").run()
+    assert not at.exception, [e.value for e in at.exception]
+    lens = json.loads(at.get("plotly_chart")[0].proto.spec)["data"][0]
+    labels = " ".join(lens["x"]) + " ".join(t for row in lens["text"] for t in row)
+    assert "&lt;" in labels and "<b>" not in labels and "<" not in labels  # every '<' token escaped for plotly
 
 
 def test_generate_page_shows_an_html_prompt_as_text(evil_root):

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from gpt import runs
+from gpt.interp.detectors import DETECTORS
 from gpt.interp.timemachine import (
     aligned_projections,
     embedding_frames,
@@ -44,7 +45,9 @@ def test_curves_and_frames_over_a_real_run(tiny_run):
     curves = score_curves(tiny_run)
     assert curves.steps == steps and curves.scores.shape == (4, 4, 2, 2)
     layer, head, curve = curves.best_curve("induction")
-    assert len(curve) == 4 and 0 <= layer < 2 and 0 <= head < 2
+    final = curves.scores[-1, DETECTORS.index("induction")]  # (L, H) at the last snapshot
+    assert float(final[layer, head]) == float(final.max())  # the best head is the strongest at the end ...
+    assert curve == curves.scores[:, DETECTORS.index("induction"), layer, head].tolist()  # ... followed back
     loss_steps, losses = loss_curve(tiny_run)
     assert loss_steps == steps and losses[-1] < losses[0]
     frame_steps, frames = embedding_frames(tiny_run, [0, 60])

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from .. import atomic
 from ..data import cache_dir
 from ..model import GPT, Trace
 from .ablation import ablation_interventions, all_heads
@@ -117,10 +118,8 @@ def write_corpus(task: Task, n_lines: int = 20000, seed: int = 0, folder: str | 
     text = "".join(make_lines(task, n_lines, seed))
     digest = hashlib.sha256(text.encode()).hexdigest()[:10]
     path = folder / f"{task.name}-{digest}.txt"
-    if not path.exists():
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(path)
+    if not path.exists():  # two processes writing the same file at once both write it whole (own temp names)
+        atomic.write_text(path, text)
     return path
 
 
