@@ -81,7 +81,7 @@ def pipeline_figure(cfg, layer: int | None = None, T: int = 0) -> go.Figure:
         notes.append(dict(x=k + 0.5, y=height, text=f"<b>{safe(name)}</b>", showarrow=False, yshift=-12,
                           font=dict(size=12, color="#222222")))
         notes.append(dict(x=k + 0.5, y=height / 2 - 0.08, text=body, showarrow=False,
-                          font=dict(size=10.5, color="#222222")))
+                          font=dict(size=10, color="#222222")))
         if k < n - 1:
             notes.append(dict(x=k + 1.06, y=height / 2, ax=k + 0.94, ay=height / 2, xref="x", yref="y", axref="x",
                               ayref="y", text="", showarrow=True, arrowhead=2, arrowwidth=1.2))
