@@ -110,7 +110,7 @@ def clickable_heatmap(pattern: np.ndarray, labels: list[str], position: int | No
         layers.append(alt.Chart(row).mark_rect(fill=None, stroke=SELECT_COLOR, strokeWidth=2).encode(
             x=alt.X("k0:O", scale=alt.Scale(domain=list(range(T)))), x2=alt.X2("k1:O"),
             y=alt.Y("query:O", scale=alt.Scale(domain=list(range(T))))))
-    chart = alt.layer(*layers).properties(width=size, height=size, title=title or alt.Undefined)
+    chart = alt.layer(*layers).properties(width=size, height=size, **({"title": title} if title else {}))
     return chart.configure_view(fill=MASK_COLOR, stroke=None)
 
 
