@@ -12,8 +12,11 @@ from explorer.common import RUN_KEY, all_runs, apply_pending_selection, default_
 from gpt.runs import checkpoints_root
 
 VIEWS = Path(__file__).resolve().parent / "views"
-CORE = [("train", "Train", ":material/model_training:"), ("tokenizer", "Tokenizer", ":material/abc:"),
+LANDING = "inside"  # the page the app opens on
+CORE = [("inside", "Inside a prediction", ":material/footprint:"),
+        ("train", "Train", ":material/model_training:"), ("tokenizer", "Tokenizer", ":material/abc:"),
         ("embeddings", "Embeddings", ":material/scatter_plot:"), ("attention", "Attention", ":material/grid_on:"),
+        ("mlp", "MLP neurons", ":material/hub:"),
         ("generate", "Generate", ":material/edit_note:"), ("runs", "Runs", ":material/folder_open:"),
         ("share", "Import & export", ":material/ios_share:")]
 LOOK_DEEPER = [("heads", "Heads & detectors", ":material/psychology:"),
@@ -29,7 +32,8 @@ LOOK_DEEPER = [("heads", "Heads & detectors", ":material/psychology:"),
 
 
 def pages(spec):
-    return [st.Page(str(VIEWS / f"{stem}.py"), title=title, icon=icon, url_path=stem) for stem, title, icon in spec]
+    return [st.Page(str(VIEWS / f"{stem}.py"), title=title, icon=icon, url_path=stem, default=stem == LANDING)
+            for stem, title, icon in spec]
 
 
 def model_picker() -> None:

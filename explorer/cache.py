@@ -14,6 +14,7 @@ import streamlit as st
 
 from gpt.data import CorpusError, load_corpus
 from gpt.interp.detectors import PROBES, build_probe, head_scores
+from gpt.interp.neurons import cached_top_contexts
 from gpt.interp.timemachine import embedding_frames
 from gpt.interp.token_loss import validation_ids
 from gpt.runs import WEIGHTS, RunError, load_run, snapshot_path
@@ -58,6 +59,19 @@ def _validation_ids(run_dir: str, weights_mtime: float):
 def run_validation_ids(run_dir: str | Path):
     """The validation split of the corpus a run trained on, as token ids (CorpusError if it is unknown)."""
     return _validation_ids(str(run_dir), weights_mtime(run_dir))
+
+
+@st.cache_resource(max_entries=4, show_spinner="Finding where each neuron fires most in the validation text "
+                  "(once per run and step; a few seconds)...")
+def _top_contexts(run_dir: str, snapshot_step: int | None, weights_mtime: float):
+    del weights_mtime
+    return cached_top_contexts(cached_run(run_dir, snapshot_step), run_validation_ids(run_dir))
+
+
+def run_top_contexts(run_dir: str | Path, snapshot_step: int | None = None):
+    """gpt.interp.neurons.TopContexts of a run's MLP neurons over its validation text (read only: shared), kept
+    on disk in the run folder too, so a restart does not scan again."""
+    return _top_contexts(str(run_dir), snapshot_step, weights_mtime(run_dir, snapshot_step))
 
 
 @st.cache_data(max_entries=256, show_spinner="Scoring every head...")

@@ -36,7 +36,7 @@ def root(tmp_path, tiny_run, monkeypatch):
 
 
 def app_at(page: str | None = None) -> AppTest:
-    """The app after its first run (the Train page), optionally switched to another page (the entry point's
+    """The app after its first run (the landing page, Inside a prediction), optionally switched to another page (the entry point's
     sidebar runs with every page, as in the browser)."""
     at = AppTest.from_file(APP, default_timeout=TIMEOUT)
     at.run()
@@ -170,7 +170,7 @@ def test_train_page_starts_a_background_job_and_shows_its_curves(root):
     assert (run_dir / "corpus.txt").read_text() == text
     state = jobs.wait_until_done(run_dir, timeout=180)
     assert state.state == "finished", (state, jobs.log_tail(run_dir))
-    at = app_at()  # a fresh session on the default page (Train), as after a browser reload: it re-attaches
+    at = app_at("train")  # a fresh session on the Train page, as after a browser reload: it re-attaches
     loss = plotly_figures(at)[0]
     assert loss["layout"]["title"]["text"] == "Loss"
     assert len(arr(loss["data"][0]["x"])) >= 2 and len(arr(loss["data"][1]["x"])) == 3  # train points; val at 0, 10, 20

@@ -15,6 +15,8 @@ and returns the recorded activations; every module here builds on it, and every 
     token_loss   per-token loss over the validation text
     timemachine  replaying a run's snapshots (head scores, aligned embeddings)
     rundiff      two runs or snapshots on one prompt
+    forward      forward_steps: one prediction recomputed stage by stage from the weights (landing page)
+    neurons      MLP neurons: activations, top-activating validation contexts, promoted/suppressed tokens
     experiments  guided copy / reverse / sort tasks and their automatic checks
     attribution  direct logit attribution: each head / MLP / embedding's direct share of one logit
     patching     activation patching: how much of a clean-vs-corrupted difference flows through each activation
@@ -22,7 +24,8 @@ and returns the recorded activations; every module here builds on it, and every 
 """
 from .attribution import direct_logit_attribution
 from .capture import ActivationCache, InterpError, attention_patterns, check_ids, run_with_cache
+from .forward import ForwardSteps, forward_steps
 from .patching import patch_heads, patch_mlps, patch_residual
 
-__all__ = ["ActivationCache", "InterpError", "attention_patterns", "check_ids", "run_with_cache",
-           "direct_logit_attribution", "patch_residual", "patch_heads", "patch_mlps"]
+__all__ = ["ActivationCache", "ForwardSteps", "InterpError", "attention_patterns", "check_ids", "forward_steps",
+           "run_with_cache", "direct_logit_attribution", "patch_residual", "patch_heads", "patch_mlps"]
