@@ -6,23 +6,16 @@ noise from other processes on the machine hits both sides alike, and prints the 
 from __future__ import annotations
 
 import os
-import shutil
 import statistics
-import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED_SHAKESPEARE = ROOT.parent / "shared" / "data" / "tinyshakespeare.txt"
 
 
 def shakespeare() -> str:
-    """Tiny Shakespeare: the usual cache, else the shared copy next to the repo, else a download."""
-    from gpt.data import cache_dir, tiny_shakespeare
-    if not (cache_dir() / "tinyshakespeare.txt").is_file() and SHARED_SHAKESPEARE.is_file():
-        seeded = Path(tempfile.mkdtemp(prefix="gx-bench-"))
-        shutil.copy(SHARED_SHAKESPEARE, seeded / "tinyshakespeare.txt")
-        os.environ["GPT_EXPLORER_CACHE"] = str(seeded)
+    """Tiny Shakespeare, from the copy shipped inside the package."""
+    from gpt.data import tiny_shakespeare
     return tiny_shakespeare()
 
 

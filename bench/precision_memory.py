@@ -37,17 +37,14 @@ def rss_peak_bytes() -> int:
 
 
 def corpus_ids(vocab_size: int | None = None):
-    """Char ids of tiny Shakespeare when cached (no download), else Python's docs; random ids for vocab_size."""
+    """Char ids of tiny Shakespeare (shipped with the package); random ids for vocab_size."""
     import torch
 
-    from gpt.data import CorpusError, python_docs, tiny_shakespeare
+    from gpt.data import tiny_shakespeare
     from gpt.tokenizers import CharTokenizer
     if vocab_size is not None:  # the gpt2 shape: any ids will do for memory and time
         return torch.randint(vocab_size, (200_000,), generator=torch.Generator().manual_seed(0)), vocab_size
-    try:
-        text = tiny_shakespeare(download=False)
-    except CorpusError:
-        text = python_docs()
+    text = tiny_shakespeare()
     tok = CharTokenizer.train(text)
     return torch.tensor(tok.encode(text), dtype=torch.long), tok
 

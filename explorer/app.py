@@ -8,27 +8,38 @@ from pathlib import Path
 import streamlit as st
 
 from explorer import jobs
-from explorer.common import RUN_KEY, all_runs, apply_pending_selection, default_run_name, limit_threads, run_label
-from gpt.runs import checkpoints_root
+from explorer.common import (
+    RUN_KEY,
+    all_runs,
+    apply_pending_selection,
+    broken_runs,
+    clear_pending_selection,
+    default_run_name,
+    limit_threads,
+    pending_selection,
+    run_label,
+)
+from gpt.runs import CONFIG, checkpoints_root
 
 VIEWS = Path(__file__).resolve().parent / "views"
-LANDING = "inside"  # the page the app opens on
-CORE = [("inside", "Inside a prediction", ":material/footprint:"),
-        ("train", "Train", ":material/model_training:"), ("tokenizer", "Tokenizer", ":material/abc:"),
-        ("embeddings", "Embeddings", ":material/scatter_plot:"), ("attention", "Attention", ":material/grid_on:"),
-        ("mlp", "MLP neurons", ":material/hub:"),
-        ("generate", "Generate", ":material/edit_note:"), ("runs", "Runs", ":material/folder_open:"),
-        ("share", "Import & export", ":material/ios_share:")]
+# The order a token travels: text -> tokens -> embeddings -> attention -> MLP -> output -> generation; then
+# training and runs; then the deeper tools. (file stem, title a learner understands, icon)
+PIPELINE = [("inside", "Inside a prediction", ":material/account_tree:"), ("tokenizer", "Tokenizer", ":material/abc:"),
+            ("embeddings", "Embeddings", ":material/scatter_plot:"), ("attention", "Attention", ":material/grid_on:"),
+            ("mlp", "MLP neurons", ":material/hub:"), ("generate", "Generate", ":material/edit_note:")]
+TRAINING = [("train", "Train", ":material/model_training:"), ("runs", "Runs", ":material/folder_open:"),
+            ("lab", "Training lab", ":material/experiment:"), ("share", "Import & export", ":material/ios_share:")]
 LOOK_DEEPER = [("heads", "Heads & detectors", ":material/psychology:"),
-               ("time_machine", "Time machine", ":material/history:"),
                ("logit_lens", "Logit lens", ":material/layers:"),
+               ("why_token", "Why this token", ":material/help:"),
+               ("patching", "Patching", ":material/swap_horiz:"),
+               ("steering", "Steering", ":material/tune:"),
                ("ablation", "Ablation", ":material/content_cut:"),
                ("token_loss", "Per-token loss", ":material/text_fields:"),
+               ("time_machine", "Time machine", ":material/history:"),
                ("experiments", "Guided experiments", ":material/science:"),
-               ("run_diff", "Run diff", ":material/compare:"),
-               ("why_token", "Why this token", ":material/help:"), ("patching", "Patching", ":material/healing:"),
-               ("steering", "Steering", ":material/navigation:"),
-               ("lab", "Training lab", ":material/biotech:")]
+               ("run_diff", "Run diff", ":material/compare:")]
+LANDING = "inside"  # the app opens on the whole forward pass of one prediction
 
 
 def pages(spec):
@@ -38,6 +49,11 @@ def pages(spec):
 
 def model_picker() -> None:
     runs = all_runs()
+    broken = broken_runs()
+    if broken:  # a failed or half-made run cannot be picked, but must not vanish: say so, point to Runs
+        names = ", ".join(b.name for b in broken[:3]) + (" ..." if len(broken) > 3 else "")
+        st.sidebar.caption(f":material/report: {len(broken)} run(s) could not be opened ({names}); see why and "
+                           "delete them on **Runs**.")
     if not runs:
         st.sidebar.info("No models yet: train one on the Train page.")
         return
@@ -66,27 +82,43 @@ def shared_live_jobs(root: str) -> list:
     return jobs.live_jobs(root)
 
 
+def job_line(name: str, state: jobs.JobState) -> None:
+    """One job's line: a progress bar with the ETA while it trains, else its state in words."""
+    loss = f" · loss {state.loss:.3f}" if isinstance(state.loss, (int, float)) else ""
+    if state.stopping:
+        st.caption(f"**{name}** · stopping at step {state.step:,}: saving a checkpoint...")
+    elif state.state == "running" and state.max_iters:
+        st.progress(min(1.0, state.step / state.max_iters),
+                    text=f"**{name}** · step {state.step:,}/{state.max_iters:,}{loss} · "
+                         f"ETA {jobs.format_eta(state.eta_s)}")
+    else:
+        st.caption(f"**{name}** · {state.state}")
+
+
 def status_line() -> None:
     root = str(checkpoints_root())
     live = jobs.live_jobs(root)  # fresh on a full rerun: a job started a moment ago must start the timer
+    first_draw = [live]          # the full run's fresh answer; the timer's reruns read the shared scan
+    following = pending_selection()
 
-    @st.fragment(run_every=STATUS_REFRESH_S if live else None)
+    @st.fragment(run_every=STATUS_REFRESH_S if live or following else None)
     def _status():
         # an empty shared answer may be up to 1 s stale: confirm it before declaring the job over
-        now_live = shared_live_jobs(root) or jobs.live_jobs(root)
+        now_live = first_draw.pop() if first_draw else (shared_live_jobs(root) or jobs.live_jobs(root))
+        wanted = pending_selection()
+        if wanted and (checkpoints_root() / wanted / CONFIG).is_file():
+            st.rerun(scope="app")   # the run just started is now a model folder: the picker moves to it
+        elif wanted and wanted not in {name for name, _ in now_live}:
+            clear_pending_selection()  # it failed before writing its config: Runs lists it with the error
         if not now_live:
             if live:   # a job just ended: rerun everything so the picker and the timer update
                 st.rerun(scope="app")
+            for name, state in jobs.recently_ended(root)[:2]:  # say "stopped", not only that nothing runs
+                st.caption(f"**{name}** · {state.state} at step {state.step:,}")
             st.caption("No training running.")
             return
         for name, state in now_live:
-            if state.state == "running" and state.max_iters:
-                loss = f" · loss {state.loss:.3f}" if isinstance(state.loss, (int, float)) else ""
-                st.progress(min(1.0, state.step / state.max_iters),
-                            text=f"**{name}** · step {state.step:,}/{state.max_iters:,}{loss} · "
-                                 f"ETA {jobs.format_eta(state.eta_s)}")
-            else:
-                st.caption(f"**{name}** · {state.state}")
+            job_line(name, state)
 
     with st.sidebar:
         st.markdown("**Training**")
@@ -95,7 +127,8 @@ def status_line() -> None:
 
 st.set_page_config(page_title="GPT Explorer", page_icon=":material/neurology:", layout="wide")
 limit_threads()
-sections = {"Explore": pages(CORE), "Look deeper": pages(LOOK_DEEPER)}
+sections = {"How a prediction is made": pages(PIPELINE), "Train and compare": pages(TRAINING),
+            "Look deeper": pages(LOOK_DEEPER)}
 navigation = st.navigation(sections, expanded=True)
 model_picker()
 status_line()

@@ -12,8 +12,9 @@ import streamlit as st
 import torch
 
 from explorer.cache import cached_run, corpus_text
-from gpt.data import validation_text
-from gpt.runs import RunError, RunInfo, checkpoints_root, list_runs
+from gpt.data import CorpusError, decode_bytes, validation_text
+from gpt.runs import BrokenRun, RunError, RunInfo, checkpoints_root, list_runs
+from gpt.runs import broken_runs as _broken_runs
 from gpt.tokenizers import UnknownCharactersError
 
 RUN_KEY = "selected_run"        # session-state key of the sidebar model picker (a run folder name)
@@ -33,6 +34,11 @@ def limit_threads() -> None:
 def all_runs() -> list[RunInfo]:
     """Every run folder under the checkpoints root, most recently active first."""
     return list_runs(checkpoints_root())
+
+
+def broken_runs() -> list[BrokenRun]:
+    """Run folders that cannot be opened (a failed start, a crash before the first checkpoint), with why."""
+    return _broken_runs(checkpoints_root())
 
 
 def default_run_name(runs: list[RunInfo]) -> str | None:
@@ -59,7 +65,11 @@ def selected_run(step: int | None = None):
     try:
         return cached_run(info.path, step)
     except RunError as e:
-        st.warning(f"Cannot load **{info.name}**: {e}")
+        if info.state in ("running", "starting", "queued"):  # not broken: its first weights are on their way
+            st.info(f"**{info.name}** is training and has no weights yet; they appear at its first evaluation. "
+                    "Its progress shows in the sidebar.")
+        else:
+            st.warning(f"Cannot load **{info.name}**: {e}")
         st.stop()
 
 
@@ -120,6 +130,15 @@ def encode_or_explain(run, text: str) -> list[int] | None:
         return None
 
 
+def read_upload(upload) -> tuple[str | None, str | None]:
+    """(text, None) of an uploaded file, or (None, the one reason it cannot be used): binary, not UTF-8, empty
+    or too large, said once (not also as "the text is empty" and "0 characters")."""
+    try:
+        return decode_bytes(upload.getvalue(), upload.name), None
+    except CorpusError as e:
+        return None, str(e)
+
+
 # ---- safe HTML ----
 def esc(text: str) -> str:
     """HTML-escape token text (a corpus containing <script> must show as text)."""
@@ -131,16 +150,35 @@ def visible(text: str) -> str:
     return text.replace(" ", "\u00b7").replace("\n", "\u21b5").replace("\t", "\u2192") or "\u2205"
 
 
+def token_label(tokenizer, token_id: int) -> str:
+    """One token as shown everywhere: its own text with whitespace made visible (↵ for a newline, never a
+    literal backslash-n); a byte-level token that is not whole UTF-8 keeps the tokenizer's hex escapes."""
+    try:
+        return visible(tokenizer.token_bytes(int(token_id)).decode("utf-8"))
+    except UnicodeDecodeError:
+        return tokenizer.token_str(int(token_id))
+
+
 CHIP_STYLE = ("display:inline-block;margin:1px;padding:1px 3px;border-radius:4px;font-family:monospace;"
               "white-space:pre;font-size:0.95em;")
 
 
 def chips_html(pieces: list[tuple[str, str, str]]) -> str:
-    """pieces: (token text, hover title, css background colour) -> a row of escaped token chips."""
-    spans = [f'<span title="{esc(title)}" style="{CHIP_STYLE}background:{esc(color)}">{esc(visible(text))}</span>'
-             + ("<br>" if text.endswith("\n") else "")  # keep the text's line breaks readable
-             for text, title, color in pieces]
-    return '<div style="line-height:1.9">' + "".join(spans) + "</div>"
+    """pieces: (token text, hover title, css background colour) -> a row of escaped token chips. Chips between
+    two spaces are kept on one line (a word never wraps in its middle), and a newline token ends the line."""
+    words, word = [], []
+    for text, title, color in pieces:
+        if word and text[:1].isspace() and text.strip():   # a BPE token like " the" starts a new word
+            words.append(word)
+            word = []
+        word.append(f'<span title="{esc(title)}" style="{CHIP_STYLE}background:{esc(color)}">{esc(visible(text))}</span>')
+        if text[-1:].isspace() or not text:
+            words.append(word + (["<br>"] if text.endswith("\n") else []))
+            word = []
+    if word:
+        words.append(word)
+    return ('<div style="line-height:1.9">'
+            + "".join(f'<span style="white-space:nowrap">{"".join(w)}</span>' for w in words) + "</div>")
 
 
 def prob_color(p: float) -> str:
@@ -152,11 +190,36 @@ def prob_color(p: float) -> str:
 
 # ---- sidebar selection ----
 _PENDING_KEY = "_pending_run_selection"
+_FLASH_KEY = "_flash_message"
 
 
 def select_run(name: str) -> None:
     """Ask the sidebar picker to switch to `name` on the next rerun (once the run folder is listed)."""
     st.session_state[_PENDING_KEY] = name
+
+
+def pending_selection() -> str | None:
+    """The run a page asked the picker to follow that is not listed yet (e.g. a run still reading its corpus)."""
+    return st.session_state.get(_PENDING_KEY)
+
+
+def clear_pending_selection() -> None:
+    st.session_state.pop(_PENDING_KEY, None)
+
+
+def follow_started_run(name: str, message: str) -> None:
+    """After a page started (or resumed) a run: the picker follows it, and the whole app reruns so the sidebar
+    status starts polling at once; `message` is shown once on the page after that rerun (flash_message)."""
+    select_run(name)
+    st.session_state[_FLASH_KEY] = message
+    st.rerun()
+
+
+def flash_message() -> None:
+    """Show (once) the message left by follow_started_run."""
+    message = st.session_state.pop(_FLASH_KEY, None)
+    if message:
+        st.success(message)
 
 
 def apply_pending_selection(names: list[str]) -> None:

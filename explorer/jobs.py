@@ -67,6 +67,7 @@ class JobState:
     loss: float | None
     eta_s: float | None
     error: str | None
+    stopping: bool = False  # Stop was pressed; the trainer is saving its checkpoint (its ETA no longer applies)
 
     @property
     def live(self) -> bool:
@@ -96,8 +97,9 @@ def job_state(run_dir: str | Path) -> JobState:
         error = error or _startup_error(run_dir)
     elif state == "queued" and not _alive(status.get("chain_pid")):
         state = "cancelled"
+    stopping = state in LIVE_STATES and bool(status.get("stop_requested_at"))
     return JobState(state, int(status.get("step") or 0), int(status.get("max_iters") or 0),
-                    status.get("loss"), status.get("eta_s"), error)
+                    status.get("loss"), None if stopping else status.get("eta_s"), error, stopping)
 
 
 def _startup_error(run_dir: Path) -> str:
@@ -119,6 +121,23 @@ def live_jobs(root: str | Path | None = None) -> list[tuple[str, JobState]]:
             if st.live:
                 found.append((folder.name, st))
     return found
+
+
+def recently_ended(root: str | Path | None = None, within_s: float = 120.0) -> list[tuple[str, JobState]]:
+    """(run name, state) of jobs that stopped, finished or failed in the last `within_s` seconds, newest first:
+    the sidebar says "stopped at step N" for a while instead of only "No training running"."""
+    root = Path(root or runs.checkpoints_root())
+    if not root.is_dir():
+        return []
+    now, found = time.time(), []
+    for folder in root.iterdir():
+        status = runs.read_status(folder) if (folder / runs.STATUS).is_file() else {}
+        ended_at = status.get("updated_at")
+        if isinstance(ended_at, (int, float)) and now - ended_at < within_s:
+            state = job_state(folder)
+            if not state.live:
+                found.append((ended_at, folder.name, state))
+    return [(name, state) for _, name, state in sorted(found, key=lambda f: f[0], reverse=True)]
 
 
 def busy_message(root: str | Path | None = None) -> str | None:
@@ -255,7 +274,7 @@ def _removed_on_failure(*folders: Path):
 
 def _launch(out: Path, cmd: list[str], max_iters) -> Path:
     runs.write_status(out, state="starting", pid=None, step=0, max_iters=max_iters or 0, error=None,
-                      loss=None, eta_s=None)
+                      loss=None, eta_s=None, stop_requested_at=None)
     proc = _spawn(cmd, out)
     if runs.read_status(out).get("state") == "starting":  # the trainer may already have taken over
         runs.write_status(out, pid=proc.pid)
@@ -330,6 +349,10 @@ def stop_job(run_dir: str | Path) -> bool:
         stopped = True
     if status.get("state") in ("queued", "starting") and not _alive(pid):
         runs.write_status(run_dir, state="cancelled")
+    elif stopped:
+        # the trainer writes "stopped" only after its checkpoint (seconds on a big model, longer inside an
+        # evaluation): until then every status line says "stopping" instead of an ETA that no longer applies
+        runs.write_status(run_dir, stop_requested_at=time.time())
     return stopped
 
 

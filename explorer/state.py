@@ -20,6 +20,9 @@ PREFIX = "place_"              # widget keys are PREFIX + name
 PLACES: dict[str, type] = {
     "prompt": str, "layer": int, "head": int, "pos": int, "neuron": int,
     "temperature": float, "top_k": int, "top_p": float, "max_new": int, "seed": int, "greedy": bool,
+    "probe": str, "probe_seed": int,        # Heads: which probe the detectors score
+    "token": int, "dims": str,              # Embeddings: the token whose neighbours are shown, 2D or 3D
+    "length": int, "offset": int,           # Per-token loss: which validation passage
 }
 MAX_URL_TEXT = 600             # a longer prompt stays in the session but is not put in the URL
 

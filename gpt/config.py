@@ -264,4 +264,5 @@ def preset(name: str) -> tuple[GPTConfig, TrainConfig]:
     return GPTConfig(**model_kw), TrainConfig(**train_kw)
 
 
-__all__ = ["ARCHS", "ACTIVATIONS", "POS_EMBEDDINGS", "NORMS", "DTYPES", "OPTIMIZERS", "SCHEDULES", "ConfigError", "GPTConfig", "TrainConfig", "PRESETS", "preset"]
+__all__ = ["ARCHS", "ACTIVATIONS", "POS_EMBEDDINGS", "NORMS", "DTYPES", "OPTIMIZERS", "SCHEDULES", "ConfigError",
+           "GPTConfig", "TrainConfig", "PRESETS", "preset"]

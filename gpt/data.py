@@ -1,19 +1,22 @@
 """Corpora (built-in and user-supplied), the train/val split, and random-window batches as in nanoGPT."""
 from __future__ import annotations
 
+import functools
 import hashlib
+import lzma
 import os
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 import torch
 
-TINY_SHAKESPEARE_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
 TINY_SHAKESPEARE_SHA256 = "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"
+# Shipped inside the package (xz, ~360 KB): a download-on-first-use design broke the shipped model's views
+# offline, so no code path needs the network. The sha256 check guards against a damaged install.
+TINY_SHAKESPEARE_FILE = "tinyshakespeare.txt.xz"
 BUILTIN_CORPORA = {
-    "tiny-shakespeare": "Shakespeare's plays, 1.1 MB (downloaded once, then cached)",
+    "tiny-shakespeare": "Shakespeare's plays, 1.1 MB (ships with the app)",
     "python-docs": "the Python reference docs shipped with every Python (pydoc_data.topics), ~465 KB",
 }
 MAX_CORPUS_BYTES = 200 * 1024 * 1024
@@ -24,35 +27,23 @@ class CorpusError(ValueError):
 
 
 def cache_dir() -> Path:
+    """Where computed artefacts (e.g. guided-experiment runs) are kept; GPT_EXPLORER_CACHE overrides it."""
     return Path(os.environ.get("GPT_EXPLORER_CACHE", Path.home() / ".cache" / "gpt-explorer"))
 
 
-def tiny_shakespeare(download: bool = True) -> str:
-    """The tiny Shakespeare corpus: from the cache (or a known local copy), else downloaded and checked."""
-    cached = cache_dir() / "tinyshakespeare.txt"
-    if cached.is_file():
-        data = cached.read_bytes()
-        if hashlib.sha256(data).hexdigest() == TINY_SHAKESPEARE_SHA256:
-            return data.decode("utf-8")
-    if not download:
-        raise CorpusError("tiny-shakespeare is not cached and downloading is off")
+@functools.lru_cache(maxsize=1)
+def tiny_shakespeare() -> str:
+    """The tiny Shakespeare corpus (public domain), read from the copy shipped in gpt/corpora and sha256-checked."""
+    packaged = resources.files("gpt") / "corpora" / TINY_SHAKESPEARE_FILE
     try:
-        with urllib.request.urlopen(TINY_SHAKESPEARE_URL, timeout=20) as response:
-            data = response.read(5 * 1024 * 1024)
-    except (urllib.error.URLError, OSError, TimeoutError) as e:
-        raise CorpusError(
-            f"could not download tiny-shakespeare from {TINY_SHAKESPEARE_URL} ({e}). Without a network, use "
-            "the built-in 'python-docs' corpus, upload or paste your own text, or save the file to "
-            f"{cache_dir() / 'tinyshakespeare.txt'}") from e
+        data = lzma.decompress(packaged.read_bytes())
+    except (OSError, lzma.LZMAError) as e:
+        raise CorpusError(f"the shipped copy of tiny-shakespeare (gpt/corpora/{TINY_SHAKESPEARE_FILE}) cannot be "
+                          f"read ({e}); reinstall the project") from e
     digest = hashlib.sha256(data).hexdigest()
     if digest != TINY_SHAKESPEARE_SHA256:
-        raise CorpusError(f"downloaded tiny-shakespeare has sha256 {digest}, expected {TINY_SHAKESPEARE_SHA256}; "
-                          "refusing to use it")
-    target = cache_dir() / "tinyshakespeare.txt"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_suffix(f".tmp{os.getpid()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, target)
+        raise CorpusError(f"the shipped tiny-shakespeare has sha256 {digest}, expected {TINY_SHAKESPEARE_SHA256}; "
+                          "the install is damaged: reinstall the project")
     return data.decode("utf-8")
 
 

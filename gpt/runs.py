@@ -3,6 +3,9 @@
 A run folder holds config.json, tokenizer.json, model.safetensors (latest weights), resume.safetensors
 (weights + optimizer + RNG state, one file so a checkpoint is all-or-nothing), snapshots/step_NNNNNNN.safetensors,
 metrics.jsonl, samples.jsonl and status.json. Every file is written to a temporary name and renamed into place.
+
+Longer than our ~400-line habit on purpose: this is the one module that knows the run-folder format (names,
+writes, status, loading, listing, the folders that failed); splitting it would spread that format over two.
 """
 from __future__ import annotations
 
@@ -384,6 +387,54 @@ def run_summary(run_dir: Path) -> RunInfo | None:
                     if p.exists()), default=0.0)
     return RunInfo(run_dir.name, run_dir, cfg["model"].arch, count_params(cfg["model"]), int(step),
                    cfg["train"].max_iters, min(vals) if vals else None, effective_state(status), modified, cfg)
+
+
+@dataclass
+class BrokenRun:
+    """A folder under the checkpoints root that cannot be opened as a model: a failed start, a crash before the
+    first checkpoint, a damaged config. Listed (so it can be deleted from the app) with what went wrong."""
+    name: str
+    path: Path
+    error: str
+
+
+def broken_runs(root: str | Path | None = None) -> list[BrokenRun]:
+    """Run folders (a config.json or a status.json) that have no usable config or no weights and no live
+    trainer that is about to write them, newest first."""
+    root = Path(root or checkpoints_root())
+    found = []
+    for path in (p for p in root.iterdir() if p.is_dir()) if root.is_dir() else ():
+        if not ((path / CONFIG).exists() or (path / STATUS).exists()):
+            continue  # not a run folder at all (e.g. an unrelated directory)
+        status = read_status(path)
+        if any(pid_is_trainer(status.get(k)) for k in ("pid", "chain_pid")):
+            continue  # a live trainer (or its ladder) will write config.json and the weights shortly
+        if status.get("state") in ("starting", "queued") and time.time() - (status.get("updated_at") or 0) < 10:
+            continue  # the app is launching it this moment: its pid is written next
+        error = status.get("error") if status.get("state") == "failed" else None
+        if not (path / CONFIG).exists():
+            if status.get("state") in ("queued", "cancelled", "stopped"):
+                error = error or "stopped before it started (e.g. a ladder stopped before this rung)"
+            found.append(BrokenRun(path.name, path, error or _startup_error(path)))
+            continue
+        try:
+            read_config(path)   # (not run_summary: this runs on every rerun and need not read the metrics)
+        except RunError as e:
+            found.append(BrokenRun(path.name, path, str(e)))
+            continue
+        if not (path / WEIGHTS).exists():
+            found.append(BrokenRun(path.name, path, error or "no weights: it stopped before its first checkpoint"))
+    return sorted(found, key=lambda b: b.path.stat().st_mtime, reverse=True)
+
+
+def _startup_error(run_dir: Path) -> str:
+    """The last `error:` line of the trainer's log (train.log), the reason a start failed."""
+    try:
+        lines = (run_dir / "train.log").read_bytes()[-4000:].decode("utf-8", "replace").splitlines()
+    except OSError:
+        lines = []
+    errors = [line[len("error:"):].strip() for line in lines if line.startswith("error:")]
+    return errors[-1] if errors else "it failed before writing its config (no train.log error line)"
 
 
 def list_runs(root: str | Path | None = None) -> list[RunInfo]:

@@ -11,6 +11,7 @@ import json
 import math
 import time
 from pathlib import Path
+from typing import Callable
 
 import torch
 from safetensors import safe_open
@@ -18,7 +19,6 @@ from safetensors import safe_open
 from . import distributed, runs
 from .config import TrainConfig
 from .generate import generate_text
-from .lab.induction import eval_probes
 from .model import GPT
 from .optim import make_optimizer
 from .precision import LowPrecisionCopy
@@ -106,6 +106,8 @@ class Trainer:
         self.step = 0
         self.elapsed_s = 0.0
         self.stop_requested = False
+        # fn(model, val_ids, autocast context) -> {metric: value} logged at each evaluation (None: nothing extra)
+        self.eval_probes: Callable[..., dict] | None = None
         self.skip_eval_at: int | None = None  # resume: that step's eval is already in metrics.jsonl
         self.model.grad_checkpoint = cfg.grad_checkpoint
         # bf16 on CPU: forward/backward on a bf16 working copy instead of autocast (gpt/precision.py)
@@ -291,10 +293,11 @@ class Trainer:
             at_eval = self.step % cfg.eval_interval == 0 or self.step == cfg.max_iters
             if at_eval and not (self.step == resumed_at and self.skip_eval_at == resumed_at):
                 last_eval = self.evaluate()
-                # ICL and induction/previous-token head scores (gpt/lab/induction.py): ~0.25 s per evaluation
-                # measured on 2 busy cores, 0.2-0.3% of training time at eval_interval 250
-                probes = (eval_probes(self.model, self.val_ids, self.autocast())
-                          if self.is_main and self.out_dir is not None else {})
+                # extra per-evaluation metrics: the CLI plugs in gpt/lab/induction.py's ICL and induction/
+                # previous-token head scores (~0.25 s per evaluation measured on 2 busy cores, 0.2-0.3% of
+                # training time at eval_interval 250); the trainer itself does not depend on the lab
+                probes = (self.eval_probes(self.model, self.val_ids, self.autocast())
+                          if self.eval_probes is not None and self.is_main and self.out_dir is not None else {})
                 self.elapsed_s += time.perf_counter() - clock
                 clock = time.perf_counter()
                 if self.is_main and self.out_dir is not None:

@@ -21,6 +21,7 @@ import torch
 from . import distributed, runs
 from .config import ACTIVATIONS, NORMS, POS_EMBEDDINGS, ConfigError, GPTConfig, TrainConfig
 from .data import CorpusError, load_corpus, split_ids
+from .lab.induction import eval_probes
 from .model import GPT
 from .tokenizers import Tokenizer, TokenizerError, UnknownCharactersError, load_tokenizer, train_tokenizer
 from .train import Trainer, TrainError, resolve_device, resolve_dtype
@@ -232,6 +233,7 @@ def prepare(args) -> tuple[Trainer, dict]:
     ddp_model = distributed.wrap(model, dist_info, device)  # None in a single process
     trainer = Trainer(model, tokenizer, splits.train, splits.val, train_cfg, out, device, dtype,
                       rank=dist_info.rank, world_size=dist_info.world_size, ddp_model=ddp_model)
+    trainer.eval_probes = eval_probes  # ICL score and the strongest induction/previous-token heads at each eval
     if args.resume:
         has_checkpoint = (out / runs.RESUME).exists()
         if has_checkpoint:
@@ -284,7 +286,7 @@ def _train(args, trainer: Trainer, info: dict, out: Path, is_main: bool) -> int:
     try:
         if is_main:
             runs.remove_stale_temp_files(out)
-        write_status(state="running", pid=os.getpid(), step=trainer.step,
+        write_status(state="running", pid=os.getpid(), step=trainer.step, stop_requested_at=None,
                      max_iters=trainer.cfg.max_iters, error=None, started_at=time.time(), **info)
     except OSError as e:  # a read-only or full disk: say so instead of a traceback
         print(f"error: cannot write to the run folder {out}: {e.strerror or e}", file=sys.stderr)

@@ -1,10 +1,8 @@
-"""Shared fixtures. Tests never touch the network: tiny Shakespeare comes from ../shared/data when present
-(seeded into a private cache), otherwise tests fall back to the python-docs corpus."""
+"""Shared fixtures. Tests never touch the network: tiny Shakespeare ships inside the package (gpt/corpora)."""
 from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import string
 import subprocess
 import sys
@@ -15,16 +13,13 @@ import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED_SHAKESPEARE = ROOT.parent / "shared" / "data" / "tinyshakespeare.txt"
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 
 @pytest.fixture(scope="session", autouse=True)
 def private_cache(tmp_path_factory):
-    """A cache dir holding tiny Shakespeare (when available) so no test downloads anything."""
+    """An empty private cache dir: tests neither read nor write the user's cache (nothing needs seeding)."""
     cache = tmp_path_factory.mktemp("cache")
-    if SHARED_SHAKESPEARE.is_file():
-        shutil.copy(SHARED_SHAKESPEARE, cache / "tinyshakespeare.txt")
     os.environ["GPT_EXPLORER_CACHE"] = str(cache)
     yield cache
 
@@ -69,12 +64,9 @@ SHAKESPEARE_CHARS = frozenset("\n !$&',-.3:;?" + string.ascii_letters)
 
 @pytest.fixture(scope="session")
 def corpus_text() -> str:
-    """Real English text for training tests: tiny Shakespeare if present (not on a fresh CI machine), else
-    Python's docs reduced to Shakespeare's character set so tests see the same kind of vocabulary."""
-    from gpt.data import python_docs
-    if SHARED_SHAKESPEARE.is_file():
-        return SHARED_SHAKESPEARE.read_text(encoding="utf-8")
-    return "".join(c for c in python_docs() if c in SHAKESPEARE_CHARS)
+    """Real English text for training tests: tiny Shakespeare, shipped with the package."""
+    from gpt.data import tiny_shakespeare
+    return tiny_shakespeare()
 
 
 @pytest.fixture(scope="session")

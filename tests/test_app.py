@@ -93,7 +93,7 @@ def test_tokenizer_page_chips_and_unknown_characters(root):
     at = app_at("tokenizer")
     assert any("Characters per token" == m.label for m in at.metric)
     assert len(at.dataframe) >= 1
-    at.text_area(key="tok_text_tiny").set_value("Hi 日本").run()
+    placed(at, "text_area", "prompt").set_value("Hi 日本").run()
     assert not at.exception
     assert any("'日'" in e.value and "'本'" in e.value for e in at.error)
 

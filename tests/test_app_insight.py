@@ -120,15 +120,15 @@ def test_token_loss_page_escapes_and_explains(checkpoints):
     assert "Mean loss" in text_of(at)
     chips = "".join(m.value for m in at.markdown if "<span" in m.value)
     assert "&lt;" in chips and "&gt;" in chips
-    assert tags(chips) == {"div", "span"}  # every '<' of the text arrived escaped
+    assert tags(chips) == {"div", "span", "br"}  # every '<' of the text arrived escaped (br: its line breaks)
 
 
 def test_ablation_regeneration_is_escaped(checkpoints):
     at = open_page("ablation", run="tiny-html")
     at.button[0].click().run()
     assert not at.exception
-    texts = "".join(m.value for m in at.markdown if "<pre" in m.value)
-    assert "&lt;" in texts and tags(texts) <= {"pre", "b"}
+    texts = "".join(m.value for m in at.markdown if "font-family:monospace" in m.value)
+    assert "&lt;" in texts and tags(texts) <= {"div", "b", "br"}
 
 
 def test_run_diff_page_compares_two_snapshots(checkpoints):

@@ -2,8 +2,9 @@
 import streamlit as st
 
 from explorer.cache import run_head_scores, run_validation_ids
-from explorer.common import default_prompt, encode_or_explain, esc, selected_attention_run, visible
+from explorer.common import default_prompt, encode_or_explain, esc, selected_attention_run, token_label
 from explorer.figures.tokens import prob_bars
+from explorer.state import bind
 from gpt.data import CorpusError
 from gpt.interp.ablation import ablate, all_heads, generate_with_ablation
 from gpt.interp.detectors import strongest_head
@@ -25,8 +26,7 @@ elif quick != "my choice":
     layer, head, _ = strongest_head(scores, "induction" if "induction" in quick else "previous_token")
     preset = [f"L{layer}H{head}"]
 chosen = st.multiselect("Heads to zero", list(names), default=preset, key=f"abl_heads_{run.path.name}_{quick}")
-prompt = st.text_area("Prompt", default_prompt(run, max_tokens=min(64, cfg.block_size)), height=90,
-                      key=f"abl_prompt_{run.path.name}")
+prompt = st.text_area("Prompt", height=90, **bind("prompt", default_prompt(run, max_tokens=min(64, cfg.block_size))))
 ids = encode_or_explain(run, prompt)
 if ids is None:
     st.stop()
@@ -41,7 +41,7 @@ c1.metric("Validation loss, intact", f"{result.base_loss:.4f}")
 c2.metric("With the heads removed", f"{result.ablated_loss:.4f}", f"{result.delta_loss:+.4f}", delta_color="inverse")
 c3.metric("Next-token distribution moved", f"{result.total_variation:.0%}",
           help="Total variation distance between the two next-token distributions for the prompt")
-label = lambda i: visible(run.tokenizer.token_str(i))  # noqa: E731
+label = lambda i: token_label(run.tokenizer, i)  # noqa: E731
 st.plotly_chart(prob_bars({"intact": [(label(t), p) for t, p in result.base_top],
                            "heads removed": [(label(t), p) for t, p in result.ablated_top]},
                           "Next token after the prompt"), key="abl_bars")
@@ -49,8 +49,8 @@ st.caption("Loss on 8 fixed windows of the validation text. Zeroing is blunt: a 
            "still matter when its output was never zero during training.")
 
 st.subheader("Re-generate without the heads")
-n_new = st.slider("New tokens", 20, 300, 120, 20)
-seed = st.number_input("Seed", 0, 10_000, 1)
+n_new = st.slider("New tokens", 20, 300, step=20, **bind("max_new", 120, options=range(20, 301, 20)))
+seed = st.number_input("Seed", 0, 10_000, **bind("seed", 1, options=range(10_001)))
 if st.button("Generate both", type="primary"):
     heads = [names[n] for n in chosen]
     with st.spinner("Sampling..."):
@@ -59,6 +59,8 @@ if st.button("Generate both", type="primary"):
     left, right = st.columns(2)
     for col, title, new in ((left, "Intact", intact), (right, f"Without {', '.join(chosen) or 'any head'}", ablated)):
         col.markdown(f"**{esc(title)}**")
-        col.markdown(f'<pre style="white-space:pre-wrap">{esc(prompt)}<b>{esc(run.tokenizer.decode(new))}</b></pre>',
+        # <br> rather than raw newlines: markdown would end the HTML block at a blank line and lose the breaks
+        html_text = f"{esc(prompt)}<b>{esc(run.tokenizer.decode(new))}</b>".replace("\n", "<br>")
+        col.markdown(f'<div style="font-family:monospace;white-space:pre-wrap">{html_text}</div>',
                      unsafe_allow_html=True)
     st.caption("Same seed and sampling for both, so every difference comes from the removed heads.")

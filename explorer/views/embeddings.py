@@ -3,8 +3,9 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from explorer.common import selected_run, visible
+from explorer.common import selected_run, token_label
 from explorer.figures.embeddings import embedding_scatter, matrix_heatmap
+from explorer.state import bind
 from gpt.interp.embeddings import cosine_matrix, nearest_neighbours, pca, position_embeddings, token_embeddings
 
 MAX_LABELS = 400  # beyond this many points the labels turn into noise
@@ -16,13 +17,13 @@ st.caption(f"**{run.path.name}** at step {run.step:,}: every token id maps to a 
            "numbers, learned in training. Tokens used alike end up near each other.")
 
 emb = token_embeddings(run.model)  # (vocab, n_embd)
-labels = [visible(tok.token_str(i)) for i in range(tok.vocab_size)]
+labels = [token_label(tok, i) for i in range(tok.vocab_size)]
 c1, c2 = st.columns([1, 3])
-dims = c1.radio("Projection", ["2D", "3D"], horizontal=True)
+dims = c1.radio("Projection", ["2D", "3D"], horizontal=True, **bind("dims", "2D", options=["2D", "3D"]))
 options = list(range(tok.vocab_size))
 default = next((i for i, s in enumerate(labels) if s in ("e", "·e", "the", "·the")), 0)
-chosen = c2.selectbox("Nearest neighbours of", options, index=default,
-                      format_func=lambda i: f"{labels[i]!r} (id {i})")
+chosen = c2.selectbox("Nearest neighbours of", options, format_func=lambda i: f"{labels[i]!r} (id {i})",
+                      **bind("token", default, options=options))
 
 neighbours = nearest_neighbours(emb, chosen, k=10)
 proj = pca(emb, 3 if dims == "3D" else 2)
@@ -49,7 +50,7 @@ if pos is None:
 a, b = st.columns(2, gap="large")
 with a:
     st.plotly_chart(matrix_heatmap(pos, "Positional embedding vectors", "dimension", "position"), key="pos_emb")
-    st.caption("Row p is the vector added to the token at position p; red/blue = positive/negative values.")
+    st.caption("Row p is the vector added to the token at position p; blue = positive, red = negative (as the colour bar).")
 with b:
     sim = cosine_matrix(pos)
     st.plotly_chart(matrix_heatmap(sim, "Position × position cosine similarity", "position", "position"),

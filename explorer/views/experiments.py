@@ -5,7 +5,7 @@ import streamlit as st
 
 from explorer import jobs
 from explorer.cache import cached_run
-from explorer.common import all_runs, select_run, visible
+from explorer.common import all_runs, flash_message, follow_started_run, token_label
 from explorer.figures.attention import attention_heatmap, head_grid
 from gpt.interp.capture import attention_patterns
 from gpt.interp.experiments import TASKS, build_probe, check, task_of_run, train_command, write_corpus
@@ -29,10 +29,12 @@ run_name = st.text_input("Run name", f"exp-{name}-{len(existing) + 1}")
 if st.button(f"Train the {name} model", type="primary"):
     try:
         out = jobs.start_job(run_name, {"corpus": str(corpus), **options})
-        select_run(out.name)
-        st.success(f"Started **{out.name}**. Its progress shows in the sidebar; come back here when it finishes.")
     except (jobs.JobError, RunError, ValueError) as e:
         st.error(str(e))
+    else:  # rerun the whole app: the sidebar's status line starts polling and the picker follows the run
+        follow_started_run(out.name, f"Started **{out.name}**. Its progress shows in the sidebar; the check "
+                                     "below uses its latest checkpoint, and is final when it finishes.")
+flash_message()
 
 st.subheader("Check a trained model")
 if not existing:
@@ -62,6 +64,6 @@ with right:
     probe = build_probe(task, run.tokenizer, run.config.block_size, n_lines=6, seed=7)
     ids = probe.ids[0].tolist()
     pattern = attention_patterns(run.model, probe.ids[:1])[0, layer, head]
-    st.plotly_chart(attention_heatmap(pattern, [visible(run.tokenizer.token_str(i)) for i in ids],
+    st.plotly_chart(attention_heatmap(pattern, [token_label(run.tokenizer, i) for i in ids],
                                   f"L{layer}H{head} on fresh lines"), key="exp_map")
     st.caption("Rows after each bar should light up the source letter that comes next in the answer.")

@@ -2,8 +2,9 @@
 import streamlit as st
 
 from explorer.cache import run_head_scores, run_validation_ids
-from explorer.common import selected_attention_run, visible
+from explorer.common import selected_attention_run, token_label
 from explorer.figures.attention import attention_heatmap, detector_heatmaps
+from explorer.state import bind
 from gpt.data import CorpusError
 from gpt.interp.capture import attention_patterns
 from gpt.interp.detectors import DETECTORS, LABELS, PROBES, build_probe, describe_heads, repeated_passage
@@ -15,10 +16,11 @@ st.caption(f"Model **{run.path.name}** at step {run.step:,}: {cfg.n_layer} layer
 
 
 c1, c2 = st.columns([3, 1])
-kind = c1.radio("Probe", PROBES, horizontal=True,
+kind = c1.radio("Probe", PROBES, horizontal=True, **bind("probe", PROBES[0], options=PROBES),
                 help="Induction is defined on random tokens (nothing but copying can predict them); a small "
                      "character model may only show its induction heads on text like what it was trained on.")
-seed = c2.number_input("Probe seed", 0, 10_000, 0, help="Which random sequence (or passage) the detectors use")
+seed = c2.number_input("Probe seed", 0, 10_000, help="Which random sequence (or passage) the detectors use",
+                       **bind("probe_seed", 0, options=range(10_001)))
 try:
     result = run_head_scores(run.path, probe_kind=kind, probe_seed=int(seed))
     scores, gain = result.scores, result.in_context_gain
@@ -42,14 +44,16 @@ st.caption(
 
 st.subheader("Look at one head on the probe")
 c1, c2 = st.columns(2)
-layer = c1.selectbox("Layer", range(cfg.n_layer), format_func=lambda i: f"layer {i}")
-head = c2.selectbox("Head", range(cfg.effective_n_head), format_func=lambda i: f"head {i}")
+layer = c1.selectbox("Layer", range(cfg.n_layer), format_func=lambda i: f"layer {i}",
+                     **bind("layer", 0, options=range(cfg.n_layer)))
+head = c2.selectbox("Head", range(cfg.effective_n_head), format_func=lambda i: f"head {i}",
+                    **bind("head", 0, options=range(cfg.effective_n_head)))
 half = max(2, min(24, cfg.block_size // 2))  # short enough to read, with the repeat in view
 # the probe the scores above used, cut to a readable length: its first half-length tokens and their repeat
 full = build_probe(run.model, kind, int(seed), run_validation_ids(run.path) if kind == PROBES[1] else None)[:1]
 probe = repeated_passage(full[0, :half], half)
 pattern = attention_patterns(run.model, probe)[0, layer, head]
-labels = [visible(run.tokenizer.token_str(i)) for i in probe[0].tolist()]
+labels = [token_label(run.tokenizer, i) for i in probe[0].tolist()]
 st.plotly_chart(attention_heatmap(pattern, labels, f"L{layer}H{head} on a {half}-token sequence and its repeat"),
                 key="probe_map")
 row = {LABELS[d]: f"{float(scores[i, layer, head]):.2f}" for i, d in enumerate(DETECTORS)}

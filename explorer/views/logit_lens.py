@@ -2,8 +2,9 @@
 import pandas as pd
 import streamlit as st
 
-from explorer.common import default_prompt, encode_or_explain, selected_attention_run, visible
+from explorer.common import default_prompt, encode_or_explain, selected_attention_run, token_label
 from explorer.figures.tokens import lens_heatmap
+from explorer.state import bind
 from gpt.interp.lens import lens_column, logit_lens
 
 MAX_SHOWN = 48
@@ -12,8 +13,8 @@ run = selected_attention_run("Logit lens", "no layers to look through")
 cfg = run.config
 st.caption(f"Model **{run.path.name}** at step {run.step:,}. The residual stream after each layer is passed "
            "through the model's final LayerNorm and unembedding, as if the remaining layers were skipped.")
-prompt = st.text_area("Prompt", default_prompt(run, max_tokens=min(MAX_SHOWN, cfg.block_size)), height=90,
-                      key=f"lens_prompt_{run.path.name}")
+prompt = st.text_area("Prompt", height=90,
+                      **bind("prompt", default_prompt(run, max_tokens=min(MAX_SHOWN, cfg.block_size))))
 ids = encode_or_explain(run, prompt)
 if ids is None:
     st.stop()
@@ -21,8 +22,8 @@ if len(ids) > min(MAX_SHOWN, cfg.block_size):
     st.warning(f"Showing the last {min(MAX_SHOWN, cfg.block_size)} of {len(ids)} tokens.")
     ids = ids[-min(MAX_SHOWN, cfg.block_size):]
 lens = logit_lens(run.model, ids)
-tokens = [visible(run.tokenizer.token_str(i)) for i in ids]
-top_tokens = [[visible(run.tokenizer.token_str(int(i))) for i in row] for row in lens.top_ids]
+tokens = [token_label(run.tokenizer, i) for i in ids]
+top_tokens = [[token_label(run.tokenizer, int(i)) for i in row] for row in lens.top_ids]
 st.plotly_chart(lens_heatmap(lens.labels, tokens, top_tokens, lens.top_probs), key="lens_map")
 st.caption("Columns: prompt positions (the token written there). Rows: depth, from the raw embedding to the "
            "last block (the last row is the model's real prediction). Each cell shows the most likely *next* "
@@ -30,11 +31,12 @@ st.caption("Columns: prompt positions (the token written there). Rows: depth, fr
            "token: the unembedding shares its weights with the embedding, so an untouched embedding points at "
            "itself. Watch where each column first turns into its final answer.")
 
-position = st.slider("Position", 0, len(ids) - 1, len(ids) - 1, format="%d",
-                     help="Inspect one column: the top 5 at every depth")
+position = st.slider("Position", 0, max(1, len(ids) - 1), format="%d", disabled=len(ids) < 2,
+                     help="Inspect one column: the top 5 at every depth",
+                     **bind("pos", len(ids) - 1, options=range(len(ids))))
 column = lens_column(lens, position, k=5)
 st.dataframe(pd.DataFrame(
-    [{"depth": label, **{f"#{r + 1}": f"{visible(run.tokenizer.token_str(t))} {p:.2f}" for r, (t, p) in enumerate(row)},
+    [{"depth": label, **{f"#{r + 1}": f"{token_label(run.tokenizer, t)} {p:.2f}" for r, (t, p) in enumerate(row)},
       "p(actual next)": None if position == len(ids) - 1 else round(float(lens.target_probs[d, position]), 3)}
      for d, (label, row) in enumerate(zip(lens.labels, column))]), hide_index=True, width="stretch")
 st.caption(f"Position {position} holds `{tokens[position]}`"

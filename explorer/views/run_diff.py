@@ -3,7 +3,7 @@ import pandas as pd
 import streamlit as st
 
 from explorer.cache import cached_run
-from explorer.common import all_runs, default_prompt, selected_run_info, visible
+from explorer.common import all_runs, default_prompt, selected_run_info, token_label
 from explorer.figures.attention import attention_heatmap, head_grid
 from explorer.figures.tokens import delta_bars
 from gpt.interp.rundiff import diff_runs
@@ -11,6 +11,14 @@ from gpt.interp.timemachine import snapshot_steps
 from gpt.runs import RunError
 
 st.title("Run diff")
+
+
+def for_people(value) -> str:
+    """A setting as a person writes it: 0.0003, not 0.00030000000000000003 (floats to 6 significant digits)."""
+    return f"{value:.6g}" if isinstance(value, float) else str(value)
+
+
+
 runs = all_runs()
 if not runs:
     st.info("No trained model yet. Train one on the **Train** page.")
@@ -26,8 +34,10 @@ def pick(col, label: str, default_name: str, default_step: str):
         name = st.selectbox(f"{label}: run", names, index=names.index(default_name), key=f"diff_{label}_run")
         path = runs[names.index(name)].path
         steps = ["latest"] + [str(s) for s in snapshot_steps(path)]
-        step = st.selectbox(f"{label}: weights", steps, index=steps.index(default_step) if default_step in steps
-                            else 0, key=f"diff_{label}_step_{name}")
+        # a run picked here starts at its latest weights; the default step applies to the default run only
+        wanted = default_step if name == default_name else "latest"
+        step = st.selectbox(f"{label}: weights", steps, index=steps.index(wanted) if wanted in steps else 0,
+                            key=f"diff_{label}_step_{name}")
         try:
             return cached_run(path, None if step == "latest" else int(step))
         except RunError as e:
@@ -35,10 +45,27 @@ def pick(col, label: str, default_name: str, default_step: str):
             st.stop()
 
 
+# Both sides start at their latest weights (snapshot 0 is an untrained model, a misleading default). With two
+# or more runs sharing a tokenizer: the sidebar's run against the most recent other one; else one run half-way
+# against its end.
 base = current.name if current else names[0]
-first_snap = next((str(s) for s in snapshot_steps(runs[names.index(base)].path)), "latest")
+
+
+def same_tokenizer(name: str) -> bool:
+    """Two runs compare token by token only when they share a tokenizer (the same tokenizer.json)."""
+    def read(n):
+        return (runs[names.index(n)].path / "tokenizer.json").read_bytes()
+    try:
+        return read(name) == read(base)
+    except OSError:
+        return False
+
+
+others = [n for n in names if n != base and same_tokenizer(n)]
+snaps = [str(s) for s in snapshot_steps(runs[names.index(base)].path)]
+a_name, a_step = (others[0], "latest") if others else (base, snaps[len(snaps) // 2] if snaps else "latest")
 left, right = st.columns(2)
-run_a = pick(left, "A", base, first_snap)
+run_a = pick(left, "A", a_name, a_step if a_name == base else "latest")
 run_b = pick(right, "B", base, "latest")
 prompt = st.text_area("Prompt", default_prompt(run_b, max_tokens=min(48, run_b.config.block_size)), height=90)
 try:
@@ -46,7 +73,7 @@ try:
 except Exception as e:  # unknown characters, different tokenizers, too short: all explained in the message
     st.error(str(e))
     st.stop()
-tokens = [visible(run_b.tokenizer.token_str(i)) for i in diff.ids]
+tokens = [token_label(run_b.tokenizer, i) for i in diff.ids]
 st.subheader("Per-token log-probability, B − A")
 st.plotly_chart(delta_bars(tokens[1:], diff.logprob_delta.tolist()), key="diff_lp")
 st.caption(f"Mean log-prob: A {float(diff.logprob_a.mean()):.3f}, B {float(diff.logprob_b.mean()):.3f}. "
@@ -71,7 +98,7 @@ else:
 
 st.subheader("Hyperparameters that differ")
 if diff.config:
-    st.dataframe(pd.DataFrame([{"setting": k, "A": str(a), "B": str(b)} for k, a, b in diff.config]),
+    st.dataframe(pd.DataFrame([{"setting": k, "A": for_people(a), "B": for_people(b)} for k, a, b in diff.config]),
                  hide_index=True, width="stretch")
 else:
     st.caption("None: the two are the same run at the same step.")

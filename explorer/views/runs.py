@@ -5,12 +5,13 @@ import pandas as pd
 import streamlit as st
 
 from explorer import jobs
-from explorer.common import SHIPPED_RUN, all_runs
+from explorer.common import SHIPPED_RUN, all_runs, broken_runs
 from explorer.figures.training import loss_curves
 
 st.title("Runs")
 runs = all_runs()
-if not runs:
+broken = broken_runs()
+if not runs and not broken:
     st.info("No runs yet. Train one on the **Train** page.")
     st.stop()
 
@@ -20,37 +21,49 @@ def row(info) -> dict:
     speeds = [r["tokens_per_s"] for r in metrics if isinstance(r.get("tokens_per_s"), (int, float))]
     elapsed = max((r.get("elapsed_s") or 0 for r in metrics), default=0)
     m, t = info.config["model"], info.config["train"]
-    return {"run": info.name, "state": info.state, "arch": info.arch, "layers": m.n_layer, "heads": m.n_head,
-            "width": m.n_embd, "block": m.block_size, "params": info.params, "tokenizer": info.config.get("tokenizer"),
-            "vocab": m.vocab_size, "steps": info.step, "of": info.max_iters, "lr": t.lr, "batch": t.batch_size,
-            "best val": info.best_val, "tokens/s": statistics.median(speeds[-20:]) if speeds else None,
-            "wall time": jobs.format_eta(elapsed), "corpus": str(info.config.get("corpus") or "").split("/")[-1]}
+    # key results first: on a narrow screen the shape columns, not the results, fall off the right edge
+    return {"run": info.name, "best val": info.best_val,
+            "tokens/s": statistics.median(speeds[-20:]) if speeds else None, "wall time": jobs.format_eta(elapsed),
+            "state": info.state, "steps": info.step, "of": info.max_iters, "arch": info.arch, "params": info.params,
+            "layers": m.n_layer, "heads": m.n_head, "width": m.n_embd, "block": m.block_size,
+            "tokenizer": info.config.get("tokenizer"), "vocab": m.vocab_size, "lr": t.lr, "batch": t.batch_size,
+            "corpus": str(info.config.get("corpus") or "").split("/")[-1]}
 
 
 table = pd.DataFrame([row(r) for r in runs])
-st.dataframe(table, hide_index=True, width="stretch", column_config={
-    "best val": st.column_config.NumberColumn(format="%.3f"),
-    "tokens/s": st.column_config.NumberColumn(format="%.0f"),
-    "params": st.column_config.NumberColumn(format="localized"),
-    "lr": st.column_config.NumberColumn(format="%.0e")})
-st.caption("Every run under checkpoints/, most recently active first: its shape, how far it trained, the best "
-           "validation loss it reached, its median training speed and its training time.")
+if runs:
+    st.dataframe(table, hide_index=True, width="stretch", column_config={
+        "best val": st.column_config.NumberColumn(format="%.3f"),
+        "tokens/s": st.column_config.NumberColumn(format="%.0f"),
+        "params": st.column_config.NumberColumn(format="localized"),
+        "lr": st.column_config.NumberColumn(format="%.0e")})
+    st.caption("Every run under checkpoints/, most recently active first: the best validation loss it reached "
+               "(lower is better), its median training speed and its training time, then how far it trained and "
+               "its shape.")
+if broken:
+    st.subheader("Runs that failed or were left half-made")
+    st.caption("These folders cannot be opened as models; here is why. Delete them below.")
+    st.dataframe(pd.DataFrame([{"run": b.name, "what went wrong": b.error} for b in broken]), hide_index=True,
+                 width="stretch")
 
 names = [r.name for r in runs]
 chosen = st.multiselect("Compare loss curves", names, default=names[:min(3, len(names))])
 if chosen:
     by_name = {r.name: r for r in runs}
-    st.plotly_chart(loss_curves({n: jobs.read_metrics(by_name[n].path) for n in chosen}, "Loss by run"),
-                    key="runs_loss")
-    st.caption("Solid: training loss (noisy, one batch); dashed with dots: validation loss on held-out text. "
-               "Lower is better; a val curve rising while train falls means overfitting.")
+    smoothing = st.slider("Smoothing of the training loss", 0.0, 0.99, 0.6, 0.01, key="runs_smoothing",
+                          help="An exponential moving average, as TensorBoard's: 0 shows every noisy batch.")
+    st.plotly_chart(loss_curves({n: jobs.read_metrics(by_name[n].path) for n in chosen}, "Loss by run",
+                                smoothing=smoothing), key="runs_loss")
+    st.caption("One colour per run. Solid: training loss (one batch per step, smoothed by the slider); dashed with "
+               "dots: validation loss on held-out text. Lower is better; val rising while train falls means "
+               "overfitting.")
 
 st.subheader("Delete a run")
-deletable = [n for n in names if n != SHIPPED_RUN]
+deletable = [n for n in names if n != SHIPPED_RUN] + [b.name for b in broken]
 if not deletable:
     st.caption("Only the shipped model is here; it is not deleted from the app.")
 else:
-    victim = st.selectbox("Run to delete", deletable, index=None, placeholder="choose a run")
+    victim = st.selectbox("Run to delete", deletable, index=None, placeholder="choose a run", key="runs_delete")
     if victim:
         sure = st.checkbox(f"Yes, permanently delete **{victim}** and all its files")
         if st.button("Delete", type="primary", disabled=not sure, icon=":material/delete:"):

@@ -2,7 +2,7 @@
 import streamlit as st
 
 from explorer.cache import cached_run, run_head_scores, snapshot_embedding_frames
-from explorer.common import default_prompt, selected_run_info, visible
+from explorer.common import default_prompt, selected_run_info, token_label
 from explorer.figures.attention import attention_overview, detector_heatmaps
 from explorer.figures.embeddings import embedding_scatter
 from explorer.figures.lab import probe_curves
@@ -73,12 +73,12 @@ with tab_attn:
     prompt_ids = snap.tokenizer.encode(default_prompt(snap, max_tokens=min(32, snap.config.block_size)))
     patterns = attention_patterns(snap.model, prompt_ids)[0]
     st.plotly_chart(attention_overview(patterns, max_tokens=32), key="tm_attention")
-    text = "".join(visible(snap.tokenizer.token_str(i)) for i in prompt_ids)
+    text = "".join(token_label(snap.tokenizer, i) for i in prompt_ids)
     st.caption(f"Every head at step {step:,} on the prompt `{text[:80]}` (rows = layers, columns = heads).")
 with tab_emb:
     points = snapshot_embedding_frames(str(info.path), tuple(steps))
     span = 1.1 * max(float(p.abs().max()) for p in points)
-    labels = [visible(snap.tokenizer.token_str(i)) for i in range(snap.config.vocab_size)][:400]
+    labels = [token_label(snap.tokenizer, i) for i in range(snap.config.vocab_size)][:400]
     st.plotly_chart(embedding_scatter(points[steps.index(step)][:400], labels, axis_range=span,
                                       title=f"Token embeddings at step {step:,}"), key="tm_embed")
     st.caption("Each token's embedding vector projected to 2-D (PCA), with every step rotated onto the next by "

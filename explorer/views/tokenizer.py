@@ -4,6 +4,7 @@ import streamlit as st
 
 from explorer.cache import corpus_token_counts
 from explorer.common import chips_html, default_prompt, esc, selected_run, visible
+from explorer.state import bind
 from gpt.tokenizers import printable
 
 CHIP_COLORS = ["#cfe3ff", "#ffe2c6", "#d6f5d6", "#f3d4f7"]
@@ -16,8 +17,7 @@ kind = "byte-level BPE" if tok.kind == "bpe" else "character"
 st.caption(f"**{run.path.name}** uses a {kind} tokenizer with {tok.vocab_size:,} tokens. The model never sees "
            "letters, only these token ids.")
 
-text = st.text_area("Text", default_prompt(run, max_tokens=min(80, run.config.block_size)), height=110,
-                    key=f"tok_text_{run.path.name}")
+text = st.text_area("Text", height=110, **bind("prompt", default_prompt(run, max_tokens=min(80, run.config.block_size))))
 unknown = tok.unknown_chars(text)
 if unknown:
     shown = ", ".join(f"`{c!r}`" for c in unknown[:20])

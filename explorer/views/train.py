@@ -6,7 +6,7 @@ import streamlit as st
 
 from explorer import jobs
 from explorer.cache import corpus_text
-from explorer.common import all_runs, select_run, selected_run_info
+from explorer.common import all_runs, read_upload, select_run, selected_run_info
 from explorer.figures.lab import probe_curves
 from explorer.figures.training import loss_curves, metric_curve
 from explorer.train_form import (
@@ -184,7 +184,7 @@ def form() -> None:
     st.markdown("**Data**")
     d1, d2, d3 = st.columns([2, 2, 1])
     source = d1.radio("Corpus", SOURCES, key="tf_source", horizontal=True)
-    corpus, corpus_text, char_vocab = None, None, 65
+    corpus, corpus_text, char_vocab, upload_error = None, None, 65, None
     if source == "Built-in":
         corpus = d2.selectbox("Built-in corpus", list(BUILTIN_CORPORA), format_func=lambda n: f"{n}: "
                               f"{BUILTIN_CORPORA[n]}")
@@ -196,11 +196,7 @@ def form() -> None:
     elif source == "Upload .txt":
         upload = d2.file_uploader("UTF-8 text file", type=["txt"])
         if upload is not None:
-            try:
-                corpus_text = upload.getvalue().decode("utf-8")
-            except UnicodeDecodeError:
-                st.error(f"{upload.name} is not UTF-8 text; save it as UTF-8 and upload it again.")
-                corpus_text = ""
+            corpus_text, upload_error = read_upload(upload)
     elif source == "Paste text":
         corpus_text = d2.text_area("Text to learn from", height=120, placeholder="Paste a few KB or more...")
     else:
@@ -244,7 +240,7 @@ def form() -> None:
                         max_iters=int(iters), lr=float(lr), warmup_iters=int(warmup),
                         eval_interval=int(eval_every), seed=int(seed), bf16=bool(bf16),
                         init_from=str(info.path) if parent is not None else None, parent_config=parent)
-    issues = problems(values)
+    issues = [upload_error] if upload_error else problems(values)
     if finetune and info is not None and corpus_text and info.config.get("tokenizer") == "char":
         from gpt.tokenizers import load_tokenizer  # the tokenizer alone: no weights needed for this check
         unknown = load_tokenizer(info.path / "tokenizer.json").unknown_chars(corpus_text)
