@@ -5,7 +5,9 @@ import dataclasses
 from dataclasses import dataclass, fields
 
 ARCHS = ("bigram", "single_head", "multi_head", "gpt")
-ACTIVATIONS = ("gelu", "gelu_tanh")
+ACTIVATIONS = ("gelu", "gelu_tanh", "relu", "relu2")
+POS_EMBEDDINGS = ("learned", "rotary")
+NORMS = ("layernorm", "rmsnorm", "none")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 
 
@@ -23,8 +25,15 @@ class GPTConfig:
     dropout: float = 0.0
     bias: bool = True          # biases in Linear and LayerNorm, as GPT-2
     arch: str = "gpt"          # one of ARCHS: the seed-004 ladder
-    activation: str = "gelu"   # "gelu_tanh" is GPT-2's approximation
-    layer_norm_eps: float = 1e-5
+    activation: str = "gelu"   # one of ACTIVATIONS: "gelu_tanh" is GPT-2's, "relu2" is ReLU squared (Primer)
+    layer_norm_eps: float = 1e-5  # eps of every LayerNorm/RMSNorm
+    # ---- architecture options (modded-nanogpt's speedrun); the defaults are the classic GPT-2 ----
+    pos_embedding: str = "learned"  # "rotary": no position table, q and k rotated by position (RoPE; LLaMA)
+    norm: str = "layernorm"    # "rmsnorm": no mean, no bias (LLaMA); "none": identity (no normalisation at all)
+    qk_norm: bool = False      # RMS-normalise each head's q and k before q.k (OLMo 2, Gemma 3): tamer logits
+    tie_embeddings: bool = True  # the LM head is the token embedding (GPT-2); False: its own matrix (LLaMA)
+    zero_init_proj: bool = False  # attention/MLP output projections start at zero: each block starts as identity
+    logit_softcap: float = 0.0  # > 0: logits = cap * tanh(logits / cap) (Gemma 2); 0 = off
 
     @property
     def head_size(self) -> int:
@@ -42,6 +51,30 @@ class GPTConfig:
     def has_mlp(self) -> bool:
         return self.arch == "gpt"
 
+    @property
+    def has_position_table(self) -> bool:
+        """A learned position embedding table `wpe` exists (not with rotary embeddings, nor in a bigram)."""
+        return self.has_attention and self.pos_embedding == "learned"
+
+    @property
+    def uses_rotary(self) -> bool:
+        return self.has_attention and self.pos_embedding == "rotary"
+
+    @property
+    def ties_embeddings(self) -> bool:
+        """lm_head.weight is wte.weight (a bigram is always untied: tied, it could only score symmetrically)."""
+        return self.has_attention and self.tie_embeddings
+
+    @property
+    def gpt2_incompatible(self) -> list[str]:
+        """The options GPT-2's architecture cannot represent, as "name=value" (empty: exportable)."""
+        off = {"pos_embedding": "learned", "norm": "layernorm", "qk_norm": False, "tie_embeddings": True,
+               "logit_softcap": 0.0}
+        wrong = [f"{k}={getattr(self, k)!r}" for k, v in off.items() if getattr(self, k) != v]
+        if self.activation not in ("gelu", "gelu_tanh"):
+            wrong.append(f"activation={self.activation!r}")
+        return wrong
+
     def validate(self) -> "GPTConfig":
         problems = []
         for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
@@ -52,12 +85,25 @@ class GPTConfig:
             problems.append(f"arch must be one of {', '.join(ARCHS)} (got {self.arch!r})")
         if self.activation not in ACTIVATIONS:
             problems.append(f"activation must be one of {', '.join(ACTIVATIONS)} (got {self.activation!r})")
+        if self.pos_embedding not in POS_EMBEDDINGS:
+            problems.append(f"pos_embedding must be one of {', '.join(POS_EMBEDDINGS)} (got {self.pos_embedding!r})")
+        if self.norm not in NORMS:
+            problems.append(f"norm must be one of {', '.join(NORMS)} (got {self.norm!r})")
+        for name in ("bias", "qk_norm", "tie_embeddings", "zero_init_proj"):
+            if not isinstance(getattr(self, name), bool):
+                problems.append(f"{name} must be true or false (got {getattr(self, name)!r})")
+        cap = self.logit_softcap
+        if isinstance(cap, bool) or not isinstance(cap, (int, float)) or not 0.0 <= cap < float("inf"):
+            problems.append(f"logit_softcap must be 0 (off) or a positive number like 30 (got {cap!r})")
         if not isinstance(self.dropout, (int, float)) or not 0.0 <= self.dropout < 1.0:
             problems.append(f"dropout must be in [0, 1) (got {self.dropout!r})")
         if not problems and self.arch in ("multi_head", "gpt") and self.n_embd % self.n_head:
             problems.append(
                 f"n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head}) so every head gets "
                 f"the same width; try n_embd={self.n_head * max(1, round(self.n_embd / self.n_head))}")
+        if not problems and self.uses_rotary and self.head_size % 2:
+            problems.append(f"rotary embeddings rotate pairs of channels, so the head size n_embd/n_head must be "
+                            f"even (got {self.n_embd}/{self.effective_n_head} = {self.head_size})")
         if problems:
             raise ConfigError("; ".join(problems))
         return self
@@ -186,4 +232,4 @@ def preset(name: str) -> tuple[GPTConfig, TrainConfig]:
     return GPTConfig(**model_kw), TrainConfig(**train_kw)
 
 
-__all__ = ["ARCHS", "ACTIVATIONS", "DTYPES", "ConfigError", "GPTConfig", "TrainConfig", "PRESETS", "preset"]
+__all__ = ["ARCHS", "ACTIVATIONS", "POS_EMBEDDINGS", "NORMS", "DTYPES", "ConfigError", "GPTConfig", "TrainConfig", "PRESETS", "preset"]

@@ -197,6 +197,11 @@ def import_gpt2(src: str | Path, target: str | Path) -> Path:
 def gpt2_config(cfg: GPTConfig, bos_eos: int | None = None) -> dict:
     if cfg.arch == "bigram":
         raise HFError("a bigram model has no attention and an untied LM head; GPT-2's format cannot hold it")
+    unsupported = cfg.gpt2_incompatible
+    if unsupported:
+        raise HFError(f"GPT-2's architecture cannot represent this model's {', '.join(unsupported)} (GPT-2 has "
+                      "learned positions, LayerNorm, no QK-norm, a tied LM head, no logit cap and a GELU MLP); "
+                      "only a model trained with those defaults can be exported")
     return {"architectures": ["GPT2LMHeadModel"], "model_type": "gpt2", "vocab_size": cfg.vocab_size,
             "n_positions": cfg.block_size, "n_embd": cfg.n_embd, "n_layer": cfg.n_layer,
             "n_head": cfg.effective_n_head, "n_inner": None, "activation_function": ACTIVATION_OUT[cfg.activation],

@@ -17,8 +17,7 @@ from torch.nn import functional as F
 from torch.utils.checkpoint import checkpoint
 
 from .config import GPTConfig
-
-M_SQRT1_2 = 1.0 / math.sqrt(2.0)
+from .layers import Activation, Rotary, activation_functional, make_norm, norm_functional, rms_normalise, softcap
 
 
 class Trace:
@@ -44,7 +43,7 @@ class Trace:
 
 
 def capture_names(config: GPTConfig) -> list[str]:
-    names = ["embed.tok"] + (["embed.pos"] if config.has_attention else [])
+    names = ["embed.tok"] + (["embed.pos"] if config.has_position_table else [])
     for i in range(config.n_layer if config.has_attention else 0):
         p = f"blocks.{i}."
         names += [p + "resid_pre", p + "attn.pattern", p + "attn.z", p + "attn.out", p + "resid_mid"]
@@ -89,6 +88,8 @@ class CausalSelfAttention(nn.Module):
         self.attn_dropout = nn.Dropout(config.dropout)
         self.resid_dropout = nn.Dropout(config.dropout)
         self.dropout = config.dropout
+        self.qk_norm = config.qk_norm
+        self.rotary = Rotary(config.head_size, config.block_size) if config.uses_rotary else None
         self._masks: dict[tuple, torch.Tensor] = {}  # causal masks by shape (not state: never saved)
 
     def causal_mask(self, T: int, past: int, device: torch.device, hidden: bool = False) -> torch.Tensor:
@@ -146,9 +147,9 @@ class CausalSelfAttention(nn.Module):
         if explicit and cache is None:
             qkv = qkv.contiguous()  # one copy here instead of three inside the batched matmuls
         q, k, v = qkv.unbind(0)  # each (B, nh, T, hs)
-        past = 0
+        past = 0 if cache is None else cache.length
+        q, k = self.position_qk(q, k, past)
         if cache is not None:
-            past = cache.length
             k, v = cache.append(layer, k, v)  # (B, nh, past+T, hs)
         # query i sits at absolute position past+i and may see keys 0..past+i
         mask = None
@@ -163,28 +164,38 @@ class CausalSelfAttention(nn.Module):
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # heads side by side again
         return self.resid_dropout(self.c_proj(y))
 
+    def position_qk(self, q: torch.Tensor, k: torch.Tensor, past: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """QK-norm, then the rotary embedding, on q and k (B, nh, T, hs) at positions past..past+T-1 (both are
+        no-ops by default). Norm first, so the rotation (which keeps norms) acts on unit-RMS vectors."""
+        if self.qk_norm:
+            q, k = rms_normalise(q).to(k.dtype), rms_normalise(k).to(k.dtype)
+        if self.rotary is not None:
+            q, k = self.rotary(q, past), self.rotary(k, past)
+        return q, k
+
 
 class MLP(nn.Module):
     def __init__(self, config: GPTConfig):
         super().__init__()
         self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
-        self.gelu = nn.GELU(approximate="tanh" if config.activation == "gelu_tanh" else "none")
+        self.act = Activation(config.activation)
         self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
         self.dropout = nn.Dropout(config.dropout)
 
     def forward(self, x):
-        return self.dropout(self.c_proj(self.gelu(self.c_fc(x))))
+        return self.dropout(self.c_proj(self.act(self.c_fc(x))))
 
 
 class Block(nn.Module):
-    """Pre-LayerNorm transformer block; without an MLP for the attention-only ladder rungs."""
+    """Pre-norm transformer block; without an MLP for the attention-only ladder rungs. ln_1/ln_2 hold whichever
+    normalisation config.norm picks (LayerNorm, RMSNorm or an identity): the names stay for every option."""
 
     def __init__(self, config: GPTConfig):
         super().__init__()
-        self.ln_1 = nn.LayerNorm(config.n_embd, eps=config.layer_norm_eps, bias=config.bias)
+        self.ln_1 = make_norm(config)
         self.attn = CausalSelfAttention(config)
         if config.has_mlp:
-            self.ln_2 = nn.LayerNorm(config.n_embd, eps=config.layer_norm_eps, bias=config.bias)
+            self.ln_2 = make_norm(config)
             self.mlp = MLP(config)
         else:
             self.mlp = None
@@ -216,21 +227,25 @@ class GPT(nn.Module):
         self.config = config
         self.grad_checkpoint = False
         self.wte = nn.Embedding(config.vocab_size, config.n_embd)
+        # no position table with rotary embeddings: positions enter as rotations of q and k inside attention
+        self.wpe = nn.Embedding(config.block_size, config.n_embd) if config.has_position_table else None
         if config.has_attention:
-            self.wpe = nn.Embedding(config.block_size, config.n_embd)
             self.drop = nn.Dropout(config.dropout)
             self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layer))
         else:  # bigram: the next token depends only on the current one
-            self.wpe, self.drop, self.blocks = None, None, nn.ModuleList()
-        self.ln_f = nn.LayerNorm(config.n_embd, eps=config.layer_norm_eps, bias=config.bias)
+            self.drop, self.blocks = None, nn.ModuleList()
+        self.ln_f = make_norm(config)
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
-        if config.has_attention:
+        if config.ties_embeddings:
             # weight tying (Press & Wolf 2017); a tied bigram could only express symmetric scores
             self.lm_head.weight = self.wte.weight
         self.apply(self._init_weights)
         for name, p in self.named_parameters():
             if name.endswith("c_proj.weight"):  # GPT-2: scale residual projections by depth
-                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * max(1, config.n_layer)))
+                if config.zero_init_proj:  # modded-nanogpt: every block starts as the identity
+                    nn.init.zeros_(p)
+                else:
+                    nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * max(1, config.n_layer)))
 
     @staticmethod
     def _init_weights(module):
@@ -269,7 +284,7 @@ class GPT(nn.Module):
         x = self.ln_f(x)
         if trace is not None:
             x = trace("ln_f.out", x)
-        logits = self.lm_head(x)  # (B, T, vocab)
+        logits = self.unembed(x)  # (B, T, vocab)
         if trace is not None:
             logits = trace("logits", logits)
         loss = None
@@ -296,24 +311,26 @@ class GPT(nn.Module):
         for i, block in enumerate(self.blocks):
             attn, C = block.attn, block.attn.n_embd
             nh = attn.n_head
-            h = F.layer_norm(x, (C,), block.ln_1.weight, block.ln_1.bias, block.ln_1.eps)
+            h = norm_functional(block.ln_1, x)
             qkv = F.linear(h, attn.c_attn.weight, attn.c_attn.bias)  # (B, 3C)
             q, k, v = qkv.view(B, 3, nh, 1, C // nh).unbind(1)  # each (B, nh, 1, hs)
+            q, k = attn.position_qk(q, k, pos)
             keys, values = cache.append(i, k, v)  # (B, nh, pos+1, hs)
             y = F.scaled_dot_product_attention(q, keys, values)  # (B, nh, 1, hs)
             x = x + F.linear(y.view(B, C), attn.c_proj.weight, attn.c_proj.bias)
             if block.mlp is not None:
                 mlp = block.mlp
-                h = F.layer_norm(x, (C,), block.ln_2.weight, block.ln_2.bias, block.ln_2.eps)
+                h = norm_functional(block.ln_2, x)
                 h = F.linear(h, mlp.c_fc.weight, mlp.c_fc.bias)
-                if mlp.gelu.approximate == "none":  # F.gelu's oneDNN call costs ~20 us at one token
-                    h = (h * M_SQRT1_2).erf_().add_(1.0).mul_(h).mul_(0.5)
-                else:
-                    h = F.gelu(h, approximate=mlp.gelu.approximate)
+                h = activation_functional(mlp.act.name, h, inplace=True)
                 x = x + F.linear(h, mlp.c_proj.weight, mlp.c_proj.bias)
         cache.length += 1
-        x = F.layer_norm(x, (x.size(-1),), self.ln_f.weight, self.ln_f.bias, self.ln_f.eps)
-        return F.linear(x, self.lm_head.weight)  # (B, vocab)
+        return self.unembed(norm_functional(self.ln_f, x))  # (B, vocab)
+
+    def unembed(self, x: torch.Tensor) -> torch.Tensor:
+        """Final-norm output (..., C) -> logits (..., vocab): the LM head, then the soft cap if the config has one.
+        The logit lens calls this too, so its logits are the model's own."""
+        return softcap(self.lm_head(x), self.config.logit_softcap)
 
     def new_kv_cache(self) -> KVCache:
         return KVCache(len(self.blocks), self.config.block_size)
@@ -332,11 +349,14 @@ def count_params(config: GPTConfig) -> int:
     """Parameter count from the config alone (no allocation; the gpt2 preset would take 0.5 GB)."""
     C, V, L = config.n_embd, config.vocab_size, config.n_layer
     b = 1 if config.bias else 0
-    ln = C * (1 + b)
+    ln = {"layernorm": C * (1 + b), "rmsnorm": C, "none": 0}[config.norm]
     n = V * C + ln  # wte + ln_f
     if not config.has_attention:
         return n + V * C  # untied lm_head
-    n += config.block_size * C
+    if not config.ties_embeddings:
+        n += V * C  # lm_head
+    if config.has_position_table:
+        n += config.block_size * C
     attn = C * 3 * C + 3 * C * b + C * C + C * b
     mlp = C * 4 * C + 4 * C * b + 4 * C * C + C * b if config.has_mlp else 0
     per_block = ln + attn + ((ln + mlp) if config.has_mlp else 0)
@@ -348,7 +368,10 @@ def flops_per_token(config: GPTConfig, context: int | None = None) -> int:
     T = context or config.block_size
     n = count_params(config)
     if config.has_attention:
-        n -= config.block_size * config.n_embd
+        if config.has_position_table:
+            n -= config.block_size * config.n_embd  # a lookup, no arithmetic
+        if not config.ties_embeddings:
+            n -= config.vocab_size * config.n_embd  # wte is a lookup; lm_head (counted in n) is the matmul
         attention = 12 * config.n_layer * config.n_embd * T
     else:
         attention = 0

@@ -356,7 +356,7 @@ def check_weights_fit(model_cfg: GPTConfig, path: str | Path) -> None:
     layers = len({name.split(".")[1] for name in found if name.startswith("blocks.")})
     positions = found.get("wpe.weight", (None,))[0]
     want = (model_cfg.n_embd, model_cfg.n_layer if model_cfg.has_attention else 0,
-            model_cfg.block_size if model_cfg.has_attention else None)
+            model_cfg.block_size if model_cfg.has_position_table else None)
     if (width, layers, positions) != want:
         raise RunError(f"{Path(path).name} does not match config.json: the file holds {layers} layer(s) of width "
                        f"{width} and block size {positions}; config.json says {want[1]} of width {want[0]} and "

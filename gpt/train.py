@@ -206,7 +206,7 @@ class Trainer:
         meta = {"step": str(self.step), **runs.config_metadata(self.model.config)}
         runs.atomic_save_model(self.model, self.out_dir / runs.WEIGHTS, meta)
         tensors = {f"model.{k}": v.detach().contiguous() for k, v in self.model.state_dict().items()
-                   if k != "lm_head.weight" or not self.model.config.has_attention}
+                   if k != "lm_head.weight" or not self.model.config.ties_embeddings}
         opt_state = self.optimizer.state_dict()
         for pid, state in opt_state["state"].items():
             for key, value in state.items():
@@ -231,7 +231,7 @@ class Trainer:
             raise TrainError(f"cannot resume: {path.name} is unreadable ({e})") from e
         runs.check_config_metadata(self.model.config, meta, path)  # config.json edited since: refuse
         model_sd = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
-        if self.model.config.has_attention:
+        if self.model.config.ties_embeddings:
             model_sd["lm_head.weight"] = model_sd["wte.weight"]
         self.model.load_state_dict(model_sd, strict=True)
         opt_sd = self.optimizer.state_dict()

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from . import distributed, runs
-from .config import ConfigError, GPTConfig, TrainConfig
+from .config import ACTIVATIONS, NORMS, POS_EMBEDDINGS, ConfigError, GPTConfig, TrainConfig
 from .data import CorpusError, load_corpus, split_ids
 from .model import GPT
 from .tokenizers import Tokenizer, TokenizerError, UnknownCharactersError, load_tokenizer, train_tokenizer
@@ -41,6 +41,19 @@ def build_parser() -> argparse.ArgumentParser:
     for name in ("dropout", "lr", "min-lr", "weight-decay", "beta2", "grad-clip"):
         p.add_argument(f"--{name}", type=float)
     p.add_argument("--no-bias", action="store_true", help="no biases in Linear and LayerNorm layers")
+    arch = p.add_argument_group("modern architecture (each off by default; see GPTConfig in gpt/config.py)")
+    arch.add_argument("--pos-embedding", choices=POS_EMBEDDINGS,
+                      help="learned: a position table (GPT-2); rotary: q and k rotated by position (RoPE, LLaMA)")
+    arch.add_argument("--norm", choices=NORMS, help="layernorm (GPT-2), rmsnorm (LLaMA) or none")
+    arch.add_argument("--activation", choices=ACTIVATIONS, help="feed-forward nonlinearity; relu2 = ReLU squared")
+    arch.add_argument("--qk-norm", action=argparse.BooleanOptionalAction,
+                      help="RMS-normalise each head's queries and keys (OLMo 2, Gemma 3)")
+    arch.add_argument("--tie-embeddings", action=argparse.BooleanOptionalAction,
+                      help="share the token embedding with the LM head (GPT-2; --no-tie-embeddings: untied head)")
+    arch.add_argument("--zero-init-proj", action=argparse.BooleanOptionalAction,
+                      help="start attention and MLP output projections at zero (modded-nanogpt)")
+    arch.add_argument("--logit-softcap", type=float, metavar="CAP",
+                      help="logits = CAP * tanh(logits / CAP) (Gemma 2); 0 = off")
     p.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"])
     p.add_argument("--snapshot-dtype", choices=["float32", "bfloat16", "float16"])
     p.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps")
@@ -59,7 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 MODEL_ARGS = {"arch": "arch", "n_layer": "n_layer", "n_head": "n_head", "n_embd": "n_embd",
-              "block_size": "block_size", "dropout": "dropout"}
+              "block_size": "block_size", "dropout": "dropout", "pos_embedding": "pos_embedding", "norm": "norm",
+              "activation": "activation", "qk_norm": "qk_norm", "tie_embeddings": "tie_embeddings",
+              "zero_init_proj": "zero_init_proj", "logit_softcap": "logit_softcap"}
 TRAIN_ARGS = ("batch_size", "max_iters", "lr", "min_lr", "warmup_iters", "eval_interval", "eval_iters", "seed",
               "dtype", "device", "grad_accum", "log_interval", "lr_decay_iters", "weight_decay", "beta2",
               "grad_clip", "sample_tokens", "snapshot_interval", "snapshot_dtype")

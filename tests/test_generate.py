@@ -30,13 +30,19 @@ def test_kv_cache_matches_full_recompute(model):
     assert torch.allclose(chunk, full[:, 4:9], atol=1e-5)
 
 
-@pytest.mark.parametrize("arch,activation", [("gpt", "gelu"), ("gpt", "gelu_tanh"), ("multi_head", "gelu"),
-                                              ("single_head", "gelu"), ("bigram", "gelu")])
-def test_decode_next_matches_forward(arch, activation):
-    """The lean one-token path gives forward's logits, token by token, for a batch and every ladder rung."""
+MODERN = dict(pos_embedding="rotary", norm="rmsnorm", qk_norm=True, tie_embeddings=False, logit_softcap=5.0)
+
+
+@pytest.mark.parametrize("arch,activation,options", [
+    ("gpt", "gelu", {}), ("gpt", "gelu_tanh", {}), ("multi_head", "gelu", {}), ("single_head", "gelu", {}),
+    ("bigram", "gelu", {}), ("gpt", "relu", {}), ("gpt", "relu2", MODERN), ("gpt", "gelu", {"norm": "none"}),
+    ("multi_head", "gelu", MODERN)])
+def test_decode_next_matches_forward(arch, activation, options):
+    """The lean one-token path gives forward's logits, token by token, for a batch, every ladder rung and every
+    architecture option (tests/test_speedrun_options.py checks each option alone)."""
     torch.manual_seed(1)
     m = GPT(GPTConfig(vocab_size=30, block_size=10, n_layer=2, n_head=2, n_embd=16, arch=arch,
-                      activation=activation)).eval()
+                      activation=activation, **options)).eval()
     idx = torch.randint(0, 30, (3, 10))
     full, _ = m(idx)
     cache = m.new_kv_cache()

@@ -1,0 +1,140 @@
+"""The architecture options of GPTConfig (issue 14): each one trains, saves, loads, resumes exactly, keeps the two
+attention paths and the one-token decoder in agreement, counts its parameters right, and is refused by GPT-2
+export with its name."""
+import pytest
+import torch
+
+from conftest import TINY_TRAIN, run_cli
+from gpt import hf, runs
+from gpt.config import ConfigError, GPTConfig, TrainConfig
+from gpt.model import GPT, Trace, capture_names, count_params, flops_per_token
+from gpt.tokenizers import CharTokenizer, save_tokenizer
+
+OPTIONS = {
+    "rotary": dict(pos_embedding="rotary"),
+    "rmsnorm": dict(norm="rmsnorm"),
+    "no-norm": dict(norm="none"),
+    "relu": dict(activation="relu"),
+    "relu2": dict(activation="relu2"),
+    "qk-norm": dict(qk_norm=True),
+    "untied": dict(tie_embeddings=False),
+    "zero-init": dict(zero_init_proj=True),
+    "softcap": dict(logit_softcap=10.0),
+}
+ALL_ON = dict(pos_embedding="rotary", norm="rmsnorm", activation="relu2", qk_norm=True, tie_embeddings=False,
+              zero_init_proj=True, logit_softcap=10.0)
+CASES = {**OPTIONS, "all": ALL_ON}
+CLI_FLAGS = ("--pos-embedding", "rotary", "--norm", "rmsnorm", "--activation", "relu2", "--qk-norm",
+             "--no-tie-embeddings", "--zero-init-proj", "--logit-softcap", "10")
+
+
+def small(arch="gpt", **options) -> GPTConfig:
+    shape = dict(vocab_size=30, block_size=10, n_layer=2, n_head=2, n_embd=16)
+    return GPTConfig(**{**shape, "arch": arch, **options})
+
+
+@pytest.mark.parametrize("arch", ["gpt", "multi_head", "single_head", "bigram"])
+@pytest.mark.parametrize("case", CASES)
+def test_paths_agree_and_params_are_counted(case, arch):
+    """SDPA forward, the traced explicit path and decode_next give the same logits; count_params is exact; the
+    trace records exactly capture_names."""
+    cfg = small(arch, **CASES[case])
+    torch.manual_seed(0)
+    model = GPT(cfg).eval()
+    for p in model.parameters():  # zero-init projections would make every block an identity
+        p.data.add_(0.05 * torch.randn_like(p))
+    assert model.num_params() == count_params(cfg) and flops_per_token(cfg) > 0
+    idx = torch.randint(0, 30, (3, 10))
+    fast, _ = model(idx)
+    trace = Trace()
+    explicit, _ = model(idx, trace=trace)
+    assert torch.allclose(fast, explicit, atol=1e-5)
+    assert list(trace.acts) == capture_names(cfg)
+    assert ("embed.pos" in trace.acts) == cfg.has_position_table
+    cache = model.new_kv_cache()
+    model(idx[:, :3], kv_cache=cache)
+    for t in range(3, 10):
+        assert torch.allclose(model.decode_next(idx[:, t:t + 1], cache), fast[:, t], atol=1e-5), t
+    if cfg.logit_softcap:
+        assert fast.abs().max() < cfg.logit_softcap
+
+
+def test_each_option_does_what_it_says():
+    assert GPT(small(pos_embedding="rotary")).wpe is None
+    untied = GPT(small(tie_embeddings=False))
+    assert untied.lm_head.weight is not untied.wte.weight
+    assert all(isinstance(b.ln_1, torch.nn.RMSNorm) for b in GPT(small(norm="rmsnorm")).blocks)
+    assert all(isinstance(b.ln_2, torch.nn.Identity) for b in GPT(small(norm="none")).blocks)
+    zero = GPT(small(zero_init_proj=True))
+    assert all(float(p.detach().abs().sum()) == 0 for n, p in zero.named_parameters() if n.endswith("c_proj.weight"))
+    # rotary attention depends on relative position only: shifting the whole sequence keeps the scores
+    model = GPT(small(pos_embedding="rotary", n_layer=1)).eval()
+    attn = model.blocks[0].attn
+    q, k = torch.randn(1, 2, 3, 8), torch.randn(1, 2, 3, 8)
+    s0 = attn.rotary(q, 0) @ attn.rotary(k, 0).transpose(-1, -2)
+    s4 = attn.rotary(q, 4) @ attn.rotary(k, 4).transpose(-1, -2)
+    assert torch.allclose(s0, s4, atol=1e-5)
+
+
+@pytest.mark.parametrize("bad,message", [
+    (dict(pos_embedding="alibi"), "pos_embedding must be one of learned, rotary"),
+    (dict(norm="batchnorm"), "norm must be one of layernorm, rmsnorm, none"),
+    (dict(activation="swish"), "activation must be one of"),
+    (dict(qk_norm="yes"), "qk_norm must be true or false"),
+    (dict(logit_softcap=-1.0), "logit_softcap must be 0"),
+    (dict(pos_embedding="rotary", n_embd=18, n_head=6), "head size n_embd/n_head must be even"),
+])
+def test_bad_options_are_explained(bad, message):
+    with pytest.raises(ConfigError, match=message):
+        small(**bad).validate()
+
+
+def test_old_configs_without_the_options_still_load():
+    old = {k: v for k, v in small().to_dict().items() if k in ("vocab_size", "block_size", "n_layer", "arch")}
+    cfg = GPTConfig.from_dict(old)
+    assert cfg.pos_embedding == "learned" and cfg.norm == "layernorm" and cfg.tie_embeddings
+    assert GPTConfig.from_dict(small(**ALL_ON).to_dict()) == small(**ALL_ON)
+
+
+@pytest.mark.parametrize("case", ["all", "rotary"])
+def test_option_trains_saves_and_resumes_exactly(case, tmp_path, corpus_file):
+    """Loss falls; config.json and the weights' metadata carry the options; load_run rebuilds the model; a run
+    stopped half-way and resumed logs the same losses as one run straight through."""
+    flags = {"all": CLI_FLAGS, "rotary": ("--pos-embedding", "rotary")}[case]
+    common = ("--corpus", str(corpus_file), "--max-iters", "30", "--eval-interval", "15", "--lr", "3e-3",
+              *TINY_TRAIN, *flags)
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    run_cli("-m", "gpt.train", "--out", str(straight), *common)
+    run_cli("-m", "gpt.train", "--out", str(split), "--stop-after", "15", *common)
+    run_cli("-m", "gpt.train", "--out", str(split), "--resume", "--quiet")
+    a, b = runs.read_jsonl(straight / runs.METRICS), runs.read_jsonl(split / runs.METRICS)
+    vals = [m["val_loss"] for m in a if "val_loss" in m]
+    assert vals[-1] < vals[0] - 0.3, vals
+    assert vals == pytest.approx([m["val_loss"] for m in b if "val_loss" in m], abs=1e-4)
+    assert [m["train_loss"] for m in a if "train_loss" in m] == \
+        pytest.approx([m["train_loss"] for m in b if "train_loss" in m], abs=1e-4)
+    run = runs.load_run(split)
+    expected = {"all": ALL_ON, "rotary": OPTIONS["rotary"]}[case]
+    assert {k: getattr(run.config, k) for k in expected} == expected
+    _, metadata = runs.read_header(split / runs.WEIGHTS)
+    assert all(f'"{k}"' in metadata[runs.CONFIG_META] for k in expected)
+    runs.check_weights_fit(run.config, split / runs.WEIGHTS)
+    x = torch.randint(0, run.config.vocab_size, (1, 16))
+    assert torch.equal(run.model(x)[0], runs.load_run(straight).model(x)[0])
+
+
+@pytest.mark.parametrize("case", ["rotary", "rmsnorm", "relu2", "qk-norm", "untied", "softcap"])
+def test_gpt2_export_refuses_what_gpt2_cannot_represent(case, tmp_path):
+    tok = CharTokenizer(list("abcdefgh \n"))
+    cfg = GPTConfig(vocab_size=tok.vocab_size, block_size=16, n_layer=1, n_head=2, n_embd=16, **CASES[case])
+    folder = tmp_path / "run"
+    folder.mkdir()
+    runs.write_config(folder, cfg, TrainConfig(), tokenizer=tok.kind)
+    save_tokenizer(tok, folder / runs.TOKENIZER)
+    runs.atomic_save_model(GPT(cfg), folder / runs.WEIGHTS, {"step": "0"})
+    name = next(iter(CASES[case]))
+    with pytest.raises(hf.HFError, match=f"cannot represent this model's {name}="):
+        hf.export_gpt2(folder, tmp_path / "hf")
+    assert not (tmp_path / "hf").exists()
+    # zero-initialised projections are only an initialisation: such a model is a plain GPT-2
+    assert not GPTConfig(zero_init_proj=True).gpt2_incompatible
