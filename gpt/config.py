@@ -9,6 +9,8 @@ ACTIVATIONS = ("gelu", "gelu_tanh", "relu", "relu2")
 POS_EMBEDDINGS = ("learned", "rotary")
 NORMS = ("layernorm", "rmsnorm", "none")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
+OPTIMIZERS = ("adamw", "muon")
+SCHEDULES = ("cosine", "wsd")
 
 
 class ConfigError(ValueError):
@@ -140,6 +142,11 @@ class TrainConfig:
     sample_tokens: int = 200            # length of the sample written at each eval
     snapshot_interval: int = 0          # steps between weight snapshots (time machine); 0 = at every eval
     snapshot_dtype: str = "float32"     # "bfloat16" halves the size of shipped snapshots
+    optimizer: str = "adamw"            # "muon": Muon on the blocks' matrices, AdamW on the rest (gpt/optim.py)
+    muon_lr: float = 0.02               # Muon's peak lr (the schedule scales it like lr)
+    muon_momentum: float = 0.95
+    schedule: str = "cosine"            # "wsd": warmup, stable at lr, linear cooldown over the last cooldown_frac
+    cooldown_frac: float = 0.4          # wsd only: share of the steps spent decaying to min_lr
 
     def validate(self) -> "TrainConfig":
         problems = []
@@ -161,6 +168,16 @@ class TrainConfig:
                             f"({self.eval_interval}): snapshots are taken at evaluations")
         if self.snapshot_dtype not in ("float32", "bfloat16", "float16"):
             problems.append(f"snapshot_dtype must be float32, bfloat16 or float16 (got {self.snapshot_dtype!r})")
+        if self.optimizer not in OPTIMIZERS:
+            problems.append(f"optimizer must be one of {', '.join(OPTIMIZERS)} (got {self.optimizer!r})")
+        if self.schedule not in SCHEDULES:
+            problems.append(f"schedule must be one of {', '.join(SCHEDULES)} (got {self.schedule!r})")
+        if not (isinstance(self.muon_lr, (int, float)) and 0 < self.muon_lr <= 1):
+            problems.append(f"muon_lr must be in (0, 1] (got {self.muon_lr!r})")
+        if not (isinstance(self.muon_momentum, (int, float)) and 0 <= self.muon_momentum < 1):
+            problems.append(f"muon_momentum must be in [0, 1) (got {self.muon_momentum!r})")
+        if not (isinstance(self.cooldown_frac, (int, float)) and 0 <= self.cooldown_frac <= 1):
+            problems.append(f"cooldown_frac must be in [0, 1] (got {self.cooldown_frac!r})")
         if self.dtype not in DTYPES:
             problems.append(f"dtype must be one of {', '.join(DTYPES)} (got {self.dtype!r})")
         if not 0 <= self.beta1 < 1 or not 0 <= self.beta2 < 1:
@@ -232,4 +249,4 @@ def preset(name: str) -> tuple[GPTConfig, TrainConfig]:
     return GPTConfig(**model_kw), TrainConfig(**train_kw)
 
 
-__all__ = ["ARCHS", "ACTIVATIONS", "POS_EMBEDDINGS", "NORMS", "DTYPES", "ConfigError", "GPTConfig", "TrainConfig", "PRESETS", "preset"]
+__all__ = ["ARCHS", "ACTIVATIONS", "POS_EMBEDDINGS", "NORMS", "DTYPES", "OPTIMIZERS", "SCHEDULES", "ConfigError", "GPTConfig", "TrainConfig", "PRESETS", "preset"]

@@ -19,6 +19,7 @@ from . import distributed, runs
 from .config import TrainConfig
 from .generate import generate_text
 from .model import GPT
+from .optim import make_optimizer
 from .precision import LowPrecisionCopy
 from .tokenizers import Tokenizer
 
@@ -66,24 +67,22 @@ def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
-    """Linear warmup to lr, then cosine decay to min_lr at lr_decay_iters (nanoGPT's schedule)."""
+    """Linear warmup to lr, then down to min_lr at lr_decay_iters: a cosine (nanoGPT's schedule), or with
+    schedule "wsd" (warmup-stable-decay) flat at lr until the last cooldown_frac of the steps, then linear.
+    Muon's groups get this times their lr_scale (muon_lr / lr)."""
     decay_iters = cfg.lr_decay_iters or cfg.max_iters
     if step < cfg.warmup_iters:
         return cfg.lr * (step + 1) / (cfg.warmup_iters + 1)
     if step >= decay_iters:
         return cfg.min_lr
+    if cfg.schedule == "wsd":
+        cooldown_start = max(cfg.warmup_iters, decay_iters - round(cfg.cooldown_frac * decay_iters))
+        if step < cooldown_start:
+            return cfg.lr
+        ratio = (step - cooldown_start) / max(1, decay_iters - cooldown_start)
+        return cfg.lr + ratio * (cfg.min_lr - cfg.lr)
     ratio = (step - cfg.warmup_iters) / max(1, decay_iters - cfg.warmup_iters)
     return cfg.min_lr + 0.5 * (1.0 + math.cos(math.pi * ratio)) * (cfg.lr - cfg.min_lr)
-
-
-def make_optimizer(model: GPT, cfg: TrainConfig, device: torch.device) -> torch.optim.AdamW:
-    params = [p for p in model.parameters() if p.requires_grad]
-    groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": cfg.weight_decay},
-              {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
-    try:  # the fused kernel is one call per step instead of one per parameter
-        return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), fused=True)
-    except (RuntimeError, TypeError):
-        return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
 
 
 class Trainer:
@@ -158,7 +157,7 @@ class Trainer:
         """One optimizer step over grad_accum micro-batches; returns (mean loss, grad norm before clipping)."""
         lr = lr_at(self.step, self.cfg)
         for group in self.optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group.get("lr_scale", 1.0)
         if self.low_precision is not None:
             return self._train_step_low_precision()
         net = self.train_net

@@ -40,6 +40,12 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(f"--{name}", type=int)
     for name in ("dropout", "lr", "min-lr", "weight-decay", "beta2", "grad-clip"):
         p.add_argument(f"--{name}", type=float)
+    p.add_argument("--optimizer", choices=["adamw", "muon"],
+                   help="muon: Muon on the blocks' weight matrices, AdamW on embeddings, head, gains (gpt/optim.py)")
+    p.add_argument("--muon-lr", type=float, help="Muon's peak learning rate (default 0.02)")
+    p.add_argument("--schedule", choices=["cosine", "wsd"],
+                   help="lr schedule after warmup: cosine decay (nanoGPT) or wsd (stable, then a linear cooldown)")
+    p.add_argument("--cooldown-frac", type=float, help="wsd: share of the steps spent cooling down (default 0.4)")
     p.add_argument("--no-bias", action="store_true", help="no biases in Linear and LayerNorm layers")
     arch = p.add_argument_group("modern architecture (each off by default; see GPTConfig in gpt/config.py)")
     arch.add_argument("--pos-embedding", choices=POS_EMBEDDINGS,
@@ -77,7 +83,8 @@ MODEL_ARGS = {"arch": "arch", "n_layer": "n_layer", "n_head": "n_head", "n_embd"
               "zero_init_proj": "zero_init_proj", "logit_softcap": "logit_softcap"}
 TRAIN_ARGS = ("batch_size", "max_iters", "lr", "min_lr", "warmup_iters", "eval_interval", "eval_iters", "seed",
               "dtype", "device", "grad_accum", "log_interval", "lr_decay_iters", "weight_decay", "beta2",
-              "grad_clip", "sample_tokens", "snapshot_interval", "snapshot_dtype")
+              "grad_clip", "sample_tokens", "snapshot_interval", "snapshot_dtype", "optimizer", "muon_lr", "schedule",
+              "cooldown_frac")
 
 
 def configs_from_args(args, base_model: GPTConfig, base_train: TrainConfig) -> tuple[GPTConfig, TrainConfig]:

@@ -138,3 +138,62 @@ def test_gpt2_export_refuses_what_gpt2_cannot_represent(case, tmp_path):
     assert not (tmp_path / "hf").exists()
     # zero-initialised projections are only an initialisation: such a model is a plain GPT-2
     assert not GPTConfig(zero_init_proj=True).gpt2_incompatible
+
+
+# ---- Muon and the warmup-stable-decay schedule ----
+
+def test_batched_muon_matches_torch_muon():
+    from gpt.optim import BatchedMuon
+    torch.manual_seed(0)
+    shapes = [(48, 16), (16, 16), (64, 16), (16, 64)] * 2
+    ours = [torch.nn.Parameter(0.02 * torch.randn(*s)) for s in shapes]
+    theirs = [torch.nn.Parameter(p.detach().clone()) for p in ours]
+    opt_ours, opt_theirs = BatchedMuon(ours, lr=0.02), torch.optim.Muon(theirs, lr=0.02)
+    for _ in range(3):
+        for a, b in zip(ours, theirs):
+            a.grad = torch.randn_like(a)
+            b.grad = a.grad.clone()
+        opt_ours.step()
+        opt_theirs.step()
+    for a, b in zip(ours, theirs):
+        assert torch.allclose(a, b, atol=1e-6)
+    assert opt_ours.state_dict()["state"].keys() == opt_theirs.state_dict()["state"].keys()
+
+
+def test_muon_takes_the_hidden_matrices_and_adamw_the_rest():
+    from gpt.optim import make_optimizer
+    model = GPT(small(tie_embeddings=False))
+    opt = make_optimizer(model, TrainConfig(optimizer="muon", lr=1e-3, muon_lr=0.02), torch.device("cpu"))
+    muon = {id(p) for g in opt.muon.param_groups for p in g["params"]}
+    names = {n for n, p in model.named_parameters() if id(p) in muon}
+    assert names == {n for n, p in model.named_parameters() if n.startswith("blocks.") and p.dim() == 2}
+    assert all(g["lr_scale"] == pytest.approx(20.0) for g in opt.muon.param_groups)
+    assert len(opt.param_groups) == len(opt.adamw.param_groups) + len(opt.muon.param_groups)
+
+
+def test_wsd_schedule_is_flat_then_linear():
+    from gpt.train import lr_at
+    cfg = TrainConfig(max_iters=100, warmup_iters=10, lr=1e-2, min_lr=1e-3, schedule="wsd", cooldown_frac=0.4)
+    lrs = [lr_at(s, cfg) for s in range(101)]
+    assert lrs[5] < lrs[9] < 1e-2 and all(lr == 1e-2 for lr in lrs[10:60])
+    assert lrs[80] == pytest.approx(1e-2 + 0.5 * (1e-3 - 1e-2)) and lrs[100] == 1e-3
+    with pytest.raises(ConfigError, match="schedule must be one of cosine, wsd"):
+        TrainConfig(schedule="linear").validate()
+    with pytest.raises(ConfigError, match="optimizer must be one of adamw, muon"):
+        TrainConfig(optimizer="sgd").validate()
+
+
+def test_muon_resume_continues_exactly(tmp_path, corpus_file):
+    common = ("--corpus", str(corpus_file), "--max-iters", "30", "--eval-interval", "15", "--optimizer", "muon",
+              "--schedule", "wsd", "--dropout", "0.1", *TINY_TRAIN)
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    run_cli("-m", "gpt.train", "--out", str(straight), *common)
+    run_cli("-m", "gpt.train", "--out", str(split), "--stop-after", "15", *common)
+    run_cli("-m", "gpt.train", "--out", str(split), "--resume", "--quiet")
+    a, b = runs.read_jsonl(straight / runs.METRICS), runs.read_jsonl(split / runs.METRICS)
+    assert [m["step"] for m in a] == [m["step"] for m in b]
+    assert [m.get("val_loss") for m in a] == pytest.approx([m.get("val_loss") for m in b], abs=1e-4)
+    assert [m.get("train_loss") for m in a] == pytest.approx([m.get("train_loss") for m in b], abs=1e-4)
+    assert runs.read_config(split)["train"].optimizer == "muon"
+    x = torch.randint(0, 30, (1, 16))
+    assert torch.equal(runs.load_run(split).model(x)[0], runs.load_run(straight).model(x)[0])
