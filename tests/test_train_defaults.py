@@ -181,3 +181,28 @@ def test_a_run_of_hours_asks_for_confirmation(empty_root, monkeypatch):
     assert "Yes, start a run expected to take about" in confirm.label
     confirm.check().run()
     assert not start_button(at).disabled
+
+
+def test_ladder_view_shows_each_rungs_sample_beside_its_curve(empty_root):
+    """Four finished rungs (their metrics, samples and status: what the page reads) -> one row per rung, in
+    ladder order, with its own curve, validation loss and sample."""
+    from gpt import runs
+    losses = {"bigram": 2.49, "single_head": 2.25, "multi_head": 2.09, "gpt": 1.99}
+    for arch, loss in losses.items():
+        rung = empty_root / f"ladder-0101-000000-{arch}"
+        rung.mkdir()
+        for step in (0, 10):
+            runs.append_jsonl(rung / runs.METRICS, {"step": step, "train_loss": loss + 1 - step / 10})
+            runs.append_jsonl(rung / runs.METRICS, {"step": step, "val_loss": loss + 1 - step / 10})
+        runs.append_jsonl(rung / runs.SAMPLES, {"step": 10, "text": f"sample of {arch}"})
+        runs.write_status(rung, state="finished", pid=None, step=10, max_iters=10)
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.session_state["train_watch"] = "ladder-0101-000000-bigram"
+    at.run()
+    assert not at.exception, [e.message for e in at.exception]
+    codes = [c.value for c in at.code]
+    assert codes[:4] == [f"sample of {arch}" for arch in losses]
+    rows = [m.value for m in at.markdown if "validation loss" in m.value]
+    assert [f"{loss:.3f}" in row for row, loss in zip(rows, losses.values())] == [True] * 4
+    charts = [c for c in at.get("plotly_chart")]
+    assert len(charts) >= 1 + 4   # the overlaid curves, then one per rung
