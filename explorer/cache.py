@@ -128,3 +128,22 @@ def patching_grids(run_path: str, weights_mtime: float, clean_ids: tuple, corrup
     return {"residual": patch_residual(*args).numpy(), "heads": patch_heads(*args).numpy(),
             "mlps": patch_mlps(*args).numpy() if model.config.has_mlp else None,
             "clean": base.clean_metric, "corrupted": base.corrupted_metric}
+
+
+# ---- training speed (the Train form's expected wall time) ----
+@st.cache_data(max_entries=64, show_spinner="Timing a few training steps of this shape on this machine...")
+def _timing(model_json: str, train_json: str, threads: int) -> dict:
+    import json
+
+    from explorer.train_form import measure_timing
+    from gpt.config import GPTConfig, TrainConfig
+    return measure_timing(GPTConfig.from_dict(json.loads(model_json)), TrainConfig.from_dict(json.loads(train_json)),
+                          threads)
+
+
+def training_timing(model, train, threads: int) -> dict:
+    """Seconds per step / per evaluation batch / start-up for a shape on this machine, measured once per shape
+    (explorer.train_form.measure_timing also remembers it on disk for a day)."""
+    import json
+    return _timing(json.dumps(model.to_dict(), sort_keys=True), json.dumps(train.to_dict(), sort_keys=True),
+                   threads)
