@@ -241,7 +241,7 @@ PRESETS: dict[str, tuple[dict, dict, str]] = {
                       dict(batch_size=32, max_iters=1500, optimizer="muon", muon_lr=0.05, lr=3e-3, min_lr=1e-4,
                            warmup_iters=50, schedule="wsd", cooldown_frac=0.4, beta2=0.99, eval_interval=500,
                            eval_iters=5, sample_tokens=200),
-                      "a 2.7M-parameter model with the speedrun's techniques: a few minutes on 2 CPU cores"),
+                      "a 2.7M-parameter model with the speedrun's techniques (not yet measured to 1.50: bench/README.md)"),
     "shakespeare-small": (dict(n_layer=4, n_head=6, n_embd=192, block_size=128, dropout=0.0),
                           dict(batch_size=32, max_iters=4000, lr=2e-3, min_lr=2e-4, warmup_iters=100,
                                beta2=0.99, eval_interval=250, eval_iters=20, snapshot_interval=500,

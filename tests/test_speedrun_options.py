@@ -207,9 +207,9 @@ def test_speedrun_presets_and_flags_that_switch_each_part_off():
         assert model_cfg.validate().pos_embedding == "rotary" and train_cfg.validate().optimizer == "muon"
     args = build_parser().parse_args(["--out", "x", "--preset", "speedrun", "--no-qk-norm", "--tie-embeddings",
                                       "--pos-embedding", "learned", "--logit-softcap", "0", "--optimizer", "adamw",
-                                      "--schedule", "cosine", "--no-zero-init-proj"])
+                                      "--schedule", "cosine", "--norm", "rmsnorm"])
     model_cfg, train_cfg = configs_from_args(args, *preset("speedrun"))
     assert (model_cfg.qk_norm, model_cfg.tie_embeddings, model_cfg.pos_embedding, model_cfg.logit_softcap,
-            model_cfg.zero_init_proj) == (False, True, "learned", 0.0, False)
+            model_cfg.norm) == (False, True, "learned", 0.0, "rmsnorm")
     assert (train_cfg.optimizer, train_cfg.schedule) == ("adamw", "cosine")
-    assert model_cfg.norm == "rmsnorm"  # what no flag named stays as the preset has it
+    assert model_cfg.zero_init_proj and train_cfg.max_iters == 170  # what no flag named stays as the preset has it

@@ -44,7 +44,7 @@ def logit_lens(model: GPT, ids, interventions=None) -> LensResult:
     model(ids, trace=trace)
     resid = torch.stack([trace.acts[name][0] for _, name in points])  # (L+1, T, C)
     # the model's own final LayerNorm and unembedding, called as plain functions (nothing is mutated)
-    logits = model.lm_head(model.ln_f(resid.to(model.lm_head.weight.dtype))).float()  # (L+1, T, V)
+    logits = model.unembed(model.ln_f(resid.to(model.lm_head.weight.dtype))).float()  # (L+1, T, V)
     probs = F.softmax(logits, dim=-1)
     top_probs, top_ids = probs.max(-1)
     T = ids.size(1)
