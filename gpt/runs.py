@@ -407,6 +407,8 @@ def broken_runs(root: str | Path | None = None) -> list[BrokenRun]:
         if not ((path / CONFIG).exists() or (path / STATUS).exists()):
             continue  # not a run folder at all (e.g. an unrelated directory)
         status = read_status(path)
+        if status.get("kind") == "induction-lab":
+            continue  # the induction lab's folder holds two run folders (gpt/lab/induction_lab.py); it is not one
         if any(pid_is_trainer(status.get(k)) for k in ("pid", "chain_pid")):
             continue  # a live trainer (or its ladder) will write config.json and the weights shortly
         if status.get("state") in ("starting", "queued") and time.time() - (status.get("updated_at") or 0) < 10:

@@ -149,6 +149,7 @@ def test_grokking_cli_writes_a_loadable_run(lab_root):
 
 def test_induction_cli_trains_two_runs_and_checks(lab_root):
     out = lab_root / "lab-induction-0101-000000"
+    assert runs.broken_runs(lab_root) == []  # the lab's folder holds runs; it is not a broken one
     result = json.loads((out / "lab.json").read_text())
     assert len(result["checks"]) == 3 and isinstance(result["passed"], bool)
     for name, layers in (("attn-2layer", 2), ("attn-1layer", 1)):

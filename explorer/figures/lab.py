@@ -54,7 +54,7 @@ def induction_lab_figure(rows_by_model: dict[str, list[dict]], phase_steps: dict
     fig.update_xaxes(title_text="step")
     layout(fig, "Induction heads form: 2-layer vs 1-layer attention-only", height=400,
             legend=dict(orientation="h", y=-0.25))
-    return fig.updatelayout(margin=dict(t=80))  # room for the subplot titles under the figure's title
+    return fig.update_layout(margin=dict(t=80))  # room for the subplot titles under the figure's title
 
 
 def grokking_curves(rows: list[dict], step_train_99: int | None = None, step_test_99: int | None = None) -> go.Figure:
@@ -79,7 +79,7 @@ def grokking_curves(rows: list[dict], step_train_99: int | None = None, step_tes
     fig.update_yaxes(range=[0, 1.02], row=1, col=2)
     fig.update_xaxes(title_text="step")
     layout(fig, "Grokking: a + b mod p", height=360, legend=dict(orientation="h", y=-0.25))
-    return fig.updatelayout(margin=dict(t=80))
+    return fig.update_layout(margin=dict(t=80))
 
 
 def fourier_figure(rows: list[dict]) -> go.Figure:
@@ -105,7 +105,7 @@ def fourier_figure(rows: list[dict]) -> go.Figure:
     title = (f"Embedding in the Fourier basis: key frequencies {sorted(keys)} hold {share:.0%} of the norm²"
              if keys and is_number(share) else "Embedding in the Fourier basis")
     layout(fig, title, height=360)
-    return fig.updatelayout(margin=dict(t=80))
+    return fig.update_layout(margin=dict(t=80))
 
 
 def sweep_figure(results, param: str, series_param: str | None = None) -> go.Figure:
