@@ -17,7 +17,7 @@ import torch
 
 from .config import ConfigError, GPTConfig, TrainConfig
 from .model import GPT
-from .train import Trainer, resolve_device, resolve_dtype
+from .trainer import Trainer, resolve_device, resolve_dtype
 
 
 def time_training(model_cfg: GPTConfig, train_cfg: TrainConfig, steps: int = 3, warmup: int = 1) -> dict:

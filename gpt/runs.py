@@ -130,7 +130,7 @@ def lock_run(run_dir: str | Path) -> None:
 
 
 def release_locks() -> None:
-    """Drop every trainer lock this process holds (the end of gpt.train_cli.main)."""
+    """Drop every trainer lock this process holds (the end of gpt.train.main)."""
     while _held_locks:
         _held_locks.popitem()[1].close()
 

@@ -172,7 +172,7 @@ def test_muon_takes_the_hidden_matrices_and_adamw_the_rest():
 
 
 def test_wsd_schedule_is_flat_then_linear():
-    from gpt.train import lr_at
+    from gpt.trainer import lr_at
     cfg = TrainConfig(max_iters=100, warmup_iters=10, lr=1e-2, min_lr=1e-3, schedule="wsd", cooldown_frac=0.4)
     lrs = [lr_at(s, cfg) for s in range(101)]
     assert lrs[5] < lrs[9] < 1e-2 and all(lr == 1e-2 for lr in lrs[10:60])
@@ -201,7 +201,7 @@ def test_muon_resume_continues_exactly(tmp_path, corpus_file):
 
 def test_speedrun_presets_and_flags_that_switch_each_part_off():
     from gpt.config import preset
-    from gpt.train_cli import build_parser, configs_from_args
+    from gpt.train import build_parser, configs_from_args
     for name in ("speedrun", "speedrun-long"):
         model_cfg, train_cfg = preset(name)
         assert model_cfg.validate().pos_embedding == "rotary" and train_cfg.validate().optimizer == "muon"

@@ -32,7 +32,7 @@ from gpt import distributed
 from gpt.config import ARCHS, PRESETS
 from gpt.data import BUILTIN_CORPORA, CorpusError
 from gpt.runs import RunError, checkpoints_root, sanitize_run_name
-from gpt.train_cli import available_memory_bytes
+from gpt.train import available_memory_bytes
 
 WATCH_KEY = "train_watch"   # the run this tab is watching (lost on reload: then any live job is watched)
 SOURCES = ["Built-in", "Upload .txt", "Paste text", "Selected run's corpus"]
