@@ -1,4 +1,8 @@
-"""Train: a form that starts `python -m gpt.train` in the background, and the live view of a run."""
+"""Train: a form that starts `python -m gpt.train` in the background, and the live view of a run.
+
+A little over our ~400-line habit: the form, its ladder and sweep variants and the live view share the run they
+start and follow; the form's logic itself lives in explorer/train_form.py.
+"""
 import re
 import time
 
