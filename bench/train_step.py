@@ -40,7 +40,7 @@ def main() -> None:
     from gpt.data import get_batch, split_ids
     from gpt.model import GPT
     from gpt.tokenizers import CharTokenizer
-    from gpt.train import Trainer, resolve_dtype
+    from gpt.trainer import Trainer, resolve_dtype
     text = shakespeare()
     tokenizer = CharTokenizer.train(text)
     splits = split_ids(tokenizer.encode(text), 64)

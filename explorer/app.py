@@ -39,18 +39,12 @@ LOOK_DEEPER = [("heads", "Heads & detectors", ":material/psychology:"),
                ("time_machine", "Time machine", ":material/history:"),
                ("experiments", "Guided experiments", ":material/science:"),
                ("run_diff", "Run diff", ":material/compare:")]
-# The landing page: "Inside a prediction" shows the whole forward pass at once; until that page exists in this
-# checkout, Train (the landing page before it).
-LANDING = ("inside", "train")
+LANDING = "inside"  # the app opens on the whole forward pass of one prediction
 
 
 def pages(spec):
-    # Pages are written on separate branches and merged one by one: list only those whose file exists, so the
-    # navigation is final now and every checkout in between still starts.
-    present = [entry for entry in spec if (VIEWS / f"{entry[0]}.py").is_file()]
-    landing = next(stem for stem in LANDING if (VIEWS / f"{stem}.py").is_file())
-    return [st.Page(str(VIEWS / f"{stem}.py"), title=title, icon=icon, url_path=stem, default=stem == landing)
-            for stem, title, icon in present]
+    return [st.Page(str(VIEWS / f"{stem}.py"), title=title, icon=icon, url_path=stem, default=stem == LANDING)
+            for stem, title, icon in spec]
 
 
 def model_picker() -> None:

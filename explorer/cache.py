@@ -14,6 +14,7 @@ import streamlit as st
 
 from gpt.data import CorpusError, load_corpus
 from gpt.interp.detectors import PROBES, build_probe, head_scores
+from gpt.interp.neurons import cached_top_contexts
 from gpt.interp.timemachine import embedding_frames
 from gpt.interp.token_loss import validation_ids
 from gpt.runs import WEIGHTS, RunError, load_run, snapshot_path
@@ -60,6 +61,19 @@ def run_validation_ids(run_dir: str | Path):
     return _validation_ids(str(run_dir), weights_mtime(run_dir))
 
 
+@st.cache_resource(max_entries=4, show_spinner="Finding where each neuron fires most in the validation text "
+                  "(once per run and step; a few seconds)...")
+def _top_contexts(run_dir: str, snapshot_step: int | None, weights_mtime: float):
+    del weights_mtime
+    return cached_top_contexts(cached_run(run_dir, snapshot_step), run_validation_ids(run_dir))
+
+
+def run_top_contexts(run_dir: str | Path, snapshot_step: int | None = None):
+    """gpt.interp.neurons.TopContexts of a run's MLP neurons over its validation text (read only: shared), kept
+    on disk in the run folder too, so a restart does not scan again."""
+    return _top_contexts(str(run_dir), snapshot_step, weights_mtime(run_dir, snapshot_step))
+
+
 @st.cache_data(max_entries=256, show_spinner="Scoring every head...")
 def _head_scores(run_dir: str, snapshot_step: int | None, weights_mtime: float, probe_kind: str, probe_seed: int):
     del weights_mtime
@@ -97,3 +111,39 @@ def corpus_token_counts(run_dir: str, corpus_spec: str, n_chars: int) -> tuple[d
     if not text or tok.unknown_chars(text):
         return {}, 0
     return dict(Counter(tok.encode(text))), len(text)
+
+
+# ---- Why this token / Patching / Steering (issue 13) ----
+
+
+@st.cache_data(max_entries=16, show_spinner="Patching every layer boundary, position, head and MLP...")
+def patching_grids(run_path: str, weights_mtime: float, clean_ids: tuple, corrupted_ids: tuple, answer: int,
+                   wrong: int) -> dict:
+    """The three patching results for one prompt pair (numpy, so the cache can copy them), and the baselines.
+    weights_mtime keys a run whose weights moved on; InterpError passes through (it is not cached)."""
+    from gpt.interp.patching import patch_heads, patch_mlps, patch_residual, patching_baseline
+    model = cached_run(run_path).model
+    args = (model, list(clean_ids), list(corrupted_ids), answer, wrong)
+    base = patching_baseline(*args)
+    return {"residual": patch_residual(*args).numpy(), "heads": patch_heads(*args).numpy(),
+            "mlps": patch_mlps(*args).numpy() if model.config.has_mlp else None,
+            "clean": base.clean_metric, "corrupted": base.corrupted_metric}
+
+
+# ---- training speed (the Train form's expected wall time) ----
+@st.cache_data(max_entries=64, show_spinner="Timing a few training steps of this shape on this machine...")
+def _timing(model_json: str, train_json: str, threads: int) -> dict:
+    import json
+
+    from explorer.train_form import measure_timing
+    from gpt.config import GPTConfig, TrainConfig
+    return measure_timing(GPTConfig.from_dict(json.loads(model_json)), TrainConfig.from_dict(json.loads(train_json)),
+                          threads)
+
+
+def training_timing(model, train, threads: int) -> dict:
+    """Seconds per step / per evaluation batch / start-up for a shape on this machine, measured once per shape
+    (explorer.train_form.measure_timing also remembers it on disk for a day)."""
+    import json
+    return _timing(json.dumps(model.to_dict(), sort_keys=True), json.dumps(train.to_dict(), sort_keys=True),
+                   threads)

@@ -20,6 +20,8 @@ from gpt.tokenizers import UnknownCharactersError
 RUN_KEY = "selected_run"        # session-state key of the sidebar model picker (a run folder name)
 SHIPPED_RUN = "shakespeare-char"
 FALLBACK_PROMPT = "ROMEO:\nBut soft, what light through yonder window breaks?"
+# a name said more than once, so previous-token and induction heads show without typing ("Rom" -> "eo" again)
+TEACHING_PROMPT = "JULIET:\nO Romeo, Romeo! wherefore art thou Romeo?"
 
 
 def limit_threads() -> None:
@@ -103,6 +105,15 @@ def default_prompt(run, max_tokens: int | None = None) -> str:
         cut = decoded.rfind("\n")
         return decoded[:cut + 1] if cut > len(decoded) // 2 else decoded
     return run.tokenizer.decode([0])
+
+
+def teaching_prompt(run) -> str:
+    """The default prompt of the landing and attention pages: TEACHING_PROMPT when the run's tokenizer knows
+    every character of it and it fits the context, else a line of the run's own corpus."""
+    text = TEACHING_PROMPT
+    if run.tokenizer.unknown_chars(text) or len(run.tokenizer.encode(text)) > run.config.block_size:
+        return default_prompt(run, max_tokens=min(48, run.config.block_size))
+    return text
 
 
 def encode_or_explain(run, text: str) -> list[int] | None:

@@ -56,13 +56,31 @@ def _config_table(cfg: GPTConfig, extra: dict, step: int) -> str:
     return f"<table>{cells}</table>"
 
 
+def dla_html(model, tokenizer, text: str, k: int = 8) -> str:
+    """Direct logit attribution of the model's next-token guess after `text` (gpt/interp/attribution.py), as a
+    table of the k largest parts: the report's "why this token" for its sample prompt."""
+    from gpt.interp.attribution import describe_top_heads, direct_logit_attribution, predicted_token
+    ids = tokenizer.encode(text)
+    target = predicted_token(model, ids, -1)
+    result = direct_logit_attribution(model, ids, -1, target)
+    rows = "".join(f"<tr><td>{html.escape(name)}</td><td>{value:+.3f}</td></tr>" for name, value in result.top(k))
+    shown = html.escape(tokenizer.token_str(target))
+    cap = f" (before the soft cap {result.softcap:g})" if result.softcap else ""
+    return (f"<h2>Why this token</h2><p>After <code>{html.escape(text[-40:])}</code> the model's first guess is "
+            f"<code>{shown}</code>, logit {result.total:.2f}{cap}. The parts that wrote it most directly (through the "
+            f"final norm with its scale frozen; all parts sum to the logit):</p>"
+            f"<table><tr><th>part</th><th>contribution</th></tr>{rows}</table>"
+            f"<p>{html.escape(describe_top_heads(result))}</p>")
+
+
 def script_json(fig) -> str:
     """Figure JSON safe inside <script>: token text such as '</script>' cannot end the element."""
     return fig.to_json().replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
-def report_html(run_dir: str | Path, max_samples: int = 5) -> str:
-    """The whole report as one HTML string (several MB: plotly.js is inside)."""
+def report_html(run_dir: str | Path, max_samples: int = 5, include_dla: bool = True) -> str:
+    """The whole report as one HTML string (several MB: plotly.js is inside). include_dla adds the direct logit
+    attribution of the next token after the attention text (the sample prompt)."""
     import plotly.offline
     run_dir = Path(run_dir)
     run = runs.load_run(run_dir)
@@ -70,8 +88,9 @@ def report_html(run_dir: str | Path, max_samples: int = 5) -> str:
     samples = runs.read_jsonl(run_dir / runs.SAMPLES)[-max_samples:]
     figures = [loss_curves({run_dir.name: metrics}, "Loss")]
     notes = []
+    text = attention_text(run_dir, run.tokenizer, run.config.block_size)
+    why_html = dla_html(run.model, run.tokenizer, text) if include_dla and text else ""
     if run.config.has_attention:
-        text = attention_text(run_dir, run.tokenizer, run.config.block_size)
         if text:
             figures.append(attention_figure(run.model, run.tokenizer, text))
         try:
@@ -95,7 +114,7 @@ table{{border-collapse:collapse}}th,td{{border:1px solid #ccc;padding:2px 8px;te
 pre{{white-space:pre-wrap;background:#f6f6f6;padding:8px}}</style>
 <script>{plotly.offline.get_plotlyjs()}</script></head>
 <body><h1>{title}</h1><h2>Configuration</h2>{_config_table(run.config, run.extra, run.step)}
-<h2>Figures</h2>{note_html}{divs}<h2>Samples</h2>{sample_html}
+<h2>Figures</h2>{note_html}{divs}{why_html}<h2>Samples</h2>{sample_html}
 <script>{plots}</script></body></html>
 """
 

@@ -18,7 +18,7 @@ STORE = "_learner_place"       # session-state dict: place name -> value
 PREFIX = "place_"              # widget keys are PREFIX + name
 # name -> type of its value; one entry per choice that several pages share or a link should carry
 PLACES: dict[str, type] = {
-    "prompt": str, "layer": int, "head": int, "pos": int,
+    "prompt": str, "layer": int, "head": int, "pos": int, "neuron": int,
     "temperature": float, "top_k": int, "top_p": float, "max_new": int, "seed": int, "greedy": bool,
     "probe": str, "probe_seed": int,        # Heads: which probe the detectors score
     "token": int, "dims": str,              # Embeddings: the token whose neighbours are shown, 2D or 3D
@@ -103,3 +103,14 @@ def bind(name: str, default: Any, options: Iterable | None = None) -> dict:
     _store()[name] = st.session_state[key]
     _to_url(name, st.session_state[key])
     return {"key": key, "on_change": _on_change, "args": (name,)}
+
+
+def fresh_click(chart_key: str, value: Any) -> bool:
+    """True once per new chart selection: a chart keeps reporting its last click on every rerun, which must not
+    undo a choice made since with a widget. `value` is the selection (hashable, None when nothing is selected)."""
+    seen_key = f"_seen_click_{chart_key}"
+    if value is None or st.session_state.get(seen_key) == value:
+        st.session_state[seen_key] = value
+        return False
+    st.session_state[seen_key] = value
+    return True

@@ -48,7 +48,7 @@ def capture_names(config: GPTConfig) -> list[str]:
         p = f"blocks.{i}."
         names += [p + "resid_pre", p + "attn.pattern", p + "attn.z", p + "attn.out", p + "resid_mid"]
         if config.has_mlp:
-            names += [p + "mlp.out", p + "resid_post"]
+            names += [p + "mlp.post", p + "mlp.out", p + "resid_post"]
     return names + ["ln_f.out", "logits"]
 
 
@@ -182,8 +182,11 @@ class MLP(nn.Module):
         self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
         self.dropout = nn.Dropout(config.dropout)
 
-    def forward(self, x):
-        return self.dropout(self.c_proj(self.act(self.c_fc(x))))
+    def forward(self, x, trace: Trace | None = None, prefix: str = ""):
+        h = self.act(self.c_fc(x))  # (B, T, 4C): the neurons' activations
+        if trace is not None:
+            h = trace(prefix + "mlp.post", h)
+        return self.dropout(self.c_proj(h))
 
 
 class Block(nn.Module):
@@ -211,7 +214,7 @@ class Block(nn.Module):
         if trace is not None:
             x = trace(prefix + "resid_mid", x)
         if self.mlp is not None:
-            mlp_out = self.mlp(self.ln_2(x))
+            mlp_out = self.mlp(self.ln_2(x), trace, prefix)
             if trace is not None:
                 mlp_out = trace(prefix + "mlp.out", mlp_out)
             x = x + mlp_out

@@ -130,7 +130,7 @@ def lock_run(run_dir: str | Path) -> None:
 
 
 def release_locks() -> None:
-    """Drop every trainer lock this process holds (the end of gpt.train_cli.main)."""
+    """Drop every trainer lock this process holds (the end of gpt.train.main)."""
     while _held_locks:
         _held_locks.popitem()[1].close()
 
@@ -184,12 +184,12 @@ def read_status(run_dir: str | Path) -> dict:
 
 
 def pid_is_trainer(pid) -> bool:
-    """True when pid is alive and is a gpt.train process (guards against pid reuse)."""
+    """True when pid is alive and is a gpt.train or gpt.lab process (guards against pid reuse)."""
     if not isinstance(pid, int) or pid <= 0:
         return False
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
-        return b"gpt.train" in cmdline
+        return b"gpt.train" in cmdline or b"gpt.lab" in cmdline  # the lab's experiments are trainers too
     except OSError:
         try:
             os.kill(pid, 0)
@@ -407,6 +407,8 @@ def broken_runs(root: str | Path | None = None) -> list[BrokenRun]:
         if not ((path / CONFIG).exists() or (path / STATUS).exists()):
             continue  # not a run folder at all (e.g. an unrelated directory)
         status = read_status(path)
+        if status.get("kind") == "induction-lab":
+            continue  # the induction lab's folder holds two run folders (gpt/lab/induction_lab.py); it is not one
         if any(pid_is_trainer(status.get(k)) for k in ("pid", "chain_pid")):
             continue  # a live trainer (or its ladder) will write config.json and the weights shortly
         if status.get("state") in ("starting", "queued") and time.time() - (status.get("updated_at") or 0) < 10:

@@ -1,338 +1,310 @@
-"""Training loop: the Trainer, the lr schedule, checkpoints. The `python -m gpt.train` CLI is gpt/train_cli.py.
+"""The `python -m gpt.train` command line (and `gpt-train`): flags -> configs, run-folder setup, then the Trainer.
 
-AdamW (decay on matrices only), linear warmup + cosine decay, gradient clipping and accumulation, periodic
-train/val evaluation, snapshots at eval steps, exact resume (weights, optimizer, RNG, step), SIGTERM/SIGINT
--> checkpoint then a clean exit. Everything it produces lands in the run folder (gpt/runs.py).
+gpt/trainer.py holds the training loop itself. Exit codes: 0 finished or stopped, 1 training crashed, 2 bad input.
 """
 from __future__ import annotations
 
-import contextlib
+import argparse
+import hashlib
 import json
-import math
+import os
+import shutil
+import signal
+import sys
 import time
+import traceback
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
 
 from . import distributed, runs
-from .config import TrainConfig
-from .generate import generate_text
+from .config import ACTIVATIONS, NORMS, POS_EMBEDDINGS, ConfigError, GPTConfig, TrainConfig
+from .data import CorpusError, load_corpus, split_ids
+from .lab.induction import eval_probes
 from .model import GPT
-from .optim import make_optimizer
-from .precision import LowPrecisionCopy
-from .tokenizers import Tokenizer
+from .tokenizers import Tokenizer, TokenizerError, UnknownCharactersError, load_tokenizer, train_tokenizer
+from .trainer import Trainer, TrainError, resolve_device, resolve_dtype
 
 
-class TrainError(RuntimeError):
-    pass
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m gpt.train", description="Train a GPT into a run folder.")
+    p.add_argument("--corpus", help="built-in name (tiny-shakespeare, python-docs) or a UTF-8 text file")
+    p.add_argument("--out", required=True, help="run folder to write (created if missing)")
+    p.add_argument("--preset", help="start from a named preset (gpt/config.py PRESETS)")
+    p.add_argument("--tokenizer", choices=["char", "bpe"], default=None)
+    p.add_argument("--vocab-size", type=int, default=None, help="BPE vocabulary size (>= 256)")
+    p.add_argument("--arch", choices=["bigram", "single_head", "multi_head", "gpt"])
+    for name in ("n-layer", "n-head", "n-embd", "block-size", "batch-size", "max-iters", "warmup-iters",
+                 "eval-interval", "eval-iters", "seed", "grad-accum", "log-interval", "lr-decay-iters",
+                 "sample-tokens", "snapshot-interval"):
+        p.add_argument(f"--{name}", type=int)
+    for name in ("dropout", "lr", "min-lr", "weight-decay", "beta2", "grad-clip"):
+        p.add_argument(f"--{name}", type=float)
+    p.add_argument("--optimizer", choices=["adamw", "muon"],
+                   help="muon: Muon on the blocks' weight matrices, AdamW on embeddings, head, gains (gpt/optim.py)")
+    p.add_argument("--muon-lr", type=float, help="Muon's peak learning rate (default 0.02)")
+    p.add_argument("--schedule", choices=["cosine", "wsd"],
+                   help="lr schedule after warmup: cosine decay (nanoGPT) or wsd (stable, then a linear cooldown)")
+    p.add_argument("--cooldown-frac", type=float, help="wsd: share of the steps spent cooling down (default 0.4)")
+    p.add_argument("--no-bias", action="store_true", help="no biases in Linear and LayerNorm layers")
+    arch = p.add_argument_group("modern architecture (each off by default; see GPTConfig in gpt/config.py)")
+    arch.add_argument("--pos-embedding", choices=POS_EMBEDDINGS,
+                      help="learned: a position table (GPT-2); rotary: q and k rotated by position (RoPE, LLaMA)")
+    arch.add_argument("--norm", choices=NORMS, help="layernorm (GPT-2), rmsnorm (LLaMA) or none")
+    arch.add_argument("--activation", choices=ACTIVATIONS, help="feed-forward nonlinearity; relu2 = ReLU squared")
+    arch.add_argument("--qk-norm", action=argparse.BooleanOptionalAction,
+                      help="RMS-normalise each head's queries and keys (OLMo 2, Gemma 3)")
+    arch.add_argument("--tie-embeddings", action=argparse.BooleanOptionalAction,
+                      help="share the token embedding with the LM head (GPT-2; --no-tie-embeddings: untied head)")
+    arch.add_argument("--zero-init-proj", action=argparse.BooleanOptionalAction,
+                      help="start attention and MLP output projections at zero (modded-nanogpt)")
+    arch.add_argument("--logit-softcap", type=float, metavar="CAP",
+                      help="logits = CAP * tanh(logits / CAP) (Gemma 2); 0 = off")
+    p.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"])
+    p.add_argument("--snapshot-dtype", choices=["float32", "bfloat16", "float16"])
+    p.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps")
+    p.add_argument("--grad-checkpoint", action="store_true", help="recompute block activations in backward")
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile the model for training (as nanoGPT): a one-off compile, then faster steps; "
+                        "worth it for long runs (CPU: ~10-40 s to compile, ~14%% faster steps at nanoGPT's CPU "
+                        "shape; needs a C++ compiler)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--init-from", metavar="RUN_DIR", help="start from another run's weights (fine-tuning)")
+    p.add_argument("--stop-after", type=int, help="checkpoint and stop at this step (the schedule still "
+                                                  "spans --max-iters, so --resume continues it exactly)")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: all cores)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p
 
 
-def copy_module(module: torch.nn.Module) -> torch.nn.Module:
-    import copy
-    return copy.deepcopy(module)
+MODEL_ARGS = {"arch": "arch", "n_layer": "n_layer", "n_head": "n_head", "n_embd": "n_embd",
+              "block_size": "block_size", "dropout": "dropout", "pos_embedding": "pos_embedding", "norm": "norm",
+              "activation": "activation", "qk_norm": "qk_norm", "tie_embeddings": "tie_embeddings",
+              "zero_init_proj": "zero_init_proj", "logit_softcap": "logit_softcap"}
+TRAIN_ARGS = ("batch_size", "max_iters", "lr", "min_lr", "warmup_iters", "eval_interval", "eval_iters", "seed",
+              "dtype", "device", "grad_accum", "log_interval", "lr_decay_iters", "weight_decay", "beta2",
+              "grad_clip", "sample_tokens", "snapshot_interval", "snapshot_dtype", "optimizer", "muon_lr", "schedule",
+              "cooldown_frac")
 
 
-def resolve_device(name: str = "auto") -> torch.device:
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise TrainError(f"device {name!r} asked for, but CUDA is not available here")
-    return torch.device(name)
+def configs_from_args(args, base_model: GPTConfig, base_train: TrainConfig) -> tuple[GPTConfig, TrainConfig]:
+    model_kw = base_model.to_dict()
+    train_kw = base_train.to_dict()
+    for arg, key in MODEL_ARGS.items():
+        if getattr(args, arg, None) is not None:
+            model_kw[key] = getattr(args, arg)
+    if args.no_bias:
+        model_kw["bias"] = False
+    for key in TRAIN_ARGS:
+        if getattr(args, key, None) is not None:
+            train_kw[key] = getattr(args, key)
+    if args.grad_checkpoint:
+        train_kw["grad_checkpoint"] = True
+    if args.compile:
+        train_kw["compile"] = True
+    return GPTConfig(**model_kw), TrainConfig(**train_kw).validate()
 
 
-def cpu_has_fast_bf16() -> bool:
+def corpus_digest(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def available_memory_bytes() -> int | None:
+    """RAM the trainer can use now: MemAvailable from /proc/meminfo, else os.sysconf; None when unknown."""
     try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
 
 
-def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
-    """'auto': bf16 where the hardware runs it natively (measured ~20-40% faster, same loss), else fp32."""
-    if name == "auto":
-        if device.type == "cuda":
-            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        if device.type == "cpu" and cpu_has_fast_bf16():
-            return torch.bfloat16
-        return torch.float32
-    if name == "float16" and device.type != "cuda":
-        raise TrainError("float16 training needs CUDA (GradScaler); on this device use bfloat16 or float32")
-    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
+def check_memory(model_cfg: GPTConfig, train_cfg: TrainConfig, device: torch.device, dtype: torch.dtype) -> None:
+    """Refuse (before allocating anything) a CPU run whose memory estimate exceeds the available RAM."""
+    from .model import memory_estimate
+    available = available_memory_bytes()
+    if device.type != "cpu" or not available:
+        return
+    bytes_per_elem = 2 if dtype in (torch.bfloat16, torch.float16) else 4
+    est = memory_estimate(model_cfg, train_cfg.batch_size, bytes_per_elem, train_cfg.grad_checkpoint)
+    if est["total_bytes"] > available:
+        raise TrainError(
+            f"this model needs about {est['total_bytes'] / 2**30:.1f} GB to train ({est['parameters'] / 1e6:.1f}M "
+            f"parameters: {est['states_bytes'] / 2**30:.1f} GB of weights and optimizer state, "
+            f"{est['activation_bytes'] / 2**30:.1f} GB of activations at batch_size {train_cfg.batch_size}, "
+            f"block_size {model_cfg.block_size}) but only {available / 2**30:.1f} GB of memory is available; "
+            "use fewer or narrower layers, a smaller batch_size or block_size, or --grad-checkpoint")
 
 
-def lr_at(step: int, cfg: TrainConfig) -> float:
-    """Linear warmup to lr, then down to min_lr at lr_decay_iters: a cosine (nanoGPT's schedule), or with
-    schedule "wsd" (warmup-stable-decay) flat at lr until the last cooldown_frac of the steps, then linear.
-    Muon's groups get this times their lr_scale (muon_lr / lr)."""
-    decay_iters = cfg.lr_decay_iters or cfg.max_iters
-    if step < cfg.warmup_iters:
-        return cfg.lr * (step + 1) / (cfg.warmup_iters + 1)
-    if step >= decay_iters:
-        return cfg.min_lr
-    if cfg.schedule == "wsd":
-        cooldown_start = max(cfg.warmup_iters, decay_iters - round(cfg.cooldown_frac * decay_iters))
-        if step < cooldown_start:
-            return cfg.lr
-        ratio = (step - cooldown_start) / max(1, decay_iters - cooldown_start)
-        return cfg.lr + ratio * (cfg.min_lr - cfg.lr)
-    ratio = (step - cfg.warmup_iters) / max(1, decay_iters - cfg.warmup_iters)
-    return cfg.min_lr + 0.5 * (1.0 + math.cos(math.pi * ratio)) * (cfg.lr - cfg.min_lr)
-
-
-class Trainer:
-    """Holds the model, optimizer, data and RNG of one run; `run()` trains to max_iters."""
-
-    def __init__(self, model: GPT, tokenizer: Tokenizer, train_ids: torch.Tensor, val_ids: torch.Tensor,
-                 cfg: TrainConfig, out_dir: Path | None, device: torch.device, dtype: torch.dtype,
-                 rank: int = 0, world_size: int = 1, ddp_model=None):
-        self.model, self.tokenizer, self.cfg = model, tokenizer, cfg
-        self.train_ids, self.val_ids = train_ids, val_ids
-        self.out_dir, self.device, self.dtype = out_dir, device, dtype
-        self.rank, self.world_size = rank, world_size
-        self.ddp_model = ddp_model  # DistributedDataParallel wrapper when world_size > 1
-        self.block_size = model.config.block_size
-        self.optimizer = make_optimizer(model, cfg, device)
-        self.scaler = torch.amp.GradScaler("cuda", enabled=(dtype == torch.float16 and device.type == "cuda"))
-        # the same seed on every rank: each draws the global batch and keeps its slice (gpt/distributed.py)
-        self.data_gen = torch.Generator().manual_seed(cfg.seed)
-        self.dist = distributed.DistInfo(rank, rank, world_size)
-        self.step = 0
-        self.elapsed_s = 0.0
-        self.stop_requested = False
-        self.skip_eval_at: int | None = None  # resume: that step's eval is already in metrics.jsonl
-        self.model.grad_checkpoint = cfg.grad_checkpoint
-        # bf16 on CPU: forward/backward on a bf16 working copy instead of autocast (gpt/precision.py)
-        self.low_precision = (LowPrecisionCopy(model, dtype) if dtype == torch.bfloat16 and device.type == "cpu"
-                              and ddp_model is None else None)
-        # --compile: only the training step runs compiled; evaluation, samples and checkpoints use the plain
-        # model, which holds the same parameters
-        self.train_net = ddp_model or model
-        if cfg.compile:
-            if self.low_precision is not None:
-                self.low_precision.work_forward = torch.compile(self.low_precision.work)
-            else:
-                self.train_net = torch.compile(self.train_net)
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-    def batch(self, data: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        """This rank's batch_size windows of the global batch (all of it in a single process)."""
-        return distributed.rank_batch(data, self.block_size, self.cfg.batch_size, generator, self.device,
-                                      self.rank, self.world_size)
-
-    def autocast(self):
-        if self.dtype == torch.float32:
-            return contextlib.nullcontext()
-        return torch.autocast(device_type=self.device.type, dtype=self.dtype)
-
-    @torch.no_grad()
-    def evaluate(self) -> dict[str, float]:
-        """Mean loss over eval_iters batches per split; batches come from a generator seeded by the step, so an
-        evaluation does not depend on what happened before it (resume gives the same numbers). Under DDP each
-        rank scores its slice of every global batch and the means are averaged over ranks."""
-        self.model.eval()
-        means = torch.zeros(2)
-        for i, data in enumerate((self.train_ids, self.val_ids)):
-            gen = torch.Generator().manual_seed(self.cfg.seed * 7919 + self.step * 2 + i)
-            losses = torch.zeros(self.cfg.eval_iters)
-            for k in range(self.cfg.eval_iters):
-                x, y = self.batch(data, gen)
-                with self.autocast():
-                    _, loss = self.model(x, y)
-                losses[k] = loss.item()
-            means[i] = losses.mean()
-        means = distributed.all_reduce_mean(means, self.dist)
-        self.model.train()
-        return {"train": means[0].item(), "val": means[1].item()}
-
-    def train_step(self) -> tuple[float, float]:
-        """One optimizer step over grad_accum micro-batches; returns (mean loss, grad norm before clipping)."""
-        lr = lr_at(self.step, self.cfg)
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr * group.get("lr_scale", 1.0)
-        if self.low_precision is not None:
-            return self._train_step_low_precision()
-        net = self.train_net
-        total = 0.0
-        for micro in range(self.cfg.grad_accum):
-            x, y = self.batch(self.train_ids, self.data_gen)
-            sync = (micro == self.cfg.grad_accum - 1) or self.ddp_model is None
-            ctx = contextlib.nullcontext() if sync else self.ddp_model.no_sync()
-            with ctx:
-                with self.autocast():
-                    _, loss = net(x, y)
-                    loss = loss / self.cfg.grad_accum
-                self.scaler.scale(loss).backward()
-            total += loss.item()
-        if self.cfg.grad_clip > 0:
-            self.scaler.unscale_(self.optimizer)
-            grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip).item()
+def create_run_folder(out: Path, model_cfg: GPTConfig, train_cfg: TrainConfig, tokenizer: Tokenizer,
+                      extra: dict) -> None:
+    """tokenizer.json, then config.json (the file that makes a folder a run). When the folder cannot be written
+    (read-only, disk full) remove what was written, so no half-made run is left, and say why."""
+    from .tokenizers import save_tokenizer
+    created = not out.exists()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        runs.lock_run(out)
+        if (out / runs.CONFIG).exists():  # another trainer created it since our first check
+            raise TrainError(f"{out} already holds a run; use --resume to continue it or pick a new --out")
+        save_tokenizer(tokenizer, out / runs.TOKENIZER)
+        runs.write_config(out, model_cfg, train_cfg, **extra)
+    except OSError as e:
+        if created:
+            shutil.rmtree(out, ignore_errors=True)
         else:
-            grad_norm = math.sqrt(sum(float(p.grad.float().pow(2).sum()) for p in self.model.parameters()
-                                      if p.grad is not None))
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-        self.optimizer.zero_grad(set_to_none=True)
-        self.step += 1
-        return total, grad_norm
+            for name in (runs.CONFIG, runs.TOKENIZER):
+                (out / name).unlink(missing_ok=True)
+        raise TrainError(f"cannot write the run folder {out}: {e.strerror or e}") from e
 
-    def _train_step_low_precision(self) -> tuple[float, float]:
-        """train_step through the bf16 working copy: same batches, same clipping, fp32 master weights."""
-        lowp = self.low_precision
-        lowp.begin_step()
-        total = 0.0
-        for _ in range(self.cfg.grad_accum):
-            x, y = self.batch(self.train_ids, self.data_gen)
-            total += lowp.forward_backward(x, y, 1.0 / self.cfg.grad_accum)
-        grad_norm = lowp.clip_grad_norm_(self.cfg.grad_clip)
-        self.optimizer.step()
-        self.step += 1
-        return total, grad_norm
 
-    # ---- checkpoints ----
-    def save_checkpoint(self) -> None:
-        """Weights for inspection, then one resume file (weights + optimizer + RNG): all-or-nothing."""
-        if not self.is_main or self.out_dir is None:
-            return
-        meta = {"step": str(self.step), **runs.config_metadata(self.model.config)}
-        runs.atomic_save_model(self.model, self.out_dir / runs.WEIGHTS, meta)
-        tensors = {f"model.{k}": v.detach().contiguous() for k, v in self.model.state_dict().items()
-                   if k != "lm_head.weight" or not self.model.config.ties_embeddings}
-        opt_state = self.optimizer.state_dict()
-        for pid, state in opt_state["state"].items():
-            for key, value in state.items():
-                tensors[f"opt.{pid}.{key}"] = value.detach().contiguous() if torch.is_tensor(value) \
-                    else torch.tensor(value)
-        tensors["rng.torch"] = torch.get_rng_state()
-        tensors["rng.data"] = self.data_gen.get_state()
-        if torch.cuda.is_available():
-            tensors["rng.cuda"] = torch.cuda.get_rng_state()
-        meta.update(elapsed_s=repr(self.elapsed_s), scaler=json.dumps(self.scaler.state_dict()))
-        # a kill between the two files leaves model.safetensors one checkpoint ahead of resume.safetensors:
-        # harmless, since each file is complete on its own and --resume reads only resume.safetensors
-        runs.atomic_save_file({k: v.cpu() for k, v in tensors.items()}, self.out_dir / runs.RESUME, meta)
-        runs.remove_stale_temp_files(self.out_dir)
+def prepare(args) -> tuple[Trainer, dict]:
+    """Everything before the first step; raises ConfigError/CorpusError/TrainError with clear messages."""
+    from .config import preset
+    out = Path(args.out)
+    if args.resume:
+        saved = runs.read_config(out)
+        model_cfg, train_cfg = saved["model"], saved["train"]
+        if args.max_iters:
+            train_cfg.max_iters = args.max_iters
+        if args.device:
+            train_cfg.device = args.device
+        corpus_spec = saved.get("corpus")
+        text, _ = load_corpus(corpus_spec)
+        if saved.get("corpus_sha256") and corpus_digest(text) != saved["corpus_sha256"]:
+            raise TrainError(f"the corpus {corpus_spec!r} changed since this run started; cannot resume exactly")
+        tokenizer = load_tokenizer(out / runs.TOKENIZER)
+        extra = {k: v for k, v in saved.items() if k not in ("model", "train", "format_version")}
+    else:
+        if not args.corpus:
+            raise TrainError("--corpus is required (a built-in name or a text file)")
+        if out.exists() and not out.is_dir():
+            raise TrainError(f"--out {out} is a file, not a folder")
+        if out.exists() and any(out.iterdir()):
+            status = runs.read_status(out)
+            if runs.effective_state(status) == "running":
+                raise TrainError(f"{out} is being trained by process {status.get('pid')}; not starting another")
+            if (out / runs.CONFIG).exists():
+                raise TrainError(f"{out} already holds a run; use --resume to continue it or pick a new --out")
+        base_model, base_train = preset(args.preset) if args.preset else (GPTConfig(), TrainConfig())
+        text, corpus_spec = load_corpus(args.corpus)
+        corpus_spec = args.corpus if args.corpus in ("tiny-shakespeare", "python-docs") else str(Path(args.corpus).resolve())
+        if args.init_from:
+            parent = runs.load_run(args.init_from)
+            tokenizer = parent.tokenizer
+            unknown = tokenizer.unknown_chars(text)
+            if unknown:
+                raise UnknownCharactersError(unknown)
+            model_cfg, train_cfg = configs_from_args(args, parent.config, base_train)
+            if model_cfg != parent.config:
+                raise TrainError("--init-from keeps the parent's architecture; drop the model-shape options")
+        else:
+            kind = args.tokenizer or "char"
+            t0 = time.perf_counter()
+            tokenizer = train_tokenizer(kind, text, args.vocab_size)
+            print(f"{kind} tokenizer: {tokenizer.vocab_size} tokens in {time.perf_counter() - t0:.1f}s",
+                  file=sys.stderr)
+            base_model.vocab_size = tokenizer.vocab_size
+            model_cfg, train_cfg = configs_from_args(args, base_model, base_train)
+        model_cfg.vocab_size = tokenizer.vocab_size
+        model_cfg.validate()
+        extra = {"corpus": corpus_spec, "corpus_sha256": corpus_digest(text), "tokenizer": tokenizer.kind,
+                 "init_from": str(Path(args.init_from).resolve()) if args.init_from else None}
+    ids = tokenizer.encode(text)
+    splits = split_ids(ids, model_cfg.block_size)
+    # under torchrun: join the process group (every rank has passed the checks above before rank 0 writes)
+    dist_info, device_name = distributed.init(train_cfg.device)
+    device = resolve_device(device_name)
+    dtype = resolve_dtype(train_cfg.dtype, device)
+    check_memory(model_cfg, train_cfg, device, dtype)
+    if train_cfg.compile and device.type == "cpu" and not any(shutil.which(c) for c in ("g++", "c++", "clang++")):
+        raise TrainError("--compile on CPU needs a C++ compiler (g++ or clang++) and none is installed; "
+                         "install one or train without --compile")
+    torch.manual_seed(train_cfg.seed)
+    model = GPT(model_cfg)
+    if not args.resume and args.init_from:
+        runs.load_weights(model, Path(args.init_from) / runs.WEIGHTS)
+    model.to(device)
+    ddp_model = distributed.wrap(model, dist_info, device)  # None in a single process
+    trainer = Trainer(model, tokenizer, splits.train, splits.val, train_cfg, out, device, dtype,
+                      rank=dist_info.rank, world_size=dist_info.world_size, ddp_model=ddp_model)
+    trainer.eval_probes = eval_probes  # ICL score and the strongest induction/previous-token heads at each eval
+    if args.resume:
+        has_checkpoint = (out / runs.RESUME).exists()
+        if has_checkpoint:
+            trainer.load_checkpoint(out / runs.RESUME)  # every rank reads it: multi-node needs a shared folder
+        else:  # stopped before its first checkpoint: start again from step 0 with the saved config
+            print(f"{out} has no {runs.RESUME} yet; starting it from step 0", file=sys.stderr)
+        if dist_info.is_main:
+            runs.lock_run(out)  # refuses while another trainer holds this folder
+            runs.truncate_metrics(out, trainer.step if has_checkpoint else -1)
+        distributed.barrier(dist_info)
+        if any(r.get("step") == trainer.step and "val_loss" in r for r in runs.read_jsonl(out / runs.METRICS)):
+            trainer.skip_eval_at = trainer.step
+    elif dist_info.is_main:
+        create_run_folder(out, model_cfg, train_cfg, tokenizer, extra)
+    info = {"device": str(device), "dtype": str(dtype).replace("torch.", "")}
+    if dist_info.enabled:
+        info["world_size"] = dist_info.world_size
+    return trainer, info
 
-    def load_checkpoint(self, path: Path) -> None:
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    try:
+        dist_info = distributed.env_info()
+        trainer, info = prepare(args)
+    except (ConfigError, CorpusError, TokenizerError, runs.RunError, TrainError, RuntimeError, OSError) as e:
+        runs.release_locks()
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    try:
+        return _train(args, trainer, info, out, dist_info.is_main)
+    finally:
+        runs.release_locks()
+        distributed.shutdown(dist_info)
+
+
+def _train(args, trainer: Trainer, info: dict, out: Path, is_main: bool) -> int:
+    """Run the prepared trainer; only rank 0 writes status.json."""
+    def write_status(**fields):
+        if is_main:
+            runs.write_status(out, **fields)
+    def request_stop(signum, frame):
+        trainer.stop_requested = True
+    # before the status names our pid: a Stop that reads it must find the handler in place
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    try:
+        if is_main:
+            runs.remove_stale_temp_files(out)
+        write_status(state="running", pid=os.getpid(), step=trainer.step, stop_requested_at=None,
+                     max_iters=trainer.cfg.max_iters, error=None, started_at=time.time(), **info)
+    except OSError as e:  # a read-only or full disk: say so instead of a traceback
+        print(f"error: cannot write to the run folder {out}: {e.strerror or e}", file=sys.stderr)
+        return 2
+    try:
+        result = trainer.run(stop_after=args.stop_after, progress=sys.stderr.isatty() and not args.quiet)
+    except BaseException as e:  # report any crash in the status file so the UI can show it
         try:
-            with safe_open(str(path), framework="pt") as f:
-                meta = f.metadata() or {}
-                tensors = {k: f.get_tensor(k) for k in f.keys()}
-        except Exception as e:
-            raise TrainError(f"cannot resume: {path.name} is unreadable ({e})") from e
-        runs.check_config_metadata(self.model.config, meta, path)  # config.json edited since: refuse
-        model_sd = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
-        if self.model.config.ties_embeddings:
-            model_sd["lm_head.weight"] = model_sd["wte.weight"]
-        self.model.load_state_dict(model_sd, strict=True)
-        opt_sd = self.optimizer.state_dict()
-        for pid in list(opt_sd["state"].keys()) or range(sum(len(g["params"]) for g in opt_sd["param_groups"])):
-            state = {key.split(".", 2)[2]: v for key, v in tensors.items() if key.startswith(f"opt.{pid}.")}
-            if state:  # load_state_dict moves each value to its parameter's device
-                opt_sd["state"][pid] = state
-        self.optimizer.load_state_dict(opt_sd)
-        torch.set_rng_state(tensors["rng.torch"])
-        self.data_gen.set_state(tensors["rng.data"])
-        if "rng.cuda" in tensors and torch.cuda.is_available():
-            torch.cuda.set_rng_state(tensors["rng.cuda"])
-        self.step = int(meta.get("step", 0))
-        self.elapsed_s = float(meta.get("elapsed_s", 0.0))
-        if "scaler" in meta:
-            self.scaler.load_state_dict(json.loads(meta["scaler"]))
-
-    def save_snapshot(self) -> None:
-        if not (self.is_main and self.out_dir is not None):
-            return
-        path = runs.snapshot_path(self.out_dir, self.step)
-        path.parent.mkdir(exist_ok=True)
-        if self.cfg.snapshot_dtype == "float32":
-            runs.atomic_save_model(self.model, path, {"step": str(self.step)})
-        else:
-            copy = copy_module(self.model).to(getattr(torch, self.cfg.snapshot_dtype))
-            runs.atomic_save_model(copy, path, {"step": str(self.step)})
-
-    def snapshot_due(self) -> bool:
-        every = self.cfg.snapshot_interval or self.cfg.eval_interval
-        return self.step % every == 0 or self.step == self.cfg.max_iters
-
-    def write_sample(self) -> None:
-        if not (self.is_main and self.out_dir is not None and self.cfg.sample_tokens > 0):
-            return
-        prompt = self.tokenizer.decode(self.val_ids[:1].tolist())
-        text = generate_text(self.model, self.tokenizer, prompt, max_new_tokens=self.cfg.sample_tokens,
-                             temperature=0.8, top_k=None, seed=self.cfg.seed)
-        runs.append_jsonl(self.out_dir / runs.SAMPLES, {"step": self.step, "text": text})
-        self.model.train()
-
-    # ---- the loop ----
-    def run(self, stop_after: int | None = None, progress: bool = False) -> dict:
-        cfg = self.cfg
-        tokens_per_step = cfg.batch_size * self.block_size * cfg.grad_accum * self.world_size
-        last_eval: dict[str, float] = {}
-        bar = None
-        if progress and self.is_main:
-            from tqdm import tqdm
-            bar = tqdm(total=cfg.max_iters, initial=self.step, unit="step", dynamic_ncols=True)
-        self.model.train()
-        t_log, steps_since_log = time.perf_counter(), 0
-        end = cfg.max_iters if stop_after is None else min(cfg.max_iters, stop_after)
-        resumed_at = self.step
-        clock = time.perf_counter()
-        while True:
-            at_eval = self.step % cfg.eval_interval == 0 or self.step == cfg.max_iters
-            if at_eval and not (self.step == resumed_at and self.skip_eval_at == resumed_at):
-                last_eval = self.evaluate()
-                self.elapsed_s += time.perf_counter() - clock
-                clock = time.perf_counter()
-                if self.is_main and self.out_dir is not None:
-                    runs.append_jsonl(self.out_dir / runs.METRICS, {
-                        "step": self.step, "val_loss": last_eval["val"], "eval_train_loss": last_eval["train"],
-                        "lr": lr_at(self.step, cfg), "elapsed_s": round(self.elapsed_s, 3)})
-                    if self.snapshot_due():
-                        self.save_snapshot()
-                    self.write_sample()
-                    self.save_checkpoint()
-                distributed.barrier(self.dist)  # the others wait while rank 0 writes
-                t_log = time.perf_counter()
-            if self.step >= end or distributed.any_rank(self.stop_requested, self.dist):
-                break
-            loss, grad_norm = self.train_step()
-            if self.dist.enabled:  # log the whole global batch's loss, not only rank 0's slice
-                loss = distributed.all_reduce_mean(torch.tensor([loss]), self.dist).item()
-            self.elapsed_s += time.perf_counter() - clock
-            clock = time.perf_counter()
-            steps_since_log += 1
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix(loss=f"{loss:.4f}", val=f"{last_eval.get('val', float('nan')):.4f}")
-            if self.step % cfg.log_interval == 0 and self.is_main and self.out_dir is not None:
-                now = time.perf_counter()
-                tps = tokens_per_step * steps_since_log / max(now - t_log, 1e-9)
-                runs.append_jsonl(self.out_dir / runs.METRICS, {
-                    "step": self.step, "train_loss": round(loss, 5), "lr": lr_at(self.step - 1, cfg),
-                    "grad_norm": round(grad_norm, 5), "tokens_per_s": round(tps, 1),
-                    "elapsed_s": round(self.elapsed_s, 3)})
-                eta = (cfg.max_iters - self.step) * (now - t_log) / steps_since_log
-                runs.write_status(self.out_dir, step=self.step, loss=loss, eta_s=eta)
-                t_log, steps_since_log = now, 0
-        if not (self.step % cfg.eval_interval == 0 or self.step == cfg.max_iters):
-            self.save_checkpoint()  # stopped between evals: the eval branch did not save this step
-        if bar is not None:
-            bar.close()
-        return {"step": self.step, "val_loss": last_eval.get("val"), "train_loss": last_eval.get("train"),
-                "elapsed_s": self.elapsed_s}
+            write_status(state="failed", error=f"{type(e).__name__}: {e}", traceback=traceback.format_exc()[-4000:])
+        except OSError:  # e.g. the disk is full: the message below still reaches the log
+            pass
+        print(f"error: training failed: {type(e).__name__}: {e}", file=sys.stderr)
+        return 1
+    state = "finished" if result["step"] >= trainer.cfg.max_iters else "stopped"
+    write_status(state=state, step=result["step"], eta_s=0)
+    if is_main:
+        print(json.dumps({"state": state, **result}))
+    return 0
 
 
-if __name__ == "__main__":  # the CLI lives in gpt/train_cli.py, which imports this module: import it only here
-    import sys
-
-    from .train_cli import main
+if __name__ == "__main__":
     sys.exit(main())

@@ -34,7 +34,8 @@ def trainers_under(base: str) -> list[int]:
                     cmdline = f.read()
             except OSError:  # ended meanwhile
                 continue
-            if b"gpt.train" in cmdline and base.encode() in cmdline:
+            # base + "/": /tmp/pytest-7 must not match another session's /tmp/pytest-75 on a shared machine
+            if b"gpt.train" in cmdline and (base.rstrip("/") + "/").encode() in cmdline:
                 found.append(int(entry))
     return found
 

@@ -4,7 +4,7 @@ import signal
 import pytest
 import torch
 
-from gpt import train_cli
+from gpt import train as train_cli
 from gpt.config import GPTConfig
 from gpt.interp.ablation import ablate, all_heads, check_heads, generate_with_ablation, logits_with_ablation
 from gpt.interp.experiments import TASKS, answer_accuracy, build_probe, check, write_corpus

@@ -36,7 +36,7 @@ def root(tmp_path, tiny_run, monkeypatch):
 
 
 def app_at(page: str | None = None) -> AppTest:
-    """The app after its first run (the Train page), optionally switched to another page (the entry point's
+    """The app after its first run (the landing page, Inside a prediction), optionally switched to another page (the entry point's
     sidebar runs with every page, as in the browser)."""
     at = AppTest.from_file(APP, default_timeout=TIMEOUT)
     at.run()
@@ -49,6 +49,12 @@ def app_at(page: str | None = None) -> AppTest:
 
 def plotly_figures(at: AppTest) -> list[dict]:
     return [json.loads(el.proto.spec) for el in at.get("plotly_chart")]
+
+
+def head_heatmap(at: AppTest) -> dict:
+    """The Attention page's clickable head heatmap (an Altair chart) as its Vega-Lite spec."""
+    specs = [json.loads(el.proto.spec) for el in at.get("vega_lite_chart")]
+    return next(s for s in specs if "title" in s)
 
 
 def arr(value) -> list:
@@ -109,18 +115,17 @@ def test_embeddings_page(root):
 
 def test_attention_page_overview_head_and_table(root):
     at = app_at("attention")
-    figs = plotly_figures(at)
-    overview, head = figs[0], figs[1]
+    overview = plotly_figures(at)[0]
     axes = overview["layout"]["xaxis"]["ticktext"], overview["layout"]["yaxis"]["ticktext"]
     assert axes == (["H0", "H1"], ["L0", "L1"])  # one mosaic of 2 layers x 2 heads
-    n_tokens = len(arr(head["data"][0]["z"]))
+    n_tokens = len(head_heatmap(at)["layer"][0]["encoding"]["x"]["scale"]["domain"])  # the Altair heatmap's keys
     assert 1 < n_tokens <= 32
     assert at.dataframe[0].value.shape[0] == 4
     at.selectbox[1].set_value(1).run()   # head 1
-    assert plotly_figures(at)[1]["layout"]["title"]["text"] == "Layer 0, head 1"
+    assert head_heatmap(at)["title"] == "Layer 0, head 1"
     placed(at, "text_area", "prompt").set_value("x" * 100).run()  # longer than block_size 32
     assert any("block size" in w.value for w in at.warning)
-    assert len(arr(plotly_figures(at)[1]["data"][0]["z"])) == 32
+    assert len(head_heatmap(at)["layer"][0]["encoding"]["x"]["scale"]["domain"]) == 32
     placed(at, "text_area", "prompt").set_value("ok <>").run()
     assert not at.exception and any("'<'" in e.value for e in at.error)
 
@@ -135,7 +140,7 @@ def test_generate_page_streams_and_explains_unknown_characters(root):
     assert len(result["steps"]) == 30
     assert all(0.0 <= p <= 1.0 for _, _, p, _ in result["steps"])
     assert any("title=\"step 0: p=" in m.value for m in at.markdown)
-    assert len(plotly_figures(at)) == 2  # next-token bars + alternatives at a chosen step
+    assert len(plotly_figures(at)) == 4  # next-token bars, alternatives at a chosen step, the KV cache's step and growth
     placed(at, "text_area", "prompt").set_value("ROMEO ☃").run()
     assert not at.exception and any("'☃'" in e.value for e in at.error)
 
@@ -170,7 +175,7 @@ def test_train_page_starts_a_background_job_and_shows_its_curves(root):
     assert (run_dir / "corpus.txt").read_text() == text
     state = jobs.wait_until_done(run_dir, timeout=180)
     assert state.state == "finished", (state, jobs.log_tail(run_dir))
-    at = app_at()  # a fresh session on the default page (Train), as after a browser reload: it re-attaches
+    at = app_at("train")  # a fresh session on the Train page, as after a browser reload: it re-attaches
     loss = plotly_figures(at)[0]
     assert loss["layout"]["title"]["text"] == "Loss"
     assert len(arr(loss["data"][0]["x"])) >= 2 and len(arr(loss["data"][1]["x"])) == 3  # train points; val at 0, 10, 20

@@ -27,9 +27,9 @@ def test_app_trainers_leave_a_core_to_the_ui_on_small_machines():
 
 
 def test_process_count_shown_only_with_several_devices(root, monkeypatch):  # noqa: F811
-    at = app_at()
+    at = app_at("train")
     assert not [n for n in at.number_input if n.key == "tf_nproc"]
     monkeypatch.setattr(distributed, "device_count", lambda: 4)
-    at = app_at()
+    at = app_at("train")
     [nproc] = [n for n in at.number_input if n.key == "tf_nproc"]
     assert nproc.value == 4 and nproc.max == 4

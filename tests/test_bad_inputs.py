@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from gpt import runs, sample, train, train_cli
+from gpt import runs, sample, trainer
+from gpt import train as train_cli
 from gpt.config import GPTConfig
 from gpt.data import MAX_CORPUS_BYTES, CorpusError, decode_bytes, load_corpus
 from gpt.generate import GenerationError, generate_text, stream_text
@@ -125,7 +126,7 @@ def test_absurd_sizes_are_refused_with_the_memory_estimate(tmp_path, capsys, sma
     err = refused(capsys, ["--corpus", str(small_corpus), "--out", str(out), *args], "GB of memory is available")
     cfg = GPTConfig(vocab_size=CharTokenizer.train(small_corpus.read_text()).vocab_size, n_layer=64, n_head=64,
                     n_embd=8192, block_size=512)
-    dtype = train.resolve_dtype("auto", torch.device("cpu"))
+    dtype = trainer.resolve_dtype("auto", torch.device("cpu"))
     est = memory_estimate(cfg, 64, 2 if dtype == torch.bfloat16 else 4)["total_bytes"]
     assert f"needs about {est / 2**30:.1f} GB" in err
     assert not out.exists()
@@ -134,9 +135,9 @@ def test_absurd_sizes_are_refused_with_the_memory_estimate(tmp_path, capsys, sma
 def test_memory_check_compares_with_what_the_machine_has(monkeypatch):
     available = train_cli.available_memory_bytes()
     assert available is None or available > 0
-    cfg, tcfg = GPTConfig(vocab_size=65), train.TrainConfig()
+    cfg, tcfg = GPTConfig(vocab_size=65), trainer.TrainConfig()
     monkeypatch.setattr(train_cli, "available_memory_bytes", lambda: 10 * 2**20)  # a 10 MB machine
-    with pytest.raises(train.TrainError, match="only 0.0 GB"):
+    with pytest.raises(trainer.TrainError, match="only 0.0 GB"):
         train_cli.check_memory(GPTConfig(vocab_size=65, n_embd=512, n_head=8), tcfg, torch.device("cpu"), torch.float32)
     monkeypatch.setattr(train_cli, "available_memory_bytes", lambda: 64 * 2**30)
     train_cli.check_memory(cfg, tcfg, torch.device("cpu"), torch.float32)  # fits: no error

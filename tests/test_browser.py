@@ -120,7 +120,9 @@ def test_train_watch_inspect_generate_in_a_real_browser(server):
         page.goto(url)
         settle()
         expect(page.get_by_test_id("stSidebarNav").get_by_text("Generate", exact=True)).to_be_visible()
-        expect(page.locator("h1").first).to_have_text("Train")
+        expect(page.locator("h1").first).to_have_text("Inside a prediction")  # the landing page
+        nav("Train")
+        settle()
         shot("train-idle")
 
         # ---- start a tiny run from the form ----

@@ -188,6 +188,7 @@ def test_report_is_self_contained_and_escaped(run_dir):
     assert "default-src 'none'" in rest  # the page itself forbids any network fetch
     assert page.count("Plotly.newPlot(") == 3  # loss, attention overview, head scores
     assert "L1H1" in page and "induction" in page
+    assert "<h2>Why this token</h2>" in page and "all parts sum to the logit" in page  # DLA of the sample prompt
     assert "To be &lt;/script&gt;&lt;b&gt;bold&lt;/b&gt; &amp; more" in page
     assert "</script><b>" not in rest  # neither in the samples nor in the figures' token labels
 

@@ -15,7 +15,7 @@ from gpt.interp.experiments import (
     write_corpus,
 )
 from gpt.tokenizers import CharTokenizer
-from gpt.train_cli import build_parser, configs_from_args
+from gpt.train import build_parser, configs_from_args
 
 
 @pytest.mark.parametrize("name", list(TASKS))

@@ -6,7 +6,7 @@ import torch
 from gpt.config import GPTConfig, TrainConfig
 from gpt.model import GPT
 from gpt.precision import LowPrecisionCopy
-from gpt.train import Trainer
+from gpt.trainer import Trainer
 
 CFG = GPTConfig(vocab_size=40, block_size=16, n_layer=2, n_head=2, n_embd=32)
 

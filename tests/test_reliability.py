@@ -21,8 +21,8 @@ from safetensors import safe_open
 from gpt import atomic, runs
 from gpt.config import GPTConfig, TrainConfig
 from gpt.runs import RunError, load_run
-from gpt.train import Trainer
-from gpt.train_cli import main
+from gpt.train import main
+from gpt.trainer import Trainer
 
 TRIAL_ARGS = (*TINY_TRAIN, "--max-iters", "120", "--eval-interval", "10", "--threads", "1", "--seed", "3")
 # kill moments: inside the very first save (no complete checkpoint yet), inside each kind of weights write
@@ -130,7 +130,7 @@ def test_kill_9_at_random_moments_never_loses_the_run(tmp_path, corpus_file):
 
 @pytest.fixture
 def keep_signal_handlers():
-    """gpt.train_cli.main installs SIGTERM/SIGINT handlers; put pytest's back afterwards."""
+    """gpt.train.main installs SIGTERM/SIGINT handlers; put pytest's back afterwards."""
     saved = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
     yield
     for s, handler in saved.items():

@@ -3,8 +3,8 @@ attention paths and the one-token decoder in agreement, counts its parameters ri
 export with its name."""
 import pytest
 import torch
-
 from conftest import TINY_TRAIN, run_cli
+
 from gpt import hf, runs
 from gpt.config import ConfigError, GPTConfig, TrainConfig
 from gpt.model import GPT, Trace, capture_names, count_params, flops_per_token
@@ -172,7 +172,7 @@ def test_muon_takes_the_hidden_matrices_and_adamw_the_rest():
 
 
 def test_wsd_schedule_is_flat_then_linear():
-    from gpt.train import lr_at
+    from gpt.trainer import lr_at
     cfg = TrainConfig(max_iters=100, warmup_iters=10, lr=1e-2, min_lr=1e-3, schedule="wsd", cooldown_frac=0.4)
     lrs = [lr_at(s, cfg) for s in range(101)]
     assert lrs[5] < lrs[9] < 1e-2 and all(lr == 1e-2 for lr in lrs[10:60])
@@ -197,3 +197,19 @@ def test_muon_resume_continues_exactly(tmp_path, corpus_file):
     assert runs.read_config(split)["train"].optimizer == "muon"
     x = torch.randint(0, 30, (1, 16))
     assert torch.equal(runs.load_run(split).model(x)[0], runs.load_run(straight).model(x)[0])
+
+
+def test_speedrun_presets_and_flags_that_switch_each_part_off():
+    from gpt.config import preset
+    from gpt.train import build_parser, configs_from_args
+    for name in ("speedrun", "speedrun-long"):
+        model_cfg, train_cfg = preset(name)
+        assert model_cfg.validate().pos_embedding == "rotary" and train_cfg.validate().optimizer == "muon"
+    args = build_parser().parse_args(["--out", "x", "--preset", "speedrun", "--no-qk-norm", "--tie-embeddings",
+                                      "--pos-embedding", "learned", "--logit-softcap", "0", "--optimizer", "adamw",
+                                      "--schedule", "cosine", "--norm", "rmsnorm"])
+    model_cfg, train_cfg = configs_from_args(args, *preset("speedrun"))
+    assert (model_cfg.qk_norm, model_cfg.tie_embeddings, model_cfg.pos_embedding, model_cfg.logit_softcap,
+            model_cfg.norm) == (False, True, "learned", 0.0, "rmsnorm")
+    assert (train_cfg.optimizer, train_cfg.schedule) == ("adamw", "cosine")
+    assert model_cfg.zero_init_proj and train_cfg.max_iters == 170  # what no flag named stays as the preset has it

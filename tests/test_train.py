@@ -12,7 +12,7 @@ from conftest import ROOT, TINY_TRAIN, run_cli
 from gpt import runs
 from gpt.config import TrainConfig
 from gpt.runs import RunError, load_run
-from gpt.train import lr_at
+from gpt.trainer import lr_at
 
 
 def test_cli_train_then_sample(tiny_run):
@@ -175,7 +175,7 @@ def test_run_names_never_escape(tmp_path, name):
 
 def test_compile_flag_reaches_the_saved_config():
     from gpt.config import GPTConfig
-    from gpt.train_cli import build_parser, configs_from_args
+    from gpt.train import build_parser, configs_from_args
     args = build_parser().parse_args(["--out", "x", "--compile"])
     _, train_cfg = configs_from_args(args, GPTConfig(), TrainConfig())
     assert train_cfg.compile and TrainConfig.from_dict(train_cfg.to_dict()).compile  # resume keeps it
@@ -191,7 +191,7 @@ def test_compile_trains_like_eager(dtype):
     from gpt.config import GPTConfig
     from gpt.model import GPT
     from gpt.tokenizers import CharTokenizer
-    from gpt.train import Trainer
+    from gpt.trainer import Trainer
     text = "a tiny corpus for the compile test, repeated. " * 100
     tok = CharTokenizer.train(text)
     ids = torch.tensor(tok.encode(text))

@@ -15,7 +15,8 @@ from conftest import ROOT, checkpoints_env
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from gpt import runs, train_cli
+from gpt import runs
+from gpt import train as train_cli
 from gpt.runs import RunError, load_run
 
 N_HEAD_MESSAGE = "config.json says n_head=4 but the weights were trained with n_head=2"

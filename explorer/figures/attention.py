@@ -41,10 +41,28 @@ def attention_heatmap(pattern, labels: list[str], title: str = "", diverging: bo
     return fig
 
 
+def contrast_normalise(pooled: np.ndarray) -> np.ndarray:
+    """Each head's thumbnail (..., S, S) divided by its own 99th-percentile weight over queries 1.. (query 0 can
+    only read itself, a 1.0 that would wash every other cell out), clipped to 1: a previous-token head's faint
+    diagonal becomes as dark as a sharp one."""
+    pooled = np.asarray(pooled, dtype=np.float32)
+    S = pooled.shape[-1]
+    if S < 2:
+        return pooled
+    rows, cols = np.tril_indices(S)
+    keep = rows > 0
+    visible_cells = pooled[..., rows[keep], cols[keep]]                      # (..., n)
+    top = np.quantile(visible_cells, 0.99, axis=-1)[..., None, None]
+    return np.clip(pooled / np.maximum(top, 1e-6), 0.0, 1.0)
+
+
 def attention_overview(patterns, selected: tuple[int, int] | None = None, max_tokens: int | None = None,
-                       title: str = "Every head at a glance", tile_names: bool = False) -> go.Figure:
+                       title: str = "Every head at a glance", tile_names: bool = False,
+                       clickable: bool = False) -> go.Figure:
     """Small multiples: every head's (L, H, S, S) pattern (pooled or cropped to a thumbnail; max_tokens crops),
-    layers as rows, heads as columns; tile_names writes "L1H2" over each tile (for a static page without hover).
+    layers as rows, heads as columns; tile_names writes "L1H2" over each tile (for a static page without hover);
+    clickable=True lays an invisible marker over each tile's centre, so a click on a tile reports its
+    customdata [layer, head] through Streamlit's plotly selection (heatmaps themselves report no clicks).
 
     Drawn as one mosaic heatmap (tiles separated by blank gaps, labelled on the axes) rather than a subplot per
     head: 24 subplots took ~0.3-1.5 s to build in Python and made the browser lay out 48 axes on every rerun."""
@@ -67,6 +85,23 @@ def attention_overview(patterns, selected: tuple[int, int] | None = None, max_to
         layer, head = selected
         fig.add_shape(type="rect", x0=head * step - 0.5, x1=head * step + S - 0.5, y0=layer * step - 0.5,
                       y1=layer * step + S - 0.5, line=dict(color=SELECT_COLOR, width=2))
+    if clickable:
+        xs, ys, who = [], [], []
+        for layer in range(L):
+            for head in range(H):
+                xs.append(head * step + (S - 1) / 2)
+                ys.append(layer * step + (S - 1) / 2)
+                who.append([layer, head])
+        fig.add_trace(go.Scatter(x=xs, y=ys, customdata=who, mode="markers", showlegend=False,
+                                 marker=dict(symbol="square", size=int(0.8 * max(60, min(150, 520 // H))),
+                                             color="rgba(0,0,0,0.01)"),
+                                 selected=dict(marker=dict(opacity=1)), unselected=dict(marker=dict(opacity=1)),
+                                 hovertemplate="layer %{customdata[0]}, head %{customdata[1]}: click to show it"
+                                               "<extra></extra>"))
+        fig.update_layout(clickmode="event+select", dragmode=False)
+        # fixed ranges: autorange would pad the axes for the big markers and shrink the tiles
+        fig.update_xaxes(range=[-0.5, z.shape[1] - 0.5])
+        fig.update_yaxes(range=[z.shape[0] - 0.5, -0.5], autorange=False)
     if tile_names:
         for layer in range(L):
             for head in range(H):
@@ -75,8 +110,10 @@ def attention_overview(patterns, selected: tuple[int, int] | None = None, max_to
     fig.update_xaxes(tickvals=centers[:H], ticktext=[f"H{h}" for h in range(H)], side="top", showgrid=False,
                      zeroline=False, ticks="", constrain="domain")
     fig.update_yaxes(tickvals=centers[:L], ticktext=[f"L{layer}" for layer in range(L)], showgrid=False,
-                     zeroline=False, ticks="", autorange="reversed", scaleanchor="x", constrain="domain")
-    cell = max(60, min(150, 520 // H))  # keep thumbnails about square in a ~520 px wide column
+                     zeroline=False, ticks="", scaleanchor="x", constrain="domain",
+                     **({} if clickable else {"autorange": "reversed"}))
+    # keep thumbnails about square in their column: ~520 px wide, ~380 px on the Attention page (clickable)
+    cell = max(40, min(150, 380 // H)) if clickable else max(60, min(150, 520 // H))
     return layout(fig, title, height=min(1600, 90 + cell * L), plot_bgcolor="white")
 
 

@@ -3,10 +3,12 @@ import time
 
 import streamlit as st
 
-from explorer.common import chips_html, default_prompt, encode_or_explain, prob_color, selected_run
+from explorer.common import chips_html, default_prompt, encode_or_explain, prob_color, selected_run, visible
+from explorer.figures.kv_cache import cache_growth_figure, decode_step_figure
 from explorer.figures.tokens import token_bars
-from explorer.state import bind
+from explorer.state import bind, remember
 from gpt.generate import GenerationError, stream_text
+from gpt.interp import forward_steps
 from gpt.interp.next_token import next_token_distribution, top_k
 
 run = selected_run()
@@ -80,5 +82,40 @@ with left:
                         key="alternatives_chart")
         st.caption("The top alternatives the model considered at this step; orange is the token that was sampled "
                    "(absent when sampling picked something outside the top 10).")
+
+        if st.button("Open in Attention", icon=":material/grid_on:",
+                     help="Show the attention of the prompt and the generated tokens (the last "
+                          f"{run.config.block_size} tokens, the model's context) on the Attention page."):
+            full = encode_or_explain(run, result["prompt"]) + [t for t, _, _, _ in steps]
+            remember("prompt", tok.decode(full[-run.config.block_size:]))
+            remember("pos", min(len(full), run.config.block_size) - 1)
+            st.switch_page("views/attention.py")
+
+        if run.config.has_attention:
+            st.subheader("Inside one decoding step: the KV cache")
+            cfg = run.config
+            full = encode_or_explain(run, result["prompt"]) + [t for t, _, _, _ in steps]
+            t = len(full) - len(steps) + n - 1  # the position fed in at the step that produced generated token n
+            window = full[max(0, t + 1 - cfg.block_size):t + 1]   # the context the model saw at that step
+            k1, k2 = st.columns(2)
+            layer = k1.selectbox("Layer", range(cfg.n_layer), format_func=lambda i: f"layer {i}",
+                                 **bind("layer", 0, options=range(cfg.n_layer)))
+            head = k2.selectbox("Head", range(cfg.effective_n_head), format_func=lambda i: f"head {i}",
+                                **bind("head", 0, options=range(cfg.effective_n_head)))
+            hstep = forward_steps(run.model, window, len(window) - 1).blocks[layer].attention.heads[head]
+            st.markdown(f"To produce generated token {n} `{visible(tok.token_str(full[t + 1]))}`, the model runs "
+                        f"only the newest token "
+                        f"`{visible(tok.token_str(window[-1]))}` through each block: it computes that one token's "
+                        f"q, k and v, **appends** k and v as a new row to the cache (orange), and compares the one "
+                        f"query with all {len(window)} cached keys. Earlier rows are reused, never recomputed.")
+            st.plotly_chart(decode_step_figure(hstep, [visible(tok.token_str(i)) for i in window]), key="kv_step")
+            st.caption(f"Layer {layer}, head {head}: one row per token so far, {cfg.head_size} channels each (blue = "
+                       "positive, red = negative); right: the new query's attention weights over the cache. Move "
+                       "'Inspect generated token' to watch the cache grow by one row per token.")
+            st.plotly_chart(cache_growth_figure(cfg.n_layer, cfg.n_embd, len(full) - len(steps), len(full), t),
+                            key="kv_growth")
+            st.caption(f"The cache holds K and V for every layer and token: 2 × {cfg.n_layer} layers × "
+                       f"{cfg.n_embd} channels = {2 * cfg.n_layer * cfg.n_embd:,} numbers per token; orange = the "
+                       f"step shown. Without it, each step would recompute all {cfg.block_size} positions.")
     else:
         st.info("Press **Generate** to continue the prompt.")

@@ -74,3 +74,59 @@ else:
             else:
                 st.toast(f"Deleted {victim}")
                 st.rerun()
+
+
+# ---- sweeps: final validation loss over seeds, and whether two settings really differ ----
+def sweeps_section() -> None:
+    from explorer import sweep_queue
+    from explorer.figures.lab import sweep_figure
+    from gpt.lab.stats import describe_difference
+    from gpt.lab.sweeps import SweepError, compare, list_sweeps, read_manifest, sweep_results
+    paths = list_sweeps()
+    if not paths:
+        return
+    st.subheader("Sweeps")
+    path = paths[[p.stem for p in paths].index(st.selectbox("Sweep", [p.stem for p in paths], key="runs_sweep"))]
+    try:
+        manifest = read_manifest(path)
+        counts = sweep_queue.sweep_state(path)
+    except SweepError as e:
+        st.warning(str(e))
+        return
+    params = list(manifest["params"])
+    results = sweep_results(manifest)
+    c1, c2 = st.columns([4, 1])
+    c1.caption(f"{len(manifest['runs'])} runs · {counts['finished']} finished · {counts['live']} training · "
+               f"{counts['pending']} queued" + (f" · {counts['other']} stopped or failed" if counts["other"] else ""))
+    if c2.button("Stop the sweep", icon=":material/stop:", disabled=not (counts["live"] or counts["pending"])):
+        sweep_queue.stop_sweep(path)
+        st.toast(f"Stopped {path.stem}: queued runs will not start")
+        st.rerun()
+    x_param = st.radio("x axis", params, horizontal=True, key="runs_sweep_x") if len(params) > 1 else params[0]
+    series = next((p for p in params if p != x_param), None)
+    st.plotly_chart(sweep_figure(results, x_param, series), key="runs_sweep_fig")
+    st.caption("Final validation loss of each finished run (the trainer's last evaluation): dots are single seeds, "
+               "the line the mean over seeds with ±1 standard deviation.")
+    ready = [r for r in results if len(r.losses) >= 2]
+    if len(ready) < 2:
+        st.caption("Comparing two settings needs at least two of them with 2+ finished seeds each.")
+        return
+    labels = [r.label for r in ready]
+    a1, a2 = st.columns(2)
+    first = a1.selectbox("Compare", labels, index=0, key="runs_sweep_a")
+    second = a2.selectbox("with", labels, index=1, key="runs_sweep_b")
+    if first == second:
+        st.caption("Pick two different settings.")
+        return
+    a, b = ready[labels.index(first)], ready[labels.index(second)]
+    try:
+        result = compare(a, b)
+    except SweepError as e:
+        st.warning(str(e))
+        return
+    st.markdown(f"**{first}**: {a.mean:.4f} ± {a.std:.4f} ({len(a.losses)} seeds) · **{second}**: {b.mean:.4f} ± "
+                f"{b.std:.4f} ({len(b.losses)} seeds)")
+    st.info(describe_difference(result, first, second))
+
+
+sweeps_section()

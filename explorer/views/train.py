@@ -1,34 +1,48 @@
-"""Train: a form that starts `python -m gpt.train` in the background, and the live view of a run."""
+"""Train: a form that starts `python -m gpt.train` in the background, and the live view of a run.
+
+A little over our ~400-line habit: the form, its ladder and sweep variants and the live view share the run they
+start and follow; the form's logic itself lives in explorer/train_form.py.
+"""
 import re
 import time
 
 import streamlit as st
 
 from explorer import jobs
-from explorer.cache import corpus_text
+from explorer.cache import corpus_text, training_timing
 from explorer.common import all_runs, read_upload, select_run, selected_run_info
+from explorer.figures.lab import probe_curves
 from explorer.figures.training import loss_curves, metric_curve
 from explorer.train_form import (
     ARCH_LABELS,
+    DEFAULT_PRESET,
+    LADDER_NOTE,
+    LIMITS,
     FormValues,
     auto_name,
     estimate,
+    expected_seconds,
+    hidden_settings,
     human_bytes,
     human_count,
     ladder_options,
+    needs_confirmation,
+    preset_form_values,
     problems,
+    timing_for,
     train_options,
 )
 from gpt import distributed
 from gpt.config import ARCHS, PRESETS
 from gpt.data import BUILTIN_CORPORA, CorpusError
 from gpt.runs import RunError, checkpoints_root, sanitize_run_name
+from gpt.train import available_memory_bytes
 
 WATCH_KEY = "train_watch"   # the run this tab is watching (lost on reload: then any live job is watched)
 SOURCES = ["Built-in", "Upload .txt", "Paste text", "Selected run's corpus"]
-DEFAULTS = dict(tf_arch="gpt", tf_n_layer=2, tf_n_head=2, tf_n_embd=32, tf_block_size=32, tf_dropout=0.0,
-                tf_batch_size=8, tf_max_iters=200, tf_lr=1e-3, tf_warmup_iters=10, tf_eval_interval=50,
-                tf_seed=1337, tf_tokenizer="char", tf_vocab_size=512, tf_bf16=False)
+# the form opens on a named preset that trains a model worth looking at in about a minute
+DEFAULTS = {"tf_preset": DEFAULT_PRESET, **{f"tf_{k}": v for k, v in preset_form_values(DEFAULT_PRESET).items()},
+            "tf_tokenizer": "char", "tf_vocab_size": 512}
 for key, value in DEFAULTS.items():
     st.session_state.setdefault(key, value)
 LADDER_RE = re.compile(r"^(ladder-\d{4}-\d{6})-(bigram|single_head|multi_head|gpt)$")
@@ -38,10 +52,8 @@ LADDER_RE = re.compile(r"^(ladder-\d{4}-\d{6})-(bigram|single_head|multi_head|gp
 def apply_preset():
     name = st.session_state.get("tf_preset")
     if name in PRESETS:
-        model_kw, train_kw, _ = PRESETS[name]
-        for k, v in {**model_kw, **train_kw}.items():
-            if f"tf_{k}" in DEFAULTS:
-                st.session_state[f"tf_{k}"] = v
+        for k, v in preset_form_values(name).items():
+            st.session_state[f"tf_{k}"] = v
 
 
 def prefill_from_selected():
@@ -89,6 +101,32 @@ def ladder_siblings(run_dir) -> dict:
     prefix = m.group(1)
     return {arch: jobs.read_metrics(run_dir.parent / f"{prefix}-{arch}") for arch in ARCHS
             if (run_dir.parent / f"{prefix}-{arch}").is_dir()}
+
+
+def ladder_table(run_dir) -> None:
+    """The seed's table: each rung's curve beside its latest sample and validation loss, in ladder order."""
+    st.markdown("**The ladder, rung by rung** (each rung's sample is written at each evaluation)")
+    st.caption(LADDER_NOTE)
+    prefix = LADDER_RE.match(run_dir.name).group(1)
+    for arch in ARCHS:
+        rung = run_dir.parent / f"{prefix}-{arch}"
+        if not rung.is_dir():
+            continue
+        metrics = jobs.read_metrics(rung)
+        vals = [r["val_loss"] for r in metrics if "val_loss" in r]
+        left, right = st.columns([2, 3])
+        figure = loss_curves({arch: metrics}, ARCH_LABELS[arch])
+        figure.update_layout(height=220, margin=dict(t=30, b=10))
+        left.plotly_chart(figure, key=f"ladder_{arch}")
+        sample = jobs.latest_sample(rung)
+        state = jobs.job_state(rung).state
+        right.markdown(f"**{ARCH_LABELS[arch]}** · " + (f"validation loss **{vals[-1]:.3f}**" if vals else state)
+                       + (f" · {state}" if vals and state != "finished" else ""))
+        if sample:
+            right.code(sample.get("text", ""), language=None, wrap_lines=True)
+            right.caption(f"Sample at step {sample.get('step', '?'):,}")
+        else:
+            right.caption("Its sample appears at its first evaluation.")
 
 
 def live_view(run_dir) -> None:
@@ -148,8 +186,15 @@ def live_view(run_dir) -> None:
             st.plotly_chart(metric_curve(metrics, "tokens_per_s", "Training speed", "tokens / s"),
                             key="train_tps_chart")
             st.caption("Tokens processed per second (it dips during evaluations).")
+        if any("icl_score" in r for r in metrics):  # logged at evaluations by models with attention
+            st.plotly_chart(probe_curves(metrics), key="train_probe_chart")
+            st.caption("ICL score: loss late in the context minus early (negative = the model uses its context). "
+                       "Head scores: the strongest induction and previous-token heads on repeated random tokens; "
+                       "an induction head appearing often comes with a bump in the loss (Olsson et al. 2022).")
         sample = jobs.latest_sample(run_dir)
-        if sample:
+        if len(curves) > 1:
+            ladder_table(run_dir)  # each rung's sample beside its own curve
+        elif sample:
             st.markdown(f"**Sample at step {sample.get('step', '?'):,}** (written at each evaluation)")
             st.code(sample.get("text", ""), language=None, wrap_lines=True)
         elif state.live:
@@ -158,6 +203,17 @@ def live_view(run_dir) -> None:
 
 
 # ---- the form ----
+def number_field(column, key: str, **kwargs):
+    """A number box with no bounds of its own: the widget would silently keep the old value when a typed one
+    is out of range; instead train_form.problems refuses it with a message naming the range."""
+    label, low, high = LIMITS[key]
+    return column.number_input(LABELS.get(key, label), min_value=None, max_value=None, key=f"tf_{key}",
+                               help=f"{low:g} to {high:g}", **kwargs)
+
+
+LABELS = {"block_size": "Block size (context)"}
+
+
 def form() -> None:
     info = selected_run_info()
     top1, top2, top3 = st.columns([2, 1, 1], vertical_alignment="bottom")
@@ -202,7 +258,7 @@ def form() -> None:
         d2.caption(f"{len(corpus_text):,} characters, {char_vocab} distinct")
     tok_kind = d3.radio("Tokenizer", ["char", "bpe"], key="tf_tokenizer", disabled=parent is not None,
                         format_func=lambda k: {"char": "characters", "bpe": "BPE"}[k])
-    vocab_size = d3.number_input("BPE vocab size", 256, 65536, key="tf_vocab_size", step=64,
+    vocab_size = number_field(d3, "vocab_size", step=64,
                                  disabled=tok_kind != "bpe" or parent is not None)
 
     st.markdown("**Model**")
@@ -212,20 +268,20 @@ def form() -> None:
                     help="Each rung adds one idea: bigram (a lookup table) → one attention head → several heads "
                          "→ full GPT blocks with MLPs.")
     m1, m2, m3, m4, m5 = st.columns(5)
-    n_layer = m1.number_input("Layers", 1, 48, key="tf_n_layer", disabled=shape or arch == "bigram")
-    n_head = m2.number_input("Heads", 1, 32, key="tf_n_head", disabled=shape or arch in ("bigram", "single_head"))
-    n_embd = m3.number_input("Embedding width", 4, 2048, key="tf_n_embd", step=16, disabled=shape)
-    block = m4.number_input("Block size (context)", 2, 1024, key="tf_block_size", step=16, disabled=shape)
-    dropout = m5.number_input("Dropout", 0.0, 0.9, key="tf_dropout", step=0.05, disabled=shape)
+    n_layer = number_field(m1, "n_layer", disabled=shape or arch == "bigram")
+    n_head = number_field(m2, "n_head", disabled=shape or arch in ("bigram", "single_head"))
+    n_embd = number_field(m3, "n_embd", step=16, disabled=shape)
+    block = number_field(m4, "block_size", step=16, disabled=shape)
+    dropout = number_field(m5, "dropout", step=0.05, disabled=shape)
 
     st.markdown("**Training**")
     t1, t2, t3, t4, t5, t6, t7 = st.columns(7)
-    batch = t1.number_input("Batch size", 1, 512, key="tf_batch_size")
-    iters = t2.number_input("Iterations", 1, 1_000_000, key="tf_max_iters", step=100)
-    lr = t3.number_input("Learning rate", 1e-6, 1.0, key="tf_lr", format="%g", step=1e-4)
-    warmup = t4.number_input("Warmup steps", 0, 100_000, key="tf_warmup_iters")
-    eval_every = t5.number_input("Eval interval", 1, 100_000, key="tf_eval_interval")
-    seed = t6.number_input("Seed", 0, 2**31 - 1, key="tf_seed")
+    batch = number_field(t1, "batch_size")
+    iters = number_field(t2, "max_iters", step=100)
+    lr = number_field(t3, "lr", format="%g", step=1e-4)
+    warmup = number_field(t4, "warmup_iters")
+    eval_every = number_field(t5, "eval_interval")
+    seed = number_field(t6, "seed")
     bf16 = t7.checkbox("bf16", key="tf_bf16", help="bfloat16 autocast: faster on CPUs with AVX-512 BF16/AMX.")
 
     values = FormValues(corpus=corpus, corpus_text=corpus_text, tokenizer=tok_kind, vocab_size=int(vocab_size),
@@ -233,8 +289,13 @@ def form() -> None:
                         n_embd=int(n_embd), block_size=int(block), dropout=float(dropout), batch_size=int(batch),
                         max_iters=int(iters), lr=float(lr), warmup_iters=int(warmup),
                         eval_interval=int(eval_every), seed=int(seed), bf16=bool(bf16),
+                        preset=st.session_state.get("tf_preset"),
                         init_from=str(info.path) if parent is not None else None, parent_config=parent)
-    issues = [upload_error] if upload_error else problems(values)
+    hidden = hidden_settings(values.preset)
+    if hidden and parent is None:
+        st.caption(f"Also from the preset **{values.preset}**: "
+                   + ", ".join(f"{k} = {v}" for k, v in hidden.items()))
+    issues = [upload_error] if upload_error else problems(values, available_memory_bytes())
     if finetune and info is not None and corpus_text and info.config.get("tokenizer") == "char":
         from gpt.tokenizers import load_tokenizer  # the tokenizer alone: no weights needed for this check
         unknown = load_tokenizer(info.path / "tokenizer.json").unknown_chars(corpus_text)
@@ -242,17 +303,38 @@ def form() -> None:
             issues.append(f"the text holds {len(unknown)} character(s) the parent's tokenizer does not know: "
                           + ", ".join(repr(c) for c in unknown[:10]))
 
+    expected_s = None
     if not issues:
         est = estimate(values)
-        e1, e2, e3, e4 = st.columns(4)
+        e1, e2, e3, e4, e5 = st.columns(5)
         e1.metric("Parameters", human_count(est["params"]))
         e2.metric("FLOPs per step", human_count(est["flops_per_step"], "FLOP"))
         e3.metric("FLOPs for the run", human_count(est["flops_total"], "FLOP"))
         e4.metric("Training memory", human_bytes(est["memory_bytes"]))
-        st.caption(f"Estimated from the shape alone: {est['tokens_per_step']:,} tokens per step; memory counts "
-                   "weights, gradients, AdamW moments and activations.")
+        timing_note = ""
+        try:
+            timing = timing_for(values, training_timing, jobs.trainer_threads())
+            expected_s = expected_seconds(values, timing)
+            source = ("timing a few training steps of this shape" if timing["measured"]
+                      else "a timing at a smaller shape, scaled by FLOPs")
+            timing_note = (f"the expected time comes from {source} "
+                           f"on this machine ({timing['step_s'] * 1000:,.0f} ms per step, {jobs.trainer_threads()} "
+                           "thread(s)); a busier machine takes longer.")
+        except RuntimeError as e:
+            timing_note = f"the wall time could not be measured ({e})."
+        e5.metric("Expected wall time", jobs.format_eta(expected_s) if expected_s is not None else "—")
+        st.caption(f"Estimated from the shape: {est['tokens_per_step']:,} tokens per step; memory counts "
+                   f"weights, gradients, AdamW moments and activations; {timing_note}")
     else:
         st.error("Cannot start yet:\n" + "\n".join(f"- {p}" for p in issues))
+    confirmed = True
+    if needs_confirmation(expected_s):
+        confirmed = st.checkbox(f"Yes, start a run expected to take about {jobs.format_eta(expected_s)}",
+                                key="tf_confirm_long",
+                                help="Over two hours on this machine: tick to confirm it is what you want.")
+        if not confirmed:
+            st.warning(f"This run is expected to take about {jobs.format_eta(expected_s)} on this machine; "
+                       "tick the box above to start it anyway, or choose a smaller shape or fewer iterations.")
 
     name = st.text_input("Run name (optional)", key="tf_name",
                          placeholder=f"automatic, e.g. {auto_name(values, now=0)[:-12]}-<date>-<time>",
@@ -268,10 +350,10 @@ def form() -> None:
         st.warning(busy)
     s1, s2, _ = st.columns([1, 2, 3])
     start = s1.button("Start training", type="primary", icon=":material/rocket_launch:",
-                      disabled=bool(issues or busy))
+                      disabled=bool(issues or busy or not confirmed))
     ladder = s2.button("Train the ladder", icon=":material/stairs:", disabled=bool(issues or busy or finetune),
-                       help="bigram → single head → multi-head → GPT, one after another with the same budget; "
-                            "their loss curves are overlaid.")
+                       help="bigram → single head → multi-head → GPT, one after another, on the corpus above "
+                            "with the ladder's own shapes and budgets: " + LADDER_NOTE)
     corpus_bytes = corpus_text.encode("utf-8") if corpus_text is not None else None
     try:
         if start:
@@ -291,6 +373,45 @@ def form() -> None:
             st.rerun()
     except (jobs.JobError, RunError, CorpusError) as e:
         st.error(str(e))
+    sweep_expander(values, issues)
+
+
+# ---- sweeps (explorer/sweep_queue.py runs them; the Runs page compares them) ----
+def sweep_expander(values, issues: list[str]) -> None:
+    """The form's settings, with one or two hyperparameters varied over a list of values, times N seeds."""
+    from explorer import sweep_queue
+    from gpt.lab.sweeps import SWEEPABLE, SweepError, parse_values, plan
+    with st.expander("Sweep: vary one or two hyperparameters over several seeds", icon=":material/tune:"):
+        st.caption("Every combination of the values below, each trained with N seeds and otherwise the form's "
+                   "settings. The runs wait in a queue and start as the job limit allows; the Runs page plots "
+                   "final validation loss against the hyperparameter, with the spread over seeds.")
+        names = list(SWEEPABLE)
+        c1, c2, c3, c4 = st.columns([1, 2, 1, 2])
+        p1 = c1.selectbox("Hyperparameter", names, key="sw_p1")
+        v1 = c2.text_input("Values (comma-separated)", "1e-3, 3e-3" if p1 == "lr" else "", key="sw_v1")
+        p2 = c3.selectbox("Second (optional)", ["none", *[n for n in names if n != p1]], key="sw_p2")
+        v2 = c4.text_input("Its values", "", key="sw_v2", disabled=p2 == "none")
+        s1, s2, _ = st.columns([1, 2, 2])
+        n_seeds = int(s1.number_input("Seeds", 1, 8, 3, key="sw_seeds", help="Seeds 1..N for every setting."))
+        sweep_name = s2.text_input("Sweep name", time.strftime("sweep-%m%d-%H%M%S"), key="sw_name")
+        try:
+            params = {p1: parse_values(p1, v1)}
+            if p2 != "none":
+                params[p2] = parse_values(p2, v2)
+            planned = plan(sweep_name, params, list(range(1, n_seeds + 1)))
+        except (SweepError, RunError) as e:
+            st.caption(f"To start: {e}")
+            return
+        st.caption(f"{len(planned)} runs: " + ", ".join(p.run for p in planned[:4]) + (" ..." if len(planned) > 4 else ""))
+        if st.button("Start the sweep", icon=":material/queue:", disabled=bool(issues), key="sw_start"):
+            base = {k: v for k, v in train_options(values).items() if k not in ("seed", "init_from")}
+            try:
+                path = sweep_queue.start_sweep(sweep_name, params, list(range(1, n_seeds + 1)), base,
+                                               corpus_text=values.corpus_text)
+            except (SweepError, RunError, jobs.JobError, OSError) as e:
+                st.error(str(e))
+            else:
+                st.toast(f"Sweep {path.stem} queued: {len(planned)} runs")
 
 
 st.title("Train")

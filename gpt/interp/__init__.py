@@ -1,4 +1,5 @@
-"""The interpretability layer: what the app's "Look deeper" pages compute. Nothing in the core imports it.
+"""The interpretability layer: what the app's "Look deeper" pages compute. The core imports it only for the
+trainer's per-evaluation probes (gpt/lab/induction.py).
 
 One way in: `run_with_cache(model, ids)` runs the model once through its named capture points (gpt.model.Trace)
 and returns the recorded activations; every module here builds on it, and every bad request raises
@@ -14,8 +15,17 @@ and returns the recorded activations; every module here builds on it, and every 
     token_loss   per-token loss over the validation text
     timemachine  replaying a run's snapshots (head scores, aligned embeddings)
     rundiff      two runs or snapshots on one prompt
+    forward      forward_steps: one prediction recomputed stage by stage from the weights (landing page)
+    neurons      MLP neurons: activations, top-activating validation contexts, promoted/suppressed tokens
     experiments  guided copy / reverse / sort tasks and their automatic checks
+    attribution  direct logit attribution: each head / MLP / embedding's direct share of one logit
+    patching     activation patching: how much of a clean-vs-corrupted difference flows through each activation
+    steering     adding a vector to the residual stream while generating
 """
+from .attribution import direct_logit_attribution
 from .capture import ActivationCache, InterpError, attention_patterns, check_ids, run_with_cache
+from .forward import ForwardSteps, forward_steps
+from .patching import patch_heads, patch_mlps, patch_residual
 
-__all__ = ["ActivationCache", "InterpError", "attention_patterns", "check_ids", "run_with_cache"]
+__all__ = ["ActivationCache", "ForwardSteps", "InterpError", "attention_patterns", "check_ids", "forward_steps",
+           "run_with_cache", "direct_logit_attribution", "patch_residual", "patch_heads", "patch_mlps"]

@@ -12,7 +12,7 @@ import torch
 from torch.nn import functional as F
 
 from ..model import GPT, Trace
-from .capture import InterpError, check_ids
+from .capture import InterpError, check_ids, run_with_cache
 
 Head = tuple[int, int]  # (layer, head)
 
@@ -57,10 +57,7 @@ def ablation_interventions(model: GPT, heads) -> dict:
 @torch.no_grad()
 def logits_with_ablation(model: GPT, ids, heads=()) -> torch.Tensor:
     """(B, T, V) logits with the heads zeroed; with no heads this is the model's ordinary output."""
-    ids = check_ids(model, ids)
-    trace = Trace(set(), ablation_interventions(model, heads))
-    logits, _ = model(ids, trace=trace)
-    return logits.float()
+    return run_with_cache(model, ids, set(), ablation_interventions(model, heads)).logits.float()
 
 
 def validation_windows(val_ids: torch.Tensor, block_size: int, n_windows: int = 8, seed: int = 0):

@@ -18,8 +18,8 @@ import torch
 
 from .. import atomic
 from ..data import cache_dir
-from ..model import GPT, Trace
-from .ablation import ablation_interventions, all_heads
+from ..model import GPT
+from .ablation import all_heads, logits_with_ablation
 from .capture import attention_patterns
 from .detectors import best_head
 
@@ -178,9 +178,7 @@ def build_probe(task: Task, tokenizer, block_size: int, n_lines: int = 200, seed
 @torch.no_grad()
 def answer_accuracy(model: GPT, probe: Probe, heads=()) -> float:
     """Fraction of answer characters predicted exactly (argmax), with `heads` zeroed."""
-    trace = Trace(set(), ablation_interventions(model, heads))
-    logits, _ = model(probe.ids, trace=trace)
-    pred = logits.argmax(-1)
+    pred = logits_with_ablation(model, probe.ids, heads).argmax(-1)
     hits = [int(pred[b, q] == t) for b, qs in enumerate(probe.queries) for q, _, t in qs]
     return sum(hits) / max(1, len(hits))
 

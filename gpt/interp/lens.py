@@ -11,8 +11,8 @@ from dataclasses import dataclass
 import torch
 from torch.nn import functional as F
 
-from ..model import GPT, Trace
-from .capture import InterpError, check_ids
+from ..model import GPT
+from .capture import InterpError, check_ids, run_with_cache
 
 
 def residual_names(model: GPT) -> list[tuple[str, str]]:
@@ -40,11 +40,10 @@ def logit_lens(model: GPT, ids, interventions=None) -> LensResult:
     if ids.size(0) != 1:
         raise InterpError("the logit lens takes one sequence at a time")
     points = residual_names(model)
-    trace = Trace({name for _, name in points}, interventions)
-    model(ids, trace=trace)
-    resid = torch.stack([trace.acts[name][0] for _, name in points])  # (L+1, T, C)
+    cache = run_with_cache(model, ids, {name for _, name in points}, interventions)
+    resid = torch.stack([cache[name][0] for _, name in points])  # (L+1, T, C)
     # the model's own final LayerNorm and unembedding, called as plain functions (nothing is mutated)
-    logits = model.lm_head(model.ln_f(resid.to(model.lm_head.weight.dtype))).float()  # (L+1, T, V)
+    logits = model.unembed(model.ln_f(resid.to(model.lm_head.weight.dtype))).float()  # (L+1, T, V)
     probs = F.softmax(logits, dim=-1)
     top_probs, top_ids = probs.max(-1)
     T = ids.size(1)

@@ -1,0 +1,130 @@
+"""Training lab: two famous training-dynamics results started with one click and watched live, each with an
+automatic check against the paper. The computing lives in gpt/lab/ (run by `python -m gpt.lab`), the figures
+in explorer/figures/lab.py; this page only starts, stops and displays."""
+import streamlit as st
+
+from explorer import jobs, lab_jobs
+from explorer.figures.lab import fourier_figure, grokking_curves, induction_lab_figure
+from gpt.lab.induction_lab import MODELS, phase_change_step
+from gpt.runs import read_status
+
+REFRESH_S = 2.0
+
+st.title("Training lab")
+st.caption("Each experiment runs as a background job (like Train's runs): leave the page and it keeps going. "
+           "The curves update live while it runs; an automatic check judges the result at the end.")
+
+
+def picker(kind: str):
+    """The lab folder to show: the newest of this kind, or one picked from the list."""
+    folders = lab_jobs.lab_folders(kind)
+    if not folders:
+        return None
+    names = [f.name for f in folders]
+    chosen = st.selectbox("Show", names, key=f"lab_pick_{kind}", help="Earlier runs of this experiment, newest first.")
+    return folders[names.index(chosen)]
+
+
+def controls(kind: str, label: str, folder) -> None:
+    busy = jobs.busy_message()
+    c1, c2, _ = st.columns([2, 1, 3])
+    if c1.button(label, type="primary", icon=":material/science:", disabled=bool(busy), key=f"lab_start_{kind}"):
+        try:
+            out = lab_jobs.start_lab(kind)
+        except jobs.JobError as e:
+            st.error(str(e))
+        else:
+            st.session_state[f"lab_pick_{kind}"] = out.name
+            st.rerun()
+    live = folder is not None and jobs.job_state(folder).live
+    if c2.button("Stop", icon=":material/stop:", disabled=not live, key=f"lab_stop_{kind}"):
+        jobs.stop_job(folder)
+        st.toast("Stopping: the trainers save a checkpoint first.")
+        st.rerun()
+    if busy and not live:
+        st.caption(busy)
+
+
+def induction_tab() -> None:
+    st.markdown(
+        "**Induction heads form** (Olsson et al. 2022). A 2-layer and a 1-layer *attention-only* model train side by "
+        "side on tiny Shakespeare in word pieces (BPE), each passage said twice so that copying from the context "
+        "pays. An **induction head** "
+        "looks back for the previous occurrence of the current token and copies what came after it; it needs a "
+        "previous-token head in an earlier layer, so only the 2-layer model can build one. Watch its induction "
+        "score jump and the **ICL score** (loss late in the context minus early: negative = context helps) drop "
+        "at the same step, the *phase change*. 2,500 steps per model, both at once: minutes on a quiet 2-core "
+        "machine (see the README for measured times).")
+    st.caption("Measured on this 2-core machine so far: within 2,500 steps the 2-layer model formed previous-token "
+               "heads but no induction head, so the check failed; the README lists what was tried.")
+    folder = picker("induction")
+    controls("induction", "Run the induction experiment", folder)
+    if folder is None:
+        return
+    live = jobs.job_state(folder).live
+
+    @st.fragment(run_every=REFRESH_S if live else None)
+    def view():
+        state = jobs.job_state(folder)
+        if live and not state.live:
+            st.rerun(scope="app")
+        rows = lab_jobs.induction_rows(folder)
+        steps = {name: (rows[name][-1]["step"] if rows[name] else 0) for name in MODELS}
+        st.caption(f"**{folder.name}** · {state.state} · steps " + ", ".join(f"{n}: {s}" for n, s in steps.items()))
+        phases = {name: phase_change_step(r) for name, r in rows.items()}
+        st.plotly_chart(induction_lab_figure(rows, phases), key="lab_induction_fig")
+        result = lab_jobs.lab_result(folder)
+        if result:
+            (st.success if result["passed"] else st.error)(
+                ("Auto-check passed" if result["passed"] else "Auto-check failed") + f" ({result['wall_s']:.0f} s).")
+            for line in result["checks"]:
+                st.markdown(f"- {line}")
+        elif state.state == "failed":
+            st.error(state.error or "the experiment failed; see train.log in its folder")
+            st.code(jobs.log_tail(folder, 2000) or "(empty)", language=None)
+        elif state.live:
+            st.caption("The check runs when both models have finished.")
+    view()
+
+
+def grokking_tab() -> None:
+    st.markdown(
+        "**Grokking** (Nanda et al. 2023). A 1-layer transformer learns a + b mod 113 from 30% of the table. It "
+        "first *memorises* the training pairs (train accuracy 100%, test near chance); weight decay then slowly "
+        "replaces memorisation with an algorithm built on a few **Fourier frequencies**, and test accuracy jumps. "
+        "The weight norm falls as memorisation is cleaned up; the embedding, written in the Fourier basis, "
+        "concentrates on a handful of key frequencies. About 500 steps (lr 1e-2 instead of the paper's 1e-3 so it "
+        "happens in minutes: see gpt/lab/grokking.py).")
+    folder = picker("grokking")
+    controls("grokking", "Run the grokking experiment", folder)
+    if folder is None:
+        return
+    live = jobs.job_state(folder).live
+
+    @st.fragment(run_every=REFRESH_S if live else None)
+    def view():
+        state = jobs.job_state(folder)
+        if live and not state.live:
+            st.rerun(scope="app")
+        rows = [r for r in jobs.read_metrics(folder) if "test_acc" in r]
+        first = {k: next((r["step"] for r in rows if r[f"{k}_acc"] >= 0.99), None) for k in ("train", "test")}
+        last = rows[-1] if rows else {}
+        st.caption(f"**{folder.name}** · {state.state} · step {last.get('step', 0):,}"
+                   + (f" · train acc {last['train_acc']:.1%} · test acc {last['test_acc']:.1%}" if last else ""))
+        st.plotly_chart(grokking_curves(rows, first["train"], first["test"]), key="lab_grok_curves")
+        st.plotly_chart(fourier_figure(rows), key="lab_grok_fourier")
+        result = read_status(folder).get("result")
+        if result:
+            (st.success if result["passed"] else st.error)(result["verdict"])
+        elif state.state == "failed":
+            st.error(state.error or "the experiment failed; see train.log in its folder")
+        elif state.live:
+            st.caption("The check runs when training stops (a few hundred steps after test accuracy reaches 99%).")
+    view()
+
+
+tab_ind, tab_grok = st.tabs(["Induction heads", "Grokking"])
+with tab_ind:
+    induction_tab()
+with tab_grok:
+    grokking_tab()

@@ -1,0 +1,81 @@
+"""MLP neurons: which hidden units of a feed-forward layer fire on the prompt, where one neuron fires most over
+the validation text, and which next tokens it pushes up or down."""
+import streamlit as st
+
+from explorer.cache import run_top_contexts, run_validation_ids
+from explorer.common import chips_html, encode_or_explain, esc, selected_run, teaching_prompt, visible
+from explorer.figures.inside import effect_bars, neuron_heatmap
+from explorer.state import bind
+from gpt.data import CorpusError
+from gpt.interp import InterpError
+from gpt.interp.neurons import neuron_activations, neuron_logit_effect
+
+SHOWN_NEURONS = 40   # rows of the heatmap: the neurons most active somewhere in the prompt
+
+run = selected_run()
+cfg, tok = run.config, run.tokenizer
+st.title("MLP neurons")
+if not cfg.has_mlp:
+    st.info(f"This **{cfg.arch.replace('_', '-')}** model has no feed-forward (MLP) layers: only the GPT rung of the "
+            "ladder has them. Pick a GPT model in the sidebar.")
+    st.stop()
+N = 4 * cfg.n_embd
+st.caption(f"Model **{run.path.name}** at step {run.step:,}. Each block's MLP has {N} hidden neurons; each one "
+           "reads the residual stream at one position, fires (or not), and writes a direction back.")
+
+prompt = st.text_area("Prompt", height=68, **bind("prompt", teaching_prompt(run)))
+ids = encode_or_explain(run, prompt)
+if ids is None:
+    st.stop()
+ids = ids[:cfg.block_size]
+labels = [visible(tok.token_str(i)) for i in ids]
+c1, c2 = st.columns([1, 3])
+layer = c1.selectbox("Layer", range(cfg.n_layer), format_func=lambda i: f"layer {i}",
+                     **bind("layer", 0, options=range(cfg.n_layer)))
+try:
+    acts = neuron_activations(run.model, ids, layer)          # (T, N)
+except InterpError as e:
+    st.error(str(e))
+    st.stop()
+strongest = acts.max(0).values.argsort(descending=True)[:SHOWN_NEURONS].tolist()
+neuron = c2.number_input(f"Neuron (0..{N - 1})", 0, N - 1, **bind("neuron", strongest[0], options=range(N)),
+                         help="Type any neuron's number; the heatmap lists the ones most active on this prompt.")
+neuron = int(neuron)
+
+st.plotly_chart(neuron_heatmap(acts, strongest, labels, neuron), key="neuron_heatmap")
+st.caption(f"The {len(strongest)} neurons of layer {layer} that fire most somewhere in the prompt (rows, strongest "
+           "first) at every position (columns): blue = positive activation, red = negative. Hover for values; the "
+           "orange frame marks the chosen neuron.")
+
+st.subheader(f"Neuron {neuron} of layer {layer}")
+left, right = st.columns([3, 2], gap="large")
+with left:
+    try:
+        contexts = run_top_contexts(run.path)
+        val = run_validation_ids(run.path)
+    except (CorpusError, InterpError) as e:
+        st.info(f"Top contexts need the run's validation text: {e}")
+    else:
+        rows = []
+        for value, before, token, after in contexts.contexts(val, layer, neuron):
+            pieces = [(tok.decode(before), "context", "#f2f2f2"),
+                      (tok.token_str(token), f"activation {value:.3f}", "#ffb347"),
+                      (tok.decode(after), "after", "#fafafa")]
+            rows.append(f"<div style='display:flex;gap:8px;align-items:baseline'><code style='min-width:4em'>"
+                        f"{value:.2f}</code>{chips_html(pieces).replace('<br>', '')}</div>")
+        st.markdown("".join(rows), unsafe_allow_html=True)
+        st.caption(f"Where neuron {neuron} fires most in the first {contexts.n_tokens:,} tokens of the validation "
+                   "text: the activation, then the text leading up to the token (orange) it fires on. Computed once "
+                   "per run and step and kept in the run folder.")
+with right:
+    effect = neuron_logit_effect(run.model, layer, neuron)
+    order = effect.argsort(descending=True).tolist()
+    up, down = order[:8], order[::-1][:8]
+    st.plotly_chart(effect_bars([tok.token_str(i) for i in up], [float(effect[i]) for i in up], "Promotes"),
+                    key="promotes")
+    st.plotly_chart(effect_bars([tok.token_str(i) for i in down], [float(effect[i]) for i in down], "Suppresses"),
+                    key="suppresses")
+    st.caption("The neuron's output direction (its column of W_out) times the unembedding W_U: how much one unit "
+               "of activation raises (blue) or lowers (red) each next token's logit directly, before later layers "
+               f"and the final norm. On this prompt it peaks at {float(acts[:, neuron].max()):.2f} on "
+               f"`{esc(labels[int(acts[:, neuron].argmax())])}`.")

@@ -1,0 +1,74 @@
+"""Patching: which activations carry the difference between a clean and a corrupted prompt (gpt.interp.patching)."""
+import numpy as np
+import streamlit as st
+
+from explorer.cache import patching_grids, weights_mtime
+from explorer.common import encode_or_explain, esc, selected_attention_run, visible
+from explorer.figures.attribution import head_heatmap, mlp_patching_bars, residual_patching_heatmap
+from gpt.interp.capture import InterpError
+from gpt.interp.patching import WORKED_EXAMPLE, boundary_labels, single_token_id
+
+EXAMPLE = WORKED_EXAMPLE
+
+run = selected_attention_run("Patching", "no layers to patch")
+st.caption(f"Model **{run.path.name}** at step {run.step:,}. Two prompts differ in one detail. Run the corrupted "
+           "one but paste in one activation from the clean run: how much of the clean answer comes back shows "
+           "how much of the difference flows through that activation.")
+known = (not any(run.tokenizer.unknown_chars(EXAMPLE[k]) for k in EXAMPLE)
+         and len(run.tokenizer.encode(EXAMPLE["clean"])) <= run.config.block_size)
+if not known:
+    st.info("The worked example is made for the shipped Shakespeare model (and does not fit this one): type two "
+            "prompts of the same token length that differ in one detail, and the two answers they favour.")
+if known and st.button("Load the worked example: who speaks next?"):
+    for key, text in EXAMPLE.items():
+        st.session_state[f"patch_{key}"] = text
+for key, text in EXAMPLE.items():
+    st.session_state.setdefault(f"patch_{key}", text if known else "")
+left, right = st.columns(2)
+clean_text = left.text_area("Clean prompt", key="patch_clean", height=160)
+corrupted_text = right.text_area("Corrupted prompt (same number of tokens)", key="patch_corrupted", height=160)
+a, b = st.columns(2)
+answer_text = a.text_input("Answer the clean prompt should favour", key="patch_answer", max_chars=32)
+wrong_text = b.text_input("Answer the corrupted prompt should favour", key="patch_wrong", max_chars=32)
+
+clean = encode_or_explain(run, clean_text)
+corrupted = encode_or_explain(run, corrupted_text)
+if clean is None or corrupted is None:
+    st.stop()
+try:
+    answer = single_token_id(run.tokenizer, answer_text, "answer")
+    wrong = single_token_id(run.tokenizer, wrong_text, "wrong answer")
+    grids = patching_grids(str(run.path), weights_mtime(run.path), tuple(clean), tuple(corrupted), answer, wrong)
+except InterpError as e:
+    st.error(str(e))
+    st.stop()
+
+show = lambda i: visible(run.tokenizer.token_str(i))  # noqa: E731
+metric = f"logit(`{esc(show(answer))}`) − logit(`{esc(show(wrong))}`)"
+st.markdown(f"Metric at the last position: {metric} = **{grids['clean']:.2f}** on the clean prompt, "
+            f"**{grids['corrupted']:.2f}** on the corrupted one. Each cell below is the fraction of that gap "
+            "recovered by one patch: 0 = nothing, 1 = all of it.")
+
+# a column label shows both tokens where the prompts differ ("J→B"), so the changed positions stand out
+tokens = [show(c) if c == k else f"{show(c)}→{show(k)}" for c, k in zip(clean, corrupted)]
+residual = grids["residual"]
+st.plotly_chart(residual_patching_heatmap(residual, tokens, boundary_labels(run.model),
+                                          "Residual stream: one layer boundary at one position"), key="patch_resid")
+st.caption("Rows: the residual stream entering block 0 (embed) and after each block; columns: positions, labelled "
+           "with the clean token (clean→corrupted where they differ). Follow the blue from the changed tokens "
+           "down to the last position: that is the path the information takes.")
+heads = grids["heads"]
+st.plotly_chart(head_heatmap(heads, "Each head's output, at every position", zmax=1.0), key="patch_heads")
+st.caption("One cell per head: the fraction recovered by pasting in that head's clean output (all positions).")
+if grids["mlps"] is not None:
+    st.plotly_chart(mlp_patching_bars(grids["mlps"], "Each MLP's output, at every position"), key="patch_mlps")
+    st.caption("One bar per MLP: the fraction recovered by pasting in its clean output (all positions).")
+
+layer, pos = np.unravel_index(np.abs(residual[:-1]).argmax(), residual[:-1].shape) if len(residual) > 1 else (0, 0)
+hl, hh = np.unravel_index(np.abs(heads).argmax(), heads.shape)
+summary = (f"Strongest residual cell before the last block: {boundary_labels(run.model)[layer]} at position {pos} "
+           f"(`{esc(tokens[pos])}`), {residual[layer, pos]:.2f}. Strongest head: L{hl}H{hh}, {heads[hl, hh]:.2f}.")
+if grids["mlps"] is not None:
+    m = int(np.abs(grids["mlps"]).argmax())
+    summary += f" Strongest MLP: L{m}.mlp, {grids['mlps'][m]:.2f}."
+st.markdown(summary)

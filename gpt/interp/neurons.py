@@ -1,0 +1,137 @@
+"""MLP neurons: what each hidden unit of a feed-forward layer responds to and what it writes.
+
+* `neuron_activations(model, ids, layer)`: (T, 4C) activations after the nonlinearity for a prompt.
+* `top_contexts(model, val_ids, ...)`: for every layer and neuron, the K validation positions where it fires
+  most (one pass over the validation text in consecutive block_size windows, as validation loss is measured).
+  `cached_top_contexts(run)` stores the result in the run folder (interp/neurons-step{step}.safetensors), so
+  each run and step pays for it once.
+* `neuron_logit_effect(model, layer, neuron)`: the neuron's output direction (its column of W_out, i.e. the row
+  it adds to the residual stream per unit of activation) times the unembedding W_U: the tokens it promotes and
+  suppresses directly (ignoring later layers and the final norm's rescaling).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as load_tensors
+from safetensors.torch import save as save_tensors
+
+from ..model import GPT
+from ..runs import atomic_write_bytes
+from .capture import InterpError, run_with_cache
+
+TOP_K = 8              # contexts kept per neuron
+WINDOWS_PER_BATCH = 32  # validation windows per forward (bounded memory: 32 x 128 x 768 floats per layer)
+FOLDER = "interp"
+# the first 32,768 validation tokens: ~3.4 s of one core for the shipped model (fp32; the whole 111k-token split
+# took ~10 s, too long for a page to wait), and already hundreds of examples of every common character context
+SCAN_TOKENS = 32_768
+
+
+def require_mlp(model: GPT, layer: int | None = None) -> None:
+    cfg = model.config
+    if not cfg.has_mlp:
+        raise InterpError(f"a {cfg.arch.replace('_', '-')} model has no feed-forward (MLP) layers: only the GPT "
+                          "rung has them")
+    if layer is not None and not (isinstance(layer, int) and 0 <= layer < cfg.n_layer):
+        raise InterpError(f"layer must be 0..{cfg.n_layer - 1}, got {layer!r}")
+
+
+def check_neuron(model: GPT, neuron: int) -> None:
+    n = 4 * model.config.n_embd
+    if not (isinstance(neuron, int) and 0 <= neuron < n):
+        raise InterpError(f"neuron must be 0..{n - 1} (each MLP layer has 4 x {model.config.n_embd}), got {neuron!r}")
+
+
+@torch.no_grad()
+def neuron_activations(model: GPT, ids, layer: int) -> torch.Tensor:
+    """(T, 4C) float32 activations of layer's MLP neurons (after the nonlinearity) at every prompt position."""
+    require_mlp(model, layer)
+    name = f"blocks.{layer}.mlp.post"
+    return run_with_cache(model, ids, {name})[name][0].float().cpu()
+
+
+@dataclass
+class TopContexts:
+    """Where each neuron fires most over a token sequence (the validation text)."""
+    values: torch.Tensor      # (L, N, K) the K largest activations of each layer's N neurons, largest first
+    positions: torch.Tensor   # (L, N, K) their token positions in the sequence
+    n_tokens: int             # how many tokens were scanned
+
+    def contexts(self, seq: torch.Tensor, layer: int, neuron: int, before: int = 24, after: int = 4):
+        """[(activation, tokens before, the token, tokens after)] as id lists, largest first."""
+        out = []
+        for value, pos in zip(self.values[layer, neuron].tolist(), self.positions[layer, neuron].tolist()):
+            out.append((value, seq[max(0, pos - before):pos].tolist(), int(seq[pos]),
+                        seq[pos + 1:pos + 1 + after].tolist()))
+        return out
+
+
+@torch.no_grad()
+def top_contexts(model: GPT, seq: torch.Tensor, k: int = TOP_K, max_tokens: int | None = None) -> TopContexts:
+    """Scan seq (1-D token ids) in consecutive non-overlapping windows of block_size and keep, per layer and
+    neuron, the k positions of highest activation. A running top-k per batch of windows bounds memory."""
+    require_mlp(model)
+    cfg = model.config
+    seq = torch.as_tensor(seq, dtype=torch.long).flatten()
+    if max_tokens is not None:
+        seq = seq[:max_tokens]
+    T = cfg.block_size
+    n_windows = len(seq) // T
+    if n_windows == 0:
+        raise InterpError(f"the validation text has {len(seq)} tokens, fewer than one window of {T}")
+    L, N = cfg.n_layer, 4 * cfg.n_embd
+    best_v = torch.full((L, N, k), float("-inf"))
+    best_p = torch.zeros((L, N, k), dtype=torch.long)
+    names = {f"blocks.{i}.mlp.post" for i in range(L)}
+    device = next(model.parameters()).device
+    for start in range(0, n_windows, WINDOWS_PER_BATCH):
+        stop = min(n_windows, start + WINDOWS_PER_BATCH)
+        batch = seq[start * T:stop * T].view(stop - start, T).to(device)   # (B, T)
+        cache = run_with_cache(model, batch, names)
+        positions = torch.arange(start * T, stop * T)                     # (B*T,) positions in seq
+        for i in range(L):
+            acts = cache[f"blocks.{i}.mlp.post"].float().cpu().reshape(-1, N).T   # (N, B*T)
+            top = torch.topk(acts, min(k, acts.size(1)), dim=1)                  # (N, k)
+            merged_v = torch.cat([best_v[i], top.values], 1)                     # (N, 2k)
+            merged_p = torch.cat([best_p[i], positions[top.indices]], 1)
+            keep = torch.topk(merged_v, k, dim=1)
+            best_v[i], best_p[i] = keep.values, merged_p.gather(1, keep.indices)
+    return TopContexts(best_v, best_p, n_windows * T)
+
+
+def cache_path(run_dir: str | Path, step: int) -> Path:
+    return Path(run_dir) / FOLDER / f"neurons-step{int(step)}.safetensors"
+
+
+def cached_top_contexts(run, seq: torch.Tensor) -> TopContexts:
+    """top_contexts for a loaded run (gpt.runs.LoadedRun) over the first SCAN_TOKENS of seq, read from / written to its run folder."""
+    path = cache_path(run.path, run.step)
+    try:
+        stored = load_tensors(path.read_bytes())
+        if stored["values"].shape[:2] == (run.config.n_layer, 4 * run.config.n_embd):
+            return TopContexts(stored["values"], stored["positions"], int(stored["n_tokens"]))
+    except (OSError, SafetensorError, KeyError):
+        pass  # absent or unreadable: compute it again
+    result = top_contexts(run.model, seq, max_tokens=SCAN_TOKENS)
+    try:
+        path.parent.mkdir(exist_ok=True)
+        atomic_write_bytes(path, save_tensors({"values": result.values.contiguous(),
+                                               "positions": result.positions.contiguous(),
+                                               "n_tokens": torch.tensor(result.n_tokens)}))
+    except OSError:
+        pass  # a read-only run folder (e.g. an installed copy): the result still serves this session
+    return result
+
+
+@torch.no_grad()
+def neuron_logit_effect(model: GPT, layer: int, neuron: int) -> torch.Tensor:
+    """(V,) W_out[:, neuron] @ W_U^T: how much one unit of this neuron's activation raises each token's logit
+    through the direct path to the unembedding."""
+    require_mlp(model, layer)
+    check_neuron(model, neuron)
+    direction = model.blocks[layer].mlp.c_proj.weight[:, neuron].float()    # (C,) what the neuron writes
+    return (model.lm_head.weight.float() @ direction).cpu()                  # (V,)

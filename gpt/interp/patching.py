@@ -1,0 +1,191 @@
+"""Activation patching (causal tracing, Meng et al. 2022; Wang et al. 2022's IOI circuit).
+
+Two prompts of the same token length differ in one detail (clean: "ROMEO" earlier in the text, corrupted:
+"JULIET"), and two answer tokens tell them apart. The metric is the logit difference answer - wrong at the last
+position. Run the corrupted prompt, but paste in ONE activation from the clean run: the fraction of the
+clean-minus-corrupted metric this brings back,
+
+    recovered = (patched - corrupted) / (clean - corrupted),
+
+says how much of the difference flows through that activation (0: none of it, 1: all of it).
+
+Every patch is a batch row: the corrupted prompt is repeated once per patch and each row gets its own clean
+activation through the model's own capture points (gpt.model.Trace interventions), so a whole grid is one
+forward pass (or a few, for big models) instead of one per cell.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ..model import GPT, Trace
+from ..tokenizers import UnknownCharactersError
+from .capture import InterpError, check_ids, require_attention, run_with_cache
+from .lens import residual_names
+
+TOKENS_PER_FORWARD = 32768  # rows x tokens per batched forward: ~40 MB of attention per layer at 6 heads
+
+# The Patching page's worked example, made for the shipped Shakespeare model: who speaks next? JULIET and ROMEO
+# take turns, so after ROMEO's line the next speaker starts with "J"; with BRUTUS in JULIET's place, with "B".
+WORKED_EXAMPLE = {
+    "clean": "JULIET:\nAy me!\n\nROMEO:\nShe speaks.\n\nJULIET:\nO Romeo!\n\nROMEO:\nI am here.\n\n",
+    "corrupted": "BRUTUS:\nAy me!\n\nROMEO:\nShe speaks.\n\nBRUTUS:\nO Romeo!\n\nROMEO:\nI am here.\n\n",
+    "answer": "J", "wrong": "B"}
+
+
+@dataclass(frozen=True)
+class Patch:
+    """Copy the clean activation at capture point `name`, at `index` of one sequence's tensor, into a row."""
+    name: str
+    index: tuple  # e.g. (t,) for a (T, C) residual at position t; (h,) for head h of (nh, T, hs)
+
+
+def single_token_id(tokenizer, text: str, what: str = "answer") -> int:
+    """The one token id that spells `text`, or an InterpError saying why there is not exactly one."""
+    if not text:
+        raise InterpError(f"the {what} is empty: type the token it should be (e.g. one character)")
+    try:
+        ids = tokenizer.encode(text)
+    except UnknownCharactersError as e:
+        raise InterpError(f"the {what} {text!r} has characters this model does not know: "
+                          f"{' '.join(repr(c) for c in e.chars[:10])}") from None
+    if len(ids) != 1:
+        raise InterpError(f"the {what} {text!r} is {len(ids)} tokens for this tokenizer; patching compares two "
+                          f"single tokens: pick one token (for a character model, one character)")
+    return int(ids[0])
+
+
+def check_pair(model: GPT, clean_ids, corrupted_ids, answer, wrong) -> tuple[torch.Tensor, torch.Tensor, int, int]:
+    """Validated (1, T) clean and corrupted ids of equal length, and the two answer token ids."""
+    require_attention(model)
+    clean, corrupted = check_ids(model, clean_ids), check_ids(model, corrupted_ids)
+    if clean.size(0) != 1 or corrupted.size(0) != 1:
+        raise InterpError("patching compares one clean and one corrupted prompt")
+    if clean.size(1) != corrupted.size(1):
+        raise InterpError(f"the clean prompt has {clean.size(1)} tokens and the corrupted one "
+                          f"{corrupted.size(1)}: they must have the same length so positions line up "
+                          f"(change a name for one of the same length, or pad with spaces)")
+    vocab = model.config.vocab_size
+    for what, token in (("answer", answer), ("wrong answer", wrong)):
+        if not isinstance(token, int) or not 0 <= token < vocab:
+            raise InterpError(f"the {what} must be one token id in [0, {vocab}), got {token!r}")
+    if answer == wrong:
+        raise InterpError("the answer and the wrong answer are the same token: their difference is always 0")
+    return clean, corrupted, answer, wrong
+
+
+@dataclass
+class PatchingBaseline:
+    clean_metric: float      # logit[answer] - logit[wrong] at the last position, clean prompt
+    corrupted_metric: float  # the same on the corrupted prompt
+
+
+@torch.no_grad()
+def recovered_fractions(model: GPT, clean_ids, corrupted_ids, answer: int, wrong: int,
+                        patches: list[list[Patch]]) -> tuple[torch.Tensor, PatchingBaseline]:
+    """For each patch set (one batch row each; an empty set patches nothing), the fraction of the clean-minus-
+    corrupted logit difference it recovers: a (len(patches),) tensor, plus both baselines."""
+    clean, corrupted, answer, wrong = check_pair(model, clean_ids, corrupted_ids, answer, wrong)
+    names = {p.name for row in patches for p in row}
+    clean_cache = run_with_cache(model, clean, names)
+    starts = {f"blocks.{i}.resid_pre" for i in range(model.config.n_layer)}
+    corrupted_cache = run_with_cache(model, corrupted, starts)
+    metric = lambda logits: (logits[:, -1, answer] - logits[:, -1, wrong]).double()  # (B,)
+    clean_metric = float(metric(clean_cache.logits))
+    corrupted_metric = float(metric(corrupted_cache.logits))
+    if abs(clean_metric - corrupted_metric) < 1e-6:
+        raise InterpError(f"both prompts give the same logit difference ({clean_metric:.3f}): there is nothing to "
+                          f"recover; make the prompts differ in something that changes the answer")
+    # A patch in block l cannot change anything before block l, so each row starts at the first block it
+    # patches, from the corrupted run's residual stream there: half the work of running every row from the top.
+    T = clean.size(1)
+    rows_per_forward = max(1, TOKENS_PER_FORWARD // T)
+    starts = [min((layer_of(p.name) for p in row), default=0) for row in patches]
+    patched = torch.zeros(len(patches), dtype=torch.float64)
+    for first in sorted(set(starts)):
+        rows = [r for r, s in enumerate(starts) if s == first]
+        for i in range(0, len(rows), rows_per_forward):
+            chunk = rows[i:i + rows_per_forward]
+            interventions = patch_interventions(clean_cache, [patches[r] for r in chunk])
+            x = corrupted_cache[f"blocks.{first}.resid_pre"].expand(len(chunk), T, -1)
+            patched[chunk] = metric(run_blocks_from(model, x, first, Trace(set(), interventions)))
+    fractions = (patched - corrupted_metric) / (clean_metric - corrupted_metric)
+    return fractions.float(), PatchingBaseline(clean_metric, corrupted_metric)
+
+
+def layer_of(name: str) -> int:
+    return int(name.split(".")[1])  # "blocks.{i}.…"
+
+
+def run_blocks_from(model: GPT, x: torch.Tensor, first: int, trace: Trace) -> torch.Tensor:
+    """The end of GPT.forward from the residual stream x (B, T, C) entering block `first`: the remaining blocks
+    (through their capture points, so `trace`'s interventions apply), the final norm and the unembedding.
+    Returns logits (B, 1, vocab) at the last position only (the metric's)."""
+    for i in range(first, len(model.blocks)):
+        x = model.blocks[i](x, trace, f"blocks.{i}.")
+    return model.unembed(model.ln_f(x[:, -1:]))
+
+
+def patch_interventions(clean_cache, rows: list[list[Patch]]) -> dict:
+    """One intervention per capture point, writing each row's clean slices into that row of the batch."""
+    by_name: dict[str, list[tuple[int, tuple]]] = {}
+    for row, patch_set in enumerate(rows):
+        for p in patch_set:
+            by_name.setdefault(p.name, []).append((row, p.index))
+
+    def make(name, targets):
+        clean = clean_cache[name][0]  # one sequence's activation, e.g. (T, C) or (nh, T, hs)
+
+        def fn(x):  # x (B, ...) the corrupted batch's activation at this point
+            x = x.clone()
+            for row, index in targets:
+                x[(row, *index)] = clean[index]
+            return x
+        return fn
+    return {name: make(name, targets) for name, targets in by_name.items()}
+
+
+def boundary_labels(model: GPT) -> list[str]:
+    """Row labels of the residual grid: 'embed' (into block 0), then 'after L0', 'after L1', ..."""
+    return ["embed"] + [f"after L{i}" for i in range(model.config.n_layer)]
+
+
+def residual_points(model: GPT) -> list[str]:
+    """Capture points of the residual stream at every layer boundary: the input of block 0, then each block's
+    output (the last one enters the final norm)."""
+    return [name for _, name in residual_names(model)]
+
+
+def patch_residual(model: GPT, clean_ids, corrupted_ids, answer: int, wrong: int) -> torch.Tensor:
+    """(n_layer + 1, T) recovered fractions for patching the residual stream at one layer boundary and one
+    position: row 0 = the input to block 0 (embeddings), row l + 1 = the output of block l."""
+    require_attention(model)
+    T = check_ids(model, clean_ids).size(1)
+    points = residual_points(model)
+    patches = [[Patch(name, (t,))] for name in points for t in range(T)]
+    fractions, _ = recovered_fractions(model, clean_ids, corrupted_ids, answer, wrong, patches)
+    return fractions.view(len(points), T)
+
+
+def patch_heads(model: GPT, clean_ids, corrupted_ids, answer: int, wrong: int) -> torch.Tensor:
+    """(n_layer, n_head) recovered fractions for patching one head's output (its attn.z, all positions)."""
+    cfg = model.config
+    require_attention(model)
+    patches = [[Patch(f"blocks.{i}.attn.z", (h,))] for i in range(cfg.n_layer) for h in range(cfg.effective_n_head)]
+    fractions, _ = recovered_fractions(model, clean_ids, corrupted_ids, answer, wrong, patches)
+    return fractions.view(cfg.n_layer, cfg.effective_n_head)
+
+
+def patch_mlps(model: GPT, clean_ids, corrupted_ids, answer: int, wrong: int) -> torch.Tensor:
+    """(n_layer,) recovered fractions for patching one MLP's output (all positions)."""
+    if not model.config.has_mlp:
+        raise InterpError(f"a {model.config.arch.replace('_', '-')} model has no MLPs to patch")
+    patches = [[Patch(f"blocks.{i}.mlp.out", (slice(None),))] for i in range(model.config.n_layer)]
+    fractions, _ = recovered_fractions(model, clean_ids, corrupted_ids, answer, wrong, patches)
+    return fractions
+
+
+def patching_baseline(model: GPT, clean_ids, corrupted_ids, answer: int, wrong: int) -> PatchingBaseline:
+    """The clean and corrupted logit differences (what the fractions are relative to)."""
+    return recovered_fractions(model, clean_ids, corrupted_ids, answer, wrong, [])[1]

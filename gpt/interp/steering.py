@@ -1,0 +1,156 @@
+"""Steering (activation addition, Turner et al. 2023): add coefficient x vector to the residual stream at one layer
+boundary, at every position, while the model generates, and see how the text changes.
+
+Vectors, each a direction in the residual stream (C,):
+* `mean_difference`: the mean residual stream over prompts of set A minus that over set B (e.g. lines of one
+  character vs another), at the boundary where it will be added;
+* `neuron_direction`: what one MLP neuron writes when it fires (its column of the MLP's output projection);
+* `head_direction`: one head's mean output over a prompt (its attn.z through its slice of W_O).
+
+A coefficient of 0 is the model untouched: that column is plain generation (gpt.generate.stream_tokens) by
+construction, so it equals the Generate page's text for the same seed exactly.
+"""
+from __future__ import annotations
+
+import secrets
+
+import torch
+from torch.nn import functional as F
+
+from ..generate import GenerationError, check_sampling, filter_logits, stream_tokens
+from ..model import GPT, Trace
+from .capture import InterpError, check_ids, require_attention, run_with_cache
+from .patching import residual_points
+
+
+def boundary_point(model: GPT, boundary: int) -> str:
+    """The capture point of layer boundary `boundary`: 0 = into block 0, l = out of block l - 1."""
+    points = residual_points(model)  # refuses a bigram (no layers)
+    if not isinstance(boundary, int) or not 0 <= boundary < len(points):
+        raise InterpError(f"layer boundary {boundary!r} does not exist: this model has 0 (before block 0) .. "
+                          f"{len(points) - 1} (after the last block)")
+    return points[boundary]
+
+
+@torch.no_grad()
+def mean_residual(model: GPT, prompts: list, boundary: int) -> torch.Tensor:
+    """(C,) the residual stream at `boundary`, averaged over the positions of each prompt, then over prompts."""
+    name = boundary_point(model, boundary)
+    if not prompts:
+        raise InterpError("give at least one prompt for each side")
+    # a prompt longer than the context counts by its last block_size tokens
+    means = [run_with_cache(model, list(ids)[-model.config.block_size:], {name})[name][0].mean(0) for ids in prompts]
+    return torch.stack(means).mean(0).float()
+
+
+def mean_difference(model: GPT, prompts_a: list, prompts_b: list, boundary: int) -> torch.Tensor:
+    """(C,) mean residual over prompts_a minus that over prompts_b (token-id lists), at `boundary`."""
+    return mean_residual(model, prompts_a, boundary) - mean_residual(model, prompts_b, boundary)
+
+
+def neuron_direction(model: GPT, layer: int, neuron: int) -> torch.Tensor:
+    """(C,) what neuron `neuron` of block `layer`'s MLP adds to the residual stream per unit of activation."""
+    cfg = model.config
+    if not cfg.has_mlp:
+        raise InterpError("this model has no MLPs, so no neurons: pick a GPT model or another vector")
+    if not 0 <= layer < cfg.n_layer:
+        raise InterpError(f"layer {layer} does not exist: this model has layers 0..{cfg.n_layer - 1}")
+    hidden = model.blocks[layer].mlp.c_proj.weight.size(1)  # (C, 4C)
+    if not 0 <= neuron < hidden:
+        raise InterpError(f"neuron {neuron} does not exist: each MLP has neurons 0..{hidden - 1}")
+    return model.blocks[layer].mlp.c_proj.weight[:, neuron].detach().float().clone()
+
+
+@torch.no_grad()
+def head_direction(model: GPT, ids, layer: int, head: int) -> torch.Tensor:
+    """(C,) head `head` of block `layer`: its output in the residual stream, averaged over the prompt's positions."""
+    require_attention(model)
+    cfg = model.config
+    if not (0 <= layer < cfg.n_layer and 0 <= head < cfg.effective_n_head):
+        raise InterpError(f"head L{layer}H{head} does not exist: this model has layers 0..{cfg.n_layer - 1} and "
+                          f"heads 0..{cfg.effective_n_head - 1}")
+    z = run_with_cache(model, ids, {f"blocks.{layer}.attn.z"})[f"blocks.{layer}.attn.z"][0, head]  # (T, hs)
+    hs = cfg.head_size
+    W_O = model.blocks[layer].attn.c_proj.weight[:, head * hs:(head + 1) * hs]  # (C, hs)
+    return (z.float() @ W_O.float().T).mean(0)  # (C,)
+
+
+@torch.no_grad()
+def typical_residual_norm(model: GPT, ids, boundary: int) -> float:
+    """Mean length of the residual stream at `boundary` over a prompt: the scale a steering vector competes with."""
+    name = boundary_point(model, boundary)
+    return float(run_with_cache(model, ids, {name})[name][0].float().norm(dim=-1).mean())
+
+
+def steer_intervention(vector: torch.Tensor, coefficient: float):
+    def add(x):  # x (B, T, C): every position of this forward call
+        return x + coefficient * vector.to(x.dtype)
+    return add
+
+
+@torch.inference_mode()
+def generate_steered(model: GPT, prompt_ids: list[int], vector: torch.Tensor, boundary: int, coefficient: float,
+                     max_new_tokens: int = 100, temperature: float = 1.0, top_k: int | None = None,
+                     greedy: bool = False, seed: int | None = None) -> list[int]:
+    """New token ids with coefficient * vector added to the residual stream at `boundary` for every position.
+
+    Coefficient 0 is plain generation (stream_tokens). Otherwise the same sampling loop with a KV cache, the
+    prompt and each new token passing through the intervention as they enter the cache; past block_size the
+    window slides and is recomputed (steered) each step, as stream_tokens does."""
+    try:
+        check_sampling(temperature, top_k, None, max_new_tokens)
+    except GenerationError as e:
+        raise InterpError(str(e)) from None
+    ids = check_ids(model, list(prompt_ids)[-model.config.block_size:])[0].tolist()
+    name = boundary_point(model, boundary)
+    vector = torch.as_tensor(vector, dtype=torch.float32)
+    if vector.shape != (model.config.n_embd,):
+        raise InterpError(f"a steering vector has {model.config.n_embd} numbers (n_embd), got {tuple(vector.shape)}")
+    if coefficient == 0:
+        return [s.token_id for s in stream_tokens(model, ids, max_new_tokens, temperature=temperature, top_k=top_k,
+                                                  greedy=greedy, seed=seed, alternatives=0)]
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    block = model.config.block_size
+    gen = torch.Generator(device=device)
+    gen.manual_seed(seed if seed is not None else secrets.randbits(62))
+    steer = {name: steer_intervention(vector.to(device), float(coefficient))}
+    cache = model.new_kv_cache()
+    new: list[int] = []
+    try:
+        logits, _ = model(torch.tensor([ids], device=device), trace=Trace(set(), steer), kv_cache=cache)
+        for _ in range(max_new_tokens):
+            last = logits[0, -1].float()
+            if greedy:
+                next_id = int(torch.argmax(last))
+            else:
+                probs = F.softmax(filter_logits(last, temperature, top_k, None), dim=-1)
+                next_id = int(torch.multinomial(probs, 1, generator=gen))
+            ids.append(next_id)
+            new.append(next_id)
+            if cache is not None and cache.length < block:
+                logits, _ = model(torch.tensor([[next_id]], device=device), trace=Trace(set(), steer), kv_cache=cache)
+            else:
+                cache = None
+                logits, _ = model(torch.tensor([ids[-block:]], device=device), trace=Trace(set(), steer))
+    finally:
+        model.train(was_training)
+    return new
+
+
+def generate_side_by_side(model: GPT, prompt_ids: list[int], vector: torch.Tensor, boundary: int,
+                          coefficients: list[float], **sampling) -> list[list[int]]:
+    """One generation per coefficient, all with the same seed (so differences come from the vector alone)."""
+    if not coefficients:
+        raise InterpError("give at least one coefficient (0 = unsteered)")
+    return [generate_steered(model, prompt_ids, vector, boundary, c, **sampling) for c in coefficients]
+
+
+def default_coefficients(vector: torch.Tensor, residual_norm: float) -> list[float]:
+    """0 and three steps up to the coefficient whose push is as long as the residual stream itself."""
+    length = float(vector.norm())
+    if length == 0:
+        raise InterpError("the steering vector is all zeros (the two prompt sets give the same mean?)")
+    full = residual_norm / length
+    return [0.0] + [float(f"{full * f:.2g}") for f in (0.25, 0.5, 1.0)]

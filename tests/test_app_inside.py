@@ -1,0 +1,68 @@
+"""AppTest of issue 12's pages on small run folders of every ladder rung: the landing page shows only the stages a
+rung has, its numbers follow the chosen position, and the MLP / Attention pages explain what a rung lacks."""
+import pytest
+from conftest import ROOT, checkpoints_env
+
+pytestmark = pytest.mark.usefixtures("fresh_caches")
+AppTest = pytest.importorskip("streamlit.testing.v1").AppTest
+TEXT = "To be, or not to be: that is the question.\n"
+
+
+def make_run(root, arch: str):
+    from gpt import runs
+    from gpt.config import GPTConfig, TrainConfig
+    from gpt.model import GPT
+    from gpt.tokenizers import CharTokenizer, save_tokenizer
+    tok = CharTokenizer.train(TEXT)
+    folder = root / arch
+    folder.mkdir()
+    cfg = GPTConfig(vocab_size=tok.vocab_size, block_size=32, n_layer=2, n_head=2, n_embd=16, arch=arch)
+    runs.write_config(folder, cfg, TrainConfig(max_iters=1), corpus="python-docs", tokenizer="char")
+    save_tokenizer(tok, folder / runs.TOKENIZER)
+    runs.atomic_save_model(GPT(cfg), folder / runs.WEIGHTS, {"step": "1"})
+
+
+def open_app(run: str, page: str | None = None, **params) -> "AppTest":
+    at = AppTest.from_file(str(ROOT / "explorer" / "app.py"), default_timeout=180)
+    at.session_state["selected_run"] = run
+    for key, value in params.items():
+        at.query_params[key] = str(value)
+    at.run()
+    if page:
+        at.switch_page(f"views/{page}.py")
+        at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+@pytest.mark.parametrize("arch, blocks, mlp", [("bigram", False, False), ("single_head", True, False),
+                                               ("multi_head", True, False), ("gpt", True, True)])
+def test_landing_page_shows_the_stages_of_each_rung(tmp_path, arch, blocks, mlp):
+    make_run(tmp_path, arch)
+    with checkpoints_env(tmp_path):
+        at = open_app(arch, prompt="to be or not")
+        assert [t.value for t in at.title] == ["Inside a prediction"]  # the app opens on it
+        labels = [e.label for e in at.expander]
+        assert labels[0].startswith("1 · Tokenizer") and labels[1].startswith("2 · Embeddings")
+        assert any(label.startswith("4b · Softmax") for label in labels)
+        assert any(label.startswith("3c · Scores") for label in labels) == blocks
+        assert any("feed-forward" in label for label in labels) == mlp
+        assert "Position **11**" in " ".join(m.value for m in at.markdown)  # the last token by default
+        at.session_state["_learner_place"]["pos"] = 3  # what a click on a token pill stores
+        at.run()
+        assert "Position **3**" in " ".join(m.value for m in at.markdown)
+
+
+def test_mlp_page_explains_a_rung_without_mlp(tmp_path):
+    make_run(tmp_path, "multi_head")
+    with checkpoints_env(tmp_path):
+        at = open_app("multi_head", page="mlp")
+    assert [t.value for t in at.title] == ["MLP neurons"]
+    assert "no feed-forward (MLP) layers" in at.info[0].value
+
+
+def test_bad_prompt_is_explained(tmp_path):
+    make_run(tmp_path, "gpt")
+    with checkpoints_env(tmp_path):
+        at = open_app("gpt", prompt="ZZZ unknown")
+    assert "character vocabulary has no" in at.error[0].value
