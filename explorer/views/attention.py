@@ -3,7 +3,7 @@ BertViz, the query-key product behind one weight, and per-head scores."""
 import pandas as pd
 import streamlit as st
 
-from explorer.common import encode_or_explain, selected_run, teaching_prompt, visible
+from explorer.common import encode_or_explain, selected_run, teaching_prompt, token_label
 from explorer.figures.attention import attention_overview, contrast_normalise
 from explorer.figures.attention_views import PICK_CELL, PICK_QUERY, clickable_heatmap, line_view, query_key_figure, softmax_row_figure
 from explorer.state import bind, fresh_click, place, remember
@@ -36,7 +36,7 @@ except InterpError as e:
     st.error(str(e))
     st.stop()
 T = len(ids)
-labels = [visible(run.tokenizer.token_str(i)) for i in ids]
+labels = [token_label(run.tokenizer, i) for i in ids]
 nh = cfg.effective_n_head
 
 c1, c2, c3 = st.columns([1, 1, 2])

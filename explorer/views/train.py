@@ -32,12 +32,14 @@ from explorer.train_form import (
     timing_for,
     train_options,
 )
-from gpt import distributed
+from gpt import distributed, runs
 from gpt.config import ARCHS, PRESETS
 from gpt.data import BUILTIN_CORPORA, CorpusError
 from gpt.runs import RunError, checkpoints_root, sanitize_run_name
 from gpt.train import available_memory_bytes
 
+SCHEDULE_CAPTIONS = {"cosine": "Linear warmup, then cosine decay to the minimum learning rate.",
+                     "wsd": "Warmup, stable at the peak, then a linear cooldown to the minimum (warmup-stable-decay)."}
 WATCH_KEY = "train_watch"   # the run this tab is watching (lost on reload: then any live job is watched)
 SOURCES = ["Built-in", "Upload .txt", "Paste text", "Selected run's corpus"]
 # the form opens on a named preset that trains a model worth looking at in about a minute
@@ -129,6 +131,13 @@ def ladder_table(run_dir) -> None:
             right.caption("Its sample appears at its first evaluation.")
 
 
+def run_schedule(run_dir) -> str | None:
+    try:
+        return runs.read_config(run_dir)["train"].schedule
+    except runs.RunError:
+        return None
+
+
 def live_view(run_dir) -> None:
     state = jobs.job_state(run_dir)
     st.subheader(f"Run: {run_dir.name}")
@@ -136,6 +145,7 @@ def live_view(run_dir) -> None:
     if b1.button("Stop", icon=":material/stop:", disabled=not state.live,
                  help="Checkpoint and stop; Resume continues exactly from there."):
         jobs.stop_job(run_dir)
+        st.session_state[WATCH_KEY] = run_dir.name  # keep following this run, not the shipped model
         st.toast("Stopping: the trainer saves a checkpoint first.")
         time.sleep(0.3)
         st.rerun()
@@ -148,6 +158,8 @@ def live_view(run_dir) -> None:
         except jobs.JobError as e:
             st.error(str(e))
         else:
+            st.session_state[WATCH_KEY] = run_dir.name
+            select_run(run_dir.name)  # the sidebar follows the resumed run too
             st.rerun()
     if b3.button("Open in sidebar", icon=":material/visibility:",
                  help="Inspect this run on the other pages (at its latest checkpoint while training)."):
@@ -174,14 +186,17 @@ def live_view(run_dir) -> None:
         st.progress(min(1.0, step / total), text=label)
         curves = ladder_siblings(run_dir)
         points = sum(1 for rows in curves.values() for r in rows if "train_loss" in r or "val_loss" in r)
+        smoothing = st.slider("Smoothing of the training loss", 0.0, 0.99, 0.6, 0.01, key="train_smoothing",
+                              help="An exponential moving average, as TensorBoard's (0 = the raw per-batch loss)")
         st.plotly_chart(loss_curves(curves, "Loss (ladder: same budget, one curve pair per architecture)"
-                                    if len(curves) > 1 else "Loss"), key="train_loss_chart")
-        st.caption(f"Solid: training loss on each batch; dashed dots: validation loss on held-out text "
-                   f"({points} points). Both fall as the model learns; a gap opening up means overfitting.")
+                                    if len(curves) > 1 else "Loss", smoothing=smoothing), key="train_loss_chart")
+        st.caption(f"Solid: training loss on each batch, smoothed by the slider; dashed dots: validation loss on "
+                   f"held-out text ({points} points). Both fall as the model learns; a gap opening up means "
+                   "overfitting.")
         c1, c2 = st.columns(2)
         with c1:
             st.plotly_chart(metric_curve(metrics, "lr", "Learning rate", "lr"), key="train_lr_chart")
-            st.caption("Linear warmup, then cosine decay to a tenth of the peak.")
+            st.caption(SCHEDULE_CAPTIONS.get(run_schedule(run_dir), ""))
         with c2:
             st.plotly_chart(metric_curve(metrics, "tokens_per_s", "Training speed", "tokens / s"),
                             key="train_tps_chart")
