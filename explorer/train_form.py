@@ -120,8 +120,10 @@ def range_problems(v: FormValues) -> list[str]:
         if key == "vocab_size" and (v.tokenizer != "bpe" or v.parent_config is not None):
             continue
         value = getattr(v, key)
-        if not low <= value <= high:
-            found.append(f"{label} must be between {low:g} and {high:g} (you typed {value:g})")
+        if value < low:
+            found.append(f"{label} must be at least {low:g} (you typed {value:g})")
+        elif value > high:
+            found.append(f"{label} must be at most {high:g} (you typed {value:g})")
     return found
 
 
