@@ -99,7 +99,8 @@ def test_form_problems_estimates_and_options():
     assert tuned["init_from"] == "/x" and "n_layer" not in tuned   # fine-tuning keeps the parent's shape
     rungs = ladder_options(ok)
     assert [o["arch"] for _, o in rungs] == ["bigram", "single_head", "multi_head", "gpt"]
-    assert len({(o["max_iters"], o["batch_size"], o["n_embd"], o["lr"]) for _, o in rungs}) == 1
+    # the same data, context, batch and width; each rung its own budget (tests/test_train_defaults.py)
+    assert len({(o["corpus"], o["block_size"], o["batch_size"], o["n_embd"]) for _, o in rungs}) == 1
 
 
 def test_format_eta():
