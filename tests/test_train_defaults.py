@@ -46,7 +46,8 @@ def empty_root(tmp_path, monkeypatch):
 
 def train_page() -> AppTest:
     at = AppTest.from_file(APP, default_timeout=120)
-    at.run()
+    at.run()  # the app opens on Inside a prediction
+    at.switch_page("views/train.py").run()
     assert not at.exception, [e.message for e in at.exception]
     return at
 
@@ -198,7 +199,8 @@ def test_ladder_view_shows_each_rungs_sample_beside_its_curve(empty_root):
         runs.write_status(rung, state="finished", pid=None, step=10, max_iters=10)
     at = AppTest.from_file(APP, default_timeout=120)
     at.session_state["train_watch"] = "ladder-0101-000000-bigram"
-    at.run()
+    at.run()  # the app opens on Inside a prediction
+    at.switch_page("views/train.py").run()
     assert not at.exception, [e.message for e in at.exception]
     codes = [c.value for c in at.code]
     assert codes[:4] == [f"sample of {arch}" for arch in losses]
