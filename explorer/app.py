@@ -8,6 +8,7 @@ from pathlib import Path
 import streamlit as st
 
 from explorer import jobs
+from explorer.cache import shared_live_jobs
 from explorer.common import (
     RUN_KEY,
     all_runs,
@@ -75,11 +76,6 @@ def model_picker() -> None:
 # Every open tab polls the sidebar status; one shared scan per second serves them all (the soak test measured
 # ~0.1 core per idle tab when each tab scanned the run folders itself every second).
 STATUS_REFRESH_S = 2.0
-
-
-@st.cache_data(ttl=1.0, max_entries=4, show_spinner=False)
-def shared_live_jobs(root: str) -> list:
-    return jobs.live_jobs(root)
 
 
 def job_line(name: str, state: jobs.JobState) -> None:

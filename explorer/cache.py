@@ -147,3 +147,11 @@ def training_timing(model, train, threads: int) -> dict:
     import json
     return _timing(json.dumps(model.to_dict(), sort_keys=True), json.dumps(train.to_dict(), sort_keys=True),
                    threads)
+
+
+# ---- the sidebar's training status ----
+@st.cache_data(ttl=1.0, max_entries=4, show_spinner=False)
+def shared_live_jobs(checkpoints_root: str) -> list:
+    """explorer.jobs.live_jobs, shared by every open tab for a second (each tab polls the sidebar status)."""
+    from explorer import jobs
+    return jobs.live_jobs(checkpoints_root)

@@ -86,10 +86,9 @@ def job_state(run_dir: str | Path) -> JobState:
     """The run's state from status.json, checked against the process table."""
     run_dir = Path(run_dir)
     status = runs.read_status(run_dir)
-    state = status.get("state", "unknown")
+    state = runs.effective_state(status, alive=_alive)  # the one rule for a trainer that died while running
     error = status.get("error")
-    if state == "running" and not _alive(status.get("pid")):
-        state = "orphaned"
+    if state == "orphaned":
         error = error or ("the training process ended without a final status (killed?); "
                           "Resume continues from its last checkpoint")
     elif state == "starting" and not _alive(status.get("pid")):

@@ -198,10 +198,11 @@ def pid_is_trainer(pid) -> bool:
             return False
 
 
-def effective_state(status: dict) -> str:
-    """The status file's state, with 'running' downgraded to 'orphaned' when its process is gone."""
+def effective_state(status: dict, alive=None) -> str:
+    """The status file's state, with 'running' downgraded to 'orphaned' when its process is gone.
+    alive(pid) -> bool decides that (default pid_is_trainer; the app also counts children it just started)."""
     state = status.get("state", "unknown")
-    if state == "running" and not pid_is_trainer(status.get("pid")):
+    if state == "running" and not (alive or pid_is_trainer)(status.get("pid")):
         return "orphaned"
     return state
 

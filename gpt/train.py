@@ -77,10 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-MODEL_ARGS = {"arch": "arch", "n_layer": "n_layer", "n_head": "n_head", "n_embd": "n_embd",
-              "block_size": "block_size", "dropout": "dropout", "pos_embedding": "pos_embedding", "norm": "norm",
-              "activation": "activation", "qk_norm": "qk_norm", "tie_embeddings": "tie_embeddings",
-              "zero_init_proj": "zero_init_proj", "logit_softcap": "logit_softcap"}
+MODEL_ARGS = ("arch", "n_layer", "n_head", "n_embd", "block_size", "dropout", "pos_embedding", "norm", "activation",
+              "qk_norm", "tie_embeddings", "zero_init_proj", "logit_softcap")
 TRAIN_ARGS = ("batch_size", "max_iters", "lr", "min_lr", "warmup_iters", "eval_interval", "eval_iters", "seed",
               "dtype", "device", "grad_accum", "log_interval", "lr_decay_iters", "weight_decay", "beta2",
               "grad_clip", "sample_tokens", "snapshot_interval", "snapshot_dtype", "optimizer", "muon_lr", "schedule",
@@ -90,9 +88,9 @@ TRAIN_ARGS = ("batch_size", "max_iters", "lr", "min_lr", "warmup_iters", "eval_i
 def configs_from_args(args, base_model: GPTConfig, base_train: TrainConfig) -> tuple[GPTConfig, TrainConfig]:
     model_kw = base_model.to_dict()
     train_kw = base_train.to_dict()
-    for arg, key in MODEL_ARGS.items():
-        if getattr(args, arg, None) is not None:
-            model_kw[key] = getattr(args, arg)
+    for key in MODEL_ARGS:
+        if getattr(args, key, None) is not None:
+            model_kw[key] = getattr(args, key)
     if args.no_bias:
         model_kw["bias"] = False
     for key in TRAIN_ARGS:
