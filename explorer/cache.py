@@ -113,7 +113,7 @@ def corpus_token_counts(run_dir: str, corpus_spec: str, n_chars: int) -> tuple[d
     return dict(Counter(tok.encode(text))), len(text)
 
 
-# ---- Why this token / Patching / Steering (issue 13) ----
+# ---- Why this token / Patching / Steering ----
 
 
 @st.cache_data(max_entries=16, show_spinner="Patching every layer boundary, position, head and MLP...")

@@ -193,7 +193,7 @@ def train_options(v: FormValues) -> dict:
     return opts
 
 
-# The seed-004 ladder: bigram -> one head -> multi-head -> GPT, each rung adding one idea. Every rung sees the same
+# The classic ladder (seed 004 of the project write-ups): bigram -> one head -> multi-head -> GPT, each rung adding one idea. Every rung sees the same
 # data, context and batch. What differs is what each needs to show its own best, within about three minutes for
 # the four on this machine's one trainer thread: a bigram is a lookup table that learns fastest with big steps
 # (at the attention rungs' lr it is still far from converged when they stop, and a half-trained bigram beats

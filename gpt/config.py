@@ -26,7 +26,7 @@ class GPTConfig:
     n_embd: int = 128
     dropout: float = 0.0
     bias: bool = True          # biases in Linear and LayerNorm, as GPT-2
-    arch: str = "gpt"          # one of ARCHS: the seed-004 ladder
+    arch: str = "gpt"          # one of ARCHS: the ladder bigram -> one head -> multi-head -> GPT
     activation: str = "gelu"   # one of ACTIVATIONS: "gelu_tanh" is GPT-2's, "relu2" is ReLU squared (Primer)
     layer_norm_eps: float = 1e-5  # eps of every LayerNorm/RMSNorm
     # ---- architecture options (modded-nanogpt's speedrun); the defaults are the classic GPT-2 ----
@@ -231,7 +231,7 @@ PRESETS: dict[str, tuple[dict, dict, str]] = {
                     dict(batch_size=12, max_iters=2000, lr=1e-3, min_lr=1e-4, warmup_iters=100, beta2=0.99,
                          eval_iters=20),
                     "nanoGPT's CPU recipe: 4 layers, 4 heads, 128 wide, block 64 (val ~1.88 on Shakespeare)"),
-    # issue 14's CPU speedrun: the recipe's shape, fewer and better steps (bench/speedrun.py measures each part)
+    # the CPU speedrun: the recipe's shape, fewer and better steps (bench/speedrun.py measures each part)
     "speedrun": (dict(n_layer=4, n_head=4, n_embd=128, block_size=64, dropout=0.0, **SPEEDRUN_ARCH),
                  dict(batch_size=32, max_iters=170, optimizer="muon", muon_lr=0.05, lr=3e-3, min_lr=1e-4,
                       warmup_iters=20, schedule="wsd", cooldown_frac=0.4, beta2=0.99, eval_interval=170,

@@ -1,4 +1,4 @@
-"""A GPT in the spirit of nanoGPT, plus the seed-004 ladder (bigram -> one head -> multi-head -> GPT).
+"""A GPT in the spirit of nanoGPT, plus the ladder of simpler rungs (bigram -> one head -> multi-head -> GPT).
 
 Two attention paths share all weights:
 * the fast path (no `trace`) uses F.scaled_dot_product_attention and never materialises attention weights;

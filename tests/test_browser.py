@@ -182,7 +182,7 @@ def test_train_watch_inspect_generate_in_a_real_browser(server):
             expect(page.get_by_role("heading", name=last_part)).to_be_visible()
             settle()
             shot(title.lower())
-        # the "Look deeper" pages (issue 4) get screenshots too; their own tests check their content
+        # the "Look deeper" pages get screenshots too; their own tests check their content
         deeper = page.get_by_test_id("stSidebarNav").locator("a")
         titles = [t.strip().splitlines()[-1] for t in deeper.all_inner_texts()]
         for title in titles[titles.index("Runs") + 1:]:
