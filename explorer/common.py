@@ -12,6 +12,7 @@ import streamlit as st
 import torch
 
 from explorer.cache import cached_run, corpus_text
+from explorer.state import place, remember
 from gpt.data import CorpusError, decode_bytes, validation_text
 from gpt.runs import BrokenRun, RunError, RunInfo, checkpoints_root, list_runs
 from gpt.runs import broken_runs as _broken_runs
@@ -19,6 +20,7 @@ from gpt.tokenizers import UnknownCharactersError
 
 RUN_KEY = "selected_run"        # session-state key of the sidebar model picker (a run folder name)
 SHIPPED_RUN = "shakespeare-char"
+_PROMPT_RUN_KEY = "_prompt_run"  # the run the remembered prompt was last shown with (prompt_for_run)
 FALLBACK_PROMPT = "ROMEO:\nBut soft, what light through yonder window breaks?"
 # a name said more than once, so previous-token and induction heads show without typing ("Rom" -> "eo" again)
 TEACHING_PROMPT = "JULIET:\nO Romeo, Romeo! wherefore art thou Romeo?"
@@ -114,6 +116,19 @@ def teaching_prompt(run) -> str:
     if run.tokenizer.unknown_chars(text) or len(run.tokenizer.encode(text)) > run.config.block_size:
         return default_prompt(run, max_tokens=min(48, run.config.block_size))
     return text
+
+
+def prompt_for_run(run, default: str) -> None:
+    """Call before binding the prompt: a remembered prompt typed for another model (e.g. the landing page's, before
+    the learner trained a model on their own text) that this run's tokenizer cannot read is replaced by `default`,
+    with a note. On the same run a bad prompt stays, and encode_or_explain names its characters."""
+    previous = st.session_state.get(_PROMPT_RUN_KEY)
+    text = place("prompt", None)
+    if previous not in (None, run.path.name) and isinstance(text, str) and text and run.tokenizer.unknown_chars(text):
+        remember("prompt", default)
+        st.info(f"The prompt from **{previous}** has characters **{run.path.name}** does not know; showing a line "
+                "this model can read instead.")
+    st.session_state[_PROMPT_RUN_KEY] = run.path.name
 
 
 def encode_or_explain(run, text: str) -> list[int] | None:

@@ -174,7 +174,7 @@ def test_train_watch_inspect_generate_in_a_real_browser(server):
         main.get_by_role("button", name=re.compile("Generate$")).click()
         expect(page.locator('span[title^="step 0: p="]')).to_be_visible()
         settle()
-        expect(page.locator(".js-plotly-plot")).to_have_count(2)
+        expect(page.locator(".js-plotly-plot")).to_have_count(4)  # next token, alternatives, KV cache step and growth
         shot("generate")
 
         for title, last_part in (("Tokenizer", "Vocabulary"), ("Embeddings", "Positions"), ("Runs", "Delete a run")):

@@ -3,7 +3,7 @@ the validation text, and which next tokens it pushes up or down."""
 import streamlit as st
 
 from explorer.cache import run_top_contexts, run_validation_ids
-from explorer.common import chips_html, encode_or_explain, esc, selected_run, teaching_prompt, visible
+from explorer.common import chips_html, encode_or_explain, esc, prompt_for_run, selected_run, teaching_prompt, visible
 from explorer.figures.inside import effect_bars, neuron_heatmap
 from explorer.state import bind
 from gpt.data import CorpusError
@@ -23,6 +23,7 @@ N = 4 * cfg.n_embd
 st.caption(f"Model **{run.path.name}** at step {run.step:,}. Each block's MLP has {N} hidden neurons; each one "
            "reads the residual stream at one position, fires (or not), and writes a direction back.")
 
+prompt_for_run(run, teaching_prompt(run))
 prompt = st.text_area("Prompt", height=68, **bind("prompt", teaching_prompt(run)))
 ids = encode_or_explain(run, prompt)
 if ids is None:
