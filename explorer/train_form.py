@@ -197,8 +197,9 @@ def train_options(v: FormValues) -> dict:
 # data, context and batch. What differs is what each needs to show its own best, within about three minutes for
 # the four on this machine's one trainer thread: a bigram is a lookup table that learns fastest with big steps
 # (at the attention rungs' lr it is still far from converged when they stop, and a half-trained bigram beats
-# half-trained attention); attention rungs need more steps to learn where to look. Shared by the Train page and
-# tests/test_ladder.py, which checks the ordering it promises.
+# half-trained attention); attention rungs need more steps to learn where to look. Measured on tiny Shakespeare
+# (whole validation split): 2.483, 2.281, 2.149, 1.891, all four in 116 s on one thread (README). Shared by the
+# Train page and tests/test_train_defaults.py, which checks the set-up that ordering rests on.
 LADDER_SHARED = dict(block_size=64, batch_size=32, n_embd=64, dropout=0.0, warmup_iters=50, eval_interval=200,
                      eval_iters=10, dtype="float32", sample_tokens=200, log_interval=10)
 LADDER_RUNGS: dict[str, dict] = {
