@@ -138,6 +138,9 @@ def test_train_watch_inspect_generate_in_a_real_browser(server):
         name.fill("browser-run")
         name.press("Enter")
         start = main.get_by_role("button", name=re.compile("Start training"))
+        # a million steps of the default preset is expected to take days: the form asks for a confirmation first
+        expect(start).to_be_disabled()
+        main.get_by_text(re.compile("Yes, start a run expected to take")).click()
         expect(start).to_be_enabled()
         start.click()
         expect(page.get_by_text("Run: browser-run")).to_be_visible()

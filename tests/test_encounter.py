@@ -21,7 +21,8 @@ def sidebar_text(at: AppTest) -> str:
 
 def test_a_binary_file_renamed_txt_gets_one_clear_message(root):
     at = AppTest.from_file(APP, default_timeout=TIMEOUT)
-    at.run()
+    at.run()  # the app opens on Inside a prediction
+    at.switch_page("views/train.py").run()
     at.radio(key="tf_source").set_value("Upload .txt").run()
     at.get("file_uploader")[0].set_value(("photo.txt", b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "text/plain")).run()
     errors = [e.value for e in at.error]
