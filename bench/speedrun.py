@@ -29,9 +29,8 @@ from pathlib import Path
 
 from common import ROOT, machine, table
 
-sys.path.insert(0, str(ROOT))
-from gpt import runs  # noqa: E402
-from gpt.evaluate import run_validation_loss  # noqa: E402
+from gpt import runs
+from gpt.evaluate import run_validation_loss
 
 TARGETS = (1.88, 1.50)
 

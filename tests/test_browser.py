@@ -9,75 +9,31 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
+from browser_support import CHROMIUM, CHROMIUM_FLAGS, WAIT_MS, app_server, require_chromium
 
 from explorer import jobs
 
 pytestmark = pytest.mark.browser
 ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                  "--disable-sync", "--no-first-run"]
 SHOTS = Path(os.environ.get("GPT_EXPLORER_SHOTS", ROOT / "test-artifacts" / "browser-shots"))
-WAIT_MS = 120_000   # generous: CI machines may be busy training
 CORPUS = ("First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n\n"
           "First Citizen:\nYou are all resolved rather to die than to famish?\n\nAll:\nResolved. resolved.\n\n") * 30
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def server(tmp_path, tiny_run):
-    if os.environ.get("GPT_EXPLORER_SKIP_BROWSER") == "1":
-        pytest.skip("GPT_EXPLORER_SKIP_BROWSER=1")
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"browser tests need Debian's chromium at {CHROMIUM} (apt-get install chromium); "
-                    "set GPT_EXPLORER_SKIP_BROWSER=1 to skip them on purpose")
+    require_chromium()
     root = tmp_path / "checkpoints"
     shutil.copytree(tiny_run, root / "tiny")
-    port = free_port()
-    env = {**os.environ, "GPT_EXPLORER_CHECKPOINTS": str(root), "GPT_EXPLORER_MAX_JOBS": "1",
-           "PYTHONPATH": str(ROOT)}
-    log = open(tmp_path / "server.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "explorer/app.py", "--server.port", str(port),
-                             "--server.address", "127.0.0.1", "--server.headless", "true",
-                             "--server.fileWatcherType", "none", "--browser.gatherUsageStats", "false"],
-                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            with urllib.request.urlopen(url + "/_stcore/health", timeout=5) as r:
-                if r.status == 200:
-                    break
-        except OSError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail("streamlit did not start:\n" + (tmp_path / "server.log").read_text(errors="replace"))
-        time.sleep(0.5)
-    yield url, root
-    for folder in root.iterdir():  # never leave a trainer behind
-        if folder.is_dir() and jobs.job_state(folder).live:
-            jobs.stop_job(folder)
-            jobs.wait_until_done(folder, timeout=60)
-    proc.terminate()
-    try:
-        proc.wait(30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.close()
+    with app_server(root, tmp_path / "server.log", {"GPT_EXPLORER_MAX_JOBS": "1"}) as url:
+        yield url, root
+        for folder in root.iterdir():  # never leave a trainer behind
+            if folder.is_dir() and jobs.job_state(folder).live:
+                jobs.stop_job(folder)
+                jobs.wait_until_done(folder, timeout=60)
 
 
 def test_train_watch_inspect_generate_in_a_real_browser(server):

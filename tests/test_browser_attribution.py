@@ -6,14 +6,10 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
-from test_browser import CHROMIUM, CHROMIUM_FLAGS, WAIT_MS, free_port
+from browser_support import CHROMIUM, CHROMIUM_FLAGS, WAIT_MS, app_server, require_chromium
 
 pytestmark = pytest.mark.browser
 ROOT = Path(__file__).resolve().parent.parent
@@ -22,40 +18,12 @@ SHOTS = Path(os.environ.get("GPT_EXPLORER_SHOTS", ROOT / "test-artifacts" / "att
 
 @pytest.fixture
 def shipped_server(tmp_path):
-    if os.environ.get("GPT_EXPLORER_SKIP_BROWSER") == "1":
-        pytest.skip("GPT_EXPLORER_SKIP_BROWSER=1")
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"browser tests need Debian's chromium at {CHROMIUM} (apt-get install chromium)")
+    require_chromium()
     root = tmp_path / "checkpoints"
     shutil.copytree(ROOT / "checkpoints" / "shakespeare-char", root / "shakespeare-char",
                     ignore=shutil.ignore_patterns("snapshots"))
-    port = free_port()
-    env = {**os.environ, "GPT_EXPLORER_CHECKPOINTS": str(root), "PYTHONPATH": str(ROOT)}
-    log = open(tmp_path / "server.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "explorer/app.py", "--server.port", str(port),
-                             "--server.address", "127.0.0.1", "--server.headless", "true",
-                             "--server.fileWatcherType", "none", "--browser.gatherUsageStats", "false"],
-                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            with urllib.request.urlopen(url + "/_stcore/health", timeout=5) as r:
-                if r.status == 200:
-                    break
-        except OSError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail("streamlit did not start:\n" + (tmp_path / "server.log").read_text(errors="replace"))
-        time.sleep(0.5)
-    yield url
-    proc.terminate()
-    try:
-        proc.wait(30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.close()
+    with app_server(root, tmp_path / "server.log") as url:
+        yield url
 
 
 def test_patching_page_end_to_end(shipped_server):

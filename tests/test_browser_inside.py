@@ -8,14 +8,10 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
-from test_browser import CHROMIUM, CHROMIUM_FLAGS, free_port
+from browser_support import CHROMIUM, CHROMIUM_FLAGS, app_server, require_chromium
 
 pytestmark = pytest.mark.browser
 ROOT = Path(__file__).resolve().parent.parent
@@ -31,43 +27,15 @@ LONG_PROMPT = ("JULIET:\nO Romeo, Romeo! wherefore art thou Romeo? Deny thy fath
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    if os.environ.get("GPT_EXPLORER_SKIP_BROWSER") == "1":
-        pytest.skip("GPT_EXPLORER_SKIP_BROWSER=1")
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"browser tests need Debian's chromium at {CHROMIUM}; set GPT_EXPLORER_SKIP_BROWSER=1 to skip")
+    require_chromium()
     tmp = tmp_path_factory.mktemp("inside")
     run = tmp / "checkpoints" / SHIPPED.name
     run.mkdir(parents=True)
     for path in SHIPPED.iterdir():  # the shipped model without its snapshots (not needed here)
         if path.is_file():
             shutil.copy2(path, run / path.name)
-    port = free_port()
-    env = {**os.environ, "GPT_EXPLORER_CHECKPOINTS": str(tmp / "checkpoints"), "PYTHONPATH": str(ROOT)}
-    log = open(tmp / "server.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "explorer/app.py", "--server.port", str(port),
-                             "--server.address", "127.0.0.1", "--server.headless", "true",
-                             "--server.fileWatcherType", "none", "--browser.gatherUsageStats", "false"],
-                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            with urllib.request.urlopen(url + "/_stcore/health", timeout=5) as r:
-                if r.status == 200:
-                    break
-        except OSError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail("streamlit did not start:\n" + (tmp / "server.log").read_text(errors="replace"))
-        time.sleep(0.5)
-    yield url
-    proc.terminate()
-    try:
-        proc.wait(30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.close()
+    with app_server(tmp / "checkpoints", tmp / "server.log") as url:
+        yield url
 
 
 @pytest.fixture

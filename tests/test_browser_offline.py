@@ -5,14 +5,10 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
-from test_browser import CHROMIUM, CHROMIUM_FLAGS, free_port
+from browser_support import CHROMIUM, CHROMIUM_FLAGS, app_server, require_chromium
 
 pytestmark = pytest.mark.browser
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,46 +35,18 @@ socket.create_connection = _refused
 
 @pytest.fixture
 def offline_server(tmp_path):
-    if os.environ.get("GPT_EXPLORER_SKIP_BROWSER") == "1":
-        pytest.skip("GPT_EXPLORER_SKIP_BROWSER=1")
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"browser tests need Debian's chromium at {CHROMIUM} (apt-get install chromium)")
+    require_chromium()
     root = tmp_path / "checkpoints"
     shutil.copytree(SHIPPED, root / SHIPPED.name)
     site = tmp_path / "offline-site"
     site.mkdir()
     (site / "sitecustomize.py").write_text(REFUSE_NETWORK)
-    port = free_port()
     unreachable = "http://10.255.255.1:9"
-    env = {**os.environ, "GPT_EXPLORER_CHECKPOINTS": str(root), "GPT_EXPLORER_CACHE": str(tmp_path / "cache"),
-           "PYTHONPATH": os.pathsep.join([str(site), str(ROOT)]), "HTTP_PROXY": unreachable,
-           "HTTPS_PROXY": unreachable, "http_proxy": unreachable, "https_proxy": unreachable, "NO_PROXY": ""}
-    log = open(tmp_path / "server.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "explorer/app.py", "--server.port", str(port),
-                             "--server.address", "127.0.0.1", "--server.headless", "true",
-                             "--server.fileWatcherType", "none", "--browser.gatherUsageStats", "false"],
-                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # this test process may connect
-    while True:
-        try:
-            with opener.open(url + "/_stcore/health", timeout=5) as r:
-                if r.status == 200:
-                    break
-        except OSError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail("streamlit did not start:\n" + (tmp_path / "server.log").read_text(errors="replace"))
-        time.sleep(0.5)
-    yield url, tmp_path / "server.log"
-    proc.terminate()
-    try:
-        proc.wait(30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.close()
+    env = {"GPT_EXPLORER_CACHE": str(tmp_path / "cache"), "PYTHONPATH": os.pathsep.join([str(site), str(ROOT)]),
+           "HTTP_PROXY": unreachable, "HTTPS_PROXY": unreachable, "http_proxy": unreachable,
+           "https_proxy": unreachable, "NO_PROXY": ""}
+    with app_server(root, tmp_path / "server.log", env) as url:
+        yield url, tmp_path / "server.log"
 
 
 def test_every_page_offline_in_a_real_browser(offline_server):
