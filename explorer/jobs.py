@@ -96,7 +96,7 @@ def job_state(run_dir: str | Path) -> JobState:
         error = error or _startup_error(run_dir)
     elif state == "queued" and not _alive(status.get("chain_pid")):
         state = "cancelled"
-    stopping = state in LIVE_STATES and bool(status.get("stop_requested_at"))
+    stopping = state in LIVE_STATES and (run_dir / runs.STOP_REQUEST).exists()
     return JobState(state, int(status.get("step") or 0), int(status.get("max_iters") or 0),
                     status.get("loss"), None if stopping else status.get("eta_s"), error, stopping)
 
@@ -273,7 +273,8 @@ def _removed_on_failure(*folders: Path):
 
 def _launch(out: Path, cmd: list[str], max_iters) -> Path:
     runs.write_status(out, state="starting", pid=None, step=0, max_iters=max_iters or 0, error=None,
-                      loss=None, eta_s=None, stop_requested_at=None)
+                      loss=None, eta_s=None)
+    (out / runs.STOP_REQUEST).unlink(missing_ok=True)
     proc = _spawn(cmd, out)
     if runs.read_status(out).get("state") == "starting":  # the trainer may already have taken over
         runs.write_status(out, pid=proc.pid)
@@ -350,8 +351,10 @@ def stop_job(run_dir: str | Path) -> bool:
         runs.write_status(run_dir, state="cancelled")
     elif stopped:
         # the trainer writes "stopped" only after its checkpoint (seconds on a big model, longer inside an
-        # evaluation): until then every status line says "stopping" instead of an ETA that no longer applies
-        runs.write_status(run_dir, stop_requested_at=time.time())
+        # evaluation): until then every status line says "stopping" instead of an ETA that no longer applies.
+        # A file of its own, not a field of status.json: rewriting the trainer's status from here raced with
+        # the trainer's own "stopped" and could put "running" back over it (seen as "orphaned").
+        runs.atomic_write_text(Path(run_dir) / runs.STOP_REQUEST, str(time.time()))
     return stopped
 
 

@@ -28,6 +28,7 @@ from .tokenizers import TokenizerError, load_tokenizer
 
 CONFIG, TOKENIZER, WEIGHTS, RESUME = "config.json", "tokenizer.json", "model.safetensors", "resume.safetensors"
 METRICS, SAMPLES, STATUS, SNAPSHOTS = "metrics.jsonl", "samples.jsonl", "status.json", "snapshots"
+STOP_REQUEST = "stop_request"  # written by the app when it asks a trainer to stop; the trainer removes it at start
 TMP_PREFIX = atomic.TMP_PREFIX
 DEFAULT_ROOT = Path(__file__).resolve().parent.parent / "checkpoints"
 _SNAPSHOT_RE = re.compile(r"^step_(\d{7})\.safetensors$")

@@ -283,7 +283,8 @@ def _train(args, trainer: Trainer, info: dict, out: Path, is_main: bool) -> int:
     try:
         if is_main:
             runs.remove_stale_temp_files(out)
-        write_status(state="running", pid=os.getpid(), step=trainer.step, stop_requested_at=None,
+            (out / runs.STOP_REQUEST).unlink(missing_ok=True)  # a stop asked of an earlier trainer of this run
+        write_status(state="running", pid=os.getpid(), step=trainer.step,
                      max_iters=trainer.cfg.max_iters, error=None, started_at=time.time(), **info)
     except OSError as e:  # a read-only or full disk: say so instead of a traceback
         print(f"error: cannot write to the run folder {out}: {e.strerror or e}", file=sys.stderr)
