@@ -12,7 +12,7 @@ import streamlit as st
 import torch
 
 from explorer.cache import cached_run, corpus_text
-from explorer.state import place, remember
+from explorer.state import bind, place, remember
 from gpt.data import CorpusError, decode_bytes, validation_text
 from gpt.runs import BrokenRun, RunError, RunInfo, checkpoints_root, list_runs
 from gpt.runs import broken_runs as _broken_runs
@@ -143,6 +143,23 @@ def encode_or_explain(run, text: str) -> list[int] | None:
         st.error(f"This model's character vocabulary has no {shown}. It only knows the "
                  f"{run.tokenizer.vocab_size} characters of its training text; remove or replace them.")
         return None
+
+
+def teaching_prompt_ids(run) -> list[int]:
+    """The prompt box of the pipeline pages (Inside a prediction, Attention, MLP neurons): bound to the learner's
+    remembered prompt (teaching_prompt by default), encoded, and cropped to the model's block size with a note.
+    Stops the page, after saying why, when there is nothing this model can read."""
+    default = teaching_prompt(run)
+    prompt_for_run(run, default)
+    prompt = st.text_area("Prompt", height=68, **bind("prompt", default))
+    ids = encode_or_explain(run, prompt)
+    if ids is None:
+        st.stop()
+    block = run.config.block_size
+    if len(ids) > block:
+        st.warning(f"The prompt has {len(ids)} tokens; this model reads at most {block} (its block size), so only "
+                   f"the first {block} are used.")
+    return ids[:block]
 
 
 def read_upload(upload) -> tuple[str | None, str | None]:

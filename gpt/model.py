@@ -33,6 +33,10 @@ class Trace:
         self.interventions = interventions or {}
         self.acts: dict[str, torch.Tensor] = {}
 
+    def touches(self, name: str) -> bool:
+        """Whether this trace records or replaces `name` (only then must attention take its explicit path)."""
+        return name in self.interventions or self.names is None or name in self.names
+
     def __call__(self, name: str, x: torch.Tensor) -> torch.Tensor:
         fn = self.interventions.get(name)
         if fn is not None:
@@ -142,7 +146,9 @@ class CausalSelfAttention(nn.Module):
         # On CPU the bf16 flash-attention backward is ~10x slower than the explicit softmax (measured), so
         # bf16 CPU training takes the explicit path too, recording nothing.
         qkv = self.c_attn(x)  # (B, T, 3C); bf16 under autocast even when x is fp32
-        explicit = trace is not None or (qkv.device.type == "cpu" and qkv.dtype == torch.bfloat16)
+        # the fused kernel never shows the weights: a trace that reads or edits them needs the explicit path
+        wants_weights = trace is not None and (trace.touches(prefix + "attn.pattern") or trace.touches(prefix + "attn.z"))
+        explicit = wants_weights or (qkv.device.type == "cpu" and qkv.dtype == torch.bfloat16)
         qkv = qkv.view(B, T, 3, nh, hs).permute(2, 0, 3, 1, 4)  # (3, B, nh, T, hs)
         if explicit and cache is None:
             qkv = qkv.contiguous()  # one copy here instead of three inside the batched matmuls

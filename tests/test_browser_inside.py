@@ -167,8 +167,23 @@ def test_mlp_and_kv_cache_views(page):
     nav(page, "MLP neurons")
     main = page.get_by_test_id("stMainBlockContainer")
     expect(main.get_by_text("Promotes")).to_be_visible()
-    expect(main.get_by_text(re.compile(r"first [\d,]+ tokens of the validation"))).to_be_visible()
+    expect(main.get_by_text(re.compile(r"over the whole validation text \([\d,]+ tokens\)"))).to_be_visible()
     shot(page, "mlp", full=True)
+    # clicking a row of the neuron heatmap studies that neuron: its third row, at the prompt's 5th token
+    heatmap = main.locator(".st-key-neuron_heatmap .js-plotly-plot")
+    heatmap.scroll_into_view_if_needed()
+    neuron, x, y = heatmap.evaluate("""el => {
+        const tr = el.data.find(t => t.customdata), row = tr.y[0], names = [...new Set(tr.y)];
+        const i = tr.y.findIndex(n => n === names[2]) + 4;
+        const xa = el._fullLayout.xaxis, ya = el._fullLayout.yaxis, box = el.getBoundingClientRect();
+        return [tr.customdata[i][0], box.left + xa._offset + xa.c2p(xa.d2c(tr.x[i])),
+                box.top + ya._offset + ya.c2p(ya.d2c(tr.y[i]))];
+    }""")
+    expect(main.get_by_text(f"Neuron {neuron} of layer 0", exact=True)).to_have_count(0)
+    page.mouse.click(x, y)
+    expect(main.get_by_text(f"Neuron {neuron} of layer 0", exact=True)).to_be_visible()
+    settle(page)
+    expect(main.locator('input[aria-label^="Neuron"]')).to_have_value(str(neuron))
     nav(page, "Generate")
     box = main.locator('input[aria-label="Max new tokens"]')
     box.fill("40")

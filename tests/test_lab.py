@@ -14,7 +14,8 @@ from conftest import checkpoints_env, run_cli
 from gpt import runs
 from gpt.lab.fourier import fourier_basis, frequency_norms, frequency_report
 from gpt.lab.grokking import GrokConfig, answer_logits, make_dataset, paper_init
-from gpt.lab.induction import eval_probes, icl_from_losses, icl_positions
+from gpt.lab.induction import eval_probes, icl_from_losses, icl_positions, repeated_text_probe
+from gpt.lab.induction_lab import repeated_corpus
 from gpt.lab.stats import mean_std, regularized_incomplete_beta, t_two_sided_p, welch_t_test
 from gpt.lab.sweeps import SweepError, parse_values, plan, sweep_results
 from gpt.model import GPT
@@ -49,6 +50,40 @@ def test_eval_probes_logs_scores_for_attention_models_only(corpus_text):
     assert 0 <= row["induction_score"] <= 1 and row["induction_head"].startswith("L")
     assert model.training  # restored
     assert eval_probes(GPT(GPTConfig(vocab_size=65, block_size=32, arch="bigram")), ids) == {}
+
+
+def test_probes_score_heads_on_repeated_held_out_text():
+    """eval_probes scores heads on 16 validation passages, each followed by itself; a head built to attend to
+    the token after the previous occurrence of the current one scores 1 on it."""
+    from gpt.config import GPTConfig
+    from gpt.interp.capture import attention_patterns
+    from gpt.interp.detectors import detector_scores, target_masks
+    model = GPT(GPTConfig(vocab_size=65, block_size=32, n_layer=2, n_head=2, n_embd=16, arch="multi_head"))
+    val = torch.randint(65, (5000,), generator=torch.Generator().manual_seed(3))
+    probe = repeated_text_probe(model, val)
+    assert probe.shape == (16, 32)
+    for row in probe:  # each row: a stretch of the validation ids, then the same stretch again
+        assert torch.equal(row[:16], row[16:])
+        start = next(i for i in range(len(val) - 16) if torch.equal(val[i:i + 16], row[:16]))
+        assert start >= 0
+    assert len({tuple(r.tolist()) for r in probe}) == 16  # different passages
+    # a perfect induction head, built from the probe's own target mask, scores 1 (rows with no target: uniform)
+    mask = target_masks(probe)["induction"].float()
+    perfect = torch.where(mask.sum(-1, keepdim=True) > 0, mask / mask.sum(-1, keepdim=True).clamp(min=1),
+                          torch.tril(torch.ones(32, 32)) / torch.arange(1, 33)[:, None])
+    patterns = attention_patterns(model, probe).clone()
+    patterns[:, 1, 0] = perfect
+    assert float(detector_scores(patterns, probe)[3, 1, 0]) == pytest.approx(1.0)
+    # less text than one context: the random-token probe instead
+    assert repeated_text_probe(model, val[:20]).shape == (4, 32)
+
+
+def test_lab_corpus_says_every_line_twice():
+    text = "First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak."
+    doubled = repeated_corpus(text)
+    lines = doubled.splitlines()
+    assert lines[0::2] == lines[1::2] == ["First Citizen:", "Before we proceed any further, hear me speak.", "",
+                                          "All:", "Speak, speak."]
 
 
 # ---- Fourier ----

@@ -178,17 +178,27 @@ def neuron_heatmap(acts, neurons: list[int], labels: list[str], selected: int | 
     names = [f"n{i}" for i in neurons]
     lim = float(np.abs(z).max()) or 1.0
     trace = dict(type="heatmap", z=z, x=ticks, y=names, colorscale=SIGNED_SCALE, zmin=-lim, zmax=lim, xgap=0.5,
-                               ygap=0.5, hovertemplate="neuron %{y} at %{x}: %{z:.3f}<extra></extra>",
-                               colorbar=dict(thickness=10, len=min(1.0, 300 / (60 + 14 * len(neurons)))))
+                 ygap=0.5, hoverinfo="skip",  # the clickable markers below carry the hover text
+                 colorbar=dict(thickness=10, len=min(1.0, 300 / (60 + 14 * len(neurons)))))
     shapes = []
     if selected in neurons:
         r = neurons.index(selected)
         shapes.append(dict(type="rect", xref="paper", x0=0, x1=1, y0=r - 0.5, y1=r + 0.5,
                            line=dict(color=SELECT_COLOR, width=2)))
-    return light(trace, "", 90 + 14 * len(neurons), margin=dict(l=10, r=10, t=8, b=10), shapes=shapes,
-                 xaxis=dict(type="category", tickangle=-90 if len(labels) > 16 else 0, tickfont=dict(size=10),
-                            showgrid=False, automargin=True),
-                 yaxis=dict(type="category", autorange="reversed", tickfont=dict(size=10), automargin=True))
+    fig = light(trace, "", 90 + 14 * len(neurons), margin=dict(l=10, r=10, t=8, b=10), shapes=shapes,
+                xaxis=dict(type="category", tickangle=-90 if len(labels) > 16 else 0, tickfont=dict(size=10),
+                           showgrid=False, automargin=True),
+                yaxis=dict(type="category", autorange="reversed", tickfont=dict(size=10), automargin=True))
+    # heatmaps report no clicks: a near-transparent marker on every cell carries its neuron (customdata), so a
+    # click on the map selects that neuron through Streamlit's plotly selection
+    fig.add_trace(go.Scatter(x=[t for _ in names for t in ticks], y=[n for n in names for _ in ticks],
+                             customdata=[[i, float(v)] for i, row in zip(neurons, z) for v in row], mode="markers",
+                             showlegend=False, marker=dict(symbol="square", size=10, color="rgba(0,0,0,0.01)"),
+                             selected=dict(marker=dict(opacity=1)), unselected=dict(marker=dict(opacity=1)),
+                             hovertemplate="neuron %{customdata[0]} at %{x}: %{customdata[1]:.3f}<br>click to study "
+                                           "this neuron<extra></extra>"))
+    fig.update_layout(clickmode="event+select", dragmode=False)
+    return fig
 
 
 def effect_bars(tokens: list[str], values: list[float], title: str) -> go.Figure:

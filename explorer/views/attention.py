@@ -3,7 +3,7 @@ BertViz, the query-key product behind one weight, and per-head scores."""
 import pandas as pd
 import streamlit as st
 
-from explorer.common import encode_or_explain, prompt_for_run, selected_run, teaching_prompt, token_label
+from explorer.common import selected_run, teaching_prompt_ids, token_label
 from explorer.figures.attention import attention_overview, contrast_normalise
 from explorer.figures.attention_views import PICK_CELL, PICK_QUERY, clickable_heatmap, line_view, query_key_figure, softmax_row_figure
 from explorer.state import bind, fresh_click, place, remember
@@ -22,15 +22,7 @@ if not cfg.has_attention:
 st.caption(f"Model **{run.path.name}** at step {run.step:,}: {cfg.n_layer} layer(s) × {cfg.effective_n_head} "
            f"head(s). Each head decides, for every position, how much to read from each earlier position.")
 
-prompt_for_run(run, teaching_prompt(run))
-prompt = st.text_area("Prompt", height=68, **bind("prompt", teaching_prompt(run)))
-ids = encode_or_explain(run, prompt)
-if ids is None:
-    st.stop()
-if len(ids) > cfg.block_size:
-    st.warning(f"The prompt has {len(ids)} tokens; this model sees at most {cfg.block_size} (its block size), "
-               f"so only the first {cfg.block_size} are shown.")
-    ids = ids[:cfg.block_size]
+ids = teaching_prompt_ids(run)
 try:
     trace = attention_trace(run.model, ids)
 except InterpError as e:

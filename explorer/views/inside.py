@@ -5,7 +5,7 @@ lays them out: one box per stage, each with a plain sentence, the formula and th
 """
 import streamlit as st
 
-from explorer.common import chips_html, encode_or_explain, esc, prompt_for_run, selected_run, teaching_prompt, visible
+from explorer.common import chips_html, esc, selected_run, teaching_prompt_ids, visible
 from explorer.figures.inside import attention_row_figure, keys_figure, logits_figure, pipeline_figure, strips, top_neurons_figure
 from explorer.state import bind, place
 from gpt.interp import InterpError, forward_steps
@@ -17,15 +17,7 @@ st.title("Inside a prediction")
 st.caption(f"Model **{run.path.name}** at step {run.step:,}. A GPT reads the tokens so far and scores every "
            "possible next token. Pick a token below and open any stage to see that token's real numbers.")
 
-prompt_for_run(run, teaching_prompt(run))
-prompt = st.text_area("Prompt", height=68, **bind("prompt", teaching_prompt(run)))
-ids = encode_or_explain(run, prompt)
-if ids is None:
-    st.stop()
-if len(ids) > cfg.block_size:
-    st.warning(f"The prompt has {len(ids)} tokens; this model reads at most {cfg.block_size} (its block size), so "
-               f"only the first {cfg.block_size} are used.")
-    ids = ids[:cfg.block_size]
+ids = teaching_prompt_ids(run)
 T, C = len(ids), cfg.n_embd
 texts = [tok.token_str(i) for i in ids]
 

@@ -3,9 +3,9 @@ the validation text, and which next tokens it pushes up or down."""
 import streamlit as st
 
 from explorer.cache import run_top_contexts, run_validation_ids
-from explorer.common import chips_html, encode_or_explain, esc, prompt_for_run, selected_run, teaching_prompt, visible
+from explorer.common import chips_html, esc, selected_run, teaching_prompt_ids, visible
 from explorer.figures.inside import effect_bars, neuron_heatmap
-from explorer.state import bind
+from explorer.state import bind, fresh_click, remember
 from gpt.data import CorpusError
 from gpt.interp import InterpError
 from gpt.interp.neurons import neuron_activations, neuron_logit_effect
@@ -23,12 +23,7 @@ N = 4 * cfg.n_embd
 st.caption(f"Model **{run.path.name}** at step {run.step:,}. Each block's MLP has {N} hidden neurons; each one "
            "reads the residual stream at one position, fires (or not), and writes a direction back.")
 
-prompt_for_run(run, teaching_prompt(run))
-prompt = st.text_area("Prompt", height=68, **bind("prompt", teaching_prompt(run)))
-ids = encode_or_explain(run, prompt)
-if ids is None:
-    st.stop()
-ids = ids[:cfg.block_size]
+ids = teaching_prompt_ids(run)
 labels = [visible(tok.token_str(i)) for i in ids]
 c1, c2 = st.columns([1, 3])
 layer = c1.selectbox("Layer", range(cfg.n_layer), format_func=lambda i: f"layer {i}",
@@ -43,10 +38,17 @@ neuron = c2.number_input(f"Neuron (0..{N - 1})", 0, N - 1, **bind("neuron", stro
                          help="Type any neuron's number; the heatmap lists the ones most active on this prompt.")
 neuron = int(neuron)
 
-st.plotly_chart(neuron_heatmap(acts, strongest, labels, neuron), key="neuron_heatmap")
+event = st.plotly_chart(neuron_heatmap(acts, strongest, labels, neuron), key="neuron_heatmap", on_select="rerun",
+                        selection_mode="points", config={"displayModeBar": False})
+points = event.selection.points if event and event.selection else []
+picked = points[0].get("customdata") if points else None
+picked = int(picked[0] if isinstance(picked, list) else picked) if picked is not None else None
+if fresh_click("neuron_heatmap", picked) and picked != neuron:
+    remember("neuron", picked)
+    st.rerun()
 st.caption(f"The {len(strongest)} neurons of layer {layer} that fire most somewhere in the prompt (rows, strongest "
-           "first) at every position (columns): blue = positive activation, red = negative. Hover for values; the "
-           "orange frame marks the chosen neuron.")
+           "first) at every position (columns): blue = positive activation, red = negative. Hover for values; "
+           "**click a row** to study that neuron (orange frame).")
 
 st.subheader(f"Neuron {neuron} of layer {layer}")
 left, right = st.columns([3, 2], gap="large")
@@ -65,8 +67,8 @@ with left:
             rows.append(f"<div style='display:flex;gap:8px;align-items:baseline'><code style='min-width:4em'>"
                         f"{value:.2f}</code>{chips_html(pieces).replace('<br>', '')}</div>")
         st.markdown("".join(rows), unsafe_allow_html=True)
-        st.caption(f"Where neuron {neuron} fires most in the first {contexts.n_tokens:,} tokens of the validation "
-                   "text: the activation, then the text leading up to the token (orange) it fires on. Computed once "
+        st.caption(f"Where neuron {neuron} fires most over the whole validation text ({contexts.n_tokens:,} "
+                   "tokens): the activation, then the text leading up to the token (orange) it fires on. Computed once "
                    "per run and step and kept in the run folder.")
 with right:
     effect = neuron_logit_effect(run.model, layer, neuron)

@@ -59,13 +59,13 @@ def probe_for(model: GPT, batch: int = 4, seed: int = 0) -> torch.Tensor:
 PROBES = ("repeated random tokens", "repeated validation text")
 
 
-def text_probe(val_ids, block_size: int, seed: int = 0) -> torch.Tensor:
-    """(1, 2*half): a passage of held-out text (validation ids) followed by itself, at a seed-chosen offset;
-    half fills the context like `probe_for` (at most 64 tokens)."""
+def text_probe(val_ids, block_size: int, seed: int = 0, batch: int = 1) -> torch.Tensor:
+    """(batch, 2*half): passages of held-out text (validation ids), each followed by itself, at seed-chosen
+    offsets (passage b is seed + b's); half fills the context like `probe_for` (at most 64 tokens)."""
     val_ids = torch.as_tensor(val_ids, dtype=torch.long).flatten()
     half = max(2, min(64, block_size // 2))
-    start = (seed * 997) % max(1, len(val_ids) - half)
-    return repeated_passage(val_ids[start:start + half], half)
+    starts = [((seed + b) * 997) % max(1, len(val_ids) - half) for b in range(batch)]
+    return torch.cat([repeated_passage(val_ids[s:s + half], half) for s in starts])
 
 
 def build_probe(model: GPT, kind: str = PROBES[0], seed: int = 0, val_ids=None) -> torch.Tensor:
@@ -75,7 +75,7 @@ def build_probe(model: GPT, kind: str = PROBES[0], seed: int = 0, val_ids=None) 
     if kind == PROBES[1]:
         if val_ids is None:
             raise InterpError("the repeated-text probe needs the run's validation text")
-        return text_probe(val_ids, model.config.block_size, seed)
+        return text_probe(val_ids, model.config.block_size, seed, batch=4)
     raise InterpError(f"unknown probe {kind!r}; choose one of {', '.join(PROBES)}")
 
 

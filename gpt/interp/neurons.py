@@ -26,9 +26,6 @@ from .capture import InterpError, run_with_cache
 TOP_K = 8              # contexts kept per neuron
 WINDOWS_PER_BATCH = 32  # validation windows per forward (bounded memory: 32 x 128 x 768 floats per layer)
 FOLDER = "interp"
-# the first 32,768 validation tokens: ~3.4 s of one core for the shipped model (fp32; the whole 111k-token split
-# took ~10 s, too long for a page to wait), and already hundreds of examples of every common character context
-SCAN_TOKENS = 32_768
 
 
 def require_mlp(model: GPT, layer: int | None = None) -> None:
@@ -73,7 +70,11 @@ class TopContexts:
 @torch.no_grad()
 def top_contexts(model: GPT, seq: torch.Tensor, k: int = TOP_K, max_tokens: int | None = None) -> TopContexts:
     """Scan seq (1-D token ids) in consecutive non-overlapping windows of block_size and keep, per layer and
-    neuron, the k positions of highest activation. A running top-k per batch of windows bounds memory."""
+    neuron, the k positions of highest activation. A running top-k per batch of windows bounds memory.
+
+    Fast enough for the whole validation split (bench/neurons.py): the trace records only the MLP activations,
+    so attention runs its fused kernel (no (T, T) weights materialised), and the top-k runs over positions for
+    all neurons at once, without transposing the activations."""
     require_mlp(model)
     cfg = model.config
     seq = torch.as_tensor(seq, dtype=torch.long).flatten()
@@ -84,8 +85,8 @@ def top_contexts(model: GPT, seq: torch.Tensor, k: int = TOP_K, max_tokens: int 
     if n_windows == 0:
         raise InterpError(f"the validation text has {len(seq)} tokens, fewer than one window of {T}")
     L, N = cfg.n_layer, 4 * cfg.n_embd
-    best_v = torch.full((L, N, k), float("-inf"))
-    best_p = torch.zeros((L, N, k), dtype=torch.long)
+    best_v = torch.full((L, k, N), float("-inf"))         # kept as (k, N) per layer: top-k along positions
+    best_p = torch.zeros((L, k, N), dtype=torch.long)
     names = {f"blocks.{i}.mlp.post" for i in range(L)}
     device = next(model.parameters()).device
     for start in range(0, n_windows, WINDOWS_PER_BATCH):
@@ -94,13 +95,13 @@ def top_contexts(model: GPT, seq: torch.Tensor, k: int = TOP_K, max_tokens: int 
         cache = run_with_cache(model, batch, names)
         positions = torch.arange(start * T, stop * T)                     # (B*T,) positions in seq
         for i in range(L):
-            acts = cache[f"blocks.{i}.mlp.post"].float().cpu().reshape(-1, N).T   # (N, B*T)
-            top = torch.topk(acts, min(k, acts.size(1)), dim=1)                  # (N, k)
-            merged_v = torch.cat([best_v[i], top.values], 1)                     # (N, 2k)
-            merged_p = torch.cat([best_p[i], positions[top.indices]], 1)
-            keep = torch.topk(merged_v, k, dim=1)
-            best_v[i], best_p[i] = keep.values, merged_p.gather(1, keep.indices)
-    return TopContexts(best_v, best_p, n_windows * T)
+            acts = cache[f"blocks.{i}.mlp.post"].float().cpu().reshape(-1, N)   # (B*T, N)
+            top = torch.topk(acts, min(k, acts.size(0)), dim=0)                # (k, N)
+            merged_v = torch.cat([best_v[i], top.values])                      # (2k, N)
+            merged_p = torch.cat([best_p[i], positions[top.indices]])
+            keep = torch.topk(merged_v, k, dim=0)
+            best_v[i], best_p[i] = keep.values, merged_p.gather(0, keep.indices)
+    return TopContexts(best_v.transpose(1, 2).contiguous(), best_p.transpose(1, 2).contiguous(), n_windows * T)
 
 
 def cache_path(run_dir: str | Path, step: int) -> Path:
@@ -108,15 +109,17 @@ def cache_path(run_dir: str | Path, step: int) -> Path:
 
 
 def cached_top_contexts(run, seq: torch.Tensor) -> TopContexts:
-    """top_contexts for a loaded run (gpt.runs.LoadedRun) over the first SCAN_TOKENS of seq, read from / written to its run folder."""
+    """top_contexts for a loaded run (gpt.runs.LoadedRun) over the whole of seq (its validation text), read from /
+    written to its run folder."""
     path = cache_path(run.path, run.step)
     try:
         stored = load_tensors(path.read_bytes())
-        if stored["values"].shape[:2] == (run.config.n_layer, 4 * run.config.n_embd):
+        whole = len(seq) // run.config.block_size * run.config.block_size  # a scan of part of it is stale
+        if stored["values"].shape[:2] == (run.config.n_layer, 4 * run.config.n_embd) and int(stored["n_tokens"]) == whole:
             return TopContexts(stored["values"], stored["positions"], int(stored["n_tokens"]))
     except (OSError, SafetensorError, KeyError):
         pass  # absent or unreadable: compute it again
-    result = top_contexts(run.model, seq, max_tokens=SCAN_TOKENS)
+    result = top_contexts(run.model, seq)
     try:
         path.parent.mkdir(exist_ok=True)
         atomic_write_bytes(path, save_tensors({"values": result.values.contiguous(),

@@ -26,16 +26,16 @@ STATUS_KIND = "induction-lab"
 @dataclass
 class InductionLabConfig:
     corpus: str = "tiny-shakespeare"
-    repeat_passages: bool = True  # train on the corpus with every passage said twice (see repeated_corpus)
+    repeat_lines: bool = True  # train on the corpus with every line said twice (see repeated_corpus)
     tokenizer: str = "bpe"        # word pieces: "the token after the previous occurrence of this one" is then
     vocab_size: int = 512         # unambiguous far more often than with single characters
     pos_embedding: str = "rotary"  # relative positions: previous-token heads form sooner than with a table
-    n_embd: int = 64
+    n_embd: int = 128             # room in the residual stream for the token and the previous token's identity
     n_head: int = 4
-    block_size: int = 128
-    batch_size: int = 16
-    max_iters: int = 2500
-    lr: float = 1e-2
+    block_size: int = 64          # a line and its repeat are ~10-30 tokens: a context of 64 holds several
+    batch_size: int = 32
+    max_iters: int = 3000           # the phase change comes at ~500-1,000 steps; the rest lets the 1-layer settle
+    lr: float = 6e-3
     warmup_iters: int = 30
     eval_interval: int = 50
     eval_iters: int = 4
@@ -59,16 +59,20 @@ class InductionLabConfig:
 
 
 def repeated_corpus(text: str) -> str:
-    """The corpus with every passage (the text between blank lines: a speech, in Shakespeare) followed by itself.
+    """The corpus with every line said twice ("Before we proceed any further, hear me speak.\n" then the same line
+    again): wherever a line repeats, the model can predict it by copying from a few tokens back, which only an
+    induction circuit does (find the earlier occurrence of the current token, read the token that followed it).
 
-    Why: in plain character-level Shakespeare, copying from earlier in a 128-256-character context pays off
-    rarely, and a 2-layer model did not form an induction head within this lab's 3-minute budget (measured: at
-    step 450 its best head scored 0.02, the shipped 4-layer model 0.03). Saying each passage twice makes
-    copying worth a lot, as the repeated-text probes of the paper do; what is learned is still Shakespeare,
-    and a 1-layer model still cannot copy (it has no earlier layer to find "the token after the previous
-    occurrence of mine")."""
-    passages = [p for p in text.split("\n\n") if p.strip()]
-    return "\n\n".join(f"{p}\n{p}" for p in passages) + "\n"
+    Why: in plain Shakespeare copying from earlier in the context pays off rarely, and no 2-layer model formed an
+    induction head within this lab's budget (measured: char-level and BPE, learned and rotary positions, best head
+    0.02-0.09 after 1,500-2,500 steps); with every speech said twice (most speeches are longer than the context)
+    still none. With every line said twice the repeat is always in view, copying is worth a lot, and the 2-layer
+    model forms an induction head in a phase change within ~1,000 steps (bench numbers in the README). What is
+    learned is still Shakespeare; the lines' lengths vary, so no fixed-offset head can fake copying; and a
+    1-layer model still cannot copy (it has no earlier layer to find "the token after the previous occurrence of
+    mine")."""
+    lines = [line if line.endswith("\n") else line + "\n" for line in text.splitlines(keepends=True)]
+    return "".join(line + line for line in lines)
 
 
 @dataclass
@@ -139,7 +143,7 @@ def run(out: str | Path, cfg: InductionLabConfig | None = None, echo=print) -> d
                       error=None, started_at=time.time())
     t0 = time.perf_counter()
     corpus = cfg.corpus
-    if cfg.repeat_passages:
+    if cfg.repeat_lines:
         text, _ = load_corpus(cfg.corpus)
         runs.atomic_write_text(out / CORPUS_FILE, repeated_corpus(text))
         corpus = str((out / CORPUS_FILE).resolve())
