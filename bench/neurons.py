@@ -1,5 +1,6 @@
 """MLP neurons' top contexts over the WHOLE validation split of the shipped model (issue 12: "at most a few
-seconds"): `gpt.interp.neurons.top_contexts` against the scan it replaced (the same windows through the
+seconds"): `gpt.interp.neurons.top_contexts` in fp32 and in bf16 (what the app uses on a CPU with native bf16)
+against the scan it replaced (the same windows through the
 inspection path with attention's explicit softmax, top-k over the transposed activations), in the same run,
 interleaved, with 1 and 2 torch threads. Also checks both find the same top position for every neuron.
 
@@ -56,23 +57,28 @@ def main() -> None:
     rows, loads = [], [os.getloadavg()[0]]
     for threads in (1, 2):
         torch.set_num_threads(threads)
-        times = {"ours": [], "explicit": []}
+        times = {"ours": [], "ours bf16": [], "explicit": []}
         for _ in range(args.rounds):
             t0 = time.perf_counter()
             ours = top_contexts(run.model, seq)
             times["ours"].append(time.perf_counter() - t0)
             t0 = time.perf_counter()
+            ours_bf16 = top_contexts(run.model, seq, dtype=torch.bfloat16)
+            times["ours bf16"].append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
             _, old_p = explicit_scan(run.model, seq)
             times["explicit"].append(time.perf_counter() - t0)
             loads.append(os.getloadavg()[0])
         same = (ours.positions[..., 0] == old_p[..., 0]).float().mean().item()
-        o, e = statistics.median(times["ours"]), statistics.median(times["explicit"])
-        rows.append([f"{threads} thread(s)", f"{ours.n_tokens:,}", f"{o:.2f}", f"{e:.2f}", f"{o / e:.2f}", f"{same:.1%}"])
+        same_bf16 = (ours_bf16.positions[..., 0] == old_p[..., 0]).float().mean().item()
+        o, b, e = (statistics.median(times[k]) for k in ("ours", "ours bf16", "explicit"))
+        rows.append([f"{threads} thread(s)", f"{ours.n_tokens:,}", f"{o:.2f}", f"{b:.2f}", f"{e:.2f}", f"{o / e:.2f}",
+                     f"{b / e:.2f}", f"{same:.1%}", f"{same_bf16:.1%}"])
     print(machine())
     print(f"load average (1 min) during the bench: {min(loads):.1f} to {max(loads):.1f}; rounds: {args.rounds}; "
           f"shipped model {run.config.n_layer} x {run.config.n_head} x {run.config.n_embd}, block {run.config.block_size}")
-    print(table(["torch threads", "tokens scanned", "ours s", "explicit-attention scan s", "ratio",
-                 "same top position"], rows))
+    print(table(["torch threads", "tokens scanned", "ours fp32 s", "ours bf16 s", "explicit-attention scan s",
+                 "fp32 ratio", "bf16 ratio", "same top (fp32)", "same top (bf16)"], rows))
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from . import distributed, runs
 from .config import ACTIVATIONS, NORMS, POS_EMBEDDINGS, ConfigError, GPTConfig, TrainConfig
 from .data import CorpusError, load_corpus, split_ids
 from .lab.induction import eval_probes
+from .lab.induction_lab import repeated_corpus
 from .model import GPT
 from .tokenizers import Tokenizer, TokenizerError, UnknownCharactersError, load_tokenizer, train_tokenizer
 from .trainer import Trainer, TrainError, resolve_device, resolve_dtype
@@ -46,6 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--schedule", choices=["cosine", "wsd"],
                    help="lr schedule after warmup: cosine decay (nanoGPT) or wsd (stable, then a linear cooldown)")
     p.add_argument("--cooldown-frac", type=float, help="wsd: share of the steps spent cooling down (default 0.4)")
+    p.add_argument("--repeat-lines-frac", type=float,
+                   help="share of each training batch from the training text with every line said twice, so copying "
+                        "from the context pays and induction heads form (default 0; validation text untouched)")
     p.add_argument("--no-bias", action="store_true", help="no biases in Linear and LayerNorm layers")
     arch = p.add_argument_group("modern architecture (each off by default; see GPTConfig in gpt/config.py)")
     arch.add_argument("--pos-embedding", choices=POS_EMBEDDINGS,
@@ -82,7 +86,7 @@ MODEL_ARGS = ("arch", "n_layer", "n_head", "n_embd", "block_size", "dropout", "p
 TRAIN_ARGS = ("batch_size", "max_iters", "lr", "min_lr", "warmup_iters", "eval_interval", "eval_iters", "seed",
               "dtype", "device", "grad_accum", "log_interval", "lr_decay_iters", "weight_decay", "beta2",
               "grad_clip", "sample_tokens", "snapshot_interval", "snapshot_dtype", "optimizer", "muon_lr", "schedule",
-              "cooldown_frac")
+              "cooldown_frac", "repeat_lines_frac")
 
 
 def configs_from_args(args, base_model: GPTConfig, base_train: TrainConfig) -> tuple[GPTConfig, TrainConfig]:
@@ -230,6 +234,9 @@ def prepare(args) -> tuple[Trainer, dict]:
     ddp_model = distributed.wrap(model, dist_info, device)  # None in a single process
     trainer = Trainer(model, tokenizer, splits.train, splits.val, train_cfg, out, device, dtype,
                       rank=dist_info.rank, world_size=dist_info.world_size, ddp_model=ddp_model)
+    if train_cfg.repeat_lines_frac > 0:  # the training split with every line said twice
+        doubled = repeated_corpus(tokenizer.decode(splits.train.tolist()))
+        trainer.repeated_ids = torch.tensor(tokenizer.encode(doubled), dtype=torch.long)
     trainer.eval_probes = eval_probes  # ICL score and the strongest induction/previous-token heads at each eval
     if args.resume:
         has_checkpoint = (out / runs.RESUME).exists()

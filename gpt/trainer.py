@@ -94,6 +94,7 @@ class Trainer:
                  rank: int = 0, world_size: int = 1, ddp_model=None):
         self.model, self.tokenizer, self.cfg = model, tokenizer, cfg
         self.train_ids, self.val_ids = train_ids, val_ids
+        self.repeated_ids: torch.Tensor | None = None  # train text with every line said twice (repeat_lines_frac)
         self.out_dir, self.device, self.dtype = out_dir, device, dtype
         self.rank, self.world_size = rank, world_size
         self.ddp_model = ddp_model  # DistributedDataParallel wrapper when world_size > 1
@@ -126,10 +127,20 @@ class Trainer:
     def is_main(self) -> bool:
         return self.rank == 0
 
-    def batch(self, data: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        """This rank's batch_size windows of the global batch (all of it in a single process)."""
-        return distributed.rank_batch(data, self.block_size, self.cfg.batch_size, generator, self.device,
+    def batch(self, data: torch.Tensor, generator: torch.Generator, size: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """This rank's `size` (default batch_size) windows of the global batch (all of it in a single process)."""
+        return distributed.rank_batch(data, self.block_size, size or self.cfg.batch_size, generator, self.device,
                                       self.rank, self.world_size)
+
+    def train_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """A training batch: its last round(repeat_lines_frac * batch_size) windows come from repeated_ids (the
+        training text with every line said twice) when that is set."""
+        n_repeated = round(self.cfg.repeat_lines_frac * self.cfg.batch_size) if self.repeated_ids is not None else 0
+        if n_repeated == 0:
+            return self.batch(self.train_ids, self.data_gen)
+        plain = self.batch(self.train_ids, self.data_gen, self.cfg.batch_size - n_repeated)
+        doubled = self.batch(self.repeated_ids, self.data_gen, n_repeated)
+        return torch.cat([plain[0], doubled[0]]), torch.cat([plain[1], doubled[1]])
 
     def autocast(self):
         if self.dtype == torch.float32:
@@ -166,7 +177,7 @@ class Trainer:
         net = self.train_net
         total = 0.0
         for micro in range(self.cfg.grad_accum):
-            x, y = self.batch(self.train_ids, self.data_gen)
+            x, y = self.train_batch()
             sync = (micro == self.cfg.grad_accum - 1) or self.ddp_model is None
             ctx = contextlib.nullcontext() if sync else self.ddp_model.no_sync()
             with ctx:
@@ -193,7 +204,7 @@ class Trainer:
         lowp.begin_step()
         total = 0.0
         for _ in range(self.cfg.grad_accum):
-            x, y = self.batch(self.train_ids, self.data_gen)
+            x, y = self.train_batch()
             total += lowp.forward_backward(x, y, 1.0 / self.cfg.grad_accum)
         grad_norm = lowp.clip_grad_norm_(self.cfg.grad_clip)
         self.optimizer.step()

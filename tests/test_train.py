@@ -207,3 +207,32 @@ def test_compile_trains_like_eager(dtype):
         losses[compiled] = [trainer.train_step()[0] for _ in range(6)]
         losses[compiled].append(trainer.evaluate()["val"])  # the plain model has the compiled steps' updates
     assert max(abs(a - b) for a, b in zip(losses[False], losses[True])) < 1e-3, losses
+
+
+def test_repeat_lines_frac_mixes_doubled_lines_into_training_batches_only(tmp_path, corpus_file):
+    """--repeat-lines-frac: that share of each training batch comes from the training text with every line said
+    twice (saved in config.json, so resume keeps it); evaluation batches and the validation text stay plain."""
+    from gpt.config import ConfigError, GPTConfig
+    from gpt.model import GPT
+    from gpt.tokenizers import CharTokenizer
+    from gpt.trainer import Trainer
+    with pytest.raises(ConfigError, match="repeat_lines_frac"):
+        TrainConfig(repeat_lines_frac=1.0).validate()
+    text = "".join(f"line number {i} of the corpus\n" for i in range(300))
+    tok = CharTokenizer.train(text)
+    ids = torch.tensor(tok.encode(text))
+    model = GPT(GPTConfig(vocab_size=tok.vocab_size, block_size=16, n_layer=1, n_head=2, n_embd=16))
+    trainer = Trainer(model, tok, ids[:8000], ids[8000:], TrainConfig(batch_size=8, repeat_lines_frac=0.25),
+                      None, torch.device("cpu"), torch.float32)
+    space = tok.encode(" ")[0]
+    trainer.repeated_ids = torch.full((500,), space)  # recognisable: the plain text has no 16 spaces in a row
+    x, y = trainer.train_batch()
+    assert [bool((w == space).all()) for w in x] == [False] * 6 + [True] * 2  # round(0.25 * 8) = 2 windows
+    x, _ = trainer.batch(trainer.train_ids, torch.Generator().manual_seed(0))  # evaluation: plain text only
+    assert not any(bool((w == space).all()) for w in x)
+    # the real doubled text, built by train.py from the training split
+    from gpt.lab.induction_lab import repeated_corpus
+    assert repeated_corpus("a\nb\n") == "a\na\nb\nb\n"
+    run_cli("-m", "gpt.train", "--out", str(tmp_path / "run"), "--corpus", str(corpus_file), "--max-iters", "4",
+            "--repeat-lines-frac", "0.5", *TINY_TRAIN)
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["train"]["repeat_lines_frac"] == 0.5

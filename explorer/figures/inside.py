@@ -205,7 +205,11 @@ def effect_bars(tokens: list[str], values: list[float], title: str) -> go.Figure
     """Horizontal bars of signed per-token effects (logit change per unit of activation), largest magnitude on top."""
     trace = dict(type="bar", x=values, y=[safe(repr(t)) for t in tokens], orientation="h",
                            marker_color=["#2166ac" if v >= 0 else "#b2182b" for v in values],
-                           text=[f"{v:+.2f}" for v in values], textposition="outside", cliponaxis=False,
+                           text=[f"{v:+.2f}" for v in values], cliponaxis=False,
+                           # outside the bar for positive values; inside for negative ones, which would otherwise
+                           # run into the token labels on the left
+                           textposition=["outside" if v >= 0 else "inside" for v in values],
+                           insidetextanchor="start",
                            hovertemplate="%{y}: %{x:+.3f}<extra></extra>")
     return light(trace, title, 70 + 24 * len(tokens), margin=dict(l=10, r=40, t=34, b=40),
                  yaxis=dict(autorange="reversed", type="category", automargin=True),

@@ -45,6 +45,24 @@ def controls(kind: str, label: str, folder) -> None:
         st.caption(busy)
 
 
+def experiment(kind: str, label: str, draw) -> None:
+    """The start/stop buttons, the folder picker and a live view: draw(folder, state) every REFRESH_S seconds
+    while the experiment runs, once when it has ended."""
+    folder = picker(kind)
+    controls(kind, label, folder)
+    if folder is None:
+        return
+    live = jobs.job_state(folder).live
+
+    @st.fragment(run_every=REFRESH_S if live else None)
+    def view():
+        state = jobs.job_state(folder)
+        if live and not state.live:
+            st.rerun(scope="app")
+        draw(folder, state)
+    view()
+
+
 def induction_tab() -> None:
     st.markdown(
         "**Induction heads form** (Olsson et al. 2022). A 2-layer and a 1-layer *attention-only* model train side by "
@@ -58,17 +76,8 @@ def induction_tab() -> None:
     st.caption("Scores are measured on repeated held-out text (16 validation passages, each followed by itself). "
                "The paper's random tokens are far from anything a small text model has read, and its heads score lower on "
                "them (figures in the README).")
-    folder = picker("induction")
-    controls("induction", "Run the induction experiment", folder)
-    if folder is None:
-        return
-    live = jobs.job_state(folder).live
 
-    @st.fragment(run_every=REFRESH_S if live else None)
-    def view():
-        state = jobs.job_state(folder)
-        if live and not state.live:
-            st.rerun(scope="app")
+    def draw(folder, state):
         rows = lab_jobs.induction_rows(folder)
         steps = {name: (rows[name][-1]["step"] if rows[name] else 0) for name in MODELS}
         st.caption(f"**{folder.name}** · {state.state} · steps " + ", ".join(f"{n}: {s}" for n, s in steps.items()))
@@ -85,7 +94,7 @@ def induction_tab() -> None:
             st.code(jobs.log_tail(folder, 2000) or "(empty)", language=None)
         elif state.live:
             st.caption("The check runs when both models have finished.")
-    view()
+    experiment("induction", "Run the induction experiment", draw)
 
 
 def grokking_tab() -> None:
@@ -96,17 +105,8 @@ def grokking_tab() -> None:
         "The weight norm falls as memorisation is cleaned up; the embedding, written in the Fourier basis, "
         "concentrates on a handful of key frequencies. About 500 steps (lr 1e-2 instead of the paper's 1e-3 so it "
         "happens in minutes: see gpt/lab/grokking.py).")
-    folder = picker("grokking")
-    controls("grokking", "Run the grokking experiment", folder)
-    if folder is None:
-        return
-    live = jobs.job_state(folder).live
 
-    @st.fragment(run_every=REFRESH_S if live else None)
-    def view():
-        state = jobs.job_state(folder)
-        if live and not state.live:
-            st.rerun(scope="app")
+    def draw(folder, state):
         rows = [r for r in jobs.read_metrics(folder) if "test_acc" in r]
         first = {k: next((r["step"] for r in rows if r[f"{k}_acc"] >= 0.99), None) for k in ("train", "test")}
         last = rows[-1] if rows else {}
@@ -121,7 +121,7 @@ def grokking_tab() -> None:
             st.error(state.error or "the experiment failed; see train.log in its folder")
         elif state.live:
             st.caption("The check runs when training stops (a few hundred steps after test accuracy reaches 99%).")
-    view()
+    experiment("grokking", "Run the grokking experiment", draw)
 
 
 tab_ind, tab_grok = st.tabs(["Induction heads", "Grokking"])

@@ -21,6 +21,7 @@ from safetensors.torch import save as save_tensors
 
 from ..model import GPT
 from ..runs import atomic_write_bytes
+from ..trainer import resolve_dtype
 from .capture import InterpError, run_with_cache
 
 TOP_K = 8              # contexts kept per neuron
@@ -68,13 +69,15 @@ class TopContexts:
 
 
 @torch.no_grad()
-def top_contexts(model: GPT, seq: torch.Tensor, k: int = TOP_K, max_tokens: int | None = None) -> TopContexts:
+def top_contexts(model: GPT, seq: torch.Tensor, k: int = TOP_K, max_tokens: int | None = None,
+                 dtype: torch.dtype = torch.float32) -> TopContexts:
     """Scan seq (1-D token ids) in consecutive non-overlapping windows of block_size and keep, per layer and
     neuron, the k positions of highest activation. A running top-k per batch of windows bounds memory.
 
     Fast enough for the whole validation split (bench/neurons.py): the trace records only the MLP activations,
     so attention runs its fused kernel (no (T, T) weights materialised), and the top-k runs over positions for
-    all neurons at once, without transposing the activations."""
+    all neurons at once. dtype=torch.bfloat16 runs the forward under bf16 autocast: ~1.6x faster on a CPU with
+    native bf16; the top position of ~5% of neurons then differs from fp32's (near-ties)."""
     require_mlp(model)
     cfg = model.config
     seq = torch.as_tensor(seq, dtype=torch.long).flatten()
@@ -92,7 +95,8 @@ def top_contexts(model: GPT, seq: torch.Tensor, k: int = TOP_K, max_tokens: int 
     for start in range(0, n_windows, WINDOWS_PER_BATCH):
         stop = min(n_windows, start + WINDOWS_PER_BATCH)
         batch = seq[start * T:stop * T].view(stop - start, T).to(device)   # (B, T)
-        cache = run_with_cache(model, batch, names)
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
+            cache = run_with_cache(model, batch, names)
         positions = torch.arange(start * T, stop * T)                     # (B*T,) positions in seq
         for i in range(L):
             acts = cache[f"blocks.{i}.mlp.post"].float().cpu().reshape(-1, N)   # (B*T, N)
@@ -119,7 +123,8 @@ def cached_top_contexts(run, seq: torch.Tensor) -> TopContexts:
             return TopContexts(stored["values"], stored["positions"], int(stored["n_tokens"]))
     except (OSError, SafetensorError, KeyError):
         pass  # absent or unreadable: compute it again
-    result = top_contexts(run.model, seq)
+    device = next(run.model.parameters()).device
+    result = top_contexts(run.model, seq, dtype=resolve_dtype("auto", device))  # bf16 where native: a page waits
     try:
         path.parent.mkdir(exist_ok=True)
         atomic_write_bytes(path, save_tensors({"values": result.values.contiguous(),

@@ -18,36 +18,32 @@ from pathlib import Path
 from .. import runs
 from ..config import ConfigError
 
+# optional overrides of each experiment's config dataclass: (flag, type or a tuple of choices, help); unset = the
+# dataclass default
+INDUCTION_FLAGS = [("--max-iters", int, None), ("--block-size", int, None), ("--n-embd", int, None),
+                   ("--batch-size", int, None), ("--eval-interval", int, None), ("--seed", int, None),
+                   ("--corpus", str, "built-in corpus name or a text file (default tiny-shakespeare)"),
+                   ("--tokenizer", ("char", "bpe"), "default bpe"),
+                   ("--vocab-size", int, "BPE vocabulary size (default 512)"), ("--lr", float, None)]
+GROKKING_FLAGS = [("--seed", int, None), ("--p", int, None), ("--max-steps", int, None), ("--lr", float, None),
+                  ("--weight-decay", float, None), ("--train-fraction", float, None), ("--d-model", int, None),
+                  ("--eval-interval", int, None), ("--snapshot-interval", int, None), ("--patience", int, None),
+                  ("--threads", int, None), ("--dtype", ("float32", "bfloat16"), None)]
+
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m gpt.lab", description="Training-dynamics experiments.")
     sub = p.add_subparsers(dest="experiment", required=True)
     ind = sub.add_parser("induction", help="induction heads form in a 2-layer, not a 1-layer, attention-only model")
     ind.add_argument("--out", required=True, help="folder for the two run folders and lab.json")
-    ind.add_argument("--max-iters", type=int)
-    ind.add_argument("--block-size", type=int)
-    ind.add_argument("--n-embd", type=int)
-    ind.add_argument("--batch-size", type=int)
-    ind.add_argument("--eval-interval", type=int)
-    ind.add_argument("--seed", type=int)
-    ind.add_argument("--corpus", help="built-in corpus name or a text file (default tiny-shakespeare)")
-    ind.add_argument("--tokenizer", choices=["char", "bpe"])
-    ind.add_argument("--vocab-size", type=int, help="BPE vocabulary size (default 512)")
-    ind.add_argument("--lr", type=float)
     grok = sub.add_parser("grokking", help="grokking on a + b mod p (Nanda et al. 2023)")
     grok.add_argument("--out", required=True, help="the run folder to write")
-    grok.add_argument("--seed", type=int)
-    grok.add_argument("--p", type=int)
-    grok.add_argument("--max-steps", type=int)
-    grok.add_argument("--lr", type=float)
-    grok.add_argument("--weight-decay", type=float)
-    grok.add_argument("--train-fraction", type=float)
-    grok.add_argument("--d-model", type=int)
-    grok.add_argument("--eval-interval", type=int)
-    grok.add_argument("--snapshot-interval", type=int)
-    grok.add_argument("--patience", type=int)
-    grok.add_argument("--threads", type=int)
-    grok.add_argument("--dtype", choices=["float32", "bfloat16"])
+    for parser, flags in ((ind, INDUCTION_FLAGS), (grok, GROKKING_FLAGS)):
+        for flag, kind, help_text in flags:
+            if isinstance(kind, tuple):
+                parser.add_argument(flag, choices=kind, help=help_text)
+            else:
+                parser.add_argument(flag, type=kind, help=help_text)
     return p
 
 
