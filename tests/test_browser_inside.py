@@ -132,6 +132,14 @@ def test_attention_thumbnail_click_selects_the_head_and_lines_render_128_tokens(
     settle(page)
     expect(main.get_by_role("combobox", name="Head")).to_have_value("head 3")
     shot(page, "attention-clicked-L2H3")
+    # a click on a heatmap cell makes its row the query position (Vega draws each cell as an SVG path labelled
+    # "key: k; query: q; weight: w")
+    cell = main.locator('.st-key-attn_heatmap path[aria-label^="key: 3; query: 20;"]')
+    cell.scroll_into_view_if_needed()
+    expect(main.get_by_text(re.compile(r"Query position 20\b"))).to_have_count(0)
+    cell.click()
+    expect(main.get_by_text(re.compile(r"Query position 20\b"))).to_be_visible()
+    settle(page)
 
     area = main.locator('textarea[aria-label="Prompt"]')
     area.fill(LONG_PROMPT)
