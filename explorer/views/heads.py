@@ -16,9 +16,10 @@ st.caption(f"Model **{run.path.name}** at step {run.step:,}: {cfg.n_layer} layer
 
 
 c1, c2 = st.columns([3, 1])
-kind = c1.radio("Probe", PROBES, horizontal=True, **bind("probe", PROBES[0], options=PROBES),
-                help="Induction is defined on random tokens (nothing but copying can predict them); a small "
-                     "character model may only show its induction heads on text like what it was trained on.")
+kind = c1.radio("Probe", PROBES, horizontal=True, **bind("probe", PROBES[1], options=PROBES),
+                help="Repeated validation text (the default): passages the model never trained on, each followed by "
+                     "itself, text like what it learned from. Random tokens are the papers' probe (nothing but "
+                     "copying can predict them), but a small model may hardly attend on them at all.")
 seed = c2.number_input("Probe seed", 0, 10_000, help="Which random sequence (or passage) the detectors use",
                        **bind("probe_seed", 0, options=range(10_001)))
 try:

@@ -103,8 +103,8 @@ def grokking_tab() -> None:
         "first *memorises* the training pairs (train accuracy 100%, test near chance); weight decay then slowly "
         "replaces memorisation with an algorithm built on a few **Fourier frequencies**, and test accuracy jumps. "
         "The weight norm falls as memorisation is cleaned up; the embedding, written in the Fourier basis, "
-        "concentrates on a handful of key frequencies. About 500 steps (lr 1e-2 instead of the paper's 1e-3 so it "
-        "happens in minutes: see gpt/lab/grokking.py).")
+        "concentrates on a handful of key frequencies. About 500 steps, ~30 s on a quiet 2-core machine (lr 1e-2 "
+        "instead of the paper's 1e-3 so it happens in seconds, not hours: see gpt/lab/grokking.py).")
 
     def draw(folder, state):
         rows = [r for r in jobs.read_metrics(folder) if "test_acc" in r]

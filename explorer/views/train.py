@@ -204,7 +204,7 @@ def live_view(run_dir) -> None:
         if any("icl_score" in r for r in metrics):  # logged at evaluations by models with attention
             st.plotly_chart(probe_curves(metrics), key="train_probe_chart")
             st.caption("ICL score: loss late in the context minus early (negative = the model uses its context). "
-                       "Head scores: the strongest induction and previous-token heads on repeated random tokens; "
+                       "Head scores: the strongest induction and previous-token heads on repeated held-out text; "
                        "an induction head appearing often comes with a bump in the loss (Olsson et al. 2022).")
         sample = jobs.latest_sample(run_dir)
         if len(curves) > 1:
