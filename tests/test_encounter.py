@@ -3,6 +3,7 @@ never stale after Stop, the learner's place holds on every page, and a binary up
 from __future__ import annotations
 
 import json
+import re
 import time
 
 from conftest import placed
@@ -155,3 +156,30 @@ def test_the_vocabulary_shows_a_newline_as_everywhere_else(root):
     at.switch_page("views/tokenizer.py").run()
     tokens = list(at.dataframe[0].value["token"])
     assert "\u21b5" in tokens and "\\n" not in tokens
+
+
+def test_the_heads_page_names_the_shipped_models_induction_head_and_shows_it(root):
+    """Issue 11: on the shipped model, the Heads page's default probe (repeated validation text) names an induction
+    head scoring >= 0.4, and one click shows that head's pattern."""
+    import shutil
+
+    from conftest import ROOT
+    shipped = ROOT / "checkpoints" / "shakespeare-char"
+    (root / shipped.name).mkdir()
+    for path in shipped.iterdir():
+        if path.is_file():
+            shutil.copy2(path, root / shipped.name / path.name)
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.session_state["selected_run"] = shipped.name
+    at.run()
+    at.switch_page("views/heads.py").run()
+    assert not at.exception
+    assert placed(at, "radio", "probe").value == "repeated validation text"
+    found = next(m.value for m in at.markdown if str(m.value).startswith("**Found:**"))
+    named = re.findall(r"L(\d)H(\d) is an induction head \((\d\.\d\d)\)", found)
+    assert named and float(named[0][2]) >= 0.4, found
+    button = next(b for b in at.button if b.label.startswith("Show the strongest induction head"))
+    assert f"L{named[0][0]}H{named[0][1]}" in button.label
+    button.click().run()
+    assert (placed(at, "selectbox", "layer").value, placed(at, "selectbox", "head").value) == tuple(map(int, named[0][:2]))
+    assert not any(b.label.startswith("Show the strongest induction head") for b in at.button)  # it is shown

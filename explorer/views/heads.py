@@ -4,10 +4,10 @@ import streamlit as st
 from explorer.cache import run_head_scores, run_validation_ids
 from explorer.common import selected_attention_run, token_label
 from explorer.figures.attention import attention_heatmap, detector_heatmaps
-from explorer.state import bind
+from explorer.state import bind, remember
 from gpt.data import CorpusError
 from gpt.interp.capture import attention_patterns
-from gpt.interp.detectors import DETECTORS, LABELS, PROBES, build_probe, describe_heads, repeated_passage
+from gpt.interp.detectors import DETECTORS, LABELS, PROBES, build_probe, describe_heads, repeated_passage, strongest_head
 
 run = selected_attention_run("Heads & detectors", "no attention heads")
 cfg = run.config
@@ -44,11 +44,17 @@ st.caption(
     "(a model with induction heads predicts the repeat).")
 
 st.subheader("Look at one head on the probe")
-c1, c2 = st.columns(2)
+c1, c2, c3 = st.columns([2, 2, 3], vertical_alignment="bottom")
 layer = c1.selectbox("Layer", range(cfg.n_layer), format_func=lambda i: f"layer {i}",
                      **bind("layer", 0, options=range(cfg.n_layer)))
 head = c2.selectbox("Head", range(cfg.effective_n_head), format_func=lambda i: f"head {i}",
                     **bind("head", 0, options=range(cfg.effective_n_head)))
+ind_layer, ind_head, ind_score = strongest_head(scores, "induction")
+if (layer, head) != (ind_layer, ind_head) and c3.button(
+        f"Show the strongest induction head, L{ind_layer}H{ind_head} ({ind_score:.2f})", key="heads_show_induction"):
+    remember("layer", ind_layer)
+    remember("head", ind_head)
+    st.rerun()
 half = max(2, min(24, cfg.block_size // 2))  # short enough to read, with the repeat in view
 # the probe the scores above used, cut to a readable length: its first half-length tokens and their repeat
 full = build_probe(run.model, kind, int(seed), run_validation_ids(run.path) if kind == PROBES[1] else None)[:1]
