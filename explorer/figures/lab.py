@@ -47,8 +47,10 @@ def induction_lab_figure(rows_by_model: dict[str, list[dict]], phase_steps: dict
         if step is not None:
             for col in (1, 2, 3):
                 fig.add_vline(x=step, line=dict(color=color, dash="dot", width=1.5), row=1, col=col)
-            fig.add_annotation(x=step, y=1.0, yref="y2 domain", xref="x2", text=f"phase change ({name}) @ {step}",
-                               showarrow=False, yanchor="bottom", font=dict(size=11, color=color))
+            # inside the plot, at its foot: above it the subplot's title would be overwritten
+            fig.add_annotation(x=step, y=0.01, yref="y2 domain", xref="x2", text=f"phase change ({name}) @ {step}",
+                               showarrow=False, yanchor="bottom", xanchor="left", xshift=4,
+                               font=dict(size=11, color=color), bgcolor="rgba(255,255,255,0.8)")
     fig.add_hline(y=0.5, line=dict(color="#888", dash="dash", width=1), row=1, col=2)
     fig.update_yaxes(range=[0, 1], row=1, col=2)
     fig.update_xaxes(title_text="step")

@@ -83,6 +83,9 @@ def induction_tab() -> None:
         st.caption(f"**{folder.name}** · {state.state} · steps " + ", ".join(f"{n}: {s}" for n, s in steps.items()))
         phases = {name: phase_change_step(r) for name, r in rows.items()}
         st.plotly_chart(induction_lab_figure(rows, phases), key="lab_induction_fig")
+        st.caption("One point per evaluation, blue = 2-layer, orange = 1-layer. The dotted line marks the evaluation "
+                   "where the induction score rose fastest (the phase change): watch the loss and the ICL score drop "
+                   "at the same step. Grey dashes: the 0.5 the check asks of the 2-layer's best head.")
         result = lab_jobs.lab_result(folder)
         if result:
             (st.success if result["passed"] else st.error)(
@@ -113,7 +116,13 @@ def grokking_tab() -> None:
         st.caption(f"**{folder.name}** · {state.state} · step {last.get('step', 0):,}"
                    + (f" · train acc {last['train_acc']:.1%} · test acc {last['test_acc']:.1%}" if last else ""))
         st.plotly_chart(grokking_curves(rows, first["train"], first["test"]), key="lab_grok_curves")
+        st.caption("Blue = the training pairs, orange = the held-out pairs; the dotted lines mark where each first "
+                   "reaches 99% accuracy. Memorising comes first, generalising later, as the weight norm (green) "
+                   "falls. The loss is on a log scale.")
         st.plotly_chart(fourier_figure(rows), key="lab_grok_fourier")
+        st.caption("Left: the embedding's norm in each Fourier frequency (columns) at each evaluation (rows, time "
+                   "going up); bright = large. Right: the latest evaluation, key frequencies in red. A random "
+                   "embedding spreads over all frequencies; the algorithm concentrates it on a few.")
         result = read_status(folder).get("result")
         if result:
             (st.success if result["passed"] else st.error)(result["verdict"])
