@@ -181,7 +181,7 @@ def test_mlp_and_kv_cache_views(page):
     heatmap = main.locator(".st-key-neuron_heatmap .js-plotly-plot")
     heatmap.scroll_into_view_if_needed()
     neuron, x, y = heatmap.evaluate("""el => {
-        const tr = el.data.find(t => t.customdata), row = tr.y[0], names = [...new Set(tr.y)];
+        const tr = el.data.find(t => t.customdata), names = [...new Set(tr.y)];
         const i = tr.y.findIndex(n => n === names[2]) + 4;
         const xa = el._fullLayout.xaxis, ya = el._fullLayout.yaxis, box = el.getBoundingClientRect();
         return [tr.customdata[i][0], box.left + xa._offset + xa.c2p(xa.d2c(tr.x[i])),

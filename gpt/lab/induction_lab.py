@@ -64,9 +64,9 @@ def repeated_corpus(text: str) -> str:
     induction circuit does (find the earlier occurrence of the current token, read the token that followed it).
 
     Why: in plain Shakespeare copying from earlier in the context pays off rarely, and no 2-layer model formed an
-    induction head within this lab's budget (measured: char-level and BPE, learned and rotary positions, best head
-    0.02-0.09 after 1,500-2,500 steps); with every speech said twice (most speeches are longer than the context)
-    still none. With every line said twice the repeat is always in view, copying is worth a lot, and the 2-layer
+    induction head within this lab's budget; with every speech said twice (most speeches are longer than the
+    context) still none (measured: char-level and BPE, learned and rotary positions, best head 0.02-0.09 after
+    1,500-2,500 steps). With every line said twice the repeat is always in view, copying is worth a lot, and the 2-layer
     model forms an induction head in a phase change within ~1,000 steps (bench numbers in the README). What is
     learned is still Shakespeare; the lines' lengths vary, so no fixed-offset head can fake copying; and a
     1-layer model still cannot copy (it has no earlier layer to find "the token after the previous occurrence of
