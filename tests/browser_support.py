@@ -68,3 +68,21 @@ def app_server(checkpoints: Path, log_path: Path, env: dict[str, str] | None = N
                 proc.wait(30)
             except subprocess.TimeoutExpired:
                 proc.kill()
+
+
+@contextlib.contextmanager
+def chromium_page(width: int = 1400, height: int = 1000) -> Iterator[tuple]:
+    """(page, errors): a Chromium tab of width x height with WAIT_MS timeouts; errors collects the page's
+    JavaScript errors for the caller to assert on. The browser closes afterwards."""
+    from playwright.sync_api import expect, sync_playwright
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        page = browser.new_page(viewport={"width": width, "height": height})
+        page.set_default_timeout(WAIT_MS)
+        expect.set_options(timeout=WAIT_MS)
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        try:
+            yield page, errors
+        finally:
+            browser.close()

@@ -4,7 +4,7 @@ import shutil
 
 import pytest
 from conftest import ROOT, checkpoints_env, placed
-from test_app_insight import figures, make_html_run, tags, text_of
+from test_app_insight import figures, make_html_run, open_page, tags, text_of
 
 pytestmark = pytest.mark.usefixtures("fresh_caches")  # Streamlit caches cleared per test
 
@@ -18,16 +18,6 @@ def checkpoints(tmp_path_factory, tiny_run):
     make_html_run(tiny_run, root / "tiny-html")
     with checkpoints_env(root):
         yield root
-
-
-def open_page(page: str, run: str = "tiny") -> "AppTest":
-    at = AppTest.from_file(str(ROOT / "explorer" / "app.py"), default_timeout=180)
-    at.session_state["selected_run"] = run
-    at.run()
-    at.switch_page(f"views/{page}.py")
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
 
 
 def test_why_token_page_explains_the_prediction(checkpoints):

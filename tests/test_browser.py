@@ -12,7 +12,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from browser_support import CHROMIUM, CHROMIUM_FLAGS, WAIT_MS, app_server, require_chromium
+from browser_support import app_server, chromium_page, require_chromium
 
 from explorer import jobs
 
@@ -37,17 +37,11 @@ def server(tmp_path, tiny_run):
 
 
 def test_train_watch_inspect_generate_in_a_real_browser(server):
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
     url, root = server
     SHOTS.mkdir(parents=True, exist_ok=True)
     print(f"\nscreenshots: {SHOTS}")
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
-        page = browser.new_page(viewport={"width": 1440, "height": 1000})
-        page.set_default_timeout(WAIT_MS)
-        expect.set_options(timeout=WAIT_MS)
-        errors: list[str] = []
-        page.on("pageerror", lambda e: errors.append(str(e)))
+    with chromium_page(width=1440) as (page, errors):
         main = page.get_by_test_id("stMainBlockContainer")  # not the header's own Stop button
 
         def settle():
@@ -153,4 +147,3 @@ def test_train_watch_inspect_generate_in_a_real_browser(server):
             if page.get_by_test_id("stException").count():
                 print(f"note: the {title} page shows an exception (see its screenshot)")
         assert not errors, errors
-        browser.close()

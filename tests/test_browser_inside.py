@@ -11,13 +11,12 @@ import shutil
 from pathlib import Path
 
 import pytest
-from browser_support import CHROMIUM, CHROMIUM_FLAGS, app_server, require_chromium
+from browser_support import app_server, chromium_page, require_chromium
 
 pytestmark = pytest.mark.browser
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = ROOT / "checkpoints" / "shakespeare-char"
 SHOTS = Path(os.environ.get("GPT_EXPLORER_SHOTS", ROOT / "test-artifacts")) / "inside-shots"
-WAIT_MS = 120_000
 STAGES = ["1 · Tokenizer", "2 · Embeddings", "3a · LayerNorm", "3b · Query and keys", "3c · Scores, causal mask",
           "3d · Weighted sum of values", "3e · LayerNorm and the feed-forward", "4a · Final norm",
           "4b · Softmax, temperature"]
@@ -40,19 +39,11 @@ def server(tmp_path_factory):
 
 @pytest.fixture
 def page(server):
-    from playwright.sync_api import expect, sync_playwright
     SHOTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
-        tab = browser.new_page(viewport={"width": 1400, "height": 1000})
-        tab.set_default_timeout(WAIT_MS)
-        expect.set_options(timeout=WAIT_MS)
-        errors: list[str] = []
-        tab.on("pageerror", lambda e: errors.append(str(e)))
+    with chromium_page() as (tab, errors):
         tab.goto(server)
         yield tab
         assert not errors, errors
-        browser.close()
 
 
 def settle(page):

@@ -227,14 +227,18 @@ def test_sweep_plan_and_values():
         plan("sw", {"lr": list(range(1, 10)), "n_layer": list(range(1, 7))}, [1])
 
 
+def tiny_sweep_base(corpus_file, **overrides) -> dict:
+    """The Train form's options of a one-layer, 16-wide run on the test corpus: the fixed part of a test sweep."""
+    return {"corpus": str(corpus_file), "arch": "gpt", "n_layer": 1, "n_head": 2, "n_embd": 16, "block_size": 16,
+            "batch_size": 4, "eval_iters": 1, "sample_tokens": 0, "dtype": "float32", "threads": 1, **overrides}
+
+
 def test_sweep_queue_never_exceeds_the_job_limit(tmp_path, monkeypatch, corpus_file):
     from explorer import jobs, sweep_queue
     monkeypatch.setenv("GPT_EXPLORER_MAX_JOBS", "1")
     root = tmp_path / "ckpt"
     root.mkdir()
-    base = {"corpus": str(corpus_file), "arch": "gpt", "n_layer": 1, "n_head": 2, "n_embd": 16, "block_size": 16,
-            "batch_size": 4, "max_iters": 6, "eval_interval": 3, "eval_iters": 1, "sample_tokens": 0,
-            "dtype": "float32", "threads": 1}
+    base = tiny_sweep_base(corpus_file, max_iters=6, eval_interval=3)
     with checkpoints_env(root):
         path = sweep_queue.start_sweep("sw", {"lr": [1e-3, 3e-3]}, [1, 2], base, root=root)
         most_live, deadline = 0, time.monotonic() + 240
@@ -257,9 +261,7 @@ def test_a_sweep_stops_as_one(tmp_path, monkeypatch, corpus_file):
     monkeypatch.setenv("GPT_EXPLORER_MAX_JOBS", "1")
     root = tmp_path / "ckpt"
     root.mkdir()
-    base = {"corpus": str(corpus_file), "arch": "gpt", "n_layer": 1, "n_head": 2, "n_embd": 16, "block_size": 16,
-            "batch_size": 4, "max_iters": 100_000, "eval_interval": 50, "eval_iters": 1, "sample_tokens": 0,
-            "dtype": "float32", "threads": 1}
+    base = tiny_sweep_base(corpus_file, max_iters=100_000, eval_interval=50)
     with checkpoints_env(root):
         path = sweep_queue.start_sweep("long", {"lr": [1e-3, 2e-3]}, [1, 2], base, root=root)
         deadline = time.monotonic() + 120
