@@ -52,7 +52,7 @@ def capture_names(config: GPTConfig) -> list[str]:
         p = f"blocks.{i}."
         names += [p + "resid_pre", p + "attn.pattern", p + "attn.z", p + "attn.out", p + "resid_mid"]
         if config.has_mlp:
-            names += [p + "mlp.post", p + "mlp.out", p + "resid_post"]
+            names += [p + "mlp.in", p + "mlp.post", p + "mlp.out", p + "resid_post"]
     return names + ["ln_f.out", "logits"]
 
 
@@ -220,7 +220,10 @@ class Block(nn.Module):
         if trace is not None:
             x = trace(prefix + "resid_mid", x)
         if self.mlp is not None:
-            mlp_out = self.mlp(self.ln_2(x), trace, prefix)
+            mlp_in = self.ln_2(x)
+            if trace is not None:
+                mlp_in = trace(prefix + "mlp.in", mlp_in)
+            mlp_out = self.mlp(mlp_in, trace, prefix)
             if trace is not None:
                 mlp_out = trace(prefix + "mlp.out", mlp_out)
             x = x + mlp_out

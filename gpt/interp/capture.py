@@ -11,6 +11,7 @@ app sessions stays safe. Layout of what comes back (B = batch, T = tokens, C = n
     cache["blocks.{i}.attn.z"]     (B, nh, T, hs)  each head's weighted sum of values, before W_O
     cache["blocks.{i}.attn.out"]   (B, T, C)       the attention layer's output (after W_O)
     cache["blocks.{i}.resid_mid"]  (B, T, C)       after the attention residual add
+    cache["blocks.{i}.mlp.in"]     (B, T, C)       the MLP's input: resid_mid after the block's second norm (GPT rung only)
     cache["blocks.{i}.mlp.post"]   (B, T, 4C)      the MLP's hidden neurons after the activation (GPT rung only)
     cache["blocks.{i}.mlp.out"]    (B, T, C)       the MLP's output (GPT rung only)
     cache["blocks.{i}.resid_post"] (B, T, C)       after the MLP residual add (GPT rung only)

@@ -1,0 +1,21 @@
+"""Sparse dictionaries of a model's activations: transcoders (MLP in -> MLP out) and SAEs (a residual site),
+their file format, training, evaluation and the feature cards the app shows.
+
+    dictionary  the format and formula (Dictionary, DictionaryConfig, load/save/list, weights_digest)
+    training    streaming training from the run's training text (TopK / JumpReLU / ReLU, AuxK)
+    evaluate    whole-split metrics: variance explained, L0, dead/dense features, CE loss recovered
+    cards       feature cards: density, top and quantile contexts, promoted tokens, features at a prompt
+"""
+from .dictionary import (
+    Dictionary,
+    DictionaryConfig,
+    DictionaryError,
+    LoadedDictionary,
+    list_dictionaries,
+    load_dictionary,
+    save_dictionary,
+    weights_digest,
+)
+
+__all__ = ["Dictionary", "DictionaryConfig", "DictionaryError", "LoadedDictionary", "list_dictionaries",
+           "load_dictionary", "save_dictionary", "weights_digest"]

@@ -1,0 +1,319 @@
+"""A sparse dictionary of a model's activations: a transcoder (MLP input -> MLP output) or a sparse autoencoder
+(one residual site -> the same site), in one file format any tool can read without this code.
+
+The formula (also in the README), for an input x (..., d_in):
+
+    f     = act(x @ W_enc + b_enc)          # (..., n_features) feature activations, mostly zero
+    y_hat = f @ W_dec + b_dec               # (..., d_out) the reconstruction of the output site
+
+    act = "topk":     keep the k largest *positive* entries of x @ W_enc + b_enc per token, zero the rest
+    act = "jumprelu": pre * (pre > threshold), one threshold per feature
+    act = "relu":     max(pre, 0)
+
+Any input centring is folded into b_enc. Decoder rows are unit-norm, so a feature's activation is the length of
+what it writes.
+
+On disk, in the run folder: features/<name>/config.json (kind, input, output, activation, k, n_features, d_in,
+d_out, weights_digest = sha256 of the model.safetensors it was trained on, plus how it was trained) and
+features/<name>/dictionary.safetensors (W_enc (d_in, n), b_enc (n), W_dec (n, d_out), b_dec (d_out), and
+threshold (n) for JumpReLU). Metrics written by evaluation live in features/<name>/metrics.json.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+from safetensors import SafetensorError
+from safetensors.torch import load as load_tensors
+from safetensors.torch import save as save_tensors
+
+from ... import atomic
+from ...runs import WEIGHTS
+
+FOLDER = "features"
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "dictionary.safetensors"
+METRICS_FILE = "metrics.json"
+KINDS = ("transcoder", "sae")
+ACTIVATIONS = ("topk", "jumprelu", "relu")
+SAE_SITES = ("resid_pre", "resid_mid", "resid_post")
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_SITE_RE = re.compile(r"^blocks\.(\d+)\.(mlp\.in|mlp\.out|resid_pre|resid_mid|resid_post)$")
+
+
+class DictionaryError(ValueError):
+    """A dictionary that cannot be used: the message names the file and what is wrong."""
+
+
+def weights_digest(weights_path: str | Path) -> str:
+    """sha256 of a weights file: which weights a dictionary was trained on (anyone can recompute it)."""
+    h = hashlib.sha256()
+    with open(weights_path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def site_layer(site: str) -> int:
+    """The layer of a capture-point name such as "blocks.2.mlp.in"."""
+    m = _SITE_RE.match(site)
+    if not m:
+        raise DictionaryError(f"{site!r} is not a capture point a dictionary can read (blocks.<layer>.mlp.in, "
+                              f"mlp.out, {', '.join(SAE_SITES)})")
+    return int(m.group(1))
+
+
+def check_name(name: str) -> str:
+    if not isinstance(name, str) or not _NAME_RE.match(name):
+        raise DictionaryError(f"dictionary name {name!r} must be 1-64 letters, digits, '.', '_' or '-', "
+                              "starting with a letter or digit")
+    return name
+
+
+@dataclass
+class DictionaryConfig:
+    """What config.json holds. `training` records how it was made (tokens, seconds, learning rate...)."""
+    kind: str
+    input: str
+    output: str
+    activation: str
+    n_features: int
+    d_in: int
+    d_out: int
+    weights_digest: str
+    k: int | None = None
+    training: dict = field(default_factory=dict)
+
+    @property
+    def layer(self) -> int:
+        return site_layer(self.input)
+
+    def validate(self, where: str = CONFIG_FILE) -> DictionaryConfig:
+        def bad(what):
+            raise DictionaryError(f"{where}: {what}")
+        if self.kind not in KINDS:
+            bad(f"kind must be one of {', '.join(KINDS)}, got {self.kind!r}")
+        if self.activation not in ACTIVATIONS:
+            bad(f"activation must be one of {', '.join(ACTIVATIONS)}, got {self.activation!r}")
+        for name in ("n_features", "d_in", "d_out"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                bad(f"{name} must be a positive integer, got {value!r}")
+        try:
+            layer_in, layer_out = site_layer(self.input), site_layer(self.output)
+        except DictionaryError as e:
+            bad(str(e))
+        if layer_in != layer_out:
+            bad(f"input {self.input} and output {self.output} are in different layers")
+        if self.kind == "transcoder" and not (self.input.endswith(".mlp.in") and self.output.endswith(".mlp.out")):
+            bad(f"a transcoder reads blocks.<i>.mlp.in and writes blocks.<i>.mlp.out, not {self.input} -> {self.output}")
+        if self.kind == "sae" and (self.input != self.output or self.input.split(".", 2)[2] not in SAE_SITES):
+            bad(f"an SAE reads and reconstructs one residual site ({', '.join(SAE_SITES)}), not "
+                f"{self.input} -> {self.output}")
+        if self.activation == "topk":
+            if not isinstance(self.k, int) or isinstance(self.k, bool) or not 1 <= self.k <= self.n_features:
+                bad(f"k must be an integer in 1..n_features ({self.n_features}) for a TopK dictionary, got {self.k!r}")
+        if not isinstance(self.weights_digest, str) or not re.fullmatch(r"[0-9a-f]{64}", self.weights_digest):
+            bad("weights_digest must be the sha256 (64 hex digits) of the weights it was trained on")
+        return self
+
+    def to_dict(self) -> dict:
+        d = {"kind": self.kind, "input": self.input, "output": self.output, "activation": self.activation,
+             "n_features": self.n_features, "d_in": self.d_in, "d_out": self.d_out,
+             "weights_digest": self.weights_digest, "formula": "f = act(x @ W_enc + b_enc); y_hat = f @ W_dec + b_dec",
+             "training": self.training}
+        if self.activation == "topk":
+            d["k"] = self.k
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict, where: str = CONFIG_FILE) -> DictionaryConfig:
+        if not isinstance(d, dict):
+            raise DictionaryError(f"{where}: expected a JSON object")
+        missing = [k for k in ("kind", "input", "output", "activation", "n_features", "d_in", "d_out",
+                               "weights_digest") if k not in d]
+        if d.get("activation") == "topk" and "k" not in d:
+            missing.append("k")
+        if missing:
+            raise DictionaryError(f"{where}: missing field(s) {', '.join(missing)}")
+        training = d.get("training") if isinstance(d.get("training"), dict) else {}
+        return cls(d["kind"], d["input"], d["output"], d["activation"], d["n_features"], d["d_in"], d["d_out"],
+                   d["weights_digest"], d.get("k"), training).validate(where)
+
+
+class Dictionary(nn.Module):
+    """The formula of the module docstring as a module. Parameters are fp32; `threshold` exists for JumpReLU
+    (trained as its log, see gpt.interp.features.training)."""
+
+    def __init__(self, config: DictionaryConfig):
+        super().__init__()
+        self.config = config
+        n, d_in, d_out = config.n_features, config.d_in, config.d_out
+        self.W_enc = nn.Parameter(torch.zeros(d_in, n))
+        self.b_enc = nn.Parameter(torch.zeros(n))
+        self.W_dec = nn.Parameter(torch.zeros(n, d_out))
+        self.b_dec = nn.Parameter(torch.zeros(d_out))
+        self.log_threshold = nn.Parameter(torch.zeros(n)) if config.activation == "jumprelu" else None
+
+    @property
+    def threshold(self) -> torch.Tensor:
+        return self.log_threshold.exp()
+
+    def pre_activations(self, x: torch.Tensor) -> torch.Tensor:
+        """(..., d_in) -> (..., n): x @ W_enc + b_enc."""
+        return x @ self.W_enc.to(x.dtype) + self.b_enc.to(x.dtype)
+
+    def activate(self, pre: torch.Tensor) -> torch.Tensor:
+        """(..., n) pre-activations -> (..., n) feature activations (inference: plain, no straight-through)."""
+        act = self.config.activation
+        if act == "topk":
+            top = pre.topk(self.config.k, dim=-1)
+            return torch.zeros_like(pre).scatter_(-1, top.indices, top.values.clamp(min=0))
+        if act == "jumprelu":
+            return pre * (pre > self.threshold.to(pre.dtype))
+        return pre.clamp(min=0)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        return self.activate(self.pre_activations(x))
+
+    def decode(self, f: torch.Tensor) -> torch.Tensor:
+        """(..., n) -> (..., d_out): f @ W_dec + b_dec."""
+        return f @ self.W_dec.to(f.dtype) + self.b_dec.to(f.dtype)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decode(self.encode(x))
+
+    @torch.no_grad()
+    def normalise_decoder(self) -> None:
+        """Unit-norm decoder rows, the scale moved into the encoder so f @ W_dec is unchanged."""
+        norms = self.W_dec.norm(dim=1).clamp(min=1e-8)  # (n,)
+        self.W_dec /= norms[:, None]
+        self.W_enc *= norms[None, :]
+        self.b_enc *= norms
+        if self.log_threshold is not None:
+            self.log_threshold += norms.log()
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        """The file's tensors (fp32, contiguous), named as the format says."""
+        out = {"W_enc": self.W_enc, "b_enc": self.b_enc, "W_dec": self.W_dec, "b_dec": self.b_dec}
+        if self.log_threshold is not None:
+            out["threshold"] = self.threshold
+        return {k: v.detach().float().contiguous().cpu() for k, v in out.items()}
+
+
+def expected_shapes(cfg: DictionaryConfig) -> dict[str, tuple[int, ...]]:
+    shapes = {"W_enc": (cfg.d_in, cfg.n_features), "b_enc": (cfg.n_features,),
+              "W_dec": (cfg.n_features, cfg.d_out), "b_dec": (cfg.d_out,)}
+    if cfg.activation == "jumprelu":
+        shapes["threshold"] = (cfg.n_features,)
+    return shapes
+
+
+@dataclass
+class LoadedDictionary:
+    name: str
+    path: Path
+    config: DictionaryConfig
+    module: Dictionary
+    metrics: dict | None
+
+
+def save_dictionary(folder: str | Path, dictionary: Dictionary, dtype: torch.dtype = torch.float32) -> Path:
+    """Write config.json then dictionary.safetensors, each atomically; the weights file goes last, so a folder
+    without it (a stopped training) is never listed as a dictionary."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.to(dtype).contiguous() for k, v in dictionary.tensors().items()}
+    atomic.write_text(folder / CONFIG_FILE, json.dumps(dictionary.config.to_dict(), indent=2))
+    atomic.write_bytes(folder / WEIGHTS_FILE, save_tensors(tensors, metadata={"format": "gpt-explorer dictionary"}))
+    (folder / METRICS_FILE).unlink(missing_ok=True)  # metrics of the weights this folder held before are stale
+    return folder
+
+
+def load_dictionary(folder: str | Path, model_config=None, digest: str | None = None) -> LoadedDictionary:
+    """Read and check one dictionary folder. model_config (GPTConfig) checks the sites and widths against the model;
+    digest (of the run's weights) refuses a dictionary trained on other weights. DictionaryError names the file."""
+    folder = Path(folder)
+    cfg_path, w_path = folder / CONFIG_FILE, folder / WEIGHTS_FILE
+    where = f"{folder.name}/{CONFIG_FILE}"
+    try:
+        raw = json.loads(cfg_path.read_text())
+    except FileNotFoundError:
+        raise DictionaryError(f"{where} is missing") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise DictionaryError(f"{where} is not readable JSON ({e})") from None
+    cfg = DictionaryConfig.from_dict(raw, where)
+    if model_config is not None:
+        layer = cfg.layer
+        if layer >= model_config.n_layer:
+            raise DictionaryError(f"{where}: reads layer {layer}, but the model has {model_config.n_layer} layers")
+        if not model_config.has_mlp and cfg.kind == "transcoder":
+            raise DictionaryError(f"{where}: a transcoder needs MLP layers; this model has none")
+        if cfg.d_in != model_config.n_embd or cfg.d_out != model_config.n_embd:
+            raise DictionaryError(f"{where}: d_in/d_out are {cfg.d_in}/{cfg.d_out}, but the model is "
+                                  f"{model_config.n_embd} wide")
+    if digest is not None and cfg.weights_digest != digest:
+        raise DictionaryError(f"{where}: trained on other weights (digest {cfg.weights_digest[:12]}..., the run's "
+                              f"weights are {digest[:12]}...); train it again for these weights")
+    wwhere = f"{folder.name}/{WEIGHTS_FILE}"
+    try:
+        tensors = load_tensors(w_path.read_bytes())
+    except FileNotFoundError:
+        raise DictionaryError(f"{wwhere} is missing (a training that did not finish?)") from None
+    except (OSError, SafetensorError, ValueError) as e:
+        raise DictionaryError(f"{wwhere} is not a readable safetensors file ({e})") from None
+    for name, shape in expected_shapes(cfg).items():
+        if name not in tensors:
+            raise DictionaryError(f"{wwhere}: tensor {name} is missing")
+        if tuple(tensors[name].shape) != shape:
+            raise DictionaryError(f"{wwhere}: {name} is {list(tensors[name].shape)}, config.json implies {list(shape)}")
+        if not torch.isfinite(tensors[name].float()).all():
+            raise DictionaryError(f"{wwhere}: {name} holds NaN or infinite values")
+    module = Dictionary(cfg)
+    with torch.no_grad():
+        for name in ("W_enc", "b_enc", "W_dec", "b_dec"):
+            getattr(module, name).copy_(tensors[name].float())
+        if cfg.activation == "jumprelu":
+            module.log_threshold.copy_(tensors["threshold"].float().clamp(min=1e-12).log())
+    module.eval().requires_grad_(False)
+    metrics = None
+    try:
+        metrics = json.loads((folder / METRICS_FILE).read_text())
+    except (OSError, ValueError):
+        pass  # not evaluated yet
+    return LoadedDictionary(folder.name, folder, cfg, module, metrics)
+
+
+@dataclass
+class BrokenDictionary:
+    name: str
+    error: str
+
+
+def list_dictionaries(run_dir: str | Path, model_config=None, digest: str | None = None,
+                      ) -> tuple[list[LoadedDictionary], list[BrokenDictionary]]:
+    """Every dictionary folder of a run, loaded and checked; the ones that cannot be used come back with their
+    reason (the rest are still listed). Temporary folders of a training in progress are skipped. When digest is
+    None it is computed from the run's weights file."""
+    root = Path(run_dir) / FOLDER
+    if not root.is_dir():
+        return [], []
+    if digest is None and (Path(run_dir) / WEIGHTS).is_file():
+        digest = weights_digest(Path(run_dir) / WEIGHTS)
+    good, broken = [], []
+    for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        try:
+            good.append(load_dictionary(folder, model_config, digest))
+        except DictionaryError as e:
+            broken.append(BrokenDictionary(folder.name, str(e)))
+    good.sort(key=lambda d: (d.config.kind != "transcoder", d.config.layer, d.name))
+    return good, broken
+
+
+def write_metrics(folder: str | Path, metrics: dict) -> None:
+    atomic.write_text(Path(folder) / METRICS_FILE, json.dumps(metrics, indent=2))

@@ -1,0 +1,111 @@
+"""How good a dictionary is, over the whole validation split (consecutive non-overlapping block_size windows, fp32):
+
+* fraction of variance explained: 1 - sum ||y - y_hat||^2 / sum ||y - mean(y)||^2 over every token;
+* mean L0: active features per token;
+* dead features: never active on the split; dense features: active on more than 10% of its tokens;
+* CE loss recovered = (L_zero - L_spliced) / (L_zero - L_clean), where L_spliced runs the model with the output
+  site replaced by y_hat and L_zero with it set to zero (1 = the model loses nothing, 0 = as bad as no layer).
+"""
+from __future__ import annotations
+
+from typing import Callable, Iterator
+
+import torch
+from torch.nn import functional as F
+
+from ...model import GPT, Trace
+from .dictionary import Dictionary
+
+DENSE_SHARE = 0.1
+WINDOWS_PER_BATCH = 32
+
+
+def validation_windows(ids: torch.Tensor, block_size: int, batch: int = WINDOWS_PER_BATCH
+                       ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """(x, y) batches of consecutive non-overlapping windows of ids: x (B, T) inputs, y (B, T) next tokens. Every
+    token but the first is predicted once (the last window may be shorter, alone in its batch)."""
+    ids = torch.as_tensor(ids, dtype=torch.long).flatten()
+    n_full = (ids.numel() - 1) // block_size
+    xs = ids[:n_full * block_size].view(n_full, block_size)
+    ys = ids[1:n_full * block_size + 1].view(n_full, block_size)
+    for start in range(0, n_full, batch):
+        yield xs[start:start + batch], ys[start:start + batch]
+    tail = ids[n_full * block_size:]
+    if tail.numel() >= 2:
+        yield tail[None, :-1], tail[None, 1:]
+
+
+def splice(dictionary: Dictionary, replace_with: str = "reconstruction") -> dict[str, Callable]:
+    """Trace interventions that replace the dictionary's output site by its reconstruction from the input site of
+    the same forward ("reconstruction") or by zeros ("zero")."""
+    cfg = dictionary.config
+    if replace_with == "zero":
+        return {cfg.output: torch.zeros_like}
+    if cfg.input == cfg.output:   # an SAE: reconstruct the site from itself
+        return {cfg.output: lambda y: dictionary(y.float()).to(y.dtype)}
+    seen = {}
+
+    def keep(x):
+        seen["x"] = x
+        return x
+    return {cfg.input: keep, cfg.output: lambda y: dictionary(seen["x"].float()).to(y.dtype)}
+
+
+def _loss_sum(model: GPT, x: torch.Tensor, y: torch.Tensor, interventions: dict | None) -> float:
+    trace = Trace(set(), interventions) if interventions else None
+    logits, _ = model(x, trace=trace)
+    return F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), reduction="sum").item()
+
+
+@torch.no_grad()
+def evaluate_dictionaries(model: GPT, dictionaries: list[Dictionary], val_ids: torch.Tensor,
+                          progress: Callable[[int, int], None] | None = None) -> list[dict]:
+    """The module docstring's metrics for each dictionary (in order), over val_ids (1-D token ids)."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    T = model.config.block_size
+    names = {n for d in dictionaries for n in (d.config.input, d.config.output)}
+    stats = [{"sse": 0.0, "sum_y": 0.0, "sum_y2": 0.0, "l0": 0.0, "spliced": 0.0,
+              "fired": torch.zeros(d.config.n_features, dtype=torch.long)} for d in dictionaries]
+    zero_by_site: dict[str, float] = {d.config.output: 0.0 for d in dictionaries}
+    clean, tokens = 0.0, 0
+    batches = list(validation_windows(val_ids, T))
+    for b, (x, y) in enumerate(batches):
+        x, y = x.to(device), y.to(device)
+        trace = Trace(names)
+        logits, _ = model(x, trace=trace)
+        clean += F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), reduction="sum").item()
+        tokens += y.numel()
+        for site in zero_by_site:  # L_zero depends on the site only
+            zero_by_site[site] += _loss_sum(model, x, y, {site: torch.zeros_like})
+        for d, s in zip(dictionaries, stats):
+            inp = trace.acts[d.config.input].float().reshape(-1, d.config.d_in)
+            out = trace.acts[d.config.output].float().reshape(-1, d.config.d_out)
+            f = d.encode(inp)
+            active = f > 0
+            s["sse"] += ((d.decode(f) - out) ** 2).sum().item()
+            s["sum_y"] = s["sum_y"] + out.sum(0)
+            s["sum_y2"] += (out ** 2).sum().item()
+            s["l0"] += active.sum().item()
+            s["fired"] += active.sum(0).cpu()
+            s["spliced"] += _loss_sum(model, x, y, splice(d))
+        if progress is not None:
+            progress(b + 1, len(batches))
+    model.train(was_training)
+    l_clean = clean / tokens
+    out = []
+    for d, s in zip(dictionaries, stats):
+        total_var = s["sum_y2"] - float((s["sum_y"] ** 2).sum()) / tokens
+        l_zero, l_spliced = zero_by_site[d.config.output] / tokens, s["spliced"] / tokens
+        share = s["fired"].float() / tokens
+        out.append({
+            "variance_explained": 1 - s["sse"] / max(total_var, 1e-12),
+            "mean_l0": s["l0"] / tokens,
+            "dead": int((s["fired"] == 0).sum()), "dead_share": float((s["fired"] == 0).float().mean()),
+            "dense": int((share > DENSE_SHARE).sum()), "dense_share": float((share > DENSE_SHARE).float().mean()),
+            "ce_loss_recovered": (l_zero - l_spliced) / (l_zero - l_clean) if l_zero != l_clean else float("nan"),
+            "loss_clean": l_clean, "loss_spliced": l_spliced, "loss_zero": l_zero,
+            "tokens": tokens, "n_features": d.config.n_features,
+        })
+    return out
