@@ -10,6 +10,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import get_type_hints
 
 from gpt.config import PRESETS, ConfigError, GPTConfig, TrainConfig
 from gpt.data import cache_dir, min_corpus_length
@@ -112,6 +113,11 @@ LIMITS: dict[str, tuple[str, float, float]] = {
     "warmup_iters": ("Warmup steps", 0, 100_000), "eval_interval": ("Eval interval", 1, 100_000),
     "seed": ("Seed", 0, 2**31 - 1), "vocab_size": ("BPE vocab size", BPE_MIN_VOCAB, 65536),
 }
+
+
+# The fields that hold whole numbers (FormValues' int fields): the page gives them integer boxes, since
+# st.number_input shows and returns floats ("3.00" layers) unless its value, step and bounds are all ints.
+INTEGER_FIELDS = frozenset(k for k in LIMITS if get_type_hints(FormValues)[k] is int)
 
 
 def range_problems(v: FormValues) -> list[str]:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import streamlit as st
+from streamlit.proto.NumberInput_pb2 import NumberInput as NumberInputProto
 from streamlit.testing.v1 import AppTest
 
 from explorer import train_form
@@ -151,6 +152,32 @@ def test_train_page_opens_on_the_default_preset_with_an_expected_time(empty_root
     assert labels[:2] == ["Parameters", "FLOPs per step"] and "Expected wall time" in labels
     expected = next(m for m in at.metric if m.label == "Expected wall time").value
     assert expected not in ("—", "") and not start_button(at).disabled
+
+
+# the form's whole-number fields (FormValues' int fields that have a box)
+INTEGER_BOXES = ("vocab_size", "n_layer", "n_head", "n_embd", "block_size", "batch_size", "max_iters", "warmup_iters",
+                 "eval_interval", "seed")
+
+
+def assert_integer_boxes(at: AppTest) -> None:
+    for key in INTEGER_BOXES:
+        box = at.number_input(key=f"tf_{key}")
+        assert box.proto.data_type == NumberInputProto.INT, key   # the browser shows "3", not "3.00"
+        assert type(box.value) is int, (key, box.value)
+    for key in ("dropout", "lr"):
+        assert at.number_input(key=f"tf_{key}").proto.data_type == NumberInputProto.FLOAT, key
+
+
+def test_whole_number_fields_are_integers_on_screen(empty_root):
+    """Issue 22 saw "3.00" layers, "16.00" batch and "250.00" eval interval: st.number_input is a float box
+    unless its value, step and bounds are all ints. Whole numbers stay whole after a preset change and a typed value."""
+    at = train_page()
+    assert_integer_boxes(at)
+    at.selectbox(key="tf_preset").set_value("nanogpt-cpu").run()
+    assert at.number_input(key="tf_n_layer").value == PRESETS["nanogpt-cpu"][0]["n_layer"]
+    at.number_input(key="tf_seed").set_value(7).run()
+    assert_integer_boxes(at)
+    assert at.number_input(key="tf_seed").value == 7
 
 
 def test_typed_block_size_one_is_refused_visibly(empty_root):

@@ -16,6 +16,7 @@ from explorer.figures.training import loss_curves, metric_curve
 from explorer.train_form import (
     ARCH_LABELS,
     DEFAULT_PRESET,
+    INTEGER_FIELDS,
     LADDER_NOTE,
     LIMITS,
     FormValues,
@@ -218,11 +219,14 @@ def live_view(run_dir) -> None:
 
 
 # ---- the form ----
-def number_field(column, key: str, **kwargs):
+def number_field(column, key: str, step=None, **kwargs):
     """A number box with no bounds of its own: the widget would silently keep the old value when a typed one
-    is out of range; instead train_form.problems refuses it with a message naming the range."""
+    is out of range; instead train_form.problems refuses it with a message naming the range. Whole-number
+    fields get an int step, which makes the box an integer one (no bounds, an int value and an int step)."""
     label, low, high = LIMITS[key]
-    return column.number_input(LABELS.get(key, label), min_value=None, max_value=None, key=f"tf_{key}",
+    if key in INTEGER_FIELDS:
+        step = int(step or 1)
+    return column.number_input(LABELS.get(key, label), min_value=None, max_value=None, step=step, key=f"tf_{key}",
                                help=f"{low:g} to {high:g}", **kwargs)
 
 
