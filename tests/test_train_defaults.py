@@ -108,6 +108,7 @@ def test_big_shapes_are_extrapolated_not_timed():
     assert calls == [preset_form_values(DEFAULT_PRESET)["n_embd"]]   # timed the reference shape only
 
 
+@pytest.mark.slow
 def test_a_real_measurement_times_training_steps(monkeypatch, tmp_path):
     monkeypatch.setenv("GPT_EXPLORER_CACHE", str(tmp_path))
     model = GPTConfig(n_layer=1, n_head=2, n_embd=16, block_size=16)
