@@ -301,7 +301,8 @@ def form() -> None:
     warmup = number_field(t4, "warmup_iters")
     eval_every = number_field(t5, "eval_interval")
     seed = number_field(t6, "seed")
-    bf16 = t7.checkbox("bf16", key="tf_bf16", help="bfloat16 autocast: faster on CPUs with AVX-512 BF16/AMX.")
+    bf16 = t7.checkbox("bf16", key="tf_bf16", help="bfloat16: faster on CPUs with AVX-512 BF16/AMX; elsewhere it is emulated and "
+                                              "many times slower, so presets tick it only where it is native.")
 
     values = FormValues(corpus=corpus, corpus_text=corpus_text, tokenizer=tok_kind, vocab_size=int(vocab_size),
                         char_vocab=char_vocab, arch=arch, n_layer=int(n_layer), n_head=int(n_head),
