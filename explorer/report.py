@@ -1,5 +1,7 @@
 """A self-contained static HTML report of one run: opens with no network (plotly's JS is embedded, no CDN).
 
+    gpt-report RUN_DIR --out report.html     (or: python -m explorer.report ..., gpt-explorer report ...)
+
 Sections: the configuration, loss curves, an attention overview (every layer x head on one short text),
 head-detector scores (gpt.interp.detectors) and the samples written at evaluations. The figures are the app's
 own builders (explorer/figures), so the report shows what the pages show. Text from the run is
@@ -7,7 +9,9 @@ HTML-escaped; the figures are plotly JSON rendered by the embedded plotly.js.
 """
 from __future__ import annotations
 
+import argparse
 import html
+import sys
 from pathlib import Path
 
 import torch
@@ -123,3 +127,23 @@ def write_report(run_dir: str | Path, out: str | Path) -> Path:
     out = Path(out)
     runs.atomic_write_text(out, report_html(run_dir))
     return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The report's command. It lives on the app's side because its figures are the app's: the library (gpt/)
+    never imports explorer (tests/test_layering.py), so `gpt.bundle export` no longer writes it."""
+    p = argparse.ArgumentParser(prog="gpt-report", description="Write a run's self-contained, offline HTML report "
+                                "(config, loss curves, attention, head scores, why this token, samples).")
+    p.add_argument("run", help="the run folder, e.g. checkpoints/shakespeare-char")
+    p.add_argument("--out", required=True, help="the HTML file to write")
+    args = p.parse_args(argv)
+    try:
+        print(write_report(args.run, args.out))
+    except runs.RunError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

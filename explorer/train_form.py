@@ -10,10 +10,14 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import get_type_hints
+
+import torch
 
 from gpt.config import PRESETS, ConfigError, GPTConfig, TrainConfig
 from gpt.data import cache_dir, min_corpus_length
 from gpt.model import count_params, flops_per_token, memory_estimate
+from gpt.trainer import resolve_device, resolve_dtype
 
 ARCH_LABELS = {"bigram": "bigram (no attention)", "single_head": "single head", "multi_head": "multi-head",
                "gpt": "GPT (attention + MLP)"}
@@ -67,12 +71,20 @@ def preset_base(name: str | None) -> tuple[GPTConfig, TrainConfig]:
     return GPTConfig(), TrainConfig(eval_iters=10)
 
 
+def bf16_is_native() -> bool:
+    """Whether this machine runs bf16 natively (what --dtype auto picks). Elsewhere bf16 is emulated: on an
+    AVX2-only CPU a bf16 matmul ran at 1.2 GFLOP/s against 59-71 in fp32, and the default preset's step took
+    3.6 s instead of 0.8 s, so a "one-minute" run would take half an hour."""
+    return resolve_dtype("auto", resolve_device("auto")) == torch.bfloat16
+
+
 def preset_form_values(name: str) -> dict:
-    """The form fields a preset sets, as FormValues keyword arguments (bf16 from its dtype)."""
+    """The form fields a preset sets, as FormValues keyword arguments. bf16 is ticked when the preset trains in
+    bf16 (or auto) and this machine runs it natively; the learner can still tick it by hand."""
     model, train = preset_base(name)
     values = {k: getattr(model, k) for k in FORM_MODEL_FIELDS}
     values.update({k: getattr(train, k) for k in FORM_TRAIN_FIELDS})
-    values["bf16"] = train.dtype in ("bfloat16", "auto")
+    values["bf16"] = train.dtype in ("bfloat16", "auto") and bf16_is_native()
     return values
 
 
@@ -112,6 +124,11 @@ LIMITS: dict[str, tuple[str, float, float]] = {
     "warmup_iters": ("Warmup steps", 0, 100_000), "eval_interval": ("Eval interval", 1, 100_000),
     "seed": ("Seed", 0, 2**31 - 1), "vocab_size": ("BPE vocab size", BPE_MIN_VOCAB, 65536),
 }
+
+
+# The fields that hold whole numbers (FormValues' int fields): the page gives them integer boxes, since
+# st.number_input shows and returns floats ("3.00" layers) unless its value, step and bounds are all ints.
+INTEGER_FIELDS = frozenset(k for k in LIMITS if get_type_hints(FormValues)[k] is int)
 
 
 def range_problems(v: FormValues) -> list[str]:
@@ -247,13 +264,15 @@ TIMINGS_FILE = "step-timings.json"   # in gpt.data.cache_dir(): survives app res
 TIMING_MAX_AGE_S = 24 * 3600         # a day: the machine's load (and so its speed) changes
 CONFIRM_OVER_S = 2 * 3600            # runs expected to take longer ask for a confirmation first
 CALIBRATION_MAX_STEP_FLOP = 2e11     # bigger steps are extrapolated, not timed (one step could take minutes)
+CALIBRATION_METHOD = 2               # part of the cache key: timings remembered by an older gpt.calibrate are redone
 
 
 def timing_key(model: GPTConfig, train: TrainConfig, threads: int) -> str:
     """What the speed of a step depends on: the shape, batch, precision, optimizer, threads and the CPU."""
     fields = {**model.to_dict(), **{k: getattr(train, k) for k in ("batch_size", "dtype", "grad_accum")},
               **{k: v for k, v in train.to_dict().items() if k in ("optimizer", "compile", "grad_checkpoint")},
-              "threads": threads, "cpu": platform.processor() or platform.machine(), "cores": os.cpu_count()}
+              "threads": threads, "cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+              "method": CALIBRATION_METHOD}
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -285,10 +304,9 @@ def measure_timing(model: GPTConfig, train: TrainConfig, threads: int, timeout_s
     known = _read_timings().get(key)
     if known and time.time() - known.get("at", 0) < TIMING_MAX_AGE_S:
         return known
-    steps = 3
     cmd = [sys.executable, "-m", "gpt.calibrate", "--model", json.dumps(model.to_dict()),
            "--train", json.dumps({**train.to_dict(), "max_iters": 1000, "warmup_iters": 0}),
-           "--steps", str(steps), "--threads", str(threads)]
+           "--threads", str(threads)]
     root = Path(__file__).resolve().parent.parent
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
     t0 = time.perf_counter()
@@ -301,10 +319,17 @@ def measure_timing(model: GPTConfig, train: TrainConfig, threads: int, timeout_s
         raise RuntimeError((proc.stderr.strip().splitlines() or ["the timing process failed"])[-1])
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     timing = {"step_s": result["step_s"], "eval_batch_s": result["eval_batch_s"],
-              "startup_s": max(0.0, wall - (steps + 1) * result["step_s"] - 2 * result["eval_batch_s"]),
-              "measured": True, "at": time.time()}
+              "startup_s": startup_seconds(wall, result), "measured": True, "at": time.time()}
     _write_timing(key, timing)
     return timing
+
+
+def startup_seconds(calibration_wall_s: float, result: dict) -> float:
+    """The calibration process's wall time beyond its steady-state work (every step it ran at the median
+    step time, two evaluation forwards): imports, building the model, the warm-up steps' extra cost. The
+    trainer pays the same before its steps run at speed."""
+    work_s = result["steps_run"] * result["step_s"] + 2 * result["eval_batch_s"]
+    return max(0.0, calibration_wall_s - work_s)
 
 
 def calibration_is_cheap(v: FormValues) -> bool:

@@ -1,7 +1,9 @@
-"""Offline, shareable run bundles: one archive per run, a self-contained HTML report, and a careful import.
+"""Offline, shareable run bundles: one archive per run and a careful import.
 
-    python -m gpt.bundle export RUN_DIR OUT.tar.gz|OUT.zip [--html report.html] [--no-snapshots]
+    python -m gpt.bundle export RUN_DIR OUT.tar.gz|OUT.zip [--no-snapshots]
     python -m gpt.bundle import ARCHIVE [--name NAME]
+
+The run's offline HTML report is the app's (its figures are): `gpt-report RUN_DIR --out report.html`.
 
 An archive holds the run's config.json, tokenizer.json, model.safetensors, metrics.jsonl, samples.jsonl and
 snapshots/step_NNNNNNN.safetensors at its top level, plus bundle.json: each file's size and sha256. The optimizer
@@ -263,22 +265,24 @@ def import_bundle(archive_path: str | Path, name: str | None = None, root: str |
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m gpt.bundle", description="Export/import offline run bundles")
     sub = p.add_subparsers(dest="command", required=True)
-    exp = sub.add_parser("export", help="run folder -> .tar.gz or .zip (and an HTML report)")
+    exp = sub.add_parser("export", help="run folder -> .tar.gz or .zip")
     exp.add_argument("run")
     exp.add_argument("archive", help="OUT.tar.gz or OUT.zip")
-    exp.add_argument("--html", help="also write a self-contained HTML report here")
+    # --html moved to the app's side (explorer/report.py): kept hidden only to say where it went
+    exp.add_argument("--html", help=argparse.SUPPRESS)
     exp.add_argument("--no-snapshots", action="store_true", help="leave the weight snapshots out")
     imp = sub.add_parser("import", help="archive -> checkpoints/NAME")
     imp.add_argument("archive")
     imp.add_argument("--name", help="run name (default: the bundled run's name)")
     imp.add_argument("--root", help="checkpoints folder (default: checkpoints/)")
     args = p.parse_args(argv)
+    if args.command == "export" and args.html:
+        print(f"error: the HTML report has its own command now: gpt-report {args.run} --out {args.html}",
+              file=sys.stderr)
+        return 2
     try:
         if args.command == "export":
             print(export_bundle(args.run, args.archive, snapshots=not args.no_snapshots))
-            if args.html:
-                from explorer.report import write_report  # figures are the app's; the library itself never needs them
-                print(write_report(args.run, args.html))
         else:
             print(import_bundle(args.archive, args.name, args.root))
     except (BundleError, runs.RunError) as e:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 import time
 
@@ -20,10 +21,16 @@ from .model import GPT
 from .trainer import Trainer, resolve_device, resolve_dtype
 
 
-def time_training(model_cfg: GPTConfig, train_cfg: TrainConfig, steps: int = 3, warmup: int = 1) -> dict:
+def time_training(model_cfg: GPTConfig, train_cfg: TrainConfig, steps: int = 5, warmup: int = 2,
+                  min_timed_s: float = 1.0, max_steps: int = 20) -> dict:
     """Seconds per optimizer step and per evaluation forward pass at this shape, measured here.
 
-    The first `warmup` steps are not counted (first-call allocations, kernel selection)."""
+    The first `warmup` steps are not counted: the optimizer creates its state on the first step, and kernels are
+    picked and memory allocated on first use. Then at least `steps` steps are timed one by one, more (up to
+    max_steps) until min_timed_s has passed, and step_s is their median. The mean of 3 steps after 1 warm-up
+    said 74 s for a bf16 run that took 54.5 s (issue 22): early bf16 steps are slower than later ones (on an
+    AVX2 host 4.6-6.7 s, then a steady 3.6 s), and one step slowed by a neighbour moves a mean of 3 but not a
+    median of 5 or more."""
     model_cfg.validate()
     train_cfg.validate()
     device = resolve_device(train_cfg.device)
@@ -36,10 +43,12 @@ def time_training(model_cfg: GPTConfig, train_cfg: TrainConfig, steps: int = 3, 
     trainer = Trainer(model, None, ids, ids, train_cfg, None, device, dtype)
     for _ in range(warmup):
         trainer.train_step()
-    t0 = time.perf_counter()
-    for _ in range(steps):
+    step_times: list[float] = []
+    while len(step_times) < steps or (sum(step_times) < min_timed_s and len(step_times) < max_steps):
+        t0 = time.perf_counter()
         trainer.train_step()
-    step_s = (time.perf_counter() - t0) / steps
+        step_times.append(time.perf_counter() - t0)
+    step_s = statistics.median(step_times)
     model.eval()
     x = ids[:model_cfg.block_size * train_cfg.batch_size].view(train_cfg.batch_size, model_cfg.block_size)
     with torch.no_grad(), trainer.autocast():
@@ -47,8 +56,9 @@ def time_training(model_cfg: GPTConfig, train_cfg: TrainConfig, steps: int = 3, 
         t0 = time.perf_counter()
         model(x, x)
         eval_batch_s = time.perf_counter() - t0
-    return {"step_s": step_s, "eval_batch_s": eval_batch_s, "threads": torch.get_num_threads(),
-            "dtype": str(dtype).replace("torch.", "")}
+    # steps_run: every step taken, warm-up included (what the caller subtracts from this process's wall time)
+    return {"step_s": step_s, "eval_batch_s": eval_batch_s, "steps_run": warmup + len(step_times),
+            "threads": torch.get_num_threads(), "dtype": str(dtype).replace("torch.", "")}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -56,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
                                 description="Time a few training steps of a shape; prints one JSON line.")
     p.add_argument("--model", required=True, help="GPTConfig as JSON")
     p.add_argument("--train", required=True, help="TrainConfig as JSON")
-    p.add_argument("--steps", type=int, default=3)
+    p.add_argument("--steps", type=int, default=5, help="at least this many timed steps (after 2 warm-up steps)")
     p.add_argument("--threads", type=int)
     args = p.parse_args(argv)
     if args.threads:

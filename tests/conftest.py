@@ -1,4 +1,14 @@
-"""Shared fixtures. Tests never touch the network: tiny Shakespeare ships inside the package (gpt/corpora)."""
+"""Shared fixtures. Tests never touch the network: tiny Shakespeare ships inside the package (gpt/corpora).
+
+Two tiers (README, "Tests"): `./scripts/test` runs everything; `./scripts/test --fast` leaves out the tests marked
+`browser` or `slow` and must stay under 2 minutes on 2 cores. An unmarked test is in the fast tier, so:
+
+    mark anything over 2 s (its own setup + call, measured with --durations=0) @pytest.mark.slow
+
+Typical slow tests train through the CLI, start trainer processes, or drive a heavy AppTest page. A module
+fixture that several fast tests share may cost more (the session's tiny_run is paid once per tier). Every run
+lists unmarked tests that took longer than SLOW_S at the end, so a new slow test is seen, not silently kept.
+"""
 from __future__ import annotations
 
 import contextlib
@@ -13,7 +23,10 @@ import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+# One thread: on a shared 2-core machine two OpenMP threads stall at every barrier whenever another process is
+# busy (the fast tier's compute tests ran 5x slower with 2 threads beside a 2-thread job), and the tests' tensors
+# are too small for a second thread to pay on a quiet one.
+torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -57,6 +70,27 @@ def no_leaked_trainers(tmp_path_factory):
             os.kill(pid, 9)
     if leaked:
         pytest.fail(f"this module left {len(leaked)} trainer process(es) running (killed now): {leaked}")
+
+
+# ---- the fast tier's guard: name the unmarked tests that took longer than the rule allows ----
+SLOW_S = 2.0
+_unmarked_seconds: dict[str, float] = {}
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    if report.when in ("setup", "call") and not any(item.get_closest_marker(m) for m in ("slow", "browser")):
+        _unmarked_seconds[item.nodeid] = _unmarked_seconds.get(item.nodeid, 0.0) + report.duration
+    return report
+
+
+def pytest_terminal_summary(terminalreporter):
+    over = sorted(((s, node) for node, s in _unmarked_seconds.items() if s > SLOW_S), reverse=True)
+    if over:
+        terminalreporter.section(f"over {SLOW_S:g} s but not marked slow (mark them, or explain in a comment)")
+        for seconds, node in over:
+            terminalreporter.line(f"{seconds:6.1f} s  {node}")
 
 
 # tiny Shakespeare's 65 characters: tests rely on its plain-ASCII vocabulary (e.g. '<' is unknown to it)

@@ -54,6 +54,7 @@ def test_bad_heads_are_refused_with_a_clear_message():
         generate_with_ablation(model, [], [])
 
 
+@pytest.mark.slow
 def test_ablating_all_heads_removes_in_context_copying(tmp_path):
     """A 1-layer attention-only model learns to copy; with its heads zeroed it is back to chance."""
     task = dataclasses.replace(TASKS["copy"], min_len=4, max_len=4)

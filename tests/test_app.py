@@ -150,6 +150,7 @@ def test_chips_escape_html():
     assert "<script>" not in html and "&lt;script&gt;" in html and "id &lt;1&gt;" in html
 
 
+@pytest.mark.slow
 def test_train_form_blocks_impossible_shapes(root):
     at = app_at("train")
     at.number_input(key="tf_n_head").set_value(3).run()   # 32 is not divisible by 3
@@ -160,6 +161,7 @@ def test_train_form_blocks_impossible_shapes(root):
     assert [m.label for m in at.metric][:2] == ["Parameters", "FLOPs per step"]
 
 
+@pytest.mark.slow
 def test_train_page_starts_a_background_job_and_shows_its_curves(root):
     at = app_at("train")
     at.radio(key="tf_source").set_value("Paste text").run()

@@ -62,6 +62,7 @@ def test_patching_page_shows_three_heatmaps_and_refuses_clearly(checkpoints):
     assert not at.exception and "is 2 tokens" in text_of(at)
 
 
+@pytest.mark.slow
 def test_steering_page_generates_side_by_side(checkpoints):
     at = open_page("steering")
     assert "Coefficient 0 is the model untouched" in text_of(at)
@@ -76,6 +77,7 @@ def test_steering_page_generates_side_by_side(checkpoints):
     assert "Coefficients are numbers" in text_of(at)
 
 
+@pytest.mark.slow
 def test_worked_example_on_the_shipped_model():
     """The Patching page's preset on checkpoints/shakespeare-char: the speaker's name travels from the earlier
     JULIET to the last position only in the last block, through head L3H1 (helped by L0H3 early on): the

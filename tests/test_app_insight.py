@@ -145,6 +145,7 @@ def test_experiments_page_checks_a_run(checkpoints):
     assert "answer accuracy" in text_of(at)
 
 
+@pytest.mark.slow
 def test_experiments_page_starts_training_with_the_tasks_options(checkpoints):
     """The Train button launches the real trainer with the task's options; the job is stopped right away."""
     from explorer import jobs

@@ -33,6 +33,7 @@ def wait_for(predicate, timeout=120.0):
         time.sleep(0.2)
 
 
+@pytest.mark.slow
 def test_stop_then_resume_continues_the_same_run(root, corpus_file):
     out = jobs.start_job("long", {"corpus": str(corpus_file), "max_iters": 100_000, "eval_interval": 50, **TINY})
     assert jobs.job_state(out).live
@@ -56,6 +57,7 @@ def test_stop_then_resume_continues_the_same_run(root, corpus_file):
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_failed_start_reports_the_trainers_message(root):
     out = jobs.start_job("bad", {"corpus": "python-docs", **{**TINY, "n_embd": 15}})  # 15 % 2 != 0
     state = jobs.wait_until_done(out, timeout=60)
@@ -74,6 +76,7 @@ def test_uploaded_text_is_checked_before_anything_starts(root):
         jobs.start_job("../", {"corpus": "python-docs"})
 
 
+@pytest.mark.slow
 def test_ladder_trains_each_rung_in_turn(root, corpus_file):
     opts = {"corpus": str(corpus_file), "max_iters": 10, "eval_interval": 5, **TINY}
     outs = jobs.start_chain([(f"lad-{arch}", {**opts, "arch": arch}) for arch in ("bigram", "single_head")])

@@ -45,6 +45,7 @@ def wait_state(run_dir: Path, wanted: str, timeout: float = 240) -> jobs.JobStat
     raise AssertionError(f"{run_dir.name} never reached {wanted}: {jobs.job_state(run_dir)}")
 
 
+@pytest.mark.slow
 def test_restart_reattaches_and_never_duplicates(root, corpus_file, monkeypatch):
     assert jobs.max_concurrent_jobs() == 1
     out = jobs.start_job("busy-run", {**ENDLESS, "corpus": str(corpus_file)}, root=root)
@@ -121,6 +122,7 @@ def all_text(at) -> str:
     return "\n".join(str(p) for p in parts)
 
 
+@pytest.mark.slow
 def test_crash_text_shows_in_the_ui_and_the_app_keeps_working(crashed_root):
     at = AppTest.from_file(str(ROOT / "explorer" / "app.py"), default_timeout=180)
     at.session_state["selected_run"] = "crashed"

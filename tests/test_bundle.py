@@ -8,6 +8,7 @@ import zipfile
 import pytest
 import torch
 
+from explorer import launch, report
 from explorer.report import report_html
 from gpt import bundle, runs
 from gpt.config import GPTConfig, TrainConfig
@@ -194,12 +195,27 @@ def test_report_is_self_contained_and_escaped(run_dir):
 
 
 def test_cli(run_dir, tmp_path, capsys):
-    archive, html_path = tmp_path / "b.tar.gz", tmp_path / "r.html"
-    assert bundle.main(["export", str(run_dir), str(archive), "--html", str(html_path)]) == 0
-    assert html_path.stat().st_size > 3_000_000
+    archive = tmp_path / "b.tar.gz"
+    assert bundle.main(["export", str(run_dir), str(archive)]) == 0
     root = tmp_path / "root"
     assert bundle.main(["import", str(archive), "--name", "shared", "--root", str(root)]) == 0
     assert runs.load_run(root / "shared").step == 20
     assert bundle.main(["import", str(archive), "--name", "shared", "--root", str(root)]) == 2
     assert "already exists" in capsys.readouterr().err
     assert json.loads((root / "shared" / "bundle.json").read_text())["run_name"] == "my-run"
+
+
+def test_report_command_writes_the_page_and_bundle_points_to_it(run_dir, tmp_path, capsys):
+    """The HTML report is the app's command (gpt-report, or gpt-explorer report): the library's bundle export no
+    longer writes it, and its old --html flag says where the report went instead of half-working."""
+    html_path = tmp_path / "r.html"
+    assert report.main([str(run_dir), "--out", str(html_path)]) == 0
+    assert html_path.stat().st_size > 3_000_000 and "Plotly.newPlot(" in html_path.read_text()
+    via_launcher = tmp_path / "launcher.html"
+    assert launch.main(["report", str(run_dir), "--out", str(via_launcher)]) == 0
+    assert via_launcher.read_text() == html_path.read_text()
+    assert report.main([str(tmp_path / "no-such-run"), "--out", str(tmp_path / "x.html")]) == 2
+    assert "is it a run folder" in capsys.readouterr().err and not (tmp_path / "x.html").exists()
+    archive = tmp_path / "b.tar.gz"
+    assert bundle.main(["export", str(run_dir), str(archive), "--html", str(tmp_path / "old.html")]) == 2
+    assert "gpt-report" in capsys.readouterr().err and not archive.exists()

@@ -54,6 +54,7 @@ def curve(run_dir, key):
     return [(m["step"], m[key]) for m in runs.read_jsonl(run_dir / "metrics.jsonl") if key in m]
 
 
+@pytest.mark.slow
 def test_two_gloo_ranks_match_one_process_and_resume(tmp_path, corpus_file):
     from conftest import run_cli
     common = ("--corpus", str(corpus_file), *DDP_TRAIN)

@@ -6,6 +6,7 @@ import json
 import re
 import time
 
+import pytest
 from conftest import placed
 from streamlit.testing.v1 import AppTest
 from test_app import APP, TIMEOUT, root  # noqa: F401  (root: the fixture)
@@ -51,6 +52,7 @@ def test_a_failed_run_is_listed_with_its_error_and_can_be_deleted(root):
     assert not failed.exists()
 
 
+@pytest.mark.slow
 def test_the_sidebar_follows_an_experiment_run_and_says_stopping_at_once(root):
     at = AppTest.from_file(APP, default_timeout=TIMEOUT)
     at.run()

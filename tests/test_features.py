@@ -81,6 +81,7 @@ def test_formula_from_the_two_files_alone(tmp_path, activation):
     torch.testing.assert_close(loaded.module(x), y_hat, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_training_learns_and_evaluation_metrics_recompute_from_files(tmp_path):
     model = tiny_model()
     ids = torch.randint(0, 12, (3000,))

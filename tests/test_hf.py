@@ -170,6 +170,7 @@ def test_bad_inputs_are_refused(tmp_path, gpt2_folder, bpe_tokenizer):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 def test_cli_import_then_export(gpt2_folder, tmp_path, capsys):
     run_dir = tmp_path / "run"
     run_cli("-m", "gpt.hf", "import", str(gpt2_folder), str(run_dir))

@@ -84,6 +84,7 @@ except jobs.JobError as e:
 """
 
 
+@pytest.mark.slow
 def test_two_servers_racing_start_launch_exactly_one(root, corpus_file, tmp_path):
     ready = tmp_path / "ready"
     ready.mkdir()

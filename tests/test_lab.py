@@ -168,6 +168,7 @@ def lab_root(tmp_path_factory, corpus_file):
     return root
 
 
+@pytest.mark.slow
 def test_grokking_cli_writes_a_loadable_run(lab_root):
     out = lab_root / "lab-grokking-0101-000000"
     rows = runs.read_jsonl(out / runs.METRICS)
@@ -182,6 +183,7 @@ def test_grokking_cli_writes_a_loadable_run(lab_root):
     assert bad.returncode == 2 and "already holds a run" in bad.stderr
 
 
+@pytest.mark.slow
 def test_induction_cli_trains_two_runs_and_checks(lab_root):
     out = lab_root / "lab-induction-0101-000000"
     assert runs.broken_runs(lab_root) == []  # the lab's folder holds runs; it is not a broken one
@@ -194,6 +196,7 @@ def test_induction_cli_trains_two_runs_and_checks(lab_root):
         assert [r["step"] for r in rows] == [0, 5, 10] and all("icl_score" in r for r in rows)
 
 
+@pytest.mark.slow
 def test_lab_page_shows_both_experiments_and_their_verdicts(lab_root, fresh_caches):
     from conftest import ROOT
     from streamlit.testing.v1 import AppTest
@@ -233,6 +236,7 @@ def tiny_sweep_base(corpus_file, **overrides) -> dict:
             "batch_size": 4, "eval_iters": 1, "sample_tokens": 0, "dtype": "float32", "threads": 1, **overrides}
 
 
+@pytest.mark.slow
 def test_sweep_queue_never_exceeds_the_job_limit(tmp_path, monkeypatch, corpus_file):
     from explorer import jobs, sweep_queue
     monkeypatch.setenv("GPT_EXPLORER_MAX_JOBS", "1")
@@ -256,6 +260,7 @@ def test_sweep_queue_never_exceeds_the_job_limit(tmp_path, monkeypatch, corpus_f
         assert all(len(r.losses) == 2 and r.mean is not None for r in results)
 
 
+@pytest.mark.slow
 def test_a_sweep_stops_as_one(tmp_path, monkeypatch, corpus_file):
     from explorer import jobs, sweep_queue
     monkeypatch.setenv("GPT_EXPLORER_MAX_JOBS", "1")

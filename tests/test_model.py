@@ -88,6 +88,7 @@ def test_gpt2_preset_size_without_building():
     assert flops_per_token(cfg) > 6 * 85_000_000
 
 
+@pytest.mark.slow
 def test_overfits_one_batch():
     torch.manual_seed(0)
     model = GPT(GPTConfig(vocab_size=20, block_size=16, n_layer=2, n_head=2, n_embd=32))

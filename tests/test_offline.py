@@ -100,6 +100,7 @@ def offline_shipped(tmp_path, monkeypatch):
     st.cache_data.clear()
 
 
+@pytest.mark.slow
 def test_every_page_works_offline_on_the_shipped_model(offline_shipped):
     from streamlit.testing.v1 import AppTest
     at = AppTest.from_file(str(ROOT / "explorer" / "app.py"), default_timeout=300)

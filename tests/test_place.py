@@ -1,10 +1,12 @@
 """The learner's place (explorer/state.py): prompt, layer, head and generation settings survive page switches,
 and the URL's query parameters bring them back in a new session (a reload or a shared link)."""
+import pytest
 from conftest import placed
 from streamlit.testing.v1 import AppTest
 from test_app import APP, TIMEOUT, root  # noqa: F401  (root: the fixture)
 
 
+@pytest.mark.slow
 def test_attention_choices_survive_a_trip_to_generate_and_back(root):
     at = AppTest.from_file(APP, default_timeout=TIMEOUT)
     at.run()

@@ -13,6 +13,7 @@ from gpt.trainer import Trainer, TrainError, resolve_dtype
 GPT2_SMALL_PARAMS = 124_439_808  # OpenAI's GPT-2 small with tied embeddings (wte + wpe + 12 blocks + ln_f)
 
 
+@pytest.mark.slow
 def test_gpt2_preset_builds_and_takes_a_cpu_step():
     cfg, train_cfg = preset("gpt2")
     assert (cfg.n_layer, cfg.n_head, cfg.n_embd, cfg.block_size, cfg.vocab_size) == (12, 12, 768, 1024, 50257)
@@ -80,6 +81,7 @@ def test_float16_needs_cuda():
     assert resolve_dtype("bfloat16", torch.device("cpu")) == torch.bfloat16
 
 
+@pytest.mark.slow
 def test_benchmark_runs_and_reports_both_comparisons():
     out = run_cli("bench/precision_memory.py", "--steps", "2", "--batch-size", "1", "--eval-iters", "1",
                   "--configs", "fp32,fp32+ckpt,bf16", "--threads", "1", timeout=600).stdout

@@ -80,6 +80,7 @@ def check_killed_run(out: Path) -> None:
             load_run(out)
 
 
+@pytest.mark.slow
 def test_kill_9_at_random_moments_never_loses_the_run(tmp_path, corpus_file):
     rng = random.Random(6)
     out = tmp_path / "killed"

@@ -96,6 +96,7 @@ def test_old_configs_without_the_options_still_load():
     assert GPTConfig.from_dict(small(**ALL_ON).to_dict()) == small(**ALL_ON)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", ["all", "rotary"])
 def test_option_trains_saves_and_resumes_exactly(case, tmp_path, corpus_file):
     """Loss falls; config.json and the weights' metadata carry the options; load_run rebuilds the model; a run
@@ -183,6 +184,7 @@ def test_wsd_schedule_is_flat_then_linear():
         TrainConfig(optimizer="sgd").validate()
 
 
+@pytest.mark.slow
 def test_muon_resume_continues_exactly(tmp_path, corpus_file):
     common = ("--corpus", str(corpus_file), "--max-iters", "30", "--eval-interval", "15", "--optimizer", "muon",
               "--schedule", "wsd", "--dropout", "0.1", *TINY_TRAIN)

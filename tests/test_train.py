@@ -15,6 +15,7 @@ from gpt.runs import RunError, load_run
 from gpt.trainer import lr_at
 
 
+@pytest.mark.slow
 def test_cli_train_then_sample(tiny_run):
     files = {p.name for p in tiny_run.iterdir()}
     assert {"config.json", "tokenizer.json", "model.safetensors", "resume.safetensors", "metrics.jsonl",
@@ -42,6 +43,7 @@ def test_checkpoint_roundtrip(tiny_run):
     assert not torch.equal(early.model(x)[0], run.model(x)[0])
 
 
+@pytest.mark.slow
 def test_resume_continues_exactly(tmp_path, corpus_file):
     common = ("--corpus", str(corpus_file), "--max-iters", "40", "--eval-interval", "15", "--dropout", "0.1",
               *TINY_TRAIN)
@@ -62,6 +64,7 @@ def test_resume_continues_exactly(tmp_path, corpus_file):
     assert losses_a == pytest.approx(losses_b, abs=1e-4)
 
 
+@pytest.mark.slow
 def test_sigterm_checkpoints_and_exits_cleanly(tmp_path, corpus_file):
     out = tmp_path / "term"
     proc = subprocess.Popen([sys.executable, "-m", "gpt.train", "--corpus", str(corpus_file), "--out", str(out),
@@ -78,6 +81,7 @@ def test_sigterm_checkpoints_and_exits_cleanly(tmp_path, corpus_file):
     assert not list(out.glob(".tmp-*"))
 
 
+@pytest.mark.slow
 def test_init_from_fine_tunes_and_names_unknown_chars(tmp_path, tiny_run):
     text = load_run(tiny_run).tokenizer.decode(list(range(load_run(tiny_run).tokenizer.vocab_size)))
     other = tmp_path / "other.txt"
@@ -94,6 +98,7 @@ def test_init_from_fine_tunes_and_names_unknown_chars(tmp_path, tiny_run):
     assert not (tmp_path / "ft2").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("content, args, message", [
     (b"", (), "empty"),
     (b"   \n\t  ", (), "whitespace"),
@@ -116,6 +121,7 @@ def test_bad_inputs_get_clear_errors_and_change_nothing(tmp_path, content, args,
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_refuses_to_overwrite_a_run(tiny_run):
     proc = run_cli("-m", "gpt.train", "--corpus", "python-docs", "--out", str(tiny_run), "--max-iters", "5",
                    check=False)
@@ -182,6 +188,7 @@ def test_compile_flag_reaches_the_saved_config():
     assert not TrainConfig.from_dict({}).compile  # older run folders: off
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not any(shutil.which(c) for c in ("g++", "c++", "clang++")),
                     reason="torch.compile on CPU needs a C++ compiler")
 @pytest.mark.parametrize("dtype", [torch.bfloat16])
@@ -209,6 +216,7 @@ def test_compile_trains_like_eager(dtype):
     assert max(abs(a - b) for a, b in zip(losses[False], losses[True])) < 1e-3, losses
 
 
+@pytest.mark.slow
 def test_repeat_lines_frac_mixes_doubled_lines_into_training_batches_only(tmp_path, corpus_file):
     """--repeat-lines-frac: that share of each training batch comes from the training text with every line said
     twice (saved in config.json, so resume keeps it); evaluation batches and the validation text stay plain."""

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import streamlit as st
+from streamlit.proto.NumberInput_pb2 import NumberInput as NumberInputProto
 from streamlit.testing.v1 import AppTest
 
 from explorer import train_form
@@ -67,9 +68,11 @@ def test_default_preset_fills_the_form_and_keeps_its_hidden_settings():
     model, train = configs(values)
     preset_model, preset_train = PRESETS[DEFAULT_PRESET][0], PRESETS[DEFAULT_PRESET][1]
     for key, value in {**preset_model, **preset_train}.items():   # the form trains exactly the preset
-        if key not in ("snapshot_interval",):
+        if key not in ("snapshot_interval", "dtype"):
             expected = pytest.approx(value) if isinstance(value, float) else value
             assert getattr(model if key in preset_model else train, key) == expected, key
+    # bf16 where this machine runs it natively; emulated elsewhere (many times slower), so fp32 there
+    assert train.dtype == ("bfloat16" if train_form.bf16_is_native() else "float32")
     assert train_options(values)["preset"] == DEFAULT_PRESET  # the trainer starts from it: nothing is lost
     assert (model.n_layer, model.n_embd, train.max_iters) != (2, 32, 200)   # not the old 200 steps of noise
 
@@ -107,6 +110,7 @@ def test_big_shapes_are_extrapolated_not_timed():
     assert calls == [preset_form_values(DEFAULT_PRESET)["n_embd"]]   # timed the reference shape only
 
 
+@pytest.mark.slow
 def test_a_real_measurement_times_training_steps(monkeypatch, tmp_path):
     monkeypatch.setenv("GPT_EXPLORER_CACHE", str(tmp_path))
     model = GPTConfig(n_layer=1, n_head=2, n_embd=16, block_size=16)
@@ -114,6 +118,50 @@ def test_a_real_measurement_times_training_steps(monkeypatch, tmp_path):
     timing = train_form.measure_timing(model, train, threads=1)
     assert timing["measured"] and 0 < timing["step_s"] < 5 and timing["startup_s"] >= 0
     assert train_form.measure_timing(model, train, threads=1) == timing   # remembered, not measured again
+
+
+def test_bf16_is_ticked_only_where_it_is_native(monkeypatch):
+    """A preset in bf16 (or auto) ticks the box only on hardware that runs bf16 natively."""
+    assert PRESETS[DEFAULT_PRESET][1]["dtype"] == "bfloat16" and "dtype" not in PRESETS["shakespeare-char"][1]
+    for native in (True, False):
+        monkeypatch.setattr(train_form, "bf16_is_native", lambda native=native: native)
+        assert preset_form_values(DEFAULT_PRESET)["bf16"] is native
+        assert preset_form_values("shakespeare-char")["bf16"] is native   # TrainConfig's dtype: auto
+
+
+class FakeClock:
+    """time.perf_counter for gpt.calibrate that moves only when a (faked) training step says so."""
+    def __init__(self):
+        self.now = 0.0
+
+    def perf_counter(self) -> float:
+        return self.now
+
+
+@pytest.mark.parametrize("durations, step_s, steps_run", [
+    ([5.0, 4.0, 1.0, 1.2, 9.0, 0.8, 1.1], 1.1, 7),  # warm-up steps skipped; one step slowed by a neighbour ignored
+    ([0.5, 0.5] + [0.125] * 30, 0.125, 2 + 8),       # quick steps: timed until a second has passed
+    ([0.5, 0.5] + [0.01] * 30, 0.01, 2 + 20),        # ... but never more than max_steps
+])
+def test_calibration_takes_the_median_step_after_warm_up(monkeypatch, durations, step_s, steps_run):
+    from gpt import calibrate
+    from gpt.trainer import Trainer
+    clock, scripted = FakeClock(), iter(durations)
+
+    def step(self):
+        clock.now += next(scripted)
+        return 0.0, 0.0
+    monkeypatch.setattr(calibrate, "time", clock)
+    monkeypatch.setattr(Trainer, "train_step", step)
+    result = calibrate.time_training(GPTConfig(n_layer=1, n_head=2, n_embd=16, block_size=16),
+                                     TrainConfig(batch_size=2, dtype="float32"), steps=5, warmup=2, max_steps=20)
+    assert result["step_s"] == pytest.approx(step_s) and result["steps_run"] == steps_run
+
+
+def test_start_up_is_the_calibrations_wall_time_beyond_its_steady_work():
+    result = {"step_s": 0.5, "eval_batch_s": 0.25, "steps_run": 10}
+    assert train_form.startup_seconds(9.0, result) == pytest.approx(9.0 - 10 * 0.5 - 2 * 0.25)
+    assert train_form.startup_seconds(4.0, result) == 0.0   # never negative
 
 
 # ---- the ladder ----
@@ -151,6 +199,32 @@ def test_train_page_opens_on_the_default_preset_with_an_expected_time(empty_root
     assert labels[:2] == ["Parameters", "FLOPs per step"] and "Expected wall time" in labels
     expected = next(m for m in at.metric if m.label == "Expected wall time").value
     assert expected not in ("—", "") and not start_button(at).disabled
+
+
+# the form's whole-number fields (FormValues' int fields that have a box)
+INTEGER_BOXES = ("vocab_size", "n_layer", "n_head", "n_embd", "block_size", "batch_size", "max_iters", "warmup_iters",
+                 "eval_interval", "seed")
+
+
+def assert_integer_boxes(at: AppTest) -> None:
+    for key in INTEGER_BOXES:
+        box = at.number_input(key=f"tf_{key}")
+        assert box.proto.data_type == NumberInputProto.INT, key   # the browser shows "3", not "3.00"
+        assert type(box.value) is int, (key, box.value)
+    for key in ("dropout", "lr"):
+        assert at.number_input(key=f"tf_{key}").proto.data_type == NumberInputProto.FLOAT, key
+
+
+def test_whole_number_fields_are_integers_on_screen(empty_root):
+    """Issue 22 saw "3.00" layers, "16.00" batch and "250.00" eval interval: st.number_input is a float box
+    unless its value, step and bounds are all ints. Whole numbers stay whole after a preset change and a typed value."""
+    at = train_page()
+    assert_integer_boxes(at)
+    at.selectbox(key="tf_preset").set_value("nanogpt-cpu").run()
+    assert at.number_input(key="tf_n_layer").value == PRESETS["nanogpt-cpu"][0]["n_layer"]
+    at.number_input(key="tf_seed").set_value(7).run()
+    assert_integer_boxes(at)
+    assert at.number_input(key="tf_seed").value == 7
 
 
 def test_typed_block_size_one_is_refused_visibly(empty_root):

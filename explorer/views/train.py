@@ -16,6 +16,7 @@ from explorer.figures.training import loss_curves, metric_curve
 from explorer.train_form import (
     ARCH_LABELS,
     DEFAULT_PRESET,
+    INTEGER_FIELDS,
     LADDER_NOTE,
     LIMITS,
     FormValues,
@@ -218,11 +219,14 @@ def live_view(run_dir) -> None:
 
 
 # ---- the form ----
-def number_field(column, key: str, **kwargs):
+def number_field(column, key: str, step=None, **kwargs):
     """A number box with no bounds of its own: the widget would silently keep the old value when a typed one
-    is out of range; instead train_form.problems refuses it with a message naming the range."""
+    is out of range; instead train_form.problems refuses it with a message naming the range. Whole-number
+    fields get an int step, which makes the box an integer one (no bounds, an int value and an int step)."""
     label, low, high = LIMITS[key]
-    return column.number_input(LABELS.get(key, label), min_value=None, max_value=None, key=f"tf_{key}",
+    if key in INTEGER_FIELDS:
+        step = int(step or 1)
+    return column.number_input(LABELS.get(key, label), min_value=None, max_value=None, step=step, key=f"tf_{key}",
                                help=f"{low:g} to {high:g}", **kwargs)
 
 
@@ -297,7 +301,8 @@ def form() -> None:
     warmup = number_field(t4, "warmup_iters")
     eval_every = number_field(t5, "eval_interval")
     seed = number_field(t6, "seed")
-    bf16 = t7.checkbox("bf16", key="tf_bf16", help="bfloat16 autocast: faster on CPUs with AVX-512 BF16/AMX.")
+    bf16 = t7.checkbox("bf16", key="tf_bf16", help="bfloat16: faster on CPUs with AVX-512 BF16/AMX; elsewhere it is emulated and "
+                                              "many times slower, so presets tick it only where it is native.")
 
     values = FormValues(corpus=corpus, corpus_text=corpus_text, tokenizer=tok_kind, vocab_size=int(vocab_size),
                         char_vocab=char_vocab, arch=arch, n_layer=int(n_layer), n_head=int(n_head),
