@@ -52,6 +52,19 @@ def cached_run(run_dir: str | Path, snapshot_step: int | None = None):
     return _load(str(run_dir), snapshot_step, weights_mtime(run_dir, snapshot_step))
 
 
+@st.cache_resource(max_entries=8, show_spinner="Reading the run's feature dictionaries...")
+def _dictionaries(run_dir: str, weights_mtime: float):
+    del weights_mtime  # new weights: the digest check must run again
+    from gpt.interp.features import list_dictionaries
+    return list_dictionaries(run_dir, cached_run(run_dir).config)
+
+
+def run_dictionaries(run_dir: str | Path):
+    """(usable dictionaries, broken ones with their reason) of a run's features/ folder, checked against its latest
+    weights (gpt.interp.features.list_dictionaries); shared read-only by every session."""
+    return _dictionaries(str(run_dir), weights_mtime(run_dir))
+
+
 # ---- computed results ----
 @st.cache_data(max_entries=4, show_spinner="Reading the validation text...")
 def _validation_ids(run_dir: str, weights_mtime: float):

@@ -66,3 +66,23 @@ def test_bad_prompt_is_explained(tmp_path):
     with checkpoints_env(tmp_path):
         at = open_app("gpt", prompt="ZZZ unknown")
     assert "character vocabulary has no" in at.error[0].value
+
+
+def test_landing_mlp_stage_names_the_transcoder_features_of_the_shipped_model():
+    """The shipped model has a transcoder per layer: the MLP stage names the features active at the token, and they
+    are the ones the transcoder computes from the MLP input there."""
+    import torch
+
+    from gpt.interp.capture import run_with_cache
+    from gpt.interp.features import list_dictionaries
+    from gpt.runs import load_run
+    at = open_app("shakespeare-char")
+    captions = [c.value for c in at.caption if "Read as features instead" in c.value]
+    assert len(captions) == 1 and "**transcoder-L0**" in captions[0], captions
+    run = load_run(ROOT / "checkpoints" / "shakespeare-char")
+    (tc,) = [d for d in list_dictionaries(run.path, run.config)[0] if d.name == "transcoder-L0"]
+    prompt = run.tokenizer.encode(at.text_area[0].value)[:run.config.block_size]  # the page's prompt, last token
+    x = run_with_cache(run.model, prompt, {"blocks.0.mlp.in"})["blocks.0.mlp.in"][0, -1]
+    top = tc.module.encode(x[None])[0].topk(1)
+    assert f"#{int(top.indices[0])} ({float(top.values[0]):.2f})" in captions[0]
+    assert torch.isfinite(top.values).all()

@@ -5,6 +5,7 @@ lays them out: one box per stage, each with a plain sentence, the formula and th
 """
 import streamlit as st
 
+from explorer.cache import run_dictionaries
 from explorer.common import chips_html, esc, selected_run, teaching_prompt_ids, visible
 from explorer.figures.inside import attention_row_figure, keys_figure, logits_figure, pipeline_figure, strips, top_neurons_figure
 from explorer.state import bind, place
@@ -13,6 +14,24 @@ from gpt.interp.forward import sampling_view
 
 run = selected_run()
 cfg, tok = run.config, run.tokenizer
+
+
+def transcoder_caption(layer: int, mlp_input) -> None:
+    """Neurons are polysemantic: where the run has a transcoder for this layer, name the features it reads here."""
+    transcoder = next((d for d in run_dictionaries(run.path)[0]
+                       if d.config.kind == "transcoder" and d.config.layer == layer), None)
+    if transcoder is None:
+        return
+    acts = transcoder.module.encode(mlp_input.float()[None])[0]  # (n_features,)
+    top = acts.topk(5)
+    named = ", ".join(f"#{i} ({v:.2f})" for v, i in zip(top.values.tolist(), top.indices.tolist()) if v > 0)
+    m = transcoder.metrics or {}
+    recovered = f"; spliced in, it keeps {m['ce_loss_recovered']:.0%} of this layer's effect on the loss" \
+        if "ce_loss_recovered" in m else ""
+    st.caption(f"Read as features instead: the transcoder **{transcoder.name}** ({transcoder.config.n_features:,} "
+               f"features{recovered}) has {int((acts > 0).sum())} active here, the strongest {named or 'none'}. "
+               "The Features page shows each feature's card.")
+
 st.title("Inside a prediction")
 st.caption(f"Model **{run.path.name}** at step {run.step:,}. A GPT reads the tokens so far and scores every "
            "possible next token. Pick a token below and open any stage to see that token's real numbers.")
@@ -157,6 +176,7 @@ if cfg.has_attention:
             names = ", ".join(f"n{i} ({v:.2f})" for i, v in mlp.top_neurons[:5])
             st.caption(f"The most active neurons here: {names}. The MLP neurons page shows where each fires most "
                        "over the validation text.")
+            transcoder_caption(layer, mlp.norm.after)
             st.plotly_chart(strips([("MLP output", mlp.out), ("residual after (+)", block.resid_out)]), key="mlp_out")
             st.latex(r"x \leftarrow x + \mathrm{%s}(h\, W_{in} + b_{in})\, W_{out} + b_{out}"
                      % act.replace("²", "^2").replace(" (tanh)", ""))
