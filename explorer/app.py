@@ -33,6 +33,7 @@ TRAINING = [("train", "Train", ":material/model_training:"), ("runs", "Runs", ":
 LOOK_DEEPER = [("heads", "Heads & detectors", ":material/psychology:"),
                ("logit_lens", "Logit lens", ":material/layers:"),
                ("why_token", "Why this token", ":material/help:"),
+               ("features", "Features", ":material/category:"),
                ("patching", "Patching", ":material/swap_horiz:"),
                ("steering", "Steering", ":material/tune:"),
                ("ablation", "Ablation", ":material/content_cut:"),

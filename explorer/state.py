@@ -23,6 +23,7 @@ PLACES: dict[str, type] = {
     "probe": str, "probe_seed": int,        # Heads: which probe the detectors score
     "token": int, "dims": str,              # Embeddings: the token whose neighbours are shown, 2D or 3D
     "length": int, "offset": int,           # Per-token loss: which validation passage
+    "feature": str,                         # Features: the open card, "<dictionary>#<index>"
 }
 MAX_URL_TEXT = 600             # a longer prompt stays in the session but is not put in the URL
 

@@ -1,0 +1,92 @@
+"""The Features page on the shipped model (AppTest) and in a real browser: the dictionaries' metrics as the CLI wrote
+them, the features active at a token, and a feature card whose numbers are the library's."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from browser_support import app_server, chromium_page, require_chromium
+from conftest import ROOT
+
+pytestmark = pytest.mark.usefixtures("fresh_caches")
+AppTest = pytest.importorskip("streamlit.testing.v1").AppTest
+SHIPPED = ROOT / "checkpoints" / "shakespeare-char"
+
+
+def open_features(**params) -> "AppTest":
+    at = AppTest.from_file(str(ROOT / "explorer" / "app.py"), default_timeout=180)
+    at.session_state["selected_run"] = "shakespeare-char"
+    for key, value in params.items():
+        at.query_params[key] = str(value)
+    at.run()
+    at.switch_page("views/features.py")
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+@pytest.mark.slow
+def test_features_page_shows_the_cli_metrics_and_a_card_with_the_library_numbers():
+    from gpt.evaluate import run_validation_ids
+    from gpt.interp.features import list_dictionaries
+    from gpt.interp.features.cards import cached_scan
+    from gpt.runs import load_run
+    at = open_features(feature="transcoder-L0#594")
+    table = at.dataframe[0].value
+    for name in ("transcoder-L0", "transcoder-L3", "sae-resid-mid-L2"):
+        metrics = json.loads((SHIPPED / "features" / name / "metrics.json").read_text())
+        row = table[table["dictionary"] == name].iloc[0]
+        assert row["CE loss recovered"] == pytest.approx(metrics["ce_loss_recovered"])
+        assert row["dead"] == metrics["dead"]
+    assert any(h.value == "Feature #594 of transcoder-L0" for h in at.subheader)
+    run = load_run(SHIPPED)
+    (tc,) = [d for d in list_dictionaries(run.path, run.config)[0] if d.name == "transcoder-L0"]
+    scan = cached_scan(run.model, tc, run_validation_ids(run))
+    shown = next(m.value for m in at.markdown if m.value.startswith("Fires on"))
+    assert f"**{float(scan.density[594]):.2%}**" in shown and f"**{float(scan.top_values[594, 0]):.2f}**" in shown
+    assert int((scan.density == 0).sum()) == tc.metrics["dead"]  # the card's scan and `gpt-features eval` agree
+    assert int((scan.density > 0.1).sum()) == tc.metrics["dense"]
+
+
+def test_a_run_without_dictionaries_offers_training(tmp_path):
+    from conftest import checkpoints_env
+    from test_app_inside import make_run
+    make_run(tmp_path, "multi_head")   # attention only: transcoders are impossible, an SAE is not
+    with checkpoints_env(tmp_path):
+        at = AppTest.from_file(str(ROOT / "explorer" / "app.py"), default_timeout=120)
+        at.session_state["selected_run"] = "multi_head"
+        at.run()
+        at.switch_page("views/features.py")
+        at.run()
+        assert not at.exception, [e.value for e in at.exception]
+        assert any("no feature dictionaries yet" in i.value for i in at.info)
+        assert next(box for box in at.selectbox if box.label == "Kind").disabled  # no MLP: SAE only
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_browser_click_a_feature_opens_its_card(tmp_path):
+    require_chromium()
+    run = tmp_path / "checkpoints" / SHIPPED.name
+    run.mkdir(parents=True)
+    for path in SHIPPED.iterdir():
+        if path.is_file():
+            shutil.copy2(path, run / path.name)
+    shutil.copytree(SHIPPED / "features", run / "features", ignore=shutil.ignore_patterns("cards-*", ".*"))
+    with app_server(tmp_path / "checkpoints", tmp_path / "server.log") as url, chromium_page() as (page, errors):
+        page.goto(f"{url}/features?run={SHIPPED.name}")
+        pill = page.get_by_text("transcoder-L3 #").first
+        pill.wait_for(timeout=60_000)
+        label = pill.inner_text()
+        pill.click()
+        feature = label.split("#")[1].split(" ")[0]
+        heading = page.get_by_text(f"Feature #{feature} of transcoder-L3")
+        heading.wait_for(timeout=90_000)
+        page.get_by_text("Top activations").wait_for(timeout=30_000)
+        shots = Path(ROOT / "test-artifacts" / "features-shots")
+        shots.mkdir(parents=True, exist_ok=True)
+        heading.scroll_into_view_if_needed()
+        page.screenshot(path=str(shots / "card.png"))
+        assert not errors, errors
