@@ -90,3 +90,20 @@ def test_browser_click_a_feature_opens_its_card(tmp_path):
         heading.scroll_into_view_if_needed()
         page.screenshot(path=str(shots / "card.png"))
         assert not errors, errors
+
+
+def test_steering_page_steers_with_a_feature_chosen_on_the_features_page():
+    at = AppTest.from_file(str(ROOT / "explorer" / "app.py"), default_timeout=180)
+    at.session_state["selected_run"] = "shakespeare-char"
+    at.query_params["feature"] = "transcoder-L3#543"
+    at.run()
+    at.switch_page("views/steering.py")
+    at.run()
+    at.radio[0].set_value("one feature's direction").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert next(b for b in at.selectbox if b.label == "Dictionary").value == "transcoder-L3"
+    assert next(n for n in at.number_input if n.label == "Feature").value == 543
+    assert any("feature #543 of transcoder-L3" in c.value for c in at.caption)
+    at.button[0].click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("coefficient 0" in m.value for m in at.markdown)

@@ -1,20 +1,26 @@
 """Steering: add a direction to the residual stream while the model writes (gpt.interp.steering)."""
 import streamlit as st
 
+from explorer.cache import run_dictionaries
 from explorer.common import default_prompt, encode_or_explain, esc, selected_attention_run
+from explorer.state import place
 from gpt.interp.capture import InterpError
+from gpt.interp.features.cards import feature_direction
 from gpt.interp.patching import boundary_labels
 from gpt.interp.steering import default_coefficients, generate_side_by_side, head_direction, mean_difference, neuron_direction, typical_residual_norm
 
 SET_A = "I love thee, sweet, my love, my dear heart.\nO gentle love, kiss me, my sweet love."
 SET_B = "Villain, I will kill thee, thou damned traitor!\nDie, wretch! I hate thee, slave and villain."
-KINDS = ["difference of two prompt sets", "one neuron's output", "one head's output"]
+KINDS = ["difference of two prompt sets", "one neuron's output", "one head's output", "one feature's direction"]
 
 run = selected_attention_run("Steering", "no layers to steer")
 cfg = run.config
 st.caption(f"Model **{run.path.name}** at step {run.step:,}. A steering vector is added to the residual stream at "
            "one layer, at every position, while the model writes. Coefficient 0 is the model untouched.")
-kind = st.radio("Steering vector", [k for k in KINDS if cfg.has_mlp or "neuron" not in k], horizontal=True)
+dictionaries = run_dictionaries(run.path)[0]
+kinds = [k for k in KINDS if (cfg.has_mlp or "neuron" not in k) and (dictionaries or "feature" not in k)]
+kind = st.radio("Steering vector", kinds, horizontal=True,
+                help="A feature direction needs a dictionary of this run (the Features page trains them)")
 labels = boundary_labels(run.model)
 boundary = st.selectbox("Add it to the residual stream", range(len(labels)), index=min(2, len(labels) - 1),
                         format_func=lambda b: "entering block 0" if b == 0 else f"after block {b - 1}",
@@ -48,6 +54,19 @@ try:
         neuron = b.number_input("Neuron", 0, 4 * cfg.n_embd - 1, 0)
         vector = neuron_direction(run.model, int(layer), int(neuron))
         what = f"what neuron {neuron} of layer {layer}'s MLP writes per unit of activation"
+    elif kind == KINDS[3]:
+        a, b = st.columns(2)
+        names = [d.name for d in dictionaries]
+        picked = place("feature", None) or ""
+        name = a.selectbox("Dictionary", names, index=names.index(picked.split("#")[0]) if picked.split("#")[0] in
+                           names else 0)
+        dic = dictionaries[names.index(name)]
+        default = int(picked.split("#")[1]) if picked.startswith(name + "#") else 0
+        feature = b.number_input("Feature", 0, dic.config.n_features - 1, min(default, dic.config.n_features - 1))
+        vector = feature_direction(dic, int(feature))
+        writes = dic.config.output.split(".")
+        what = (f"feature #{feature} of {name}'s decoder row (it writes into {dic.config.output}; its natural "
+                f"boundary is after block {writes[1]})")
     else:
         a, b = st.columns(2)
         layer = a.number_input("Layer", 0, cfg.n_layer - 1, 0)

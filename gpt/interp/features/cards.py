@@ -158,3 +158,13 @@ def features_at(model: GPT, dictionaries: list[LoadedDictionary], ids, position:
         pairs = sorted(((int(i), float(f[i])) for i in active), key=lambda p: -p[1])
         out.append((d, pairs))
     return out
+
+
+def feature_direction(loaded: LoadedDictionary, feature: int) -> torch.Tensor:
+    """(d_out,) what one unit of the feature writes into its output site: its (unit-norm) decoder row, the vector
+    the Steering page adds to the residual stream."""
+    n = loaded.config.n_features
+    if not (isinstance(feature, int) and 0 <= feature < n):
+        from ..capture import InterpError
+        raise InterpError(f"feature {feature!r} does not exist: {loaded.name} has features 0..{n - 1}")
+    return loaded.module.W_dec[feature].detach().float().clone()
