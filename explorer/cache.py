@@ -65,6 +65,11 @@ def run_dictionaries(run_dir: str | Path):
     return _dictionaries(str(run_dir), weights_mtime(run_dir))
 
 
+def forget_dictionaries() -> None:
+    """A dictionary training just finished: list the run's folders again."""
+    _dictionaries.clear()
+
+
 # ---- computed results ----
 @st.cache_data(max_entries=4, show_spinner="Reading the validation text...")
 def _validation_ids(run_dir: str, weights_mtime: float):

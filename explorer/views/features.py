@@ -6,7 +6,7 @@ background process (explorer/feature_jobs.py).
 import streamlit as st
 
 from explorer import feature_jobs
-from explorer.cache import cached_run, run_dictionaries, run_validation_ids
+from explorer.cache import cached_run, forget_dictionaries, run_dictionaries, run_validation_ids
 from explorer.common import chips_html, esc, selected_attention_run, teaching_prompt_ids, visible
 from explorer.figures.features import activation_histogram, density_figure
 from explorer.figures.inside import effect_bars
@@ -43,7 +43,7 @@ def training_status() -> None:
     elif state and state.get("state") in ("done", "stopped", "failed"):
         if state["state"] == "done" and feature_jobs.running(run.path) is False and "rerun_done" not in st.session_state:
             st.session_state["rerun_done"] = True
-            st.cache_resource.clear()   # the new dictionaries must be listed
+            forget_dictionaries()   # the new dictionaries must be listed
             st.rerun(scope="app")
         words = {"done": "finished", "stopped": "was stopped; nothing was saved", "failed": "failed"}[state["state"]]
         st.caption(f"The last dictionary training {words}." + (f" Log: `{state.get('log', '')[-300:]}`"
