@@ -1,0 +1,11 @@
+"""Circuits: attribution graphs of one prediction, built from a run's per-layer transcoders (gpt.interp.features).
+
+    replacement  the local replacement model: transcoders + error vectors for MLPs, norms and attention frozen
+    graph        attribution_graph(), AttributionGraph (nodes, adjacency, prune, scores, JSON export)
+    intervene    set features in the replacement model and in the real one, and see the next token change
+"""
+from .graph import AttributionGraph, Node, attribution_graph
+from .intervene import intervene
+from .replacement import CircuitError, load_transcoders
+
+__all__ = ["AttributionGraph", "CircuitError", "Node", "attribution_graph", "intervene", "load_transcoders"]
