@@ -3,7 +3,8 @@
     gpt-report RUN_DIR --out report.html     (or: python -m explorer.report ..., gpt-explorer report ...)
 
 Sections: the configuration, loss curves, an attention overview (every layer x head on one short text),
-head-detector scores (gpt.interp.detectors) and the samples written at evaluations. The figures are the app's
+head-detector scores (gpt.interp.detectors), why this token, the circuit of that prediction (where the run has
+transcoders; its graph's JSON embedded) and the samples written at evaluations. The figures are the app's
 own builders (explorer/figures), so the report shows what the pages show. Text from the run is
 HTML-escaped; the figures are plotly JSON rendered by the embedded plotly.js.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import html
+import json
 import sys
 from pathlib import Path
 
@@ -77,6 +79,32 @@ def dla_html(model, tokenizer, text: str, k: int = 8) -> str:
             f"<p>{html.escape(describe_top_heads(result))}</p>")
 
 
+def circuit_section(run_dir: Path, model, tokenizer, text: str):
+    """(figure or None, HTML) of the attribution graph of the next token after `text` (gpt.interp.circuits), with
+    the pruned graph's JSON embedded (circuit-tracer-like, see AttributionGraph.to_json), where the run has a
+    transcoder per layer; else a line saying why there is none."""
+    from explorer.figures.circuit import circuit_figure, circuit_view, node_label
+    from gpt.interp.circuits import CircuitError, attribution_graph, load_transcoders
+    try:
+        transcoders = load_transcoders(run_dir, model)
+    except CircuitError as e:
+        return None, f"<h2>Circuit</h2><p><em>{html.escape(str(e))}</em></p>"
+    ids = tokenizer.encode(text)
+    graph = attribution_graph(model, ids, transcoders).prune()
+    tokens = [tokenizer.token_str(i) for i in ids]
+    labels = {n.key: node_label(n, tokenizer.token_str(n.index) if n.kind == "logit" else tokens[n.position])
+              for n in graph.nodes}
+    nodes, edges = circuit_view(graph, labels)
+    data = json.dumps(graph.to_json(decode=tokenizer.decode, metadata={"model": run_dir.resolve().name}))
+    data = data.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+    return circuit_figure(nodes, edges, tokens, model.config.n_layer), (
+        f"<h2>Circuit</h2><p>The attribution graph of the guess after <code>{html.escape(text[-40:])}</code>: "
+        f"{sum(n.kind == 'feature' for n in graph.nodes)} transcoder features kept (replacement score "
+        f"{graph.replacement_score():.2f}). The figure is above; the graph itself is embedded as JSON in the "
+        f"element <code>#circuit-graph</code> of this file.</p>"
+        f'<script type="application/json" id="circuit-graph">{data}</script>')
+
+
 def script_json(fig) -> str:
     """Figure JSON safe inside <script>: token text such as '</script>' cannot end the element."""
     return fig.to_json().replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
@@ -103,6 +131,11 @@ def report_html(run_dir: str | Path, max_samples: int = 5, include_dla: bool = T
             notes.append(f"head scores unavailable: {e}")
     else:
         notes.append("a bigram model has no attention heads")
+    circuit_html = ""
+    if include_dla and text and run.config.has_mlp and run.config.has_attention:
+        circuit_fig, circuit_html = circuit_section(run_dir, run.model, run.tokenizer, text)
+        if circuit_fig is not None:
+            figures.append(circuit_fig)
     divs = "\n".join(f'<div class="fig" id="fig{i}"></div>' for i in range(len(figures)))
     plots = "\n".join(f"var f{i} = {script_json(fig)}; Plotly.newPlot('fig{i}', f{i}.data, f{i}.layout);"
                       for i, fig in enumerate(figures))
@@ -118,7 +151,7 @@ table{{border-collapse:collapse}}th,td{{border:1px solid #ccc;padding:2px 8px;te
 pre{{white-space:pre-wrap;background:#f6f6f6;padding:8px}}</style>
 <script>{plotly.offline.get_plotlyjs()}</script></head>
 <body><h1>{title}</h1><h2>Configuration</h2>{_config_table(run.config, run.extra, run.step)}
-<h2>Figures</h2>{note_html}{divs}{why_html}<h2>Samples</h2>{sample_html}
+<h2>Figures</h2>{note_html}{divs}{why_html}{circuit_html}<h2>Samples</h2>{sample_html}
 <script>{plots}</script></body></html>
 """
 

@@ -7,13 +7,11 @@ import streamlit as st
 
 from explorer import feature_jobs
 from explorer.cache import cached_run, forget_dictionaries, run_dictionaries, run_validation_ids
-from explorer.common import chips_html, esc, selected_attention_run, teaching_prompt_ids, visible
-from explorer.figures.features import activation_histogram, density_figure
-from explorer.figures.inside import effect_bars
+from explorer.common import esc, selected_attention_run, teaching_prompt_ids, visible
+from explorer.feature_card import draw_feature_card
 from explorer.jobs import format_eta
 from explorer.state import bind, place, remember
-from gpt.data import CorpusError
-from gpt.interp.features.cards import cached_scan, feature_logit_effect, features_at
+from gpt.interp.features.cards import cached_scan, features_at
 from gpt.interp.features.training import FeatureTrainConfig
 
 run = selected_attention_run("Features", "no blocks, so no activations inside it to learn features of")
@@ -148,61 +146,4 @@ dname, feature = picked.split("#")[0], int(picked.split("#")[1])
 dic = good[names.index(dname)]
 if not 0 <= feature < dic.config.n_features:
     st.stop()
-st.subheader(f"Feature #{feature} of {dname}")
-try:
-    val = run_validation_ids(run.path)
-except CorpusError as e:
-    st.info(f"A feature card needs the run's validation text: {e}")
-    st.stop()
-with st.spinner("Scanning the validation text with this dictionary (once; kept in its folder)..."):
-    scan = cached_scan(run.model, dic, val)
-density = float(scan.density[feature])
-st.write(f"Fires on **{density:.2%}** of the {scan.n_tokens:,} validation tokens; its largest activation is "
-         f"**{float(scan.top_values[feature, 0]):.2f}**.")
-c1, c2 = st.columns(2)
-with c1:
-    st.plotly_chart(density_figure(scan.density.tolist(), density, feature), key="density")
-    st.caption("How often each feature of this dictionary fires (one bar = many features); the orange line is this "
-               "one. Far left = rare and specific, far right = common.")
-with c2:
-    st.plotly_chart(activation_histogram(scan.hist[feature].tolist(), float(scan.top_values[feature, 0])),
-                    key="activation_hist")
-    st.caption("How strongly it fires when it does (log scale): most firings are weak; the top contexts below are "
-               "the rare strong ones.")
-
-
-def context_rows(values, positions) -> str:
-    rows = []
-    for value, p in zip(values, positions):
-        if p < 0:
-            continue
-        before, after = val[max(0, p - 32):p].tolist(), val[p + 1:p + 5].tolist()
-        pieces = [(tok.decode(before), "context", "#f2f2f2"),
-                  (tok.token_str(int(val[p])), f"activation {value:.3f}", "#ffb347"),
-                  (tok.decode(after), "after", "#fafafa")]
-        rows.append(f"<div style='display:flex;gap:8px;align-items:baseline'><code style='min-width:4em'>"
-                    f"{value:.2f}</code>{chips_html(pieces).replace('<br>', '')}</div>")
-    return "".join(rows)
-
-
-left, right = st.columns([3, 2], gap="large")
-with left:
-    st.markdown("**Top activations**")
-    st.markdown(context_rows(scan.top_values[feature].tolist(), scan.top_positions[feature].tolist()),
-                unsafe_allow_html=True)
-    st.caption(f"The {int((scan.top_positions[feature] >= 0).sum())} strongest firings over the whole validation "
-               "text: the activation, then the text up to the token it fires on (orange) and what follows.")
-    st.markdown("**Typical activations** (from the strongest tenth down to the weakest)")
-    st.markdown(context_rows(scan.quantile_values[feature].tolist(), scan.quantile_positions[feature].tolist()),
-                unsafe_allow_html=True)
-    st.caption("One example at each tenth of its firings, strongest first: does the weak end still mean the same?")
-with right:
-    effect = feature_logit_effect(run.model, dic.module, feature)
-    order = effect.argsort(descending=True).tolist()
-    up, down = order[:8], order[::-1][:8]
-    st.plotly_chart(effect_bars([tok.token_str(i) for i in up], [float(effect[i]) for i in up], "Promotes"),
-                    key="f_promotes")
-    st.plotly_chart(effect_bars([tok.token_str(i) for i in down], [float(effect[i]) for i in down], "Suppresses"),
-                    key="f_suppresses")
-    st.caption("Its decoder direction read through the unembedding: how much one unit of this feature raises "
-               "(blue) or lowers (red) each next-token logit directly, ignoring later layers and the final norm.")
+draw_feature_card(run, dic, feature)

@@ -79,26 +79,35 @@ def frozen_norm_backward(norm: nn.Module, grad: torch.Tensor, scale: torch.Tenso
 
 def load_transcoders(run_dir: str | Path, model: GPT | None = None) -> list[LoadedDictionary]:
     """The run's transcoders (gpt.interp.features format), one per layer in layer order, checked against the run's
-    weights (digest) and the model's shape. Where a layer has several, the one named transcoder-L{layer} wins,
-    else the first by name. CircuitError names the missing layer or the refused file."""
+    weights (digest) and the model's shape. CircuitError names the missing layer or the refused file."""
     run_dir = Path(run_dir)
     if model is not None:
         refuse_model(model)
     weights = run_dir / WEIGHTS
     digest = weights_digest(weights) if weights.is_file() else None
     good, broken = list_dictionaries(run_dir, model.config if model is not None else None, digest)
+    n_layer = model.config.n_layer if model is not None else None
+    return pick_transcoders(good, broken, n_layer, run_dir.name)
+
+
+def pick_transcoders(good: list[LoadedDictionary], broken: list, n_layer: int | None,
+                     run_name: str) -> list[LoadedDictionary]:
+    """From a run's listed dictionaries (list_dictionaries' two lists), one transcoder per layer: where a layer has
+    several, the one named transcoder-L{layer} wins, else the first by name. CircuitError says which layers are
+    missing and why any transcoder folder was refused."""
     by_layer: dict[int, list[LoadedDictionary]] = {}
     for d in good:
         if d.config.kind == "transcoder":
             by_layer.setdefault(d.config.layer, []).append(d)
-    n_layer = model.config.n_layer if model is not None else (max(by_layer) + 1 if by_layer else 0)
+    if n_layer is None:
+        n_layer = max(by_layer) + 1 if by_layer else 0
     missing = [layer for layer in range(n_layer) if layer not in by_layer]
     if missing or not by_layer:
         refused = "; ".join(f"{b.name}: {b.error}" for b in broken)
         what = (f"no transcoder for layer{'s' if len(missing) > 1 else ''} {', '.join(map(str, missing))}"
                 if by_layer else "no transcoders")
-        raise CircuitError(f"{run_dir.name} has {what}: an attribution graph needs one per layer (train them on the "
-                           f"Features page or with `gpt-features train {run_dir}`)"
+        raise CircuitError(f"{run_name} has {what}: an attribution graph needs one per layer (train them on the "
+                           f"Features page or with `gpt-features train`)"
                            + (f". Refused: {refused}" if refused else ""))
     chosen = []
     for layer in range(n_layer):

@@ -1,0 +1,196 @@
+"""Circuit: the attribution graph of one prediction, built from the run's transcoders (gpt.interp.circuits).
+
+The page lays out the pruned graph (layers as rows, positions as columns), opens a feature's card on a click,
+lets the learner pin and group nodes, and switches features off to test what the graph claims, in the replacement
+model and in the real one.
+"""
+import json
+
+import streamlit as st
+
+from explorer.cache import run_dictionaries
+from explorer.common import esc, selected_attention_run, teaching_prompt_ids, token_label, visible
+from explorer.feature_card import draw_feature_card
+from explorer.figures.circuit import circuit_figure, circuit_view, node_label
+from explorer.state import bind, fresh_click
+from gpt.interp.capture import InterpError
+from gpt.interp.circuits import attribution_graph, intervene
+from gpt.interp.circuits.replacement import CircuitError, pick_transcoders, refuse_model
+
+run = selected_attention_run("Circuit", "no layers, so there is no circuit to trace: its prediction is a lookup of "
+                                       "the current token's row")
+cfg, tok = run.config, run.tokenizer
+st.caption("How did the model get to its prediction? The **attribution graph** replaces each MLP by its transcoder "
+           "(plus an *error* node holding what the transcoder misses) and freezes attention patterns and norm "
+           "scales for this prompt. The model is then linear, and every edge below is exact: how much one node "
+           "directly pushes another (Ameisen et al., *Circuit Tracing*, 2025; circuit-tracer).")
+try:
+    refuse_model(run.model)
+    good, broken = run_dictionaries(run.path)
+    transcoders = pick_transcoders(good, broken, cfg.n_layer, run.path.name)
+except CircuitError as e:
+    st.info(str(e))
+    if cfg.has_mlp:
+        st.page_link("views/features.py", label="Train transcoders on the Features page", icon=":material/category:")
+    st.stop()
+
+
+
+def copy_position(ids: list[int]) -> int:
+    """The default token to explain: the last one whose pair with the token before it occurred earlier, followed
+    by the same token as now (a name said again: the induction copy the graph shows well); else the last token."""
+    for p in range(len(ids) - 2, 1, -1):
+        if any(ids[q - 1] == ids[p - 1] and ids[q] == ids[p] and ids[q + 1] == ids[p + 1] for q in range(1, p)):
+            return p
+    return len(ids) - 1
+
+
+ids = teaching_prompt_ids(run)
+T = len(ids)
+texts = [token_label(tok, i) for i in ids]
+pos = st.select_slider("Explain the prediction made at token", options=list(range(T)),
+                       format_func=lambda j: f"{j}: {texts[j]}", **bind("pos", copy_position(ids), options=range(T)))
+c1, c2, c3 = st.columns(3)
+node_threshold = c1.slider("Keep nodes carrying this share of influence", 0.3, 1.0, 0.8, 0.05, key="circ_nodes")
+edge_threshold = c2.slider("Keep edges carrying this share", 0.5, 1.0, 0.98, 0.01, key="circ_edges")
+only_pinned = c3.toggle("Show only pinned nodes", key="circ_only_pinned")
+
+
+@st.cache_resource(max_entries=6, show_spinner="Tracing the attribution graph...")
+def _graph(run_dir: str, weights_key: tuple, ids: tuple[int, ...], names: tuple[str, ...]):
+    del weights_key, names  # part of the cache key only: new weights or transcoders make a new graph
+    return attribution_graph(run.model, list(ids), transcoders)
+
+
+try:
+    graph = _graph(str(run.path), (run.step, run.path.stat().st_mtime), tuple(ids[:pos + 1]),
+                   tuple(str(t.path) for t in transcoders))
+except InterpError as e:
+    st.warning(str(e))
+    st.stop()
+pruned = graph.prune(node_threshold, edge_threshold)
+tokens = texts[:pos + 1]
+labels = {n.key: node_label(n, token_label(tok, n.index) if n.kind == "logit" else tokens[n.position])
+          for n in pruned.nodes}
+
+# ---- what the model predicts, how much the graph explains ----
+top = ", ".join(f"`{esc(token_label(tok, i))}` {float(p):.0%}" for i, p in zip(graph.logit_ids, graph.logit_probs))
+n_feat = sum(n.kind == "feature" for n in graph.nodes)
+kept_feat = sum(n.kind == "feature" for n in pruned.nodes)
+st.markdown(f"After `{esc(visible(tok.decode(ids[max(0, pos - 24):pos + 1])))}` the model predicts {top}. "
+            f"The full graph has **{n_feat:,}** active features; **{kept_feat}** carry the share of influence asked for.")
+m1, m2, m3 = st.columns(3)
+m1.metric("Replacement score", f"{pruned.replacement_score():.2f}",
+          help="Share of the prompt's influence on the prediction that flows through features rather than error "
+               "nodes (1 = the transcoders explain everything)")
+m2.metric("Completeness score", f"{graph.completeness_score():.2f}",
+          help="Influence-weighted share of each node's inputs that come from features or tokens, not errors")
+m3.metric("Nodes / edges drawn", f"{len(pruned.nodes)} / {int((pruned.adjacency != 0).sum()):,}")
+
+# ---- pins and supernodes (session state: they belong to this prompt and position) ----
+pin_key = f"circ_pins_{hash((tuple(ids[:pos + 1]), run.path.name))}"
+groups_key = pin_key + "_groups"
+pins: list[str] = st.session_state.setdefault(pin_key, [])
+groups: dict[str, list[str]] = st.session_state.setdefault(groups_key, {})
+present = {n.key for n in pruned.nodes}
+hidden = ({k for k in present if k not in pins and not any(k in g for g in groups.values())}
+          if only_pinned and (pins or groups) else set())
+nodes, edges = circuit_view(pruned, labels, groups, hidden)
+selected = st.session_state.get("circ_selected")
+event = st.plotly_chart(circuit_figure(nodes, edges, tokens, cfg.n_layer, selected), key="circ_graph",
+                        on_select="rerun", selection_mode="points", config={"displayModeBar": False})
+st.caption("Read it bottom to top: token embeddings feed features in layer 0..3, which feed later features and the "
+           "logits at the top. Bigger node = more influence on the prediction; blue edge = raises its target, red = "
+           "lowers it, thicker = stronger (the strongest 400 drawn). Grey diamonds are what the transcoders miss. "
+           "Hover for details; click a node to open it below.")
+points = event.selection.points if event and event.selection else []
+clicked = next((p.get("customdata") for p in points if p.get("customdata")), None)
+if fresh_click("circ_graph", clicked):
+    st.session_state["circ_selected"] = selected = clicked
+    if clicked in {n.key for n in pruned.nodes if n.kind == "feature"}:
+        st.session_state["circ_targets"] = [clicked]   # the intervention below acts on what was clicked
+    st.rerun()
+
+# ---- the selected node ----
+by_key = {n.key: n for n in pruned.nodes}
+if selected and selected.startswith("group:"):
+    st.markdown(f"**Supernode {esc(selected[6:])}**: " + ", ".join(esc(labels.get(k, k)) for k in groups.get(selected[6:], [])))
+elif selected in by_key:
+    node = by_key[selected]
+    st.markdown(f"**Selected:** {esc(labels[selected])}")
+    if selected not in pins and st.button("Pin this node", key="circ_pin"):
+        pins.append(selected)
+        st.rerun()
+    if node.kind == "feature":
+        with st.expander(f"Feature card: L{node.layer} #{node.index}", expanded=True):
+            draw_feature_card(run, transcoders[node.layer], node.index, key="circ_card")
+    elif node.kind == "error":
+        st.caption("An error node is the part of this layer's MLP output its transcoder does not reproduce at this "
+                   "token. A large, influential error node means the graph cannot explain this step in features.")
+
+# ---- pinning, grouping ----
+influence_of = {n.key: float(v) for n, v in zip(pruned.nodes, pruned.influence)}
+options = sorted(present, key=lambda k: -influence_of[k])  # most influential first
+with st.expander("Pin and group nodes", expanded=bool(pins)):
+    chosen = st.multiselect("Pinned nodes", options, default=[k for k in pins if k in present],
+                            format_func=lambda k: labels.get(k, k), key=pin_key + "_ms")
+    if chosen != [k for k in pins if k in present]:
+        st.session_state[pin_key] = pins = chosen
+    g1, g2 = st.columns([3, 1])
+    name = g1.text_input("Supernode label", max_chars=40, key="circ_group_name",
+                         placeholder="e.g. 'copies the x'")
+    if g2.button("Group the pinned nodes", key="circ_group", disabled=len(pins) < 2):
+        label = (name or "").strip()
+        if not label:
+            st.warning("Give the supernode a label first.")
+        elif label in groups:
+            st.warning(f"There is already a supernode called {label!r}.")
+        else:
+            groups[label] = list(pins)
+            st.rerun()
+    for label in list(groups):
+        if st.button(f"Ungroup {label}", key=f"circ_ungroup_{label}"):
+            del groups[label]
+            st.rerun()
+    st.caption("Pin the nodes that tell the story, group nodes that do one job into a labelled supernode (its edges "
+               "are the sums of its members'), and tick *Show only pinned nodes* to hide the rest.")
+
+# ---- intervention ----
+st.subheader("Test it: switch features off")
+feature_keys = [k for k in options if by_key[k].kind == "feature"]
+targets = [f"group:{g}" for g in groups] + feature_keys
+if not targets:
+    st.info("No feature survived the thresholds: lower them to see features to switch off.")
+else:
+    default = [selected] if selected in targets else [targets[0]]
+    picked = st.multiselect("Features or supernodes", targets, default=default, key="circ_targets",
+                            format_func=lambda k: f"supernode {k[6:]}" if k.startswith("group:") else labels[k])
+    scale = st.slider("Scale their activation (0 = off, 1 = as is, 2 = doubled)", -1.0, 3.0, 0.0, 0.25,
+                      key="circ_scale")
+    members = [m for k in picked for m in (groups.get(k[6:], []) if k.startswith("group:") else [k])]
+    settings = {by_key[m]: scale * by_key[m].activation for m in members if m in by_key and by_key[m].kind == "feature"}
+    if picked and not settings:
+        st.info("Only transcoder features can be switched: the chosen supernode holds none (error nodes and "
+                "embeddings are fixed inputs of the replacement model).")
+    if settings:
+        result = intervene(run.model, ids[:pos + 1], transcoders, settings)
+        first = graph.logit_ids[0]
+        what = "switched off" if scale == 0 else f"scaled by {scale:g}"
+        st.markdown(f"With {len(settings)} feature{'s' if len(settings) > 1 else ''} {what}, "
+                    f"`{esc(token_label(tok, first))}` goes from **{float(result.probs_before[first]):.1%}** to "
+                    f"**{float(result.probs_replacement[first]):.1%}** in the replacement model and "
+                    f"**{float(result.probs_model[first]):.1%}** in the real model.")
+        rows = [{"next token": token_label(tok, t), "before": 100 * b, "replacement model": 100 * r,
+                 "real model": 100 * m} for t, b, r, m in result.top(8)]
+        st.dataframe(rows, hide_index=True, column_config={
+            c: st.column_config.NumberColumn(c, format="%.1f%%") for c in ("before", "replacement model", "real model")})
+        st.caption("Next-token probabilities before and after. *Replacement model*: attention and norms frozen, "
+                   "error nodes fixed, later features recomputed (what the graph describes). *Real model*: nothing "
+                   "frozen; the MLP output gets the change of these features' decoder vectors. When both move the "
+                   "same way, the graph's story holds in the real model too.")
+
+# ---- export ----
+data = pruned.to_json(decode=tok.decode, labels={f"{k}": g for g, ks in groups.items() for k in ks},
+                      metadata={"model": run.path.name, "position": pos})
+st.download_button("Download the graph (JSON, close to circuit-tracer's format)", json.dumps(data, indent=1),
+                   file_name=f"circuit-{run.path.name}-{pos}.json", mime="application/json", key="circ_download")
