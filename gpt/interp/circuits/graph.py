@@ -24,7 +24,15 @@ import torch
 from ...model import GPT
 from ..capture import check_ids
 from ..features.dictionary import LoadedDictionary
-from .replacement import CircuitError, FrozenPrompt, freeze, frozen_attention_backward, frozen_norm_backward, replacement_forward
+from .replacement import (
+    CircuitError,
+    FrozenPrompt,
+    freeze,
+    frozen_attention_backward,
+    frozen_attention_backward_from,
+    frozen_norm_backward,
+    replacement_forward,
+)
 
 KINDS = ("feature", "error", "embedding", "logit")
 
@@ -272,11 +280,11 @@ def attribution_graph(model: GPT, ids, transcoders: list[LoadedDictionary], posi
         for chunk in torch.arange(len(rows)).split(batch_size):
             p, f = positions[chunk], feats[chunk]
             Tp = int(p.max()) + 1
-            grad = torch.zeros(len(chunk), Tp, model.config.n_embd, dtype=dt)
             w_enc = t.module.W_enc.to(dt)[:, f].T  # (B, C)
-            grad[torch.arange(len(chunk)), p] = frozen_norm_backward(model.blocks[layer].ln_2, w_enc,
-                                                                     frozen.mlp_scales[layer, p])
-            grad = grad + frozen_attention_backward(model, frozen, layer, grad)  # resid_mid -> slot `layer`
+            at_mid = frozen_norm_backward(model.blocks[layer].ln_2, w_enc, frozen.mlp_scales[layer, p])  # (B, C)
+            # resid_mid -> slot `layer`: the residual path plus the layer's attention, from one position each
+            grad = frozen_attention_backward_from(model, frozen, layer, at_mid, p, Tp)
+            grad[torch.arange(len(chunk)), p] += at_mid
             collect(grad, layer, rows[chunk])
     w_u = model.lm_head.weight[logit_ids].to(dt)  # (n_logits, C): logits read the final residual through ln_f
     grad = torch.zeros(len(logit_ids), T, model.config.n_embd, dtype=dt)

@@ -241,6 +241,20 @@ def frozen_attention_backward(model: GPT, frozen: FrozenPrompt, layer: int, grad
     return frozen_norm_backward(model.blocks[layer].ln_1, gh, frozen.attn_scales[layer, :T])
 
 
+def frozen_attention_backward_from(model: GPT, frozen: FrozenPrompt, layer: int, grad: torch.Tensor,
+                                   positions: torch.Tensor, T: int) -> torch.Tensor:
+    """frozen_attention_backward for gradients that sit at one position each: grad (B, C) at positions (B,) ->
+    the gradient (B, T, C) at the attention's input. The first step of every feature target: skipping the zero
+    positions saves one of its two (B, T, C) x (C, C) products and the pattern product."""
+    B, C = grad.shape
+    nh, w_v, _, w_o, _ = _value_output(model, layer)
+    gz = (grad @ w_o).view(B, nh, 1, C // nh)                             # (B, nh, 1, hs)
+    rows = frozen.patterns[layer][:, positions, :T].transpose(0, 1)       # (B, nh, T): what each query attended to
+    gv = rows[..., None] * gz                                             # (B, nh, T, hs)
+    gh = gv.transpose(1, 2).reshape(B, T, C) @ w_v                        # (B, T, C) at ln_1's output
+    return frozen_norm_backward(model.blocks[layer].ln_1, gh, frozen.attn_scales[layer, :T])
+
+
 # ---- the replacement model's forward ----
 
 @dataclass
