@@ -107,3 +107,22 @@ def test_steering_page_steers_with_a_feature_chosen_on_the_features_page():
     at.button[0].click().run()
     assert not at.exception, [e.value for e in at.exception]
     assert any("coefficient 0" in m.value for m in at.markdown)
+
+
+@pytest.mark.slow
+def test_steering_page_clamps_a_feature():
+    at = AppTest.from_file(str(ROOT / "explorer" / "app.py"), default_timeout=180)
+    at.session_state["selected_run"] = "shakespeare-char"
+    at.query_params["feature"] = "transcoder-L3#543"
+    at.run()
+    at.switch_page("views/steering.py")
+    at.run()
+    at.radio[0].set_value("one feature's direction").run()
+    next(t for t in at.toggle if t.label.startswith("Clamp its activation")).set_value(True).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("Feature #543 of transcoder-L3 fires up to" in c.value for c in at.caption)
+    next(t for t in at.text_input if t.label == "Clamp values (comma-separated)").input("0, 30").run()
+    next(b for b in at.button if b.label == "Generate side by side").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    shown = [m.value for m in at.markdown]
+    assert "**as it is** (unsteered)" in shown and "**clamped to 0**" in shown and "**clamped to 30**" in shown

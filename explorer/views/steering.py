@@ -5,13 +5,57 @@ from explorer.cache import run_dictionaries
 from explorer.common import default_prompt, encode_or_explain, esc, selected_attention_run
 from explorer.state import place
 from gpt.interp.capture import InterpError
-from gpt.interp.features.cards import feature_direction
+from gpt.interp.features.cards import feature_activations, feature_direction
 from gpt.interp.patching import boundary_labels
-from gpt.interp.steering import default_coefficients, generate_side_by_side, head_direction, mean_difference, neuron_direction, typical_residual_norm
+from gpt.interp.steering import (
+    default_coefficients,
+    generate_clamped_side_by_side,
+    generate_side_by_side,
+    head_direction,
+    mean_difference,
+    neuron_direction,
+    typical_residual_norm,
+)
 
 SET_A = "I love thee, sweet, my love, my dear heart.\nO gentle love, kiss me, my sweet love."
 SET_B = "Villain, I will kill thee, thou damned traitor!\nDie, wretch! I hate thee, slave and villain."
 KINDS = ["difference of two prompt sets", "one neuron's output", "one head's output", "one feature's direction"]
+
+
+
+def draw_clamp(run, dic, feature: int, prompt: str, ids: list[int]) -> None:
+    """Clamping a dictionary feature: one column per value (the feature as it is, then the values asked for)."""
+    peak = float(feature_activations(run.model, dic, ids)[:, feature].max())
+    st.caption(f"Feature #{feature} of {dic.name} fires up to **{peak:.2f}** on this prompt. Each column holds it at "
+               "one value at every position (0 = off), reading its activation where it is computed; the first "
+               "column leaves it as it is.")
+    scale = peak if peak > 0 else 5.0
+    c1, c2, c3 = st.columns(3)
+    text = c1.text_input("Clamp values (comma-separated)", f"0, {2 * scale:.3g}, {5 * scale:.3g}",
+                         key=f"steer_clamps_{dic.name}_{feature}")
+    n_new = c2.slider("New tokens", 20, 300, 120, 20, key="steer_clamp_new")
+    seed = c3.number_input("Seed", 0, 10_000, 1, key="steer_clamp_seed")
+    try:
+        values = [float(v) for v in text.replace(";", ",").split(",") if v.strip()][:5]
+    except ValueError:
+        st.error("Clamp values are numbers separated by commas, e.g. 0, 10, 25.")
+        return
+    if not st.button("Generate side by side", type="primary", key="steer_clamp_go"):
+        return
+    try:
+        with st.spinner("Generating..."):
+            columns = generate_clamped_side_by_side(run.model, ids, dic, feature, [None] + values,
+                                                    max_new_tokens=n_new, temperature=0.8, seed=int(seed))
+    except InterpError as e:
+        st.error(str(e))
+        return
+    for col, v, new in zip(st.columns(len(columns)), [None] + values, columns):
+        col.markdown("**as it is** (unsteered)" if v is None else f"**clamped to {v:g}**")
+        col.markdown(f'<pre style="white-space:pre-wrap">{esc(prompt)}<b>{esc(run.tokenizer.decode(new))}</b></pre>',
+                     unsafe_allow_html=True)
+    st.caption("Same seed and sampling (temperature 0.8) in every column, so differences come from the clamp alone; "
+               "the first column is exactly what the Generate page writes with this seed.")
+
 
 run = selected_attention_run("Steering", "no layers to steer")
 cfg = run.config
@@ -64,6 +108,9 @@ try:
         default = int(picked.split("#")[1]) if picked.startswith(name + "#") else 0
         feature = b.number_input("Feature", 0, dic.config.n_features - 1, min(default, dic.config.n_features - 1))
         vector = feature_direction(dic, int(feature))
+        clamp = st.toggle("Clamp its activation instead (hold it at a value wherever the model runs)",
+                          key="steer_clamp", help="Adding pushes along the direction whatever the feature does; "
+                          "clamping sets the feature's own activation (0 = off where it fires) and leaves the rest")
         writes = dic.config.output.split(".")
         what = (f"feature #{feature} of {name}'s decoder row (it writes into {dic.config.output}; its natural "
                 f"boundary is after block {writes[1]})")
@@ -77,6 +124,9 @@ try:
     suggested = default_coefficients(vector, norm)
 except InterpError as e:
     st.error(str(e))
+    st.stop()
+if kind == KINDS[3] and clamp:
+    draw_clamp(run, dic, int(feature), prompt, ids)
     st.stop()
 st.caption(f"Vector: {what}; length {float(vector.norm()):.2f}, against a residual stream of typical length "
            f"{norm:.1f} here. The suggested coefficients go up to a push as long as the residual stream itself.")

@@ -9,10 +9,15 @@ Vectors, each a direction in the residual stream (C,):
 
 A coefficient of 0 is the model untouched: that column is plain generation (gpt.generate.stream_tokens) by
 construction, so it equals the Generate page's text for the same seed exactly.
+
+`clamp_feature` is the other way to steer with a dictionary feature: instead of adding its direction, hold its
+activation at a value (0 = off) wherever the model runs.
 """
 from __future__ import annotations
 
+import math
 import secrets
+from typing import Callable
 
 import torch
 from torch.nn import functional as F
@@ -88,25 +93,49 @@ def steer_intervention(vector: torch.Tensor, coefficient: float):
     return add
 
 
-@torch.inference_mode()
-def generate_steered(model: GPT, prompt_ids: list[int], vector: torch.Tensor, boundary: int, coefficient: float,
-                     max_new_tokens: int = 100, temperature: float = 1.0, top_k: int | None = None,
-                     greedy: bool = False, seed: int | None = None) -> list[int]:
-    """New token ids with coefficient * vector added to the residual stream at `boundary` for every position.
+def clamp_feature(loaded, feature: int, value: float) -> dict[str, Callable[[torch.Tensor], torch.Tensor]]:
+    """Trace interventions that hold one dictionary feature at `value` at every position ("clamping", as in
+    Templeton et al. 2024): the dictionary's output site gets (value - the feature's activation there) * its
+    decoder row, the activation read from its input site as it is in this very forward call (so what earlier
+    layers did is seen). value 0 switches the feature off where it fired; other features are left alone."""
+    cfg = loaded.config
+    n = cfg.n_features
+    if not (isinstance(feature, int) and 0 <= feature < n):
+        raise InterpError(f"feature {feature!r} does not exist: {loaded.name} has features 0..{n - 1}")
+    if not math.isfinite(value):
+        raise InterpError(f"a clamp value must be a finite number (got {value})")
+    module = loaded.module
+    row = module.W_dec[feature].detach()
+    seen: dict[str, torch.Tensor] = {}
 
-    Coefficient 0 is plain generation (stream_tokens). Otherwise the same sampling loop with a KV cache, the
-    prompt and each new token passing through the intervention as they enter the cache; past block_size the
-    window slides and is recomputed (steered) each step, as stream_tokens does."""
+    def remember(x):
+        seen["in"] = x
+        return x
+
+    def clamp(out):
+        act = module.encode(seen.get("in", out).float())[..., feature]  # (B, T)
+        return out + ((value - act)[..., None] * row).to(out.dtype)
+
+    if cfg.input == cfg.output:  # an SAE reads and writes the same site
+        return {cfg.output: clamp}
+    return {cfg.input: remember, cfg.output: clamp}
+
+
+@torch.inference_mode()
+def generate_with(model: GPT, prompt_ids: list[int], interventions: dict | None, max_new_tokens: int = 100,
+                  temperature: float = 1.0, top_k: int | None = None, greedy: bool = False,
+                  seed: int | None = None) -> list[int]:
+    """New token ids with `interventions` (capture point -> fn) applied at every position of every forward call.
+
+    None or {} is plain generation (stream_tokens). Otherwise the same sampling loop with a KV cache, the prompt
+    and each new token passing through the interventions as they enter the cache; past block_size the window
+    slides and is recomputed (with the interventions) each step, as stream_tokens does."""
     try:
         check_sampling(temperature, top_k, None, max_new_tokens)
     except GenerationError as e:
         raise InterpError(str(e)) from None
     ids = check_ids(model, list(prompt_ids)[-model.config.block_size:])[0].tolist()
-    name = boundary_point(model, boundary)
-    vector = torch.as_tensor(vector, dtype=torch.float32)
-    if vector.shape != (model.config.n_embd,):
-        raise InterpError(f"a steering vector has {model.config.n_embd} numbers (n_embd), got {tuple(vector.shape)}")
-    if coefficient == 0:
+    if not interventions:
         return [s.token_id for s in stream_tokens(model, ids, max_new_tokens, temperature=temperature, top_k=top_k,
                                                   greedy=greedy, seed=seed, alternatives=0)]
     was_training = model.training
@@ -115,11 +144,10 @@ def generate_steered(model: GPT, prompt_ids: list[int], vector: torch.Tensor, bo
     block = model.config.block_size
     gen = torch.Generator(device=device)
     gen.manual_seed(seed if seed is not None else secrets.randbits(62))
-    steer = {name: steer_intervention(vector.to(device), float(coefficient))}
     cache = model.new_kv_cache()
     new: list[int] = []
     try:
-        logits, _ = model(torch.tensor([ids], device=device), trace=Trace(set(), steer), kv_cache=cache)
+        logits, _ = model(torch.tensor([ids], device=device), trace=Trace(set(), interventions), kv_cache=cache)
         for _ in range(max_new_tokens):
             last = logits[0, -1].float()
             if greedy:
@@ -130,13 +158,37 @@ def generate_steered(model: GPT, prompt_ids: list[int], vector: torch.Tensor, bo
             ids.append(next_id)
             new.append(next_id)
             if cache is not None and cache.length < block:
-                logits, _ = model(torch.tensor([[next_id]], device=device), trace=Trace(set(), steer), kv_cache=cache)
+                logits, _ = model(torch.tensor([[next_id]], device=device), trace=Trace(set(), interventions),
+                                  kv_cache=cache)
             else:
                 cache = None
-                logits, _ = model(torch.tensor([ids[-block:]], device=device), trace=Trace(set(), steer))
+                logits, _ = model(torch.tensor([ids[-block:]], device=device), trace=Trace(set(), interventions))
     finally:
         model.train(was_training)
     return new
+
+
+def generate_steered(model: GPT, prompt_ids: list[int], vector: torch.Tensor, boundary: int, coefficient: float,
+                     **sampling) -> list[int]:
+    """New token ids with coefficient * vector added to the residual stream at `boundary` for every position;
+    coefficient 0 is plain generation (generate_with's sampling keywords)."""
+    vector = torch.as_tensor(vector, dtype=torch.float32)
+    if vector.shape != (model.config.n_embd,):
+        raise InterpError(f"a steering vector has {model.config.n_embd} numbers (n_embd), got {tuple(vector.shape)}")
+    steer = None
+    if coefficient != 0:
+        device = next(model.parameters()).device
+        steer = {boundary_point(model, boundary): steer_intervention(vector.to(device), float(coefficient))}
+    return generate_with(model, prompt_ids, steer, **sampling)
+
+
+def generate_clamped_side_by_side(model: GPT, prompt_ids: list[int], loaded, feature: int,
+                                  values: list[float | None], **sampling) -> list[list[int]]:
+    """One generation per clamp value (None = the feature left as it is), all with the same seed."""
+    if not values:
+        raise InterpError("give at least one clamp value")
+    return [generate_with(model, prompt_ids, None if v is None else clamp_feature(loaded, feature, float(v)),
+                          **sampling) for v in values]
 
 
 def generate_side_by_side(model: GPT, prompt_ids: list[int], vector: torch.Tensor, boundary: int,

@@ -160,6 +160,14 @@ def features_at(model: GPT, dictionaries: list[LoadedDictionary], ids, position:
     return out
 
 
+@torch.no_grad()
+def feature_activations(model: GPT, loaded: LoadedDictionary, ids) -> torch.Tensor:
+    """(T, n) every feature's activation at every position of the prompt ids."""
+    from ..capture import run_with_cache
+    name = loaded.config.input
+    return loaded.module.encode(run_with_cache(model, ids, {name})[name][0].float())
+
+
 def feature_direction(loaded: LoadedDictionary, feature: int) -> torch.Tensor:
     """(d_out,) what one unit of the feature writes into its output site: its (unit-norm) decoder row, the vector
     the Steering page adds to the residual stream."""
