@@ -117,6 +117,7 @@ def cmd_train(args) -> int:
     run = load_run(args.run_dir)
     cfg = FeatureTrainConfig(kind=args.kind, site=args.site, activation=args.activation, n_features=args.n_features,
                              k=args.k, tokens=args.tokens, lr=args.lr, seed=args.seed,
+                             skip=args.skip,
                              layers=parse_layers(args.layers, run.config.n_layer))
     cfg.validate(run.config)
     layers = cfg.layers or list(range(run.config.n_layer))
@@ -199,6 +200,8 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--activation", choices=["topk", "jumprelu", "relu"], default=d.activation)
     t.add_argument("--n-features", type=int, default=d.n_features)
     t.add_argument("--k", type=int, default=d.k, help="active features per token (TopK)")
+    t.add_argument("--skip", action="store_true",
+                   help="transcoders: add a dense linear skip path x @ W_skip beside the features (a skip transcoder)")
     t.add_argument("--tokens", type=int, default=d.tokens, help="training tokens per dictionary")
     t.add_argument("--lr", type=float, default=d.lr)
     t.add_argument("--seed", type=int, default=d.seed)

@@ -37,16 +37,16 @@ def tiny_model(**kw):
     return model.double()
 
 
-def random_transcoders(model, n=48, k=6, activation="topk", digest="ab" * 32, seed=0):
+def random_transcoders(model, n=48, k=6, activation="topk", digest="ab" * 32, seed=0, skip=False):
     C = model.config.n_embd
     out = []
     g = torch.Generator().manual_seed(seed)
     for layer in range(model.config.n_layer):
         cfg = DictionaryConfig("transcoder", f"blocks.{layer}.mlp.in", f"blocks.{layer}.mlp.out", activation, n, C, C,
-                               digest, k if activation == "topk" else None)
+                               digest, k if activation == "topk" else None, skip=skip)
         d = Dictionary(cfg)
         with torch.no_grad():
-            for p in (d.W_enc, d.b_enc, d.W_dec, d.b_dec):
+            for p in (d.W_enc, d.b_enc, d.W_dec, d.b_dec) + ((d.W_skip,) if skip else ()):
                 p.copy_(torch.randn(p.shape, generator=g) * 0.5)
             d.normalise_decoder()
             if d.log_threshold is not None:
@@ -72,10 +72,11 @@ def _leaf_removed(model, frozen, transcoders, node):
     return replacement_forward(model, frozen, transcoders, embeddings=emb, errors=errs, activations=acts)
 
 
+@pytest.mark.parametrize("skip", [False, True])
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
-def test_replacement_model_reproduces_the_logits(variant):
+def test_replacement_model_reproduces_the_logits(variant, skip):
     model = tiny_model(**VARIANTS[variant])
-    tcs = random_transcoders(model)
+    tcs = random_transcoders(model, skip=skip)
     frozen = freeze(model, IDS, tcs)
     out = replacement_forward(model, frozen, tcs)
     torch.testing.assert_close(out.logits, frozen.logits, atol=1e-4, rtol=0)
@@ -84,10 +85,10 @@ def test_replacement_model_reproduces_the_logits(variant):
 
 
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
-@pytest.mark.parametrize("activation", ["topk", "jumprelu", "relu"])
+@pytest.mark.parametrize("activation", ["topk", "jumprelu", "relu", "topk-skip"])
 def test_every_target_is_the_sum_of_its_edges_and_its_bias(variant, activation):
     model = tiny_model(**VARIANTS[variant])
-    tcs = random_transcoders(model, activation=activation)
+    tcs = random_transcoders(model, activation=activation.split("-")[0], skip=activation.endswith("skip"))
     graph = attribution_graph(model, IDS, tcs, batch_size=7)  # small batches: several chunks per layer
     targets = graph.kind_mask("feature") | graph.kind_mask("logit")
     assert graph.kind_mask("feature").sum() > 20
@@ -101,10 +102,11 @@ def test_every_target_is_the_sum_of_its_edges_and_its_bias(variant, activation):
         assert src.position <= dst.position and src.layer < dst.layer
 
 
+@pytest.mark.parametrize("skip", [False, True])
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
-def test_largest_edges_into_the_top_logit_match_a_perturbation(variant):
+def test_largest_edges_into_the_top_logit_match_a_perturbation(variant, skip):
     model = tiny_model(**VARIANTS[variant])
-    tcs = random_transcoders(model)
+    tcs = random_transcoders(model, skip=skip)
     graph = attribution_graph(model, IDS, tcs)
     frozen = freeze(model, IDS, tcs)
     top = next(i for i, n in enumerate(graph.nodes) if n.kind == "logit" and n.index == graph.logit_ids[0])
@@ -124,9 +126,10 @@ def test_largest_edges_into_the_top_logit_match_a_perturbation(variant):
         assert abs(float(effect) - float(edges[s])) <= 1e-3 * abs(float(edges[s])) + 1e-6
 
 
-def test_feature_edges_match_a_perturbation_of_the_source():
+@pytest.mark.parametrize("skip", [False, True])
+def test_feature_edges_match_a_perturbation_of_the_source(skip):
     model = tiny_model()
-    tcs = random_transcoders(model)
+    tcs = random_transcoders(model, skip=skip)
     graph = attribution_graph(model, IDS, tcs)
     frozen = freeze(model, IDS, tcs)
     target = max((i for i, n in enumerate(graph.nodes) if n.kind == "feature" and n.layer == 2),

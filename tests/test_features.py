@@ -235,3 +235,55 @@ def test_steering_with_a_feature_at_coefficient_zero_is_plain_generation():
     assert steered != plain
     with pytest.raises(InterpError, match="features 0..1023"):
         feature_direction(tc, 1024)
+
+
+def test_skip_transcoder_format_and_formula(tmp_path):
+    """A skip transcoder's file adds W_skip (d_in, d_out) and config "skip": true; y_hat = f @ W_dec + b_dec + x @ W_skip
+    from the two files alone; an SAE with a skip is refused."""
+    cfg = DictionaryConfig("transcoder", "blocks.1.mlp.in", "blocks.1.mlp.out", "topk", 40, 16, 16, DIGEST, 5, skip=True)
+    d = Dictionary(cfg)
+    g = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for p in (d.W_enc, d.b_enc, d.W_dec, d.b_dec, d.W_skip):
+            p.copy_(torch.randn(p.shape, generator=g))
+        d.normalise_decoder()
+    save_dictionary(tmp_path / "s", d)
+    raw = json.loads((tmp_path / "s" / "config.json").read_text())
+    assert raw["skip"] is True and raw["formula"].endswith("+ x @ W_skip")
+    t = load_file(str(tmp_path / "s" / "dictionary.safetensors"))
+    x = torch.randn(30, 16)
+    pre = x @ t["W_enc"] + t["b_enc"]
+    top = pre.topk(5, dim=-1)
+    f = torch.zeros_like(pre).scatter_(-1, top.indices, top.values.clamp(min=0))
+    torch.testing.assert_close(d(x), f @ t["W_dec"] + t["b_dec"] + x @ t["W_skip"], rtol=1e-5, atol=1e-5)
+    loaded = load_dictionary(tmp_path / "s")
+    torch.testing.assert_close(loaded.module(x), d(x))
+    (tmp_path / "s" / "dictionary.safetensors").write_bytes(
+        __import__("safetensors.torch", fromlist=["save"]).save({k: v for k, v in t.items() if k != "W_skip"}))
+    with pytest.raises(DictionaryError, match="W_skip is missing"):
+        load_dictionary(tmp_path / "s")
+    with pytest.raises(DictionaryError, match="only a transcoder has a skip"):
+        DictionaryConfig("sae", "blocks.1.resid_mid", "blocks.1.resid_mid", "topk", 40, 16, 16, DIGEST, 5,
+                         skip=True).validate()
+
+
+def test_evaluation_counts_the_skip_path():
+    """Variance explained of a skip transcoder is that of f @ W_dec + b_dec + x @ W_skip, checked by hand."""
+    model = tiny_model()
+    cfg = DictionaryConfig("transcoder", "blocks.1.mlp.in", "blocks.1.mlp.out", "relu", 8, 16, 16, DIGEST, skip=True)
+    d = Dictionary(cfg)
+    with torch.no_grad():
+        d.b_enc.fill_(-1e6)  # no feature ever fires: the skip path alone explains what it can
+        d.W_skip.copy_(torch.randn(16, 16, generator=torch.Generator().manual_seed(0)) * 0.1)
+    val = torch.randint(0, 12, (200,), generator=torch.Generator().manual_seed(1))
+    (m,) = evaluate_dictionaries(model, [d], val)
+    ins, outs = [], []
+    for x, _ in validation_windows(val, 16):
+        trace = Trace({"blocks.1.mlp.in", "blocks.1.mlp.out"})
+        model(x, trace=trace)
+        ins.append(trace.acts["blocks.1.mlp.in"].reshape(-1, 16))
+        outs.append(trace.acts["blocks.1.mlp.out"].reshape(-1, 16))
+    x, y = torch.cat(ins), torch.cat(outs)
+    expected = 1 - ((x @ d.W_skip + d.b_dec - y) ** 2).sum() / ((y - y.mean(0)) ** 2).sum()
+    assert m["variance_explained"] == pytest.approx(float(expected), rel=1e-4)
+    assert m["mean_l0"] == 0

@@ -3,7 +3,8 @@
 Three things make a GPT nonlinear in its residual stream: the MLPs, the norms' division by a scale, and the
 attention softmax. For one prompt we
 * replace each MLP by its transcoder plus an *error* vector per position, the exact difference
-  `mlp.out - transcoder(mlp.in)`, so the replacement reproduces the model's activations exactly;
+  `mlp.out - transcoder(mlp.in)`, so the replacement reproduces the model's activations exactly (a skip
+  transcoder's dense path `mlp.in @ W_skip` stays in the model as one more linear path, like attention);
 * freeze every norm's scale (LayerNorm's sqrt(var + eps), RMSNorm's rms) at this prompt's values, so a norm becomes
   `(x - mean(x)) / scale * weight + bias`, affine in x;
 * freeze the attention patterns, so attention becomes `pattern @ (norm(x) @ W_V + b_V) @ W_O + b_O`, affine in x.
@@ -193,7 +194,7 @@ def freeze(model: GPT, ids, transcoders: list[LoadedDictionary]) -> FrozenPrompt
         a = t.module.activate(p)
         pre.append(p)
         act.append(a)
-        errors.append(cache[f"blocks.{layer}.mlp.out"][0] - t.module.decode(a))
+        errors.append(cache[f"blocks.{layer}.mlp.out"][0] - t.module.decode(a) - t.module.skip_term(mlp_in))
     blocks = model.blocks
     raw = model.lm_head(cache["ln_f.out"][0])
     return FrozenPrompt(
@@ -255,6 +256,17 @@ def frozen_attention_backward_from(model: GPT, frozen: FrozenPrompt, layer: int,
     return frozen_norm_backward(model.blocks[layer].ln_1, gh, frozen.attn_scales[layer, :T])
 
 
+def skip_backward(model: GPT, frozen: FrozenPrompt, layer: int, transcoder: LoadedDictionary,
+                  grad: torch.Tensor) -> torch.Tensor:
+    """A skip transcoder's linear path resid_mid -> ln_2 (frozen scale) -> @ W_skip, transposed: grad (B, T, C) at
+    the MLP's output -> the gradient it adds at resid_mid. Zero for a plain transcoder."""
+    w_skip = transcoder.module.W_skip
+    if w_skip is None:
+        return torch.zeros_like(grad)
+    T = grad.size(-2)
+    return frozen_norm_backward(model.blocks[layer].ln_2, grad @ w_skip.to(grad.dtype).T, frozen.mlp_scales[layer, :T])
+
+
 # ---- the replacement model's forward ----
 
 @dataclass
@@ -290,7 +302,7 @@ def replacement_forward(model: GPT, frozen: FrozenPrompt, transcoders: list[Load
                 act[cp, cf] = value
         pres.append(pre)
         acts.append(act)
-        resid = resid + t.module.decode(act) + errs[layer]
+        resid = resid + t.module.decode(act) + t.module.skip_term(mlp_in) + errs[layer]
     final = frozen_norm(model.ln_f, resid, frozen.final_scales[:resid.size(-2)])
     raw = model.lm_head(final)
     return ReplacementOutput(pres, acts, raw, model.unembed(final))

@@ -4,19 +4,20 @@
 The formula (also in the README), for an input x (..., d_in):
 
     f     = act(x @ W_enc + b_enc)          # (..., n_features) feature activations, mostly zero
-    y_hat = f @ W_dec + b_dec               # (..., d_out) the reconstruction of the output site
+    y_hat = f @ W_dec + b_dec [+ x @ W_skip] # (..., d_out) the reconstruction of the output site
 
     act = "topk":     keep the k largest *positive* entries of x @ W_enc + b_enc per token, zero the rest
     act = "jumprelu": pre * (pre > threshold), one threshold per feature
     act = "relu":     max(pre, 0)
 
 Any input centring is folded into b_enc. Decoder rows are unit-norm, so a feature's activation is the length of
-what it writes.
+what it writes. A *skip transcoder* (config "skip": true; Paulo, Shabalin & Belrose 2025) adds a dense linear
+path x @ W_skip that carries the MLP's linear part, so its features spend their sparsity on the nonlinear rest.
 
 On disk, in the run folder: features/<name>/config.json (kind, input, output, activation, k, n_features, d_in,
 d_out, weights_digest = sha256 of the model.safetensors it was trained on, plus how it was trained) and
 features/<name>/dictionary.safetensors (W_enc (d_in, n), b_enc (n), W_dec (n, d_out), b_dec (d_out), and
-threshold (n) for JumpReLU). Metrics written by evaluation live in features/<name>/metrics.json.
+threshold (n) for JumpReLU, W_skip (d_in, d_out) for a skip transcoder). Metrics written by evaluation live in features/<name>/metrics.json.
 """
 from __future__ import annotations
 
@@ -88,6 +89,7 @@ class DictionaryConfig:
     weights_digest: str
     k: int | None = None
     training: dict = field(default_factory=dict)
+    skip: bool = False  # a skip transcoder: y_hat also gets x @ W_skip
 
     @property
     def layer(self) -> int:
@@ -118,6 +120,10 @@ class DictionaryConfig:
         if self.activation == "topk":
             if not isinstance(self.k, int) or isinstance(self.k, bool) or not 1 <= self.k <= self.n_features:
                 bad(f"k must be an integer in 1..n_features ({self.n_features}) for a TopK dictionary, got {self.k!r}")
+        if not isinstance(self.skip, bool):
+            bad(f"skip must be true or false, got {self.skip!r}")
+        if self.skip and self.kind != "transcoder":
+            bad("only a transcoder has a skip connection (an SAE reconstructs its own input)")
         if not isinstance(self.weights_digest, str) or not re.fullmatch(r"[0-9a-f]{64}", self.weights_digest):
             bad("weights_digest must be the sha256 (64 hex digits) of the weights it was trained on")
         return self
@@ -125,10 +131,12 @@ class DictionaryConfig:
     def to_dict(self) -> dict:
         d = {"kind": self.kind, "input": self.input, "output": self.output, "activation": self.activation,
              "n_features": self.n_features, "d_in": self.d_in, "d_out": self.d_out,
-             "weights_digest": self.weights_digest, "formula": "f = act(x @ W_enc + b_enc); y_hat = f @ W_dec + b_dec",
-             "training": self.training}
+             "weights_digest": self.weights_digest, "formula": "f = act(x @ W_enc + b_enc); y_hat = f @ W_dec + b_dec"
+             + (" + x @ W_skip" if self.skip else ""), "training": self.training}
         if self.activation == "topk":
             d["k"] = self.k
+        if self.skip:
+            d["skip"] = True
         return d
 
     @classmethod
@@ -143,7 +151,7 @@ class DictionaryConfig:
             raise DictionaryError(f"{where}: missing field(s) {', '.join(missing)}")
         training = d.get("training") if isinstance(d.get("training"), dict) else {}
         return cls(d["kind"], d["input"], d["output"], d["activation"], d["n_features"], d["d_in"], d["d_out"],
-                   d["weights_digest"], d.get("k"), training).validate(where)
+                   d["weights_digest"], d.get("k"), training, d.get("skip", False)).validate(where)
 
 
 class Dictionary(nn.Module):
@@ -159,6 +167,7 @@ class Dictionary(nn.Module):
         self.W_dec = nn.Parameter(torch.zeros(n, d_out))
         self.b_dec = nn.Parameter(torch.zeros(d_out))
         self.log_threshold = nn.Parameter(torch.zeros(n)) if config.activation == "jumprelu" else None
+        self.W_skip = nn.Parameter(torch.zeros(d_in, d_out)) if config.skip else None
 
     @property
     def threshold(self) -> torch.Tensor:
@@ -185,8 +194,12 @@ class Dictionary(nn.Module):
         """(..., n) -> (..., d_out): f @ W_dec + b_dec."""
         return f @ self.W_dec.to(f.dtype) + self.b_dec.to(f.dtype)
 
+    def skip_term(self, x: torch.Tensor) -> torch.Tensor | float:
+        """(..., d_in) -> (..., d_out): x @ W_skip for a skip transcoder, else 0."""
+        return x @ self.W_skip.to(x.dtype) if self.W_skip is not None else 0.0
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.decode(self.encode(x))
+        return self.decode(self.encode(x)) + self.skip_term(x)
 
     @torch.no_grad()
     def normalise_decoder(self) -> None:
@@ -203,6 +216,8 @@ class Dictionary(nn.Module):
         out = {"W_enc": self.W_enc, "b_enc": self.b_enc, "W_dec": self.W_dec, "b_dec": self.b_dec}
         if self.log_threshold is not None:
             out["threshold"] = self.threshold
+        if self.W_skip is not None:
+            out["W_skip"] = self.W_skip
         return {k: v.detach().float().contiguous().cpu() for k, v in out.items()}
 
 
@@ -211,6 +226,8 @@ def expected_shapes(cfg: DictionaryConfig) -> dict[str, tuple[int, ...]]:
               "W_dec": (cfg.n_features, cfg.d_out), "b_dec": (cfg.d_out,)}
     if cfg.activation == "jumprelu":
         shapes["threshold"] = (cfg.n_features,)
+    if cfg.skip:
+        shapes["W_skip"] = (cfg.d_in, cfg.d_out)
     return shapes
 
 
@@ -276,7 +293,7 @@ def load_dictionary(folder: str | Path, model_config=None, digest: str | None = 
             raise DictionaryError(f"{wwhere}: {name} holds NaN or infinite values")
     module = Dictionary(cfg)
     with torch.no_grad():
-        for name in ("W_enc", "b_enc", "W_dec", "b_dec"):
+        for name in ("W_enc", "b_enc", "W_dec", "b_dec") + (("W_skip",) if cfg.skip else ()):
             getattr(module, name).copy_(tensors[name].float())
         if cfg.activation == "jumprelu":
             module.log_threshold.copy_(tensors["threshold"].float().clamp(min=1e-12).log())

@@ -84,7 +84,7 @@ def evaluate_dictionaries(model: GPT, dictionaries: list[Dictionary], val_ids: t
             out = trace.acts[d.config.output].float().reshape(-1, d.config.d_out)
             f = d.encode(inp)
             active = f > 0
-            s["sse"] += ((d.decode(f) - out) ** 2).sum().item()
+            s["sse"] += ((d.decode(f) + d.skip_term(inp) - out) ** 2).sum().item()
             s["sum_y"] = s["sum_y"] + out.sum(0)
             s["sum_y2"] += (out ** 2).sum().item()
             s["l0"] += active.sum().item()

@@ -37,6 +37,7 @@ class FeatureTrainConfig:
     activation: str = "topk"
     n_features: int = 1024
     k: int = 32                          # TopK only
+    skip: bool = False                   # transcoders: add a dense linear path x @ W_skip (a skip transcoder)
     tokens: int = 800_000                # training tokens seen by each dictionary
     batch_tokens: int = 1024
     lr: float = 2e-3
@@ -61,6 +62,8 @@ class FeatureTrainConfig:
         if self.kind == "transcoder" and not model_config.has_mlp:
             bad(f"a {model_config.arch.replace('_', '-')} model has no MLP layers, so there is nothing for a "
                 "transcoder to replace; train an SAE on the residual stream instead (--kind sae)")
+        if self.skip and self.kind != "transcoder":
+            bad("--skip is for transcoders (an SAE reconstructs its own input)")
         if self.kind == "sae" and self.site not in SAE_SITES:
             bad(f"--site must be one of {', '.join(SAE_SITES)}, got {self.site!r}")
         if self.kind == "sae" and self.site == "resid_post" and not model_config.has_mlp:
@@ -221,7 +224,7 @@ class DictionaryTrainer:
         with autocast():
             pre = d.pre_activations(x)
             values, indices, penalty = self.activations(pre)
-            y_hat = self.decode(values, indices).float()
+            y_hat = (self.decode(values, indices) + d.skip_term(x)).float()
             mse = ((y_hat - y) ** 2).sum(-1).mean() / var
             fired = (values > 0)
             if indices is not None:
@@ -264,6 +267,8 @@ class DictionaryTrainer:
         out.b_enc.copy_(d.b_enc / self.y_scale)
         out.W_dec.copy_(d.W_dec)
         out.b_dec.copy_(d.b_dec / self.y_scale)
+        if d.W_skip is not None:  # y_hat = (x * xs) @ W / ys
+            out.W_skip.copy_(d.W_skip * (self.x_scale / self.y_scale))
         if d.log_threshold is not None:
             out.log_threshold.copy_(d.log_threshold - math.log(self.y_scale))
         return out.eval().requires_grad_(False)
@@ -318,7 +323,8 @@ def train_dictionaries(model: GPT, train_ids: torch.Tensor, cfg: FeatureTrainCon
     trainers = []
     for inp, out in sites:
         config = DictionaryConfig(cfg.kind, inp, out, cfg.activation, cfg.n_features, acts[inp].size(-1),
-                                  acts[out].size(-1), digest, cfg.k if cfg.activation == "topk" else None)
+                                  acts[out].size(-1), digest, cfg.k if cfg.activation == "topk" else None,
+                                  skip=cfg.skip)
         trainers.append(DictionaryTrainer(config.validate("training"), cfg, acts[inp], acts[out], generator))
     t0 = time.perf_counter()
     try:
