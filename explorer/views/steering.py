@@ -28,7 +28,8 @@ def draw_clamp(run, dic, feature: int, prompt: str, ids: list[int]) -> None:
     peak = float(feature_activations(run.model, dic, ids)[:, feature].max())
     st.caption(f"Feature #{feature} of {dic.name} fires up to **{peak:.2f}** on this prompt. Each column holds it at "
                "one value at every position (0 = off), reading its activation where it is computed; the first "
-               "column leaves it as it is.")
+               f"column leaves it as it is. A clamp acts where the dictionary sits ({dic.config.output}), so the "
+               "residual-stream choice above does not apply.")
     scale = peak if peak > 0 else 5.0
     c1, c2, c3 = st.columns(3)
     text = c1.text_input("Clamp values (comma-separated)", f"0, {2 * scale:.3g}, {5 * scale:.3g}",
