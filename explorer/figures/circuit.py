@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import plotly.graph_objects as go
 
-from explorer.figures.base import layout, safe, tick_labels
+from explorer.figures.base import layout, safe
 
 KIND_STYLE = {  # marker symbol, colour, what the legend calls it
     "feature": ("circle", "#4c78a8", "transcoder feature"),
@@ -154,9 +154,12 @@ def circuit_figure(nodes: list[ViewNode], edges: list[tuple[int, int, float]], t
             marker=dict(symbol=symbol, color=colour, size=sizes,
                         line=dict(width=[3 if nodes[i].key == selected else 0.5 for i in idx],
                                   color=["#000000" if nodes[i].key == selected else "#ffffff" for i in idx]))))
-    fig.update_xaxes(tickmode="array", tickvals=centers, ticktext=tick_labels(tokens), tickangle=-60,
-                     tickfont=dict(size=10 if T > 32 else 12), range=[-0.3, sum(widths) + 0.3], showgrid=False,
-                     zeroline=False)
+    # a numeric axis never merges equal labels, so the token alone is enough (its position is in the hover)
+    short = max((len(t) for t in tokens), default=1) <= 2
+    fig.update_xaxes(tickmode="array", tickvals=centers, ticktext=[safe(t) for t in tokens],
+                     tickangle=0 if short else -60, tickfont=dict(size=12 if short else 10),
+                     range=[-0.3, sum(widths) + 0.3], showgrid=False, zeroline=False,
+                     title=dict(text="token position (the prediction is made after the last one)", font=dict(size=12)))
     fig.update_yaxes(tickmode="array", tickvals=list(range(n_layer + 2)),
                      ticktext=["embeddings"] + [f"layer {i}" for i in range(n_layer)] + ["logits"],
                      range=[-0.5, n_layer + 1.6], showgrid=True, gridcolor="#f0f0f0", zeroline=False)
