@@ -16,6 +16,7 @@ from explorer.common import (
     broken_runs,
     clear_pending_selection,
     default_run_name,
+    eval_text_picker,
     limit_threads,
     pending_selection,
     run_label,
@@ -129,5 +130,6 @@ sections = {"How a prediction is made": pages(PIPELINE), "Train and compare": pa
             "Look deeper": pages(LOOK_DEEPER)}
 navigation = st.navigation(sections, expanded=True)
 model_picker()
+eval_text_picker()
 status_line()
 navigation.run()

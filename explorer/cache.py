@@ -16,10 +16,10 @@ import torch
 
 from explorer import jobs
 from gpt.data import CorpusError, load_corpus
+from gpt.evaluate import PASTED_TEXT, evaluation_ids, evaluation_sources
 from gpt.interp.detectors import PROBES, build_probe, head_scores
 from gpt.interp.neurons import cached_top_contexts
 from gpt.interp.timemachine import embedding_frames
-from gpt.interp.token_loss import validation_ids
 from gpt.runs import WEIGHTS, RunError, load_run, snapshot_path
 
 
@@ -71,21 +71,49 @@ def forget_dictionaries() -> None:
 
 
 # ---- computed results ----
-@st.cache_data(max_entries=4, show_spinner="Reading the validation text...")
-def _validation_ids(run_dir: str, weights_mtime: float):
+EVAL_SOURCE_KEY = "eval_source"    # the sidebar's choice of evaluation text (gpt.evaluate.evaluation_sources)
+EVAL_PASTED_KEY = "eval_pasted"    # ... and the text pasted there
+
+
+def eval_choice(run_dir: str | Path) -> tuple[str, str]:
+    """(source, pasted text) of this session's evaluation text for a run: the sidebar's choice where the run can
+    use it, else the run's best source (its own validation split, else the built-in Shakespeare)."""
+    sources = evaluation_sources(cached_run(run_dir))
+    source = st.session_state.get(EVAL_SOURCE_KEY)
+    if source not in sources:
+        source = sources[0]
+    pasted = st.session_state.get(EVAL_PASTED_KEY, "") if source == PASTED_TEXT else ""
+    return source, pasted or ""
+
+
+@st.cache_data(max_entries=8, show_spinner="Reading the evaluation text...")
+def _evaluation(run_dir: str, weights_mtime: float, source: str, pasted: str):
     del weights_mtime
-    return validation_ids(cached_run(run_dir))
+    return evaluation_ids(cached_run(run_dir), source, pasted)
+
+
+def run_evaluation(run_dir: str | Path) -> tuple[torch.Tensor, str]:
+    """(token ids, which text it is) of the session's evaluation text for a run (CorpusError when unusable)."""
+    source, pasted = eval_choice(run_dir)
+    return _evaluation(str(run_dir), weights_mtime(run_dir), source, pasted)
 
 
 def run_validation_ids(run_dir: str | Path):
-    """The validation split of the corpus a run trained on, as token ids (CorpusError if it is unknown)."""
-    return _validation_ids(str(run_dir), weights_mtime(run_dir))
+    """The token ids of the session's evaluation text for a run: by default its own validation split (the
+    sidebar's "Evaluation text" can pick another); CorpusError when it cannot be used."""
+    return run_evaluation(run_dir)[0]
+
+
+def eval_text_key(run_dir: str | Path) -> tuple[str, int]:
+    """What a cached scan over the evaluation text must be keyed by, besides the weights."""
+    source, pasted = eval_choice(run_dir)
+    return source, hash(pasted)
 
 
 @st.cache_resource(max_entries=4, show_spinner="Finding where each neuron fires most in the validation text "
                   "(once per run and step; a few seconds)...")
-def _top_contexts(run_dir: str, snapshot_step: int | None, weights_mtime: float):
-    del weights_mtime
+def _top_contexts(run_dir: str, snapshot_step: int | None, weights_mtime: float, text_key: tuple):
+    del weights_mtime, text_key
     # the UI keeps to one core for the trainers; while none runs, this one-off scan takes them all
     # (shipped model, whole validation split, bf16: 5.1 s on one thread, 2.8 s on two; bench/neurons.py)
     threads = torch.get_num_threads()
@@ -100,12 +128,13 @@ def _top_contexts(run_dir: str, snapshot_step: int | None, weights_mtime: float)
 def run_top_contexts(run_dir: str | Path, snapshot_step: int | None = None):
     """gpt.interp.neurons.TopContexts of a run's MLP neurons over its validation text (read only: shared), kept
     on disk in the run folder too, so a restart does not scan again."""
-    return _top_contexts(str(run_dir), snapshot_step, weights_mtime(run_dir, snapshot_step))
+    return _top_contexts(str(run_dir), snapshot_step, weights_mtime(run_dir, snapshot_step), eval_text_key(run_dir))
 
 
 @st.cache_data(max_entries=256, show_spinner="Scoring every head...")
-def _head_scores(run_dir: str, snapshot_step: int | None, weights_mtime: float, probe_kind: str, probe_seed: int):
-    del weights_mtime
+def _head_scores(run_dir: str, snapshot_step: int | None, weights_mtime: float, probe_kind: str, probe_seed: int,
+                 text_key: tuple):
+    del weights_mtime, text_key
     loaded = cached_run(run_dir, snapshot_step)  # the model is only read; the capture lives in this call
     val = run_validation_ids(run_dir) if probe_kind == PROBES[1] else None
     return head_scores(loaded.model, build_probe(loaded.model, probe_kind, probe_seed, val))
@@ -114,7 +143,9 @@ def _head_scores(run_dir: str, snapshot_step: int | None, weights_mtime: float, 
 def run_head_scores(run_dir: str | Path, snapshot_step: int | None = None, probe_kind: str = PROBES[0],
                     probe_seed: int = 0):
     """gpt.interp.detectors.HeadScores of a run (or one snapshot) on the chosen probe."""
-    return _head_scores(str(run_dir), snapshot_step, weights_mtime(run_dir, snapshot_step), probe_kind, probe_seed)
+    text_key = eval_text_key(run_dir) if probe_kind == PROBES[1] else ("", 0)
+    return _head_scores(str(run_dir), snapshot_step, weights_mtime(run_dir, snapshot_step), probe_kind, probe_seed,
+                        text_key)
 
 
 @st.cache_data(max_entries=32, show_spinner="Aligning embeddings across snapshots...")

@@ -5,7 +5,7 @@ The numbers come from gpt.interp.features.cards (one scan per dictionary and tex
 import streamlit as st
 
 from explorer.cache import run_validation_ids
-from explorer.common import chips_html
+from explorer.common import chips_html, eval_text_note
 from explorer.figures.features import activation_histogram, density_figure
 from explorer.figures.inside import effect_bars
 from gpt.data import CorpusError
@@ -20,13 +20,14 @@ def draw_feature_card(run, dic, feature: int, key: str = "card") -> None:
     try:
         val = run_validation_ids(run.path)
     except CorpusError as e:
-        st.info(f"A feature card needs the run's validation text: {e}")
+        st.info(f"A feature card needs an evaluation text: {e} Pick one in the sidebar.")
         return
-    with st.spinner("Scanning the validation text with this dictionary (once; kept in its folder)..."):
+    with st.spinner("Scanning the evaluation text with this dictionary (once; kept in its folder)..."):
         scan = cached_scan(run.model, dic, val)
     density = float(scan.density[feature])
-    st.write(f"Fires on **{density:.2%}** of the {scan.n_tokens:,} validation tokens; its largest activation is "
-             f"**{float(scan.top_values[feature, 0]):.2f}**.")
+    st.write(f"Fires on **{density:.2%}** of the {scan.n_tokens:,} evaluation-text tokens; its largest activation "
+             f"is **{float(scan.top_values[feature, 0]):.2f}**.")
+    eval_text_note(run)
     c1, c2 = st.columns(2)
     with c1:
         st.plotly_chart(density_figure(scan.density.tolist(), density, feature), key=f"{key}_density")
@@ -56,7 +57,7 @@ def draw_feature_card(run, dic, feature: int, key: str = "card") -> None:
         st.markdown("**Top activations**")
         st.markdown(context_rows(scan.top_values[feature].tolist(), scan.top_positions[feature].tolist()),
                     unsafe_allow_html=True)
-        st.caption(f"The {int((scan.top_positions[feature] >= 0).sum())} strongest firings over the whole validation "
+        st.caption(f"The {int((scan.top_positions[feature] >= 0).sum())} strongest firings over the whole evaluation "
                    "text: the activation, then the text up to the token it fires on (orange) and what follows.")
         st.markdown("**Typical activations** (from the strongest tenth down to the weakest)")
         st.markdown(context_rows(scan.quantile_values[feature].tolist(), scan.quantile_positions[feature].tolist()),

@@ -40,7 +40,7 @@ def test_cached_in_the_run_folder(tmp_path):
         path, step, config = tmp_path, 7, model.config
     Run.model = model
     first = cached_top_contexts(Run, seq)
-    assert cache_path(tmp_path, 7).exists()
+    assert cache_path(tmp_path, 7, seq).exists() and not cache_path(tmp_path, 7, seq[:-5]).exists()
     Run.model = None  # a second call must not need the model
     again = cached_top_contexts(Run, seq)
     assert torch.equal(first.positions, again.positions) and again.n_tokens == first.n_tokens

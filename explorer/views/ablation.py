@@ -2,7 +2,7 @@
 import streamlit as st
 
 from explorer.cache import run_head_scores, run_validation_ids
-from explorer.common import default_prompt, encode_or_explain, esc, selected_attention_run, token_label
+from explorer.common import default_prompt, encode_or_explain, esc, eval_text_note, selected_attention_run, token_label
 from explorer.figures.tokens import prob_bars
 from explorer.state import bind
 from gpt.data import CorpusError
@@ -33,7 +33,7 @@ if ids is None:
 try:
     val = run_validation_ids(run.path)
 except (CorpusError, ValueError) as e:
-    st.error(f"Cannot read this run's validation text: {e}")
+    st.warning(f"Cannot use the evaluation text: {e} Pick another in the sidebar.")
     st.stop()
 result = ablate(run.model, ids, val, [names[n] for n in chosen])
 c1, c2, c3 = st.columns(3)
@@ -45,8 +45,9 @@ label = lambda i: token_label(run.tokenizer, i)  # noqa: E731
 st.plotly_chart(prob_bars({"intact": [(label(t), p) for t, p in result.base_top],
                            "heads removed": [(label(t), p) for t, p in result.ablated_top]},
                           "Next token after the prompt"), key="abl_bars")
-st.caption("Loss on 8 fixed windows of the validation text. Zeroing is blunt: a head that is usually quiet can "
+st.caption("Loss on 8 fixed windows of the evaluation text. Zeroing is blunt: a head that is usually quiet can "
            "still matter when its output was never zero during training.")
+eval_text_note(run)
 
 st.subheader("Re-generate without the heads")
 n_new = st.slider("New tokens", 20, 300, step=20, **bind("max_new", 120, options=range(20, 301, 20)))

@@ -2,7 +2,7 @@
 import streamlit as st
 
 from explorer.cache import run_head_scores, run_validation_ids
-from explorer.common import selected_attention_run, token_label
+from explorer.common import eval_text_note, selected_attention_run, token_label
 from explorer.figures.attention import attention_heatmap, detector_heatmaps
 from explorer.state import bind, remember
 from gpt.data import CorpusError
@@ -26,8 +26,10 @@ try:
     result = run_head_scores(run.path, probe_kind=kind, probe_seed=int(seed))
     scores, gain = result.scores, result.in_context_gain
 except (CorpusError, ValueError) as e:
-    st.error(f"Cannot build that probe: {e}")
+    st.warning(f"Cannot build that probe: {e} Pick another evaluation text in the sidebar, or the random probe.")
     st.stop()
+if kind == PROBES[1]:
+    eval_text_note(run)
 threshold = st.slider("Name a head when its score is at least", 0.1, 0.9, 0.4, 0.05)
 found = describe_heads(scores, threshold)
 if found:

@@ -3,7 +3,7 @@ the validation text, and which next tokens it pushes up or down."""
 import streamlit as st
 
 from explorer.cache import run_top_contexts, run_validation_ids
-from explorer.common import chips_html, esc, selected_run, teaching_prompt_ids, visible
+from explorer.common import chips_html, esc, eval_text_note, selected_run, teaching_prompt_ids, visible
 from explorer.figures.inside import effect_bars, neuron_heatmap
 from explorer.state import bind, fresh_click, remember
 from gpt.data import CorpusError
@@ -57,7 +57,7 @@ with left:
         contexts = run_top_contexts(run.path)
         val = run_validation_ids(run.path)
     except (CorpusError, InterpError) as e:
-        st.info(f"Top contexts need the run's validation text: {e}")
+        st.info(f"Top contexts need an evaluation text: {e} Pick one in the sidebar.")
     else:
         rows = []
         for value, before, token, after in contexts.contexts(val, layer, neuron):
@@ -67,9 +67,10 @@ with left:
             rows.append(f"<div style='display:flex;gap:8px;align-items:baseline'><code style='min-width:4em'>"
                         f"{value:.2f}</code>{chips_html(pieces).replace('<br>', '')}</div>")
         st.markdown("".join(rows), unsafe_allow_html=True)
-        st.caption(f"Where neuron {neuron} fires most over the whole validation text ({contexts.n_tokens:,} "
+        st.caption(f"Where neuron {neuron} fires most over the whole evaluation text ({contexts.n_tokens:,} "
                    "tokens): the activation, then the text leading up to the token (orange) it fires on. Computed once "
-                   "per run and step and kept in the run folder.")
+                   "per run, step and text, and kept in the run folder.")
+        eval_text_note(run)
 with right:
     effect = neuron_logit_effect(run.model, layer, neuron)
     order = effect.argsort(descending=True).tolist()

@@ -6,24 +6,27 @@ from explorer.cache import patching_grids, weights_mtime
 from explorer.common import encode_or_explain, esc, selected_attention_run, visible
 from explorer.figures.attribution import head_heatmap, mlp_patching_bars, residual_patching_heatmap
 from gpt.interp.capture import InterpError
-from gpt.interp.patching import WORKED_EXAMPLE, boundary_labels, single_token_id
-
-EXAMPLE = WORKED_EXAMPLE
+from gpt.interp.patching import boundary_labels, single_token_id, worked_example_for
 
 run = selected_attention_run("Patching", "no layers to patch")
 st.caption(f"Model **{run.path.name}** at step {run.step:,}. Two prompts differ in one detail. Run the corrupted "
            "one but paste in one activation from the clean run: how much of the clean answer comes back shows "
            "how much of the difference flows through that activation.")
-known = (not any(run.tokenizer.unknown_chars(EXAMPLE[k]) for k in EXAMPLE)
-         and len(run.tokenizer.encode(EXAMPLE["clean"])) <= run.config.block_size)
+EXAMPLE = worked_example_for(run.tokenizer, run.config.block_size)  # its speakers fit this tokenizer
+known = EXAMPLE is not None
 if not known:
-    st.info("The worked example is made for the shipped Shakespeare model (and does not fit this one): type two "
-            "prompts of the same token length that differ in one detail, and the two answers they favour.")
+    st.info("The worked example does not fit this model (its characters or context): type two prompts of the same "
+            "token length that differ in one detail, and the two answers they favour.")
+    EXAMPLE = {"clean": "", "corrupted": "", "answer": "", "wrong": ""}
 if known and st.button("Load the worked example: who speaks next?"):
     for key, text in EXAMPLE.items():
         st.session_state[f"patch_{key}"] = text
+fresh = st.session_state.get("patch_run") != run.path.name  # prompts typed for another model may not fit this one
+st.session_state["patch_run"] = run.path.name
 for key, text in EXAMPLE.items():
-    st.session_state.setdefault(f"patch_{key}", text if known else "")
+    if fresh:
+        st.session_state[f"patch_{key}"] = text
+    st.session_state.setdefault(f"patch_{key}", text)
 left, right = st.columns(2)
 clean_text = left.text_area("Clean prompt", key="patch_clean", height=160)
 corrupted_text = right.text_area("Corrupted prompt (same number of tokens)", key="patch_corrupted", height=160)

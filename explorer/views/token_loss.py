@@ -5,7 +5,7 @@ import pandas as pd
 import streamlit as st
 
 from explorer.cache import run_validation_ids
-from explorer.common import chips_html, esc, selected_run, token_label
+from explorer.common import chips_html, esc, eval_text_note, selected_run, token_label
 from explorer.figures.attention import attention_heatmap
 from explorer.state import bind
 from gpt.data import CorpusError
@@ -23,8 +23,9 @@ st.caption(f"Model **{run.path.name}** at step {run.step:,}. Each token of a val
 try:
     val = run_validation_ids(run.path)
 except (CorpusError, ValueError) as e:
-    st.error(f"Cannot read this run's validation text: {e}")
+    st.warning(f"Cannot use the evaluation text: {e} Pick another in the sidebar.")
     st.stop()
+eval_text_note(run)
 c1, c2 = st.columns(2)
 longest = min(cfg.block_size, 256)
 n_tokens = c1.slider("Passage length (tokens)", 8, longest,

@@ -3,7 +3,7 @@
 * `neuron_activations(model, ids, layer)`: (T, 4C) activations after the nonlinearity for a prompt.
 * `top_contexts(model, val_ids, ...)`: for every layer and neuron, the K validation positions where it fires
   most (one pass over the validation text in consecutive block_size windows, as validation loss is measured).
-  `cached_top_contexts(run)` stores the result in the run folder (interp/neurons-step{step}.safetensors), so
+  `cached_top_contexts(run)` stores the result in the run folder (interp/neurons-step{step}-{text}.safetensors), so
   each run and step pays for it once.
 * `neuron_logit_effect(model, layer, neuron)`: the neuron's output direction (its column of W_out, i.e. the row
   it adds to the residual stream per unit of activation) times the unembedding W_U: the tokens it promotes and
@@ -11,6 +11,7 @@
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -108,14 +109,18 @@ def top_contexts(model: GPT, seq: torch.Tensor, k: int = TOP_K, max_tokens: int 
     return TopContexts(best_v.transpose(1, 2).contiguous(), best_p.transpose(1, 2).contiguous(), n_windows * T)
 
 
-def cache_path(run_dir: str | Path, step: int) -> Path:
-    return Path(run_dir) / FOLDER / f"neurons-step{int(step)}.safetensors"
+def cache_path(run_dir: str | Path, step: int, seq: torch.Tensor | None = None) -> Path:
+    """Where the scan of `seq` at `step` is kept: one file per step and text (the text's digest in the name)."""
+    tag = ""
+    if seq is not None:
+        tag = "-" + hashlib.sha256(torch.as_tensor(seq, dtype=torch.long).numpy().tobytes()).hexdigest()[:12]
+    return Path(run_dir) / FOLDER / f"neurons-step{int(step)}{tag}.safetensors"
 
 
 def cached_top_contexts(run, seq: torch.Tensor) -> TopContexts:
     """top_contexts for a loaded run (gpt.runs.LoadedRun) over the whole of seq (its validation text), read from /
     written to its run folder."""
-    path = cache_path(run.path, run.step)
+    path = cache_path(run.path, run.step, seq)
     try:
         stored = load_tensors(path.read_bytes())
         whole = len(seq) // run.config.block_size * run.config.block_size  # a scan of part of it is stale

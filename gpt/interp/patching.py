@@ -32,6 +32,30 @@ WORKED_EXAMPLE = {
     "clean": "JULIET:\nAy me!\n\nROMEO:\nShe speaks.\n\nJULIET:\nO Romeo!\n\nROMEO:\nI am here.\n\n",
     "corrupted": "BRUTUS:\nAy me!\n\nROMEO:\nShe speaks.\n\nBRUTUS:\nO Romeo!\n\nROMEO:\nI am here.\n\n",
     "answer": "J", "wrong": "B"}
+# Other speakers for the same dialogue, tried in order when a tokenizer splits JULIET and BRUTUS into different numbers
+# of tokens (a BPE such as GPT-2's): the first pair whose prompts have equal lengths becomes the page's example.
+SPEAKERS = ["JULIET", "BRUTUS", "HAMLET", "PORTIA", "MACBETH", "OTHELLO", "CLEON", "LEAR", "MIRANDA", "TITUS",
+            "VIOLA", "HELENA", "PAULINA", "DUKE", "KING", "QUEEN", "NURSE"]
+
+
+def worked_example_for(tokenizer, block_size: int) -> dict[str, str] | None:
+    """WORKED_EXAMPLE, or the same dialogue with another pair of speakers, such that under `tokenizer` both prompts
+    have the same number of tokens (<= block_size), every character is known and both answers (the speakers'
+    first letters) are single tokens. None when no pair fits (then the page asks for prompts)."""
+    template = WORKED_EXAMPLE["clean"].replace("JULIET", "{}")
+    for a in SPEAKERS:
+        for b in SPEAKERS:
+            if a[0] == b[0]:
+                continue
+            clean, corrupted = template.format(a, a), template.format(b, b)
+            if tokenizer.unknown_chars(clean + corrupted):
+                continue
+            n_clean = len(tokenizer.encode(clean))
+            if n_clean != len(tokenizer.encode(corrupted)) or n_clean > block_size:
+                continue
+            if len(tokenizer.encode(a[0])) == 1 and len(tokenizer.encode(b[0])) == 1:
+                return {"clean": clean, "corrupted": corrupted, "answer": a[0], "wrong": b[0]}
+    return None
 
 
 @dataclass(frozen=True)
