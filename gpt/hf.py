@@ -16,14 +16,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
-from . import runs
+from . import hf_cache, runs
 from .config import ConfigError, GPTConfig, TrainConfig
 from .model import GPT
 from .tokenizers import GPT2_PATTERN, BPETokenizer, CharTokenizer, TokenizerError, save_tokenizer
@@ -161,7 +163,12 @@ def load_gpt2(src: str | Path) -> tuple[GPT, BPETokenizer, dict]:
     try:
         tensors = load_file(str(src / HF_WEIGHTS))  # safetensors only: nothing is unpickled
     except FileNotFoundError as e:
-        raise HFError(f"{src} has no model.safetensors (pytorch_model.bin is not read: it would be unpickled)") from e
+        if (src / "pytorch_model.bin").exists():
+            raise HFError(f"{src} has only pytorch_model.bin, which is not read here: loading it unpickles it, and a "
+                          "pickle can run code. Convert it once with transformers: python -c \"from transformers "
+                          f"import GPT2LMHeadModel; GPT2LMHeadModel.from_pretrained('{src}').save_pretrained('{src}', "
+                          "safe_serialization=True)\"") from e
+        raise HFError(f"{src} has no model.safetensors") from e
     except (SafetensorError, OSError) as e:
         raise HFError(f"{src / HF_WEIGHTS} is unreadable: {e}") from e
     model = GPT(cfg)
@@ -179,17 +186,33 @@ def run_dir_for(target: str | Path) -> Path:
 
 
 def import_gpt2(src: str | Path, target: str | Path) -> Path:
-    """Write a normal run folder (config.json, tokenizer.json, model.safetensors) from a GPT-2 folder."""
+    """Write a normal run folder (config.json, tokenizer.json, model.safetensors) from a GPT-2 folder, or from a
+    repository id ("gpt2", "openai-community/gpt2") found in the local Hugging Face cache (gpt.hf_cache). Everything
+    is read and checked first and written into a temporary folder renamed at the end: a failed import leaves
+    nothing behind that could be listed as a run."""
     out = run_dir_for(target)
     if out.exists() and any(out.iterdir()):
         raise HFError(f"{out} already exists and is not empty; pick another name")
+    if isinstance(src, str) and hf_cache.looks_like_repo_id(src):
+        try:
+            src = hf_cache.resolve(src)
+        except hf_cache.HFCacheError as e:
+            raise HFError(str(e)) from e
     model, tokenizer, _ = load_gpt2(src)
     train_cfg = TrainConfig(dtype="auto")
-    out.mkdir(parents=True, exist_ok=True)
-    runs.write_config(out, model.config, train_cfg, corpus=None, corpus_sha256=None, tokenizer=tokenizer.kind,
-                      init_from=None, imported_from=str(Path(src).resolve()), source="gpt2")
-    save_tokenizer(tokenizer, out / runs.TOKENIZER)
-    runs.atomic_save_model(model, out / runs.WEIGHTS, {"step": "0", "source": "gpt2"})
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.importing-", dir=out.parent))
+    try:
+        runs.write_config(tmp, model.config, train_cfg, corpus=None, corpus_sha256=None, tokenizer=tokenizer.kind,
+                          init_from=None, imported_from=str(Path(src).resolve()), source="gpt2")
+        save_tokenizer(tokenizer, tmp / runs.TOKENIZER)
+        runs.atomic_save_model(model, tmp / runs.WEIGHTS, {"step": "0", "source": "gpt2"})
+        if out.exists():
+            out.rmdir()  # the empty folder checked above
+        tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     return out
 
 
@@ -285,7 +308,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m gpt.hf", description="GPT-2 (Hugging Face folder) import/export")
     sub = p.add_subparsers(dest="command", required=True)
     imp = sub.add_parser("import", help="GPT-2 folder -> run folder")
-    imp.add_argument("src", help="folder with config.json, model.safetensors, vocab.json, merges.txt")
+    imp.add_argument("src", help="folder with config.json, model.safetensors, vocab.json, merges.txt, or a repository "
+                                 "id (gpt2, distilgpt2, openai-community/gpt2...) in the local Hugging Face cache")
     imp.add_argument("run", help="run folder to create (a bare name goes under checkpoints/)")
     exp = sub.add_parser("export", help="run folder -> GPT-2 folder")
     exp.add_argument("run", help="run folder to export")

@@ -85,3 +85,59 @@ def test_patching_example_fits_the_bpe(gpt2_root):
     assert len(tok.encode(example["clean"])) == len(tok.encode(example["corrupted"])) <= 64
     assert len(tok.encode(example["answer"])) == 1 and len(tok.encode(example["wrong"])) == 1
     assert worked_example_for(tok, 4) is None  # nothing fits a 4-token context
+
+
+def fake_hub_cache(root, src_folder, repo_id="gpt2", revision="abc123", with_ref=True):
+    """The Hugging Face hub cache layout, as huggingface_hub writes it: blobs, a snapshot of symlinks, refs/main."""
+    entry = root / f"models--{repo_id.replace('/', '--')}"
+    snap = entry / "snapshots" / revision
+    snap.mkdir(parents=True)
+    (entry / "blobs").mkdir(exist_ok=True)
+    for f in src_folder.iterdir():
+        blob = entry / "blobs" / f"{f.name}.blob"
+        blob.write_bytes(f.read_bytes())
+        (snap / f.name).symlink_to(blob)
+    if with_ref:
+        (entry / "refs").mkdir()
+        (entry / "refs" / "main").write_text(revision)
+    return snap
+
+
+def test_import_from_the_hugging_face_cache(gpt2_root, tmp_path, monkeypatch):
+    from gpt import hf_cache
+    src = tmp_path / "src"
+    hf.export_gpt2(gpt2_root / "gpt2", src)
+    cache = tmp_path / "hub"
+    snap = fake_hub_cache(cache, src)
+    fake_hub_cache(cache, src, repo_id="someone/gpt2-tiny", revision="r1", with_ref=False)  # newest snapshot
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    assert hf_cache.resolve("gpt2") == snap
+    assert hf_cache.resolve("someone/gpt2-tiny").name == "r1"
+    assert [r for r, _ in hf_cache.gpt2_family()] == ["gpt2", "someone/gpt2-tiny"]
+    out = hf.import_gpt2("gpt2", tmp_path / "runs" / "from-cache")
+    a, b = load_run(out), load_run(gpt2_root / "gpt2")
+    ids = torch.tensor([b.tokenizer.encode("ROMEO: But soft")])
+    assert torch.equal(a.model(ids)[0], b.model(ids)[0])
+    monkeypatch.delenv("HF_HUB_CACHE")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "home"))
+    with pytest.raises(hf.HFError, match="not in the Hugging Face cache .*snapshot_download"):
+        hf.import_gpt2("distilgpt2", tmp_path / "runs" / "nope")
+    (tmp_path / "home" / "hub" / "models--gpt2" / "snapshots").mkdir(parents=True)
+    with pytest.raises(hf.HFError, match="has no snapshot"):
+        hf.import_gpt2("gpt2", tmp_path / "runs" / "nope")
+    assert not (tmp_path / "runs" / "nope").exists()
+
+
+def test_refusals_leave_nothing_half_imported(gpt2_root, tmp_path):
+    src = tmp_path / "src"
+    hf.export_gpt2(gpt2_root / "gpt2", src)
+    (src / "model.safetensors").rename(src / "pytorch_model.bin")
+    runs_dir = tmp_path / "runs"
+    with pytest.raises(hf.HFError, match="only pytorch_model.bin.*can run code.*safe_serialization=True"):
+        hf.import_gpt2(src, runs_dir / "x")
+    (src / "pytorch_model.bin").rename(src / "model.safetensors")
+    data = (src / "model.safetensors").read_bytes()
+    (src / "model.safetensors").write_bytes(data[: len(data) // 2])  # truncated
+    with pytest.raises(hf.HFError, match="model.safetensors"):
+        hf.import_gpt2(src, runs_dir / "x")
+    assert not runs_dir.exists() or not any(runs_dir.iterdir())  # not even a temporary folder

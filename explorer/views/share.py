@@ -7,8 +7,8 @@ from pathlib import Path
 import streamlit as st
 
 from explorer import report
-from explorer.common import all_runs, select_run, selected_run_info
-from gpt import bundle, hf
+from explorer.common import all_runs, esc, select_run, selected_run_info
+from gpt import bundle, hf, hf_cache
 from gpt.runs import RunError, checkpoints_root, run_path
 
 st.title("Import & export")
@@ -73,7 +73,7 @@ with gpt2_tab:
     st.markdown("**Load a GPT-2 model** from a local Hugging Face-format folder (`config.json`, "
                 "`model.safetensors`, `vocab.json`, `merges.txt`). It becomes a run you can inspect "
                 "(12×12 models: use the layer×head overview first, then one head at a time).")
-    src = st.text_input("Folder on this machine", placeholder="/path/to/gpt2")
+    src = st.text_input("Folder on this machine (or a model id in your Hugging Face cache)", placeholder="/path/to/gpt2")
     name = st.text_input("Run name", value="gpt2-import", max_chars=64)
     if st.button("Import GPT-2 folder", icon=":material/download:", disabled=not src.strip()):
         try:
@@ -86,6 +86,25 @@ with gpt2_tab:
             st.success(f"Imported as **{out.name}**.")
             select_run(out.name)
             st.rerun()
+    cache = hf_cache.hub_cache_dir()
+    cached = hf_cache.gpt2_family(cache)
+    if cached:
+        st.markdown(f"**Or from your Hugging Face cache** (`{esc(str(cache))}`; read offline, nothing is downloaded)")
+        c1, c2 = st.columns([3, 1])
+        repo = c1.selectbox("GPT-2-family models found there", [r for r, _ in cached])
+        if c2.button("Import from the cache", icon=":material/download:"):
+            try:
+                with st.spinner("Reading weights..."):
+                    out = hf.import_gpt2(repo, run_path(name))
+            except (hf.HFError, RunError, OSError, ValueError) as e:
+                st.error(f"Could not import: {e}")
+            else:
+                select_run(out.name)
+                st.rerun()
+    else:
+        st.caption(f"No GPT-2-family model in your Hugging Face cache (`{esc(str(cache))}`; HF_HUB_CACHE or HF_HOME "
+                   "move it). A model transformers has downloaded before shows up here, or type its id (e.g. "
+                   "`gpt2`) as the folder above.")
     st.divider()
     st.markdown("**Export the selected run** as a GPT-2 folder that `GPT2LMHeadModel.from_pretrained` loads "
                 "with the same logits.")
