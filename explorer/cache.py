@@ -71,6 +71,33 @@ def forget_dictionaries() -> None:
 
 
 # ---- computed results ----
+@st.cache_data(max_entries=8, show_spinner="Projecting the token table (once per weights)...")
+def _embedding_projection(run_dir: str, weights_mtime: float):
+    del weights_mtime
+    from gpt.interp.embeddings import pca, token_embeddings
+    proj = pca(token_embeddings(cached_run(run_dir).model), 3)
+    return proj.points.astype("float32"), proj.explained
+
+
+def run_embedding_projection(run_dir: str | Path):
+    """(points (vocab, 3), explained (3,)) of the token table's PCA, computed once per weights and shared: a
+    50,257-row table takes seconds, a page view should not."""
+    return _embedding_projection(str(run_dir), weights_mtime(run_dir))
+
+
+@st.cache_data(max_entries=8)
+def _token_labels(run_dir: str, weights_mtime: float) -> list[str]:
+    del weights_mtime
+    from explorer.common import token_label
+    tok = cached_run(run_dir).tokenizer
+    return [token_label(tok, i) for i in range(tok.vocab_size)]
+
+
+def run_token_labels(run_dir: str | Path) -> list[str]:
+    """Every token of the run's vocabulary as shown on the pages (computed once per run)."""
+    return _token_labels(str(run_dir), weights_mtime(run_dir))
+
+
 EVAL_SOURCE_KEY = "eval_source"    # the sidebar's choice of evaluation text (gpt.evaluate.evaluation_sources)
 EVAL_PASTED_KEY = "eval_pasted"    # ... and the text pasted there
 

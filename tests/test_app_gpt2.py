@@ -141,3 +141,38 @@ def test_refusals_leave_nothing_half_imported(gpt2_root, tmp_path):
     with pytest.raises(hf.HFError, match="model.safetensors"):
         hf.import_gpt2(src, runs_dir / "x")
     assert not runs_dir.exists() or not any(runs_dir.iterdir())  # not even a temporary folder
+
+
+@pytest.mark.slow
+def test_embeddings_page_searches_a_large_vocabulary(tmp_path):
+    """A 6,000-token vocabulary: the page offers a search instead of a 6,000-option list, draws a sample of the
+    points (with the chosen token and its neighbours), and answers from the per-weights projection cache."""
+    import time
+
+    from gpt import runs
+    from gpt.config import GPTConfig, TrainConfig
+    from gpt.model import GPT
+    from gpt.tokenizers import CharTokenizer, save_tokenizer
+    text = "the " + "".join(chr(0x4E00 + i) for i in range(5_990))
+    tok = CharTokenizer.train(text)
+    folder = tmp_path / "big-vocab"
+    folder.mkdir()
+    cfg = GPTConfig(vocab_size=tok.vocab_size, block_size=32, n_layer=1, n_head=2, n_embd=32)
+    runs.write_config(folder, cfg, TrainConfig(max_iters=1), tokenizer="char")
+    save_tokenizer(tok, folder / runs.TOKENIZER)
+    runs.atomic_save_model(GPT(cfg), folder / runs.WEIGHTS, {"step": "1"})
+    with checkpoints_env(tmp_path):
+        at = AppTest.from_file(str(ROOT / "explorer" / "app.py"), default_timeout=120)
+        at.session_state["selected_run"] = "big-vocab"
+        at.run()
+        at.switch_page("views/embeddings.py").run()
+        assert not at.exception and not at.error, [e.value for e in at.error]
+        query = at.text_input(key="emb_query")
+        query.input("丁").run()
+        picker = next(s for s in at.selectbox if s.label.startswith("Nearest neighbours of"))
+        assert len(picker.options) < 60
+        scatter = json.loads(at.get("plotly_chart")[0].proto.spec)
+        assert len(scatter["data"][0]["x"]) <= 2_000 + 11
+        t0 = time.perf_counter()
+        at.run()   # a rerun reads the projection from the cache
+        assert time.perf_counter() - t0 < 2.0
