@@ -98,6 +98,20 @@ def run_token_labels(run_dir: str | Path) -> list[str]:
     return _token_labels(str(run_dir), weights_mtime(run_dir))
 
 
+@st.cache_data(max_entries=32, show_spinner="Measuring the loss with and without the heads...")
+def _ablation(run_dir: str, weights_mtime: float, prompt: tuple[int, ...], heads: tuple, text_key: tuple):
+    del weights_mtime, text_key
+    from gpt.interp.ablation import ablate, ablation_window
+    model = cached_run(run_dir).model
+    return ablate(model, list(prompt), run_validation_ids(run_dir), list(heads), window=ablation_window(model))
+
+
+def run_ablation(run_dir: str | Path, prompt: list[int], heads: list):
+    """gpt.interp.ablation.ablate on the session's evaluation text, cached per weights, prompt, heads and text."""
+    return _ablation(str(run_dir), weights_mtime(run_dir), tuple(prompt), tuple(tuple(h) for h in heads),
+                     eval_text_key(run_dir))
+
+
 EVAL_SOURCE_KEY = "eval_source"    # the sidebar's choice of evaluation text (gpt.evaluate.evaluation_sources)
 EVAL_PASTED_KEY = "eval_pasted"    # ... and the text pasted there
 

@@ -79,3 +79,11 @@ def test_ablating_all_heads_removes_in_context_copying(tmp_path):
     assert after <= 0.15, after  # chance is 1/16 (a model without attention sees only the current token)
     verdict = check(run.model, run.tokenizer, task)
     assert verdict.passed and verdict.best_pointer[2] >= 0.5, verdict.verdict
+
+
+def test_ablation_window_shrinks_with_the_model():
+    from gpt.interp.ablation import ablation_window
+    small = GPT(GPTConfig(vocab_size=65, n_layer=4, n_head=6, n_embd=192, block_size=128))
+    assert ablation_window(small) == 128   # the shipped model's size: the whole context
+    big = GPT(GPTConfig(vocab_size=5000, n_layer=8, n_head=8, n_embd=512, block_size=1024))
+    assert 32 <= ablation_window(big) < 1024

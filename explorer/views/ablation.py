@@ -1,12 +1,12 @@
 """Ablation: remove heads and see what the model loses."""
 import streamlit as st
 
-from explorer.cache import run_head_scores, run_validation_ids
+from explorer.cache import run_ablation, run_head_scores
 from explorer.common import default_prompt, encode_or_explain, esc, eval_text_note, selected_attention_run, token_label
 from explorer.figures.tokens import prob_bars
 from explorer.state import bind
 from gpt.data import CorpusError
-from gpt.interp.ablation import ablate, all_heads, generate_with_ablation
+from gpt.interp.ablation import ablation_window, all_heads, generate_with_ablation
 from gpt.interp.detectors import strongest_head
 
 run = selected_attention_run("Ablation", "no attention heads to remove")
@@ -31,11 +31,10 @@ ids = encode_or_explain(run, prompt)
 if ids is None:
     st.stop()
 try:
-    val = run_validation_ids(run.path)
+    result = run_ablation(run.path, ids, [names[n] for n in chosen])
 except (CorpusError, ValueError) as e:
     st.warning(f"Cannot use the evaluation text: {e} Pick another in the sidebar.")
     st.stop()
-result = ablate(run.model, ids, val, [names[n] for n in chosen])
 c1, c2, c3 = st.columns(3)
 c1.metric("Validation loss, intact", f"{result.base_loss:.4f}")
 c2.metric("With the heads removed", f"{result.ablated_loss:.4f}", f"{result.delta_loss:+.4f}", delta_color="inverse")
@@ -45,7 +44,10 @@ label = lambda i: token_label(run.tokenizer, i)  # noqa: E731
 st.plotly_chart(prob_bars({"intact": [(label(t), p) for t, p in result.base_top],
                            "heads removed": [(label(t), p) for t, p in result.ablated_top]},
                           "Next token after the prompt"), key="abl_bars")
-st.caption("Loss on 8 fixed windows of the evaluation text. Zeroing is blunt: a head that is usually quiet can "
+window = ablation_window(run.model)
+st.caption(f"Loss on 8 fixed windows of {window} tokens of the evaluation text"
+           + ("" if window == run.config.block_size else " (shorter than the context, so a model this size answers "
+              "in seconds)") + ". Zeroing is blunt: a head that is usually quiet can "
            "still matter when its output was never zero during training.")
 eval_text_note(run)
 
