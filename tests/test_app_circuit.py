@@ -75,6 +75,10 @@ def test_pins_supernode_and_export():
     # hiding everything but the pinned nodes leaves the page working
     next(t for t in at.toggle if t.label == "Show only pinned nodes").set_value(True).run()
     assert not at.exception, [e.value for e in at.exception]
+    # another position (other nodes): remembered choices that no longer exist are dropped, not an error
+    at.select_slider[0].set_value(20).run()
+    next(s for s in at.slider if s.label.startswith("Keep nodes")).set_value(0.3).run()
+    assert not at.exception and not at.error, [e.value for e in at.exception] + [e.value for e in at.error]
 
 
 def test_runs_without_a_graph_are_explained(tmp_path):
@@ -138,3 +142,22 @@ def test_browser_click_a_feature_node_opens_its_card_and_switching_it_off_change
         change.scroll_into_view_if_needed()
         page.screenshot(path=str(shots / "intervention.png"))
         assert not errors, errors
+
+
+def test_supernode_edges_are_the_sums_of_their_members():
+    from test_circuits import _toy_graph
+
+    from explorer.figures.circuit import circuit_figure, circuit_view
+    g = _toy_graph()
+    g.influence = g.node_influence()
+    keys = [n.key for n in g.nodes]
+    nodes, edges = circuit_view(g, {}, {"both": [keys[0], keys[1]]})   # the feature and the error, grouped
+    index = {n.key: i for i, n in enumerate(nodes)}
+    by_pair = {(nodes[s].key, nodes[t].key): w for s, t, w in edges}
+    assert by_pair[("group:both", keys[3])] == pytest.approx(3.0 - 1.0)   # into the first logit: 3 + (-1)
+    assert by_pair[(keys[2], "group:both")] == pytest.approx(2.0)          # the embedding feeds the group
+    assert nodes[index["group:both"]].influence == pytest.approx(float(g.influence[0] + g.influence[1]))
+    hidden_nodes, hidden_edges = circuit_view(g, {}, None, {keys[1]})
+    assert keys[1] not in {n.key for n in hidden_nodes} and len(hidden_edges) == 3
+    fig = circuit_figure(nodes, edges, ["a"], 1)
+    assert {t.name for t in fig.data if t.name} >= {"supernode (your group)", "next-token logit"}

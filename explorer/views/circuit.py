@@ -99,8 +99,8 @@ nodes, edges = circuit_view(pruned, labels, groups, hidden)
 selected = st.session_state.get("circ_selected")
 event = st.plotly_chart(circuit_figure(nodes, edges, tokens, cfg.n_layer, selected), key="circ_graph",
                         on_select="rerun", selection_mode="points", config={"displayModeBar": False})
-st.caption("Read it bottom to top: token embeddings feed features in layer 0..3, which feed later features and the "
-           "logits at the top. Bigger node = more influence on the prediction; blue edge = raises its target, red = "
+st.caption(f"Read it bottom to top: token embeddings feed features in layers 0..{cfg.n_layer - 1}, which feed later "
+           "features and the logits at the top. Bigger node = more influence on the prediction; blue edge = raises its target, red = "
            "lowers it, thicker = stronger (the strongest 400 drawn). Grey diamonds are what the transcoders miss. "
            "Hover for details; click a node to open it below.")
 points = event.selection.points if event and event.selection else []
@@ -131,6 +131,18 @@ elif selected in by_key:
 # ---- pinning, grouping ----
 influence_of = {n.key: float(v) for n, v in zip(pruned.nodes, pruned.influence)}
 options = sorted(present, key=lambda k: -influence_of[k])  # most influential first
+
+def keep_valid(key: str, allowed) -> None:
+    """A multiselect's remembered choice, cut to the options it has now (thresholds or the position changed)."""
+    if key in st.session_state:
+        kept = [k for k in st.session_state[key] if k in allowed]
+        if kept:
+            st.session_state[key] = kept
+        else:
+            del st.session_state[key]
+
+
+keep_valid(pin_key + "_ms", set(options))
 with st.expander("Pin and group nodes", expanded=bool(pins)):
     chosen = st.multiselect("Pinned nodes", options, default=[k for k in pins if k in present],
                             format_func=lambda k: labels.get(k, k), key=pin_key + "_ms")
@@ -163,6 +175,7 @@ if not targets:
     st.info("No feature survived the thresholds: lower them to see features to switch off.")
 else:
     default = [selected] if selected in targets else [targets[0]]
+    keep_valid("circ_targets", set(targets))
     picked = st.multiselect("Features or supernodes", targets, default=default, key="circ_targets",
                             format_func=lambda k: f"supernode {k[6:]}" if k.startswith("group:") else labels[k])
     scale = st.slider("Scale their activation (0 = off, 1 = as is, 2 = doubled)", -1.0, 3.0, 0.0, 0.25,

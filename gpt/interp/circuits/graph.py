@@ -274,7 +274,8 @@ def attribution_graph(model: GPT, ids, transcoders: list[LoadedDictionary], posi
             valid = cols[:Tp] >= 0
             adjacency[target_rows[:, None], cols[:Tp][valid][None, :]] = edges[:, valid]
             if s > 0:  # slot s -> resid_mid of layer s-1 (residual + any skip path) -> slot s-1 (+ attention)
-                grad = grad + skip_backward(model, frozen, s - 1, transcoders[s - 1], grad)
+                if transcoders[s - 1].module.W_skip is not None:
+                    grad = grad + skip_backward(model, frozen, s - 1, transcoders[s - 1], grad)
                 grad = grad + frozen_attention_backward(model, frozen, s - 1, grad)
 
     for layer, t in enumerate(transcoders):  # feature targets read resid_mid of their layer through ln_2

@@ -259,10 +259,8 @@ def frozen_attention_backward_from(model: GPT, frozen: FrozenPrompt, layer: int,
 def skip_backward(model: GPT, frozen: FrozenPrompt, layer: int, transcoder: LoadedDictionary,
                   grad: torch.Tensor) -> torch.Tensor:
     """A skip transcoder's linear path resid_mid -> ln_2 (frozen scale) -> @ W_skip, transposed: grad (B, T, C) at
-    the MLP's output -> the gradient it adds at resid_mid. Zero for a plain transcoder."""
+    the MLP's output -> the gradient it adds at resid_mid (the caller skips plain transcoders)."""
     w_skip = transcoder.module.W_skip
-    if w_skip is None:
-        return torch.zeros_like(grad)
     T = grad.size(-2)
     return frozen_norm_backward(model.blocks[layer].ln_2, grad @ w_skip.to(grad.dtype).T, frozen.mlp_scales[layer, :T])
 
