@@ -86,3 +86,17 @@ def chromium_page(width: int = 1400, height: int = 1000) -> Iterator[tuple]:
             yield page, errors
         finally:
             browser.close()
+
+
+def shipped_checkpoints(tmp_path: Path) -> Path:
+    """A checkpoints folder holding a copy of the shipped run with its feature dictionaries (not their cached
+    scans), for browser tests whose server may write into it. Returns the folder."""
+    import shutil
+    shipped = Path(__file__).resolve().parents[1] / "checkpoints" / "shakespeare-char"
+    run = tmp_path / "checkpoints" / shipped.name
+    run.mkdir(parents=True)
+    for path in shipped.iterdir():
+        if path.is_file():
+            shutil.copy2(path, run / path.name)
+    shutil.copytree(shipped / "features", run / "features", ignore=shutil.ignore_patterns("cards-*", ".*"))
+    return tmp_path / "checkpoints"

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 from pathlib import Path
 
 import pytest
-from browser_support import app_server, chromium_page, require_chromium
+from browser_support import app_server, chromium_page, require_chromium, shipped_checkpoints
 from conftest import ROOT, checkpoints_env
 
 pytestmark = pytest.mark.usefixtures("fresh_caches")
@@ -110,13 +109,7 @@ def test_report_embeds_the_circuit(tmp_path):
 @pytest.mark.slow
 def test_browser_click_a_feature_node_opens_its_card_and_switching_it_off_changes_the_prediction(tmp_path):
     require_chromium()
-    run = tmp_path / "checkpoints" / SHIPPED.name
-    run.mkdir(parents=True)
-    for path in SHIPPED.iterdir():
-        if path.is_file():
-            shutil.copy2(path, run / path.name)
-    shutil.copytree(SHIPPED / "features", run / "features", ignore=shutil.ignore_patterns("cards-*", ".*"))
-    with app_server(tmp_path / "checkpoints", tmp_path / "server.log") as url, chromium_page() as (page, errors):
+    with app_server(shipped_checkpoints(tmp_path), tmp_path / "server.log") as url, chromium_page() as (page, errors):
         page.goto(f"{url}/circuit?run={SHIPPED.name}")
         page.get_by_text("Attribution graph (pruned)").first.wait_for(timeout=120_000)
         node = page.locator("g.scatterlayer path.point").first   # edges are lines; the first points are features

@@ -3,11 +3,10 @@ them, the features active at a token, and a feature card whose numbers are the l
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
-from browser_support import app_server, chromium_page, require_chromium
+from browser_support import app_server, chromium_page, require_chromium, shipped_checkpoints
 from conftest import ROOT
 
 pytestmark = pytest.mark.usefixtures("fresh_caches")
@@ -69,13 +68,7 @@ def test_a_run_without_dictionaries_offers_training(tmp_path):
 @pytest.mark.slow
 def test_browser_click_a_feature_opens_its_card(tmp_path):
     require_chromium()
-    run = tmp_path / "checkpoints" / SHIPPED.name
-    run.mkdir(parents=True)
-    for path in SHIPPED.iterdir():
-        if path.is_file():
-            shutil.copy2(path, run / path.name)
-    shutil.copytree(SHIPPED / "features", run / "features", ignore=shutil.ignore_patterns("cards-*", ".*"))
-    with app_server(tmp_path / "checkpoints", tmp_path / "server.log") as url, chromium_page() as (page, errors):
+    with app_server(shipped_checkpoints(tmp_path), tmp_path / "server.log") as url, chromium_page() as (page, errors):
         page.goto(f"{url}/features?run={SHIPPED.name}")
         pill = page.get_by_text("transcoder-L3 #").first
         pill.wait_for(timeout=60_000)
@@ -92,14 +85,20 @@ def test_browser_click_a_feature_opens_its_card(tmp_path):
         assert not errors, errors
 
 
-def test_steering_page_steers_with_a_feature_chosen_on_the_features_page():
+def steering_on_feature(feature: str = "transcoder-L3#543") -> "AppTest":
+    """The Steering page with a feature picked on the Features page (the place carries it) and its kind chosen."""
     at = AppTest.from_file(str(ROOT / "explorer" / "app.py"), default_timeout=180)
     at.session_state["selected_run"] = "shakespeare-char"
-    at.query_params["feature"] = "transcoder-L3#543"
+    at.query_params["feature"] = feature
     at.run()
     at.switch_page("views/steering.py")
     at.run()
     at.radio[0].set_value("one feature's direction").run()
+    return at
+
+
+def test_steering_page_steers_with_a_feature_chosen_on_the_features_page():
+    at = steering_on_feature()
     assert not at.exception, [e.value for e in at.exception]
     assert next(b for b in at.selectbox if b.label == "Dictionary").value == "transcoder-L3"
     assert next(n for n in at.number_input if n.label == "Feature").value == 543
@@ -111,13 +110,7 @@ def test_steering_page_steers_with_a_feature_chosen_on_the_features_page():
 
 @pytest.mark.slow
 def test_steering_page_clamps_a_feature():
-    at = AppTest.from_file(str(ROOT / "explorer" / "app.py"), default_timeout=180)
-    at.session_state["selected_run"] = "shakespeare-char"
-    at.query_params["feature"] = "transcoder-L3#543"
-    at.run()
-    at.switch_page("views/steering.py")
-    at.run()
-    at.radio[0].set_value("one feature's direction").run()
+    at = steering_on_feature()
     next(t for t in at.toggle if t.label.startswith("Clamp its activation")).set_value(True).run()
     assert not at.exception, [e.value for e in at.exception]
     assert any("Feature #543 of transcoder-L3 fires up to" in c.value for c in at.caption)
