@@ -7,7 +7,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from explorer import jobs
+from explorer import class_session, jobs
 from explorer.cache import shared_live_jobs
 from explorer.common import (
     RUN_KEY,
@@ -127,6 +127,7 @@ limit_threads()
 sections = {"How a prediction is made": pages(PIPELINE), "Train and compare": pages(TRAINING),
             "Look deeper": pages(LOOK_DEEPER)}
 navigation = st.navigation(sections, expanded=True)
+class_session.sidebar()   # classroom mode only: the learner's name, the teacher's sign-in
 model_picker()
 status_line()
 navigation.run()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -21,6 +22,16 @@ def root(tmp_path, monkeypatch):
     return tmp_path
 
 
+def fake_trainer_process() -> subprocess.Popen:
+    """A process whose command line says gpt.train (so runs.pid_is_trainer counts it), once it shows."""
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)", "gpt.train"])
+    deadline = time.monotonic() + 10
+    while not runs.pid_is_trainer(proc.pid):   # until exec, /proc shows the parent's command line
+        assert time.monotonic() < deadline, "the fake trainer did not start"
+        time.sleep(0.01)
+    return proc
+
+
 @pytest.fixture
 def fake_trainers():
     """make(run_dir, owner=None): a run folder whose status names a live process that looks like a trainer
@@ -28,7 +39,7 @@ def fake_trainers():
     procs = []
 
     def make(run_dir, owner: Actor | None = None, eta_s=30.0):
-        proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)", "gpt.train"])
+        proc = fake_trainer_process()
         procs.append(proc)
         run_dir.mkdir(parents=True, exist_ok=True)
         if owner is not None and owner.learner_id:
@@ -326,11 +337,16 @@ def test_classroom_flags_and_binding():
 
 
 def test_launch_prints_the_token_and_stores_only_its_digest(root, monkeypatch, capsys):
-    monkeypatch.delenv(classroom.ENV, raising=False)
-    flags = launch.start_classroom(["--classroom", "--max-params", "50000"])
+    monkeypatch.setenv(classroom.ENV, "0")   # recorded as unset, so the teardown unsets what the launch sets
+    monkeypatch.setenv("GPT_EXPLORER_MAX_JOBS", "1")
+    flags = launch.start_classroom(["--classroom", "--max-params", "50000", "--max-jobs", "3"])
     out = capsys.readouterr().out
     token = next(line.split(": ", 1)[1] for line in out.splitlines() if "Teacher token" in line)
     settings = classroom.load_settings(root)
     assert settings.max_params == 50000 and classroom.is_teacher_token(settings, token)
     assert classroom.enabled() and "--server.maxUploadSize" in flags and "WARNING" not in out
-    monkeypatch.delenv(classroom.ENV)
+    assert jobs.max_concurrent_jobs() == 3
+
+
+def test_the_environment_is_back_to_normal_after_the_launch_test():
+    assert not classroom.enabled()   # the launch test must not leave classroom mode on for later modules
