@@ -13,6 +13,7 @@ import streamlit as st
 
 from explorer import class_queue, classroom, jobs
 from explorer.classroom import NOBODY, TEACHER, Actor, Refused
+from gpt.runs import checkpoints_root
 
 KEY_PARAM = "learner"            # the learner's key in the URL
 _KEY = "_classroom_learner_key"  # ... and in the session
@@ -122,6 +123,32 @@ def sidebar() -> None:
                 st.error(error)
 
 
+def teacher_jobs(n_waiting: int) -> None:
+    """The teacher's view of every training job in the class, each with its owner and a Stop button."""
+    live = jobs.live_jobs()
+    if not live and not n_waiting:
+        return
+    names = classroom.learner_names()
+    with st.expander(f"The class's training: {len(live)} job(s) running, {n_waiting} waiting (at most "
+                     f"{jobs.max_concurrent_jobs()} at a time)", expanded=True):
+        for name, state in live:
+            owner = classroom.owner_of(checkpoints_root() / name)
+            c1, c2 = st.columns([5, 1], vertical_alignment="center")
+            c1.markdown(f"**{name}** ({names.get(owner, 'a learner') if owner else 'teacher'}) · {state.state} · "
+                        f"step {state.step:,}/{state.max_iters:,}" + (" · stopping" if state.stopping else ""))
+            if c2.button("Stop", key=f"classroom_stop_{name}", disabled=state.stopping):
+                classroom.stop_job(actor(), checkpoints_root() / name)
+                st.rerun()
+
+
+def visible_jobs(found: list) -> list:
+    """(run name, state) pairs of jobs this session may see: a private run's name is not shown to classmates."""
+    if not active():
+        return found
+    root = checkpoints_root()
+    return [(name, state) for name, state in found if may_see(root / name)]
+
+
 def may_see(run_dir) -> bool:
     """May this session see the run folder (a live job's, which may have no config yet)?"""
     return not active() or classroom.may_see(actor(), classroom.owner_of(run_dir), settings())
@@ -136,9 +163,8 @@ def queue_panel() -> None:
     entries = class_queue.read_queue()
     standing = {entry["id"]: (place, start_s) for entry, place, start_s in class_queue.standing()}
     shown = [e for e in entries if me.teacher or (me.learner_id and e.get("learner") == me.learner_id)]
-    if me.teacher and standing:
-        st.caption(f"The class's queue: {len(standing)} request(s) waiting for {len(jobs.live_jobs())} running "
-                   f"job(s) (the limit is {jobs.max_concurrent_jobs()} at a time).")
+    if me.teacher:
+        teacher_jobs(len(standing))
     for entry in shown:
         who = "" if not me.teacher else f" ({entry.get('name') or 'teacher'})"
         with st.container(border=True):

@@ -350,3 +350,30 @@ def test_launch_prints_the_token_and_stores_only_its_digest(root, monkeypatch, c
 
 def test_the_environment_is_back_to_normal_after_the_launch_test():
     assert not classroom.enabled()   # the launch test must not leave classroom mode on for later modules
+
+
+TINY = dict(arch="gpt", n_layer=1, n_head=2, n_embd=16, block_size=16, batch_size=4, eval_iters=2,
+            sample_tokens=10, dtype="float32", log_interval=5, threads=1, max_iters=30, eval_interval=15)
+
+
+@pytest.mark.slow
+def test_the_runner_starts_waiting_requests_as_slots_free_up(root, corpus_file):
+    """Real trainers and the real runner process: with one slot, Bob's request waits for Ada's run, then
+    starts by itself, owned by Bob; the runner exits once the queue is empty."""
+    ada, bob = Actor("a1", "Ada"), Actor("b2", "Bob")
+    options = {**TINY, "corpus": str(corpus_file)}
+    class_queue.enqueue(ada, Settings(), "ada-1", options, params=5000)
+    assert classroom.owner_of(root / "ada-1") == "a1"            # a free slot: started at once
+    class_queue.enqueue(bob, Settings(), "bob-1", options, params=5000, corpus_bytes=b"to be or not to be " * 300)
+    assert [e["run"] for e in class_queue.waiting(root)] == ["bob-1"] and not (root / "bob-1").exists()
+    deadline = time.monotonic() + 180
+    while not (root / "bob-1" / runs.STATUS).exists():
+        assert time.monotonic() < deadline, jobs.log_tail(root / "ada-1")
+        time.sleep(0.5)
+    assert jobs.job_state(root / "ada-1").state == "finished"    # never two at once: it waited for Ada's
+    assert classroom.owner_of(root / "bob-1") == "b2" and class_queue.read_queue(root) == []
+    assert jobs.wait_until_done(root / "bob-1", timeout=180).state == "finished", jobs.log_tail(root / "bob-1")
+    deadline = time.monotonic() + 30
+    while class_queue.runner_alive(root):
+        assert time.monotonic() < deadline, "the runner did not exit once the queue was empty"
+        time.sleep(0.5)
