@@ -395,6 +395,8 @@ def form() -> None:
     try:
         if start:
             run_name = sanitize_run_name(name) if name.strip() else auto_name(values)
+            if in_class and not name.strip() and me.learner_id:   # classmates pressing Start in the same second
+                run_name = sanitize_run_name(f"{me.name}-{run_name}")
             options = train_options(values)
             if nproc > 1:
                 options["nproc"] = nproc
