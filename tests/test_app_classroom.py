@@ -183,3 +183,13 @@ def test_train_form_applies_the_caps_and_queues_a_learners_run(root, live_teache
     button(at, "Cancel").click().run()
     from explorer import class_queue
     assert class_queue.read_queue(runs_root) == []
+
+
+@pytest.mark.slow
+def test_training_dictionaries_into_the_teachers_run_is_refused(root):
+    runs_root, keys = root
+    at = app_as("features", keys["Ada"])                         # the picker's default: the teacher's run
+    assert picker(at) == {"tiny", "ada-run"}
+    at.button(key="FormSubmitter:train_features-Start training").click().run()
+    assert "You cannot train dictionaries into tiny: it is the teacher's run" in errors(at)
+    assert not (runs_root / "tiny" / "features").exists()
