@@ -40,6 +40,7 @@ from soak import CHROMIUM, CHROMIUM_ARGS, SHIPPED, free_port, measure, proc_tick
 
 ROOT = Path(__file__).resolve().parent.parent
 MAX_SESSIONS, MAX_WALK_S = 32, 600
+IDLE_TABS_S = 20.0   # all learners joined, nobody acting: what the open tabs alone cost the server
 STEPS = ("token click", "attention head", "generate 100", "why this token", "training start (queued)")
 
 
@@ -160,9 +161,17 @@ async def run_learners(base: str, n: int, walk_s: float, think_s: float, timeout
                 rss_after_join.append(rss_bytes(server_pid))
                 print(f"  learner {i + 1} joined in {learner.open_s:.1f}s; server RSS "
                       f"{rss_after_join[-1] / 2**20:.0f} MB", flush=True)
+            # every tab open and idle (each still polls the sidebar's training status): the server's cost of a
+            # waiting learner, apart from the cost of what learners do
+            hz, cpu0, t0 = os.sysconf("SC_CLK_TCK"), proc_ticks(server_pid), time.monotonic()
+            await asyncio.sleep(IDLE_TABS_S)
+            idle_cores = (proc_ticks(server_pid) - cpu0) / hz / (time.monotonic() - t0)
+            cpu0, t0 = proc_ticks(server_pid), time.monotonic()
             deadline = time.monotonic() + walk_s
             await asyncio.gather(*(learner.walk(deadline, think_s) for learner in learners))
-            return learners, rss_after_join
+            walk = {"server_cpu_s": (proc_ticks(server_pid) - cpu0) / hz, "wall_s": time.monotonic() - t0,
+                    "idle_cores": idle_cores}
+            return learners, rss_after_join, walk
         finally:
             await browser.close()
 
@@ -217,14 +226,14 @@ def main() -> int:
         joined = {}
 
         def walk(_deadline):   # the joins, then walk_s of walking; measure() times whatever this takes
-            joined["learners"], joined["rss"] = asyncio.run(run_learners(
+            joined["learners"], joined["rss"], joined["walk"] = asyncio.run(run_learners(
                 f"http://127.0.0.1:{port}", args.sessions, args.walk_s, args.think_s, int(args.timeout_s * 1000),
                 server.pid))
         server_cpu0 = proc_ticks(server.pid)
         loaded = measure(trainer.pid, run_dir, args.walk_s, during=walk, server_pid=server.pid)
         server_cpu_s = (proc_ticks(server.pid) - server_cpu0) / os.sysconf("SC_CLK_TCK")
         stop_sampling.set()
-        learners, rss_after_join = joined["learners"], joined["rss"]
+        learners, rss_after_join, walk_cost = joined["learners"], joined["rss"], joined["walk"]
         alive = server.poll() is None and trainer.poll() is None
     finally:
         for proc in (server, trainer):
@@ -258,12 +267,17 @@ def main() -> int:
     print(f"server RSS: before the first learner {rss_after_join[0] / 2**20:.0f} MB, after the first "
           f"{rss_after_join[1] / 2**20:.0f} MB, after all {rss_after_join[-1] / 2**20:.0f} MB "
           f"({per_session / 2**20:.1f} MB per added session), peak {peak_rss[0] / 2**20:.0f} MB")
-    per_interaction = server_cpu_s / max(1, len(everything))
-    print(f"server CPU: {server_cpu_s:.1f} s over the joins and the walk = {per_interaction:.3f} s per interaction "
-          f"(joins included)")
-    walk_rate = len(everything) / max(1, len(learners)) / args.walk_s
-    print(f"30 learners at this pace ({walk_rate * 60:.1f} interactions per learner per minute) would need "
-          f"{30 * walk_rate * per_interaction:.2f} server cores, their browsers elsewhere")
+    idle_per_tab = walk_cost["idle_cores"] / max(1, len(learners))
+    acting_s = walk_cost["server_cpu_s"] - walk_cost["idle_cores"] * walk_cost["wall_s"]
+    per_interaction = acting_s / max(1, len(everything))
+    print(f"server CPU: {server_cpu_s:.1f} s in all (joins, idle tabs, walk); with every tab open and idle "
+          f"{walk_cost['idle_cores']:.3f} cores ({idle_per_tab * 1000:.1f} millicores per tab); during the walk "
+          f"{walk_cost['server_cpu_s'] / walk_cost['wall_s']:.2f} cores, i.e. {per_interaction:.3f} CPU s per "
+          "interaction beyond the idle tabs")
+    for pace in (6, 12):   # interactions per learner per minute: a person reading vs clicking briskly
+        cores = 30 * (idle_per_tab + pace / 60 * per_interaction)
+        print(f"30 learners with their browsers on their own machines, {pace} interactions a minute each: "
+              f"{cores:.2f} server cores")
     ratio = loaded["tokens_per_s"] / idle["tokens_per_s"]
     print(f"training: alone {idle['tokens_per_s']:.0f} tokens/s, under load {loaded['tokens_per_s']:.0f} tokens/s "
           f"= {ratio:.2f}x (trainer {idle['trainer_cores']:.2f} -> {loaded['trainer_cores']:.2f} cores; server "
