@@ -377,3 +377,35 @@ def test_the_runner_starts_waiting_requests_as_slots_free_up(root, corpus_file):
     while class_queue.runner_alive(root):
         assert time.monotonic() < deadline, "the runner did not exit once the queue was empty"
         time.sleep(0.5)
+
+
+@pytest.mark.slow
+def test_after_a_restart_the_queue_resumes_where_it_was(root, corpus_file, fake_trainers):
+    """The server died with a request waiting and no runner: the file still holds it, and the runner the new
+    server starts (class_session does this once per process) starts it when the slot frees up."""
+    teachers = fake_trainers(root / "teachers")
+    class_queue.enqueue(Actor("a1", "Ada"), Settings(), "ada-1", {**TINY, "corpus": str(corpus_file)}, params=5000,
+                        spawn_runner=False)
+    assert not class_queue.runner_alive(root) and [e["run"] for e in class_queue.waiting(root)] == ["ada-1"]
+    class_queue.ensure_runner(root)                              # the restarted server
+    time.sleep(2)
+    assert not (root / "ada-1").exists()                         # the teacher's job still holds the only slot
+    jobs.stop_job(teachers)
+    deadline = time.monotonic() + 60
+    while not (root / "ada-1").exists():
+        assert time.monotonic() < deadline, (root / ".classroom" / "runner.log").read_text()
+        time.sleep(0.3)
+    assert classroom.owner_of(root / "ada-1") == "a1"
+    assert jobs.wait_until_done(root / "ada-1", timeout=180).state == "finished"
+
+
+def test_launch_on_the_network_prints_the_address_and_a_warning(root, monkeypatch, capsys):
+    monkeypatch.setenv(classroom.ENV, "0")
+    with pytest.raises(launch.LaunchError, match="--allow-network"):
+        launch.start_classroom(["--classroom", "--server.address", "0.0.0.0"])
+    assert "Teacher token" not in capsys.readouterr().out      # refused before anything is printed or written
+    flags = launch.start_classroom(["--classroom", "--allow-network", "--server.address", "0.0.0.0",
+                                    "--server.port", "8601"])
+    out = capsys.readouterr().out
+    host = flags[flags.index("--browser.serverAddress") + 1]
+    assert f"Learners open: http://{host}:8601" in out and "WARNING: listening on 0.0.0.0" in out
