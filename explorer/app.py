@@ -7,7 +7,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from explorer import jobs
+from explorer import class_session, jobs
 from explorer.cache import shared_live_jobs
 from explorer.common import (
     RUN_KEY,
@@ -96,14 +96,15 @@ def job_line(name: str, state: jobs.JobState) -> None:
 
 def status_line() -> None:
     root = str(checkpoints_root())
-    live = jobs.live_jobs(root)  # fresh on a full rerun: a job started a moment ago must start the timer
+    live = class_session.visible_jobs(jobs.live_jobs(root))  # fresh on a full rerun: a job started a moment ago must start the timer
     first_draw = [live]          # the full run's fresh answer; the timer's reruns read the shared scan
     following = pending_selection()
 
     @st.fragment(run_every=STATUS_REFRESH_S if live or following else None)
     def _status():
         # an empty shared answer may be up to 1 s stale: confirm it before declaring the job over
-        now_live = first_draw.pop() if first_draw else (shared_live_jobs(root) or jobs.live_jobs(root))
+        now_live = first_draw.pop() if first_draw else class_session.visible_jobs(shared_live_jobs(root) or
+                                                                                  jobs.live_jobs(root))
         wanted = pending_selection()
         if wanted and (checkpoints_root() / wanted / CONFIG).is_file():
             st.rerun(scope="app")   # the run just started is now a model folder: the picker moves to it
@@ -112,7 +113,7 @@ def status_line() -> None:
         if not now_live:
             if live:   # a job just ended: rerun everything so the picker and the timer update
                 st.rerun(scope="app")
-            for name, state in jobs.recently_ended(root)[:2]:  # say "stopped", not only that nothing runs
+            for name, state in class_session.visible_jobs(jobs.recently_ended(root))[:2]:  # say "stopped", not only that nothing runs
                 st.caption(f"**{name}** · {state.state} at step {state.step:,}")
             st.caption("No training running.")
             return
@@ -129,6 +130,7 @@ limit_threads()
 sections = {"How a prediction is made": pages(PIPELINE), "Train and compare": pages(TRAINING),
             "Look deeper": pages(LOOK_DEEPER)}
 navigation = st.navigation(sections, expanded=True)
+class_session.sidebar()   # classroom mode only: the learner's name, the teacher's sign-in
 model_picker()
 eval_text_picker()
 status_line()

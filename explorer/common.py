@@ -11,6 +11,7 @@ import html
 import streamlit as st
 import torch
 
+from explorer import class_session
 from explorer.cache import EVAL_PASTED_KEY, EVAL_SOURCE_KEY, cached_run, corpus_text, run_evaluation
 from explorer.state import bind, place, remember
 from gpt.data import CorpusError, decode_bytes, validation_text
@@ -35,13 +36,14 @@ def limit_threads() -> None:
 
 # ---- runs ----
 def all_runs() -> list[RunInfo]:
-    """Every run folder under the checkpoints root, most recently active first."""
-    return list_runs(checkpoints_root())
+    """Every run folder under the checkpoints root this session may see (classroom mode: the teacher's, its own,
+    and others' when the teacher shares them), most recently active first."""
+    return class_session.visible(list_runs(checkpoints_root()))
 
 
 def broken_runs() -> list[BrokenRun]:
     """Run folders that cannot be opened (a failed start, a crash before the first checkpoint), with why."""
-    return _broken_runs(checkpoints_root())
+    return class_session.visible(_broken_runs(checkpoints_root()))
 
 
 def default_run_name(runs: list[RunInfo]) -> str | None:

@@ -24,6 +24,7 @@ from gpt.data import decode_bytes
 ROOT = Path(__file__).resolve().parent.parent
 LOG = "train.log"
 USER_CORPUS = "corpus.txt"
+OWNER = "owner.json"          # classroom mode: the learner a run belongs to (explorer/classroom.py)
 LIVE_STATES = ("queued", "starting", "running")
 LAUNCH_LOCK = ".launch.lock"  # in the checkpoints root: one launch at a time across every app process
 LAUNCH_WAIT_S = 30.0
@@ -227,9 +228,10 @@ def _spawn(cmd: list[str], log_dir: Path) -> subprocess.Popen:
 
 
 def start_job(name: str, options: dict, corpus_bytes: bytes | None = None,
-              root: str | Path | None = None) -> Path:
+              root: str | Path | None = None, owner: dict | None = None) -> Path:
     """Start training a new run. corpus_bytes (uploaded or pasted text) is checked and saved into the run
-    folder first; otherwise options['corpus'] names a built-in corpus. Returns the run folder."""
+    folder first; otherwise options['corpus'] names a built-in corpus. owner (classroom mode) is written to
+    owner.json before the trainer starts, so the run is never seen without its owner. Returns the run folder."""
     root = Path(root or runs.checkpoints_root())
     out = runs.run_path(name, root)
     options = dict(options)
@@ -243,6 +245,8 @@ def start_job(name: str, options: dict, corpus_bytes: bytes | None = None,
             raise JobError("choose a corpus: a built-in one, an uploaded .txt file or pasted text")
         with _removed_on_failure(out):
             out.mkdir(parents=True, exist_ok=True)
+            if owner:
+                runs.atomic_write_json(out / OWNER, owner)
             if text is not None:
                 runs.atomic_write_text(out / USER_CORPUS, text)
                 options["corpus"] = str(out / USER_CORPUS)

@@ -3,13 +3,15 @@ import shlex
 
 import streamlit as st
 
-from explorer import jobs
+from explorer import class_queue, class_session, jobs
 from explorer.cache import cached_run
 from explorer.common import all_runs, flash_message, follow_started_run, token_label
 from explorer.figures.attention import attention_heatmap, head_grid
+from gpt.config import GPTConfig
 from gpt.interp.capture import attention_patterns
 from gpt.interp.experiments import TASKS, build_probe, check, task_of_run, train_command, write_corpus
-from gpt.runs import RunError
+from gpt.model import count_params
+from gpt.runs import RunError, checkpoints_root
 
 st.title("Guided experiments")
 st.caption("Tiny tasks whose solutions need a known attention circuit. Each trains in a minute or two on a CPU; "
@@ -26,12 +28,28 @@ st.caption("Trains with: `" + shlex.join(train_command(task, corpus, "checkpoint
 
 existing = [r for r in all_runs() if r.config.get("corpus") and r.config["corpus"].endswith(corpus.name)]
 run_name = st.text_input("Run name", f"exp-{name}-{len(existing) + 1}")
+def task_params() -> int:
+    """The task model's parameter count (the teacher's size cap applies to it too)."""
+    shape = {k: v for k, v in options.items() if k in GPTConfig.__dataclass_fields__}
+    return count_params(GPTConfig(**shape, vocab_size=len(set(corpus.read_text(encoding="utf-8")))))
+
+
 if st.button(f"Train the {name} model", type="primary"):
     try:
-        out = jobs.start_job(run_name, {"corpus": str(corpus), **options})
-    except (jobs.JobError, RunError, ValueError) as e:
+        if class_session.active():   # through the class's queue: caps, one job per learner, the run's owner
+            entry = class_queue.enqueue(class_session.actor(), class_session.settings(), run_name,
+                                        {"corpus": str(corpus), **options}, params=task_params())
+            waits = any(e["id"] == entry["id"] for e in class_queue.waiting())
+            out = None if waits else checkpoints_root() / entry["run"]
+        else:
+            out = jobs.start_job(run_name, {"corpus": str(corpus), **options})
+    except (jobs.JobError, RunError, ValueError) as e:   # classroom.Refused is a JobError
         st.error(str(e))
-    else:  # rerun the whole app: the sidebar's status line starts polling and the picker follows the run
+    else:
+        if out is None:
+            st.info(f"**{entry['run']}** waits in the class's queue; the Train page shows your place.")
+            st.stop()
+        # rerun the whole app: the sidebar's status line starts polling and the picker follows the run
         follow_started_run(out.name, f"Started **{out.name}**. Its progress shows in the sidebar; the check "
                                      "below uses its latest checkpoint, and is final when it finishes.")
 flash_message()

@@ -5,7 +5,7 @@ background process (explorer/feature_jobs.py).
 """
 import streamlit as st
 
-from explorer import feature_jobs
+from explorer import class_session, classroom, feature_jobs
 from explorer.cache import cached_run, forget_dictionaries, run_dictionaries, run_validation_ids
 from explorer.common import esc, selected_attention_run, teaching_prompt_ids, visible
 from explorer.feature_card import draw_feature_card
@@ -37,7 +37,12 @@ def training_status() -> None:
         else:
             st.caption(f"Dictionary training: {state.get('state', 'starting')}...")
         if st.button("Stop the dictionary training", key="stop_features"):
-            feature_jobs.request_stop(run.path)
+            try:
+                classroom.check_change(class_session.actor(), run.path, "stop the dictionary training of")
+            except classroom.Refused as e:
+                class_session.refuse(e)
+            else:
+                feature_jobs.request_stop(run.path)
     elif state and state.get("state") in ("done", "stopped", "failed"):
         if state["state"] == "done" and feature_jobs.running(run.path) is False and "rerun_done" not in st.session_state:
             st.session_state["rerun_done"] = True
@@ -48,6 +53,9 @@ def training_status() -> None:
                                                                if state["state"] == "failed" else ""))
 
 
+# dictionaries are written into the run's folder: in classroom mode, only into one's own runs
+owner = classroom.owner_of(run.path)
+may_write = classroom.may_change(class_session.actor(), owner)
 with st.expander("Train dictionaries for this run" + (" (none yet)" if not good else ""), expanded=not good):
     d = FeatureTrainConfig()
     with st.form("train_features"):
@@ -70,6 +78,10 @@ with st.expander("Train dictionaries for this run" + (" (none yet)" if not good 
             st.error("Pick at least one layer.")
         elif k > n_features:
             st.error(f"k ({k}) cannot exceed the number of features ({n_features}).")
+        elif not may_write:
+            class_session.refuse(classroom.Refused(
+                f"You cannot train dictionaries into {run.path.name}: it is {classroom.whose(owner)} run, so "
+                "nothing was changed. Train your own model on the Train page, then its dictionaries here."))
         else:
             feature_jobs.start(run.path, feature_jobs.train_command(run.path, kind, layers, n_features, k, tokens, site))
             st.session_state.pop("rerun_done", None)

@@ -3,7 +3,7 @@ automatic check against the paper. The computing lives in gpt/lab/ (run by `pyth
 in explorer/figures/lab.py; this page only starts, stops and displays."""
 import streamlit as st
 
-from explorer import jobs, lab_jobs
+from explorer import class_session, classroom, jobs, lab_jobs
 from explorer.figures.lab import fourier_figure, grokking_curves, induction_lab_figure
 from gpt.lab.induction_lab import MODELS, phase_change_step
 from gpt.runs import read_status
@@ -27,6 +27,9 @@ def picker(kind: str):
 
 def controls(kind: str, label: str, folder) -> None:
     busy = jobs.busy_message()
+    me = class_session.actor()
+    if class_session.active() and not me.teacher:   # a lab is two trainings at once: the teacher's to start
+        busy = "In the class the teacher starts the lab's experiments; watch them here."
     c1, c2, _ = st.columns([2, 1, 3])
     if c1.button(label, type="primary", icon=":material/science:", disabled=bool(busy), key=f"lab_start_{kind}"):
         try:
@@ -38,9 +41,13 @@ def controls(kind: str, label: str, folder) -> None:
             st.rerun()
     live = folder is not None and jobs.job_state(folder).live
     if c2.button("Stop", icon=":material/stop:", disabled=not live, key=f"lab_stop_{kind}"):
-        jobs.stop_job(folder)
-        st.toast("Stopping: the trainers save a checkpoint first.")
-        st.rerun()
+        try:
+            classroom.stop_job(me, folder)   # classroom mode: the teacher's experiments are the teacher's to stop
+        except classroom.Refused as e:
+            class_session.refuse(e)
+        else:
+            st.toast("Stopping: the trainers save a checkpoint first.")
+            st.rerun()
     if busy and not live:
         st.caption(busy)
 

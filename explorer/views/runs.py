@@ -4,7 +4,7 @@ import statistics
 import pandas as pd
 import streamlit as st
 
-from explorer import jobs
+from explorer import class_session, classroom, jobs
 from explorer.common import SHIPPED_RUN, all_runs, broken_runs
 from explorer.figures.training import loss_curves
 
@@ -30,7 +30,12 @@ def row(info) -> dict:
             "corpus": str(info.config.get("corpus") or "").split("/")[-1]}
 
 
+me = class_session.actor()
 table = pd.DataFrame([row(r) for r in runs])
+if class_session.active() and runs:   # whose each run is: yours, the teacher's, or (shared) a classmate's
+    who = classroom.learner_names()
+    table.insert(1, "owner", [("you" if (o := classroom.owner_of(r.path)) and o == me.learner_id else
+                               who.get(o, "a learner") if o else "teacher") for r in runs])
 if runs:
     st.dataframe(table, hide_index=True, width="stretch", column_config={
         "best val": st.column_config.NumberColumn(format="%.3f"),
@@ -59,17 +64,21 @@ if chosen:
                "overfitting.")
 
 st.subheader("Delete a run")
-deletable = [n for n in names if n != SHIPPED_RUN] + [b.name for b in broken]
+# classroom mode: a learner's own runs only (the teacher: every run); the delete itself checks again
+deletable = [r.name for r in classroom.own_runs(me, runs) if r.name != SHIPPED_RUN] + \
+    [b.name for b in classroom.own_runs(me, broken)]
 if not deletable:
-    st.caption("Only the shipped model is here; it is not deleted from the app.")
+    st.caption("You have no runs of your own to delete yet: runs you train are listed here."
+               if class_session.active() and not me.teacher else
+               "Only the shipped model is here; it is not deleted from the app.")
 else:
     victim = st.selectbox("Run to delete", deletable, index=None, placeholder="choose a run", key="runs_delete")
     if victim:
         sure = st.checkbox(f"Yes, permanently delete **{victim}** and all its files")
         if st.button("Delete", type="primary", disabled=not sure, icon=":material/delete:"):
             try:
-                jobs.delete_run(victim, protected=(SHIPPED_RUN,))
-            except (jobs.JobError, ValueError) as e:
+                classroom.delete_run(me, victim, protected=(SHIPPED_RUN,))
+            except (jobs.JobError, ValueError) as e:   # classroom.Refused is a JobError
                 st.error(str(e))
             else:
                 st.toast(f"Deleted {victim}")
@@ -98,7 +107,8 @@ def sweeps_section() -> None:
     c1, c2 = st.columns([4, 1])
     c1.caption(f"{len(manifest['runs'])} runs · {counts['finished']} finished · {counts['live']} training · "
                f"{counts['pending']} queued" + (f" · {counts['other']} stopped or failed" if counts["other"] else ""))
-    if c2.button("Stop the sweep", icon=":material/stop:", disabled=not (counts["live"] or counts["pending"])):
+    if c2.button("Stop the sweep", icon=":material/stop:", disabled=not (counts["live"] or counts["pending"]) or
+                 not me.teacher, help=None if me.teacher else "Sweeps are the teacher's to stop."):
         sweep_queue.stop_sweep(path)
         st.toast(f"Stopped {path.stem}: queued runs will not start")
         st.rerun()

@@ -6,15 +6,17 @@ from pathlib import Path
 
 import streamlit as st
 
-from explorer import report
+from explorer import class_session, classroom, report
 from explorer.common import all_runs, esc, select_run, selected_run_info
 from gpt import bundle, hf, hf_cache
-from gpt.runs import RunError, checkpoints_root, run_path
+from gpt.runs import RunError, atomic_write_json, checkpoints_root, run_path
 
 st.title("Import & export")
 st.caption("Share a run as one archive or a self-contained HTML report (opens with no network), bring an "
            "archive back, or move models between this app and the Hugging Face GPT-2 format.")
 
+me = class_session.actor()
+learner = class_session.active() and not me.teacher   # classroom mode: a learner's imports become their runs
 export_tab, import_tab, gpt2_tab = st.tabs(["Export the selected run", "Import an archive", "GPT-2 folders"])
 
 with export_tab:
@@ -54,6 +56,15 @@ with import_tab:
     uploaded = st.file_uploader("A run archive exported by GPT Explorer", type=["gz", "tgz", "zip"])
     new_name = st.text_input("Name for the imported run (empty: the archive's own name)", max_chars=64)
     if uploaded is not None and st.button("Import", icon=":material/unarchive:"):
+        problem = None
+        if learner:   # the archive's size stands for the run's: weights barely compress
+            settings = class_session.settings()
+            problem = ("Choose your name in the sidebar first: the imported run is kept under it."
+                       if not me.learner_id else
+                       classroom.quota_problem(settings, classroom.disk_usage(), me.learner_id, uploaded.size))
+        if problem:
+            class_session.refuse(classroom.Refused(problem))
+            st.stop()
         suffix = ".zip" if uploaded.name.lower().endswith(".zip") else ".tar.gz"
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / f"upload{suffix}"
@@ -63,6 +74,8 @@ with import_tab:
             except (bundle.BundleError, RunError, OSError) as e:
                 st.error(f"Refused: {e}")
             else:
+                if learner:
+                    atomic_write_json(target / classroom.OWNER, classroom.owner_record(me))
                 st.success(f"Imported as **{target.name}**; it is now selected in the sidebar.")
                 select_run(target.name)
                 st.rerun()
@@ -70,6 +83,9 @@ with import_tab:
                "folder, only the expected files are accepted, checksums must match, and size is capped.")
 
 with gpt2_tab:
+    if learner:   # it reads and writes folders on the server's disk
+        st.info("In the class, the teacher imports and exports GPT-2 folders on the server.")
+        st.stop()
     st.markdown("**Load a GPT-2 model** from a local Hugging Face-format folder (`config.json`, "
                 "`model.safetensors`, `vocab.json`, `merges.txt`). It becomes a run you can inspect "
                 "(12×12 models: use the layer×head overview first, then one head at a time).")

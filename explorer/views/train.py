@@ -8,7 +8,7 @@ import time
 
 import streamlit as st
 
-from explorer import jobs
+from explorer import class_queue, class_session, classroom, jobs
 from explorer.cache import corpus_text, training_timing
 from explorer.common import all_runs, read_upload, select_run, selected_run_info
 from explorer.figures.lab import probe_curves
@@ -90,9 +90,9 @@ def watched_run():
     name = st.session_state.get(WATCH_KEY)
     if name and (root / name).is_dir():
         return root / name
-    live = jobs.live_jobs()
+    live = [name for name, _ in jobs.live_jobs() if class_session.may_see(root / name)]
     if live:
-        return root / live[0][0]
+        return root / live[0]
     info = selected_run_info()
     return info.path if info else None
 
@@ -145,18 +145,25 @@ def live_view(run_dir) -> None:
     b1, b2, b3, _ = st.columns([1, 1, 1, 3])
     if b1.button("Stop", icon=":material/stop:", disabled=not state.live,
                  help="Checkpoint and stop; Resume continues exactly from there."):
-        jobs.stop_job(run_dir)
-        st.session_state[WATCH_KEY] = run_dir.name  # keep following this run, not the shipped model
-        st.toast("Stopping: the trainer saves a checkpoint first.")
-        time.sleep(0.3)
-        st.rerun()
+        try:
+            classroom.stop_job(class_session.actor(), run_dir)   # classroom mode: one's own runs only
+        except classroom.Refused as e:
+            class_session.refuse(e)
+        else:
+            st.session_state[WATCH_KEY] = run_dir.name  # keep following this run, not the shipped model
+            st.toast("Stopping: the trainer saves a checkpoint first.")
+            time.sleep(0.3)
+            st.rerun()
     can_resume = not state.live and state.state in ("stopped", "orphaned", "failed") and \
         (run_dir / "resume.safetensors").exists()
     if b2.button("Resume", icon=":material/play_arrow:", disabled=not can_resume,
                  help="Continue a stopped run from its last checkpoint."):
         try:
-            jobs.resume_job(run_dir)
-        except jobs.JobError as e:
+            if class_session.active():
+                classroom.resume_job(class_session.actor(), run_dir, class_session.settings())
+            else:
+                jobs.resume_job(run_dir)
+        except jobs.JobError as e:   # classroom.Refused is one
             st.error(str(e))
         else:
             st.session_state[WATCH_KEY] = run_dir.name
@@ -316,6 +323,10 @@ def form() -> None:
         st.caption(f"Also from the preset **{values.preset}**: "
                    + ", ".join(f"{k} = {v}" for k, v in hidden.items()))
     issues = [upload_error] if upload_error else problems(values, available_memory_bytes())
+    me, in_class = class_session.actor(), class_session.active()
+    if in_class and not me.teacher and not issues:   # the teacher's caps, said before Start is pressed
+        issues = classroom.request_problems(class_session.settings(), estimate(values)["params"], values.max_iters,
+                                            len(corpus_text.encode("utf-8")) if corpus_text is not None else 0)
     if finetune and info is not None and corpus_text and info.config.get("tokenizer") == "char":
         from gpt.tokenizers import load_tokenizer  # the tokenizer alone: no weights needed for this check
         unknown = load_tokenizer(info.path / "tokenizer.json").unknown_chars(corpus_text)
@@ -366,22 +377,38 @@ def form() -> None:
                                     help="Data-parallel training: each process takes its slice of every "
                                          "batch; only the first writes the run folder."))
     busy = jobs.busy_message()
-    if busy:
+    if busy and in_class:   # classroom mode queues instead of refusing
+        st.info("Every training slot of the class is busy: a run you start now waits in the queue, and this page "
+                "shows your place and when it is expected to start.")
+    elif busy:
         st.warning(busy)
+    queued = in_class and busy is not None
     s1, s2, _ = st.columns([1, 2, 3])
     start = s1.button("Start training", type="primary", icon=":material/rocket_launch:",
-                      disabled=bool(issues or busy or not confirmed))
-    ladder = s2.button("Train the ladder", icon=":material/stairs:", disabled=bool(issues or busy or finetune),
+                      disabled=bool(issues or (busy and not in_class) or not confirmed))
+    ladder = s2.button("Train the ladder", icon=":material/stairs:",
+                       disabled=bool(issues or busy or finetune or (in_class and not me.teacher)),
                        help="bigram → single head → multi-head → GPT, one after another, on the corpus above "
-                            "with the ladder's own shapes and budgets: " + LADDER_NOTE)
+                            "with the ladder's own shapes and budgets: " + LADDER_NOTE
+                            + (" (In the class, the teacher starts ladders.)" if in_class else ""))
     corpus_bytes = corpus_text.encode("utf-8") if corpus_text is not None else None
     try:
         if start:
             run_name = sanitize_run_name(name) if name.strip() else auto_name(values)
+            if in_class and not name.strip() and me.learner_id:   # classmates pressing Start in the same second
+                run_name = sanitize_run_name(f"{me.name}-{run_name}")
             options = train_options(values)
             if nproc > 1:
                 options["nproc"] = nproc
-            out = jobs.start_job(run_name, options, corpus_bytes=corpus_bytes)
+            if in_class:   # through the class's queue: caps, one job per learner, quotas, the run's owner
+                entry = class_queue.enqueue(me, class_session.settings(), run_name, options, corpus_bytes=corpus_bytes,
+                                            params=estimate(values)["params"], expected_s=expected_s)
+                if any(e["id"] == entry["id"] for e in class_queue.waiting()):
+                    st.session_state[WATCH_KEY] = None
+                    st.rerun()
+                out = checkpoints_root() / entry["run"]
+            else:
+                out = jobs.start_job(run_name, options, corpus_bytes=corpus_bytes)
             st.session_state[WATCH_KEY] = out.name
             select_run(out.name)
             st.rerun()
@@ -393,7 +420,10 @@ def form() -> None:
             st.rerun()
     except (jobs.JobError, RunError, CorpusError) as e:
         st.error(str(e))
-    sweep_expander(values, issues)
+    if queued:
+        st.caption("Press Start to join the queue.")
+    if not (in_class and not me.teacher):   # in the class, sweeps are the teacher's
+        sweep_expander(values, issues)
 
 
 # ---- sweeps (explorer/sweep_queue.py runs them; the Runs page compares them) ----
@@ -435,6 +465,7 @@ def sweep_expander(values, issues: list[str]) -> None:
 
 
 st.title("Train")
+class_session.queue_panel()   # classroom mode: this learner's place in the queue, or why a request failed
 run_dir = watched_run()
 if run_dir is not None and run_dir.is_dir():
     live_view(run_dir)
