@@ -20,6 +20,7 @@ from explorer.common import (
     pending_selection,
     run_label,
 )
+from explorer.evaltext import picker as eval_text_picker
 from gpt.runs import CONFIG, checkpoints_root
 
 VIEWS = Path(__file__).resolve().parent / "views"
@@ -128,5 +129,6 @@ sections = {"How a prediction is made": pages(PIPELINE), "Train and compare": pa
             "Look deeper": pages(LOOK_DEEPER)}
 navigation = st.navigation(sections, expanded=True)
 model_picker()
+eval_text_picker()
 status_line()
 navigation.run()

@@ -16,10 +16,10 @@ import torch
 
 from explorer import jobs
 from gpt.data import CorpusError, load_corpus
+from gpt.evaltext import evaluation_text, source_text
 from gpt.interp.detectors import PROBES, build_probe, head_scores
 from gpt.interp.neurons import cached_top_contexts
 from gpt.interp.timemachine import embedding_frames
-from gpt.interp.token_loss import validation_ids
 from gpt.runs import WEIGHTS, RunError, load_run, snapshot_path
 
 
@@ -71,20 +71,30 @@ def forget_dictionaries() -> None:
 
 
 # ---- computed results ----
-@st.cache_data(max_entries=4, show_spinner="Reading the validation text...")
-def _validation_ids(run_dir: str, weights_mtime: float):
-    del weights_mtime
-    return validation_ids(cached_run(run_dir))
+# The evaluation text (gpt/evaltext.py) is keyed by (source, pasted text): `pasted` is None unless the source is
+# the learner's own text, so a built-in corpus is read once however many texts were pasted.
+@st.cache_data(max_entries=8, show_spinner="Reading the evaluation text with this model's tokenizer...")
+def _eval_text(run_dir: str, weights_mtime: float, source: str, pasted: str | None, pasted_name: str):
+    del weights_mtime  # part of the key only: new weights may come with a new tokenizer (a run restarted in place)
+    return evaluation_text(cached_run(run_dir), source, pasted, pasted_name)
 
 
-def run_validation_ids(run_dir: str | Path):
-    """The validation split of the corpus a run trained on, as token ids (CorpusError if it is unknown)."""
-    return _validation_ids(str(run_dir), weights_mtime(run_dir))
+def run_eval_text(run_dir: str | Path, source: str, pasted: str | None = None, pasted_name: str = "pasted text"):
+    """gpt.evaltext.EvalText of a run for an evaluation-text source (CorpusError when it cannot be read)."""
+    return _eval_text(str(run_dir), weights_mtime(run_dir), source, pasted, pasted_name)
 
 
-@st.cache_resource(max_entries=4, show_spinner="Finding where each neuron fires most in the validation text "
-                  "(once per run and step; a few seconds)...")
-def _top_contexts(run_dir: str, snapshot_step: int | None, weights_mtime: float):
+@st.cache_data(max_entries=8, show_spinner=False)
+def eval_source_text(run_corpus: str | None, source: str, pasted: str | None = None,
+                     pasted_name: str = "pasted text") -> tuple[str, str]:
+    """(label, raw text) of an evaluation-text source, untokenized (for default prompts; CorpusError passes)."""
+    return source_text(run_corpus, source, pasted, pasted_name)
+
+
+@st.cache_resource(max_entries=4, show_spinner="Finding where each neuron fires most in the evaluation text "
+                  "(once per run, step and text; kept in the run folder)...")
+def _top_contexts(run_dir: str, snapshot_step: int | None, weights_mtime: float, source: str, pasted: str | None,
+                  pasted_name: str):
     del weights_mtime
     # the UI keeps to one core for the trainers; while none runs, this one-off scan takes them all
     # (shipped model, whole validation split, bf16: 5.1 s on one thread, 2.8 s on two; bench/neurons.py)
@@ -92,29 +102,39 @@ def _top_contexts(run_dir: str, snapshot_step: int | None, weights_mtime: float)
     if not jobs.live_jobs():
         torch.set_num_threads(os.cpu_count() or 1)
     try:
-        return cached_top_contexts(cached_run(run_dir, snapshot_step), run_validation_ids(run_dir))
+        return cached_top_contexts(cached_run(run_dir, snapshot_step),
+                                   run_eval_text(run_dir, source, pasted, pasted_name).ids)
     finally:
         torch.set_num_threads(threads)
 
 
-def run_top_contexts(run_dir: str | Path, snapshot_step: int | None = None):
-    """gpt.interp.neurons.TopContexts of a run's MLP neurons over its validation text (read only: shared), kept
-    on disk in the run folder too, so a restart does not scan again."""
-    return _top_contexts(str(run_dir), snapshot_step, weights_mtime(run_dir, snapshot_step))
+def run_top_contexts(run_dir: str | Path, source: str, pasted: str | None = None, pasted_name: str = "pasted text",
+                     snapshot_step: int | None = None):
+    """gpt.interp.neurons.TopContexts of a run's MLP neurons over an evaluation text (read only: shared), kept on
+    disk in the run folder too, so a restart does not scan again."""
+    return _top_contexts(str(run_dir), snapshot_step, weights_mtime(run_dir, snapshot_step), source, pasted,
+                         pasted_name)
 
 
 @st.cache_data(max_entries=256, show_spinner="Scoring every head...")
-def _head_scores(run_dir: str, snapshot_step: int | None, weights_mtime: float, probe_kind: str, probe_seed: int):
+def _head_scores(run_dir: str, snapshot_step: int | None, weights_mtime: float, probe_kind: str, probe_seed: int,
+                 eval_key: tuple | None):
     del weights_mtime
     loaded = cached_run(run_dir, snapshot_step)  # the model is only read; the capture lives in this call
-    val = run_validation_ids(run_dir) if probe_kind == PROBES[1] else None
+    val = run_eval_text(run_dir, *eval_key).ids if probe_kind == PROBES[1] else None
     return head_scores(loaded.model, build_probe(loaded.model, probe_kind, probe_seed, val))
 
 
 def run_head_scores(run_dir: str | Path, snapshot_step: int | None = None, probe_kind: str = PROBES[0],
-                    probe_seed: int = 0):
-    """gpt.interp.detectors.HeadScores of a run (or one snapshot) on the chosen probe."""
-    return _head_scores(str(run_dir), snapshot_step, weights_mtime(run_dir, snapshot_step), probe_kind, probe_seed)
+                    probe_seed: int = 0, eval_key: tuple | None = None):
+    """gpt.interp.detectors.HeadScores of a run (or one snapshot) on the chosen probe; the text probe reads the
+    evaluation text eval_key = (source, pasted, pasted_name) (explorer.evaltext.eval_key)."""
+    if probe_kind != PROBES[1]:
+        eval_key = None   # the random probe reads no text: one cache entry whatever text is chosen
+    elif eval_key is None:
+        raise CorpusError("the repeated-text probe needs an evaluation text")
+    return _head_scores(str(run_dir), snapshot_step, weights_mtime(run_dir, snapshot_step), probe_kind, probe_seed,
+                        eval_key)
 
 
 @st.cache_data(max_entries=32, show_spinner="Aligning embeddings across snapshots...")

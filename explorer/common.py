@@ -11,9 +11,10 @@ import html
 import streamlit as st
 import torch
 
-from explorer.cache import cached_run, corpus_text
+from explorer.cache import cached_run
 from explorer.state import bind, place, remember
-from gpt.data import CorpusError, decode_bytes, validation_text
+from gpt.data import CorpusError, decode_bytes
+from gpt.evaltext import excerpt as eval_excerpt
 from gpt.runs import BrokenRun, RunError, RunInfo, checkpoints_root, list_runs
 from gpt.runs import broken_runs as _broken_runs
 from gpt.tokenizers import UnknownCharactersError
@@ -87,16 +88,12 @@ def selected_attention_run(title: str, lacks: str):
 
 
 # ---- prompts ----
-def corpus_excerpt(corpus_spec: str, n_chars: int = 400) -> str:
-    """A passage from the validation part of a corpus (its last 10%), starting at a line start."""
-    text, _ = corpus_text(corpus_spec)
-    return validation_text(text)[:n_chars + 40].lstrip("\n")[:n_chars] if text else ""
-
-
 def default_prompt(run, max_tokens: int | None = None) -> str:
-    """A line or two of the run's own corpus (so every character is known), at most max_tokens tokens."""
+    """A line or two of the session's evaluation text (the sidebar's choice; the run's own validation text by
+    default) with every character known to the tokenizer, at most max_tokens tokens."""
+    from explorer.evaltext import eval_excerpt_source  # it imports this module: resolved at call time
     max_tokens = max_tokens or min(64, run.config.block_size)
-    excerpt = corpus_excerpt(str(run.extra.get("corpus") or ""), 4 * max_tokens + 40)
+    excerpt = eval_excerpt(eval_excerpt_source(run), 4 * max_tokens + 40)
     candidates = [excerpt, FALLBACK_PROMPT, "".join(c for c in "the " if not run.tokenizer.unknown_chars(c))]
     for text in candidates:
         if not text or run.tokenizer.unknown_chars(text):

@@ -48,10 +48,12 @@ def validation_loss(model: GPT, ids: torch.Tensor, block_size: int | None = None
 
 
 def run_validation_ids(run: "runs.LoadedRun") -> torch.Tensor:
-    """The validation split (last 10%) of the corpus a run was trained on, as token ids."""
+    """The validation split (last 10%) of the corpus a run was trained on, as token ids: exactly the split its
+    trainer validated on (token ids split at 90%). The app's evaluation text (gpt/evaltext.py) reads it too."""
     spec = run.extra.get("corpus")
     if not spec:
-        raise CorpusError("this run does not record its corpus, so its validation split is unknown")
+        raise CorpusError("this run does not record its corpus, so it has no validation split of its own; "
+                          "choose a built-in corpus or give a text as the evaluation text")
     text, _ = load_corpus(str(spec))
     return split_ids(run.tokenizer.encode(text), run.config.block_size).val
 

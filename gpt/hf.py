@@ -245,12 +245,17 @@ def char_gpt2_vocab(tok: CharTokenizer) -> dict[str, int] | None:
 def export_gpt2(run_dir: str | Path, out_dir: str | Path, step: int | None = None) -> Path:
     """Write OUT_DIR so that transformers' GPT2LMHeadModel.from_pretrained(OUT_DIR) gives our logits."""
     run = runs.load_run(run_dir, step=step)
+    return save_gpt2_folder(run.model, run.tokenizer, out_dir)
+
+
+def save_gpt2_folder(model: GPT, tok, out_dir: str | Path) -> Path:
+    """A model and its tokenizer as a Hugging Face GPT-2 folder (what export writes; tests and bench/ build
+    GPT-2-shaped folders with it)."""
     out = Path(out_dir)
     if out.exists() and any(out.iterdir()):
         raise HFError(f"{out} already exists and is not empty")
-    if run.config.arch == "gpt" and run.config.n_layer == 0:
+    if model.config.arch == "gpt" and model.config.n_layer == 0:
         raise HFError("nothing to export")
-    tok = run.tokenizer
     files: dict[str, str] = {}
     bos_eos = None
     if isinstance(tok, BPETokenizer):
@@ -270,8 +275,8 @@ def export_gpt2(run_dir: str | Path, out_dir: str | Path, step: int | None = Non
         else:
             files[HF_VOCAB] = json.dumps(vocab, ensure_ascii=False)
             files[HF_MERGES] = "#version: 0.2\n"
-    config = gpt2_config(run.config, bos_eos)
-    tensors = gpt2_state_dict(run.model)
+    config = gpt2_config(model.config, bos_eos)
+    tensors = gpt2_state_dict(model)
     out.mkdir(parents=True, exist_ok=True)
     runs.atomic_write_json(out / HF_CONFIG, config)
     runs.atomic_save_file(tensors, out / HF_WEIGHTS, {"format": "pt"})

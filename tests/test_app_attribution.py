@@ -44,7 +44,7 @@ def test_why_token_page_escapes_token_text(checkpoints):
 
 def test_patching_page_shows_three_heatmaps_and_refuses_clearly(checkpoints):
     at = open_page("patching")
-    assert "made for the shipped Shakespeare model" in text_of(at)  # the tiny run's context is too short for it
+    assert "does not fit this model" in text_of(at)  # the tiny run's context is too short for it
     at.text_area(key="patch_clean").input("JULIET:\nAy me!\n\nROMEO:\nO.\n\n")
     at.text_area(key="patch_corrupted").input("BRUTUS:\nAy me!\n\nROMEO:\nO.\n\n")
     at.text_input(key="patch_answer").input("J")

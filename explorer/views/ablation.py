@@ -1,13 +1,18 @@
 """Ablation: remove heads and see what the model loses."""
 import streamlit as st
 
-from explorer.cache import run_head_scores, run_validation_ids
+from explorer.cache import run_head_scores
 from explorer.common import default_prompt, encode_or_explain, esc, selected_attention_run, token_label
+from explorer.evaltext import eval_caption, eval_text_or_stop
 from explorer.figures.tokens import prob_bars
 from explorer.state import bind
-from gpt.data import CorpusError
 from gpt.interp.ablation import ablate, all_heads, generate_with_ablation
+from gpt.interp.capture import InterpError
 from gpt.interp.detectors import strongest_head
+
+# loss windows of at most this many tokens: the shipped model's whole context (128), a quarter of GPT-2's (1024),
+# which keeps the two forward passes of 8 windows quick at 124M parameters
+ABLATION_WINDOW = 256
 
 run = selected_attention_run("Ablation", "no attention heads to remove")
 cfg = run.config
@@ -30,12 +35,12 @@ prompt = st.text_area("Prompt", height=90, **bind("prompt", default_prompt(run, 
 ids = encode_or_explain(run, prompt)
 if ids is None:
     st.stop()
+evaluation = eval_text_or_stop(run, "Ablation's loss")
 try:
-    val = run_validation_ids(run.path)
-except (CorpusError, ValueError) as e:
-    st.error(f"Cannot read this run's validation text: {e}")
+    result = ablate(run.model, ids, evaluation.ids, [names[n] for n in chosen], window=ABLATION_WINDOW)
+except InterpError as e:   # e.g. an evaluation text shorter than one window: the message says how long it must be
+    st.info(f"{e}. Choose a longer evaluation text in the sidebar.")
     st.stop()
-result = ablate(run.model, ids, val, [names[n] for n in chosen])
 c1, c2, c3 = st.columns(3)
 c1.metric("Validation loss, intact", f"{result.base_loss:.4f}")
 c2.metric("With the heads removed", f"{result.ablated_loss:.4f}", f"{result.delta_loss:+.4f}", delta_color="inverse")
@@ -45,8 +50,9 @@ label = lambda i: token_label(run.tokenizer, i)  # noqa: E731
 st.plotly_chart(prob_bars({"intact": [(label(t), p) for t, p in result.base_top],
                            "heads removed": [(label(t), p) for t, p in result.ablated_top]},
                           "Next token after the prompt"), key="abl_bars")
-st.caption("Loss on 8 fixed windows of the validation text. Zeroing is blunt: a head that is usually quiet can "
-           "still matter when its output was never zero during training.")
+st.caption(f"Loss on 8 fixed windows of up to {ABLATION_WINDOW} tokens of the evaluation text. Zeroing is blunt: a "
+           "head that is usually quiet can still matter when its output was never zero during training. "
+           + eval_caption(evaluation))
 
 st.subheader("Re-generate without the heads")
 n_new = st.slider("New tokens", 20, 300, step=20, **bind("max_new", 120, options=range(20, 301, 20)))

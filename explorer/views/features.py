@@ -6,8 +6,9 @@ background process (explorer/feature_jobs.py).
 import streamlit as st
 
 from explorer import feature_jobs
-from explorer.cache import cached_run, forget_dictionaries, run_dictionaries, run_validation_ids
+from explorer.cache import cached_run, forget_dictionaries, run_dictionaries, run_eval_text
 from explorer.common import chips_html, esc, selected_attention_run, teaching_prompt_ids, visible
+from explorer.evaltext import eval_caption, eval_key, eval_text_or_stop
 from explorer.figures.features import activation_histogram, density_figure
 from explorer.figures.inside import effect_bars
 from explorer.jobs import format_eta
@@ -132,11 +133,16 @@ with st.expander("Search features by token"):
     elif query:
         q_ids = tok.encode(query)
         target = next((dic for dic in good if f"{dic.name}#" in (picked or "")), good[0])
-        scan = cached_scan(cached_run(run.path).model, target, run_validation_ids(run.path))
+        try:
+            scan = cached_scan(cached_run(run.path).model, target, run_eval_text(run.path, *eval_key(run)).ids)
+        except (CorpusError, OSError) as e:
+            st.info(f"Search reads the evaluation text, and this one cannot be used: {e}. Choose another in the "
+                    "sidebar.")
+            st.stop()
         hits = scan.features_for_token(q_ids[0])
         st.write(f"In **{target.name}**, the features with the highest mean activation on `{esc(visible(tok.token_str(q_ids[0])))}`: "
                  + (", ".join(f"#{i} ({v:.2f})" for i, v in hits) or "none"))
-        st.caption("Mean over every occurrence of the token in the validation text (zeros included), so a feature "
+        st.caption("Mean over every occurrence of the token in the evaluation text (zeros included), so a feature "
                    "that fires on it reliably ranks first. The dictionary is the one whose feature is open below.")
 
 if not picked or "#" not in picked or picked.split("#")[0] not in names:
@@ -149,16 +155,14 @@ dic = good[names.index(dname)]
 if not 0 <= feature < dic.config.n_features:
     st.stop()
 st.subheader(f"Feature #{feature} of {dname}")
-try:
-    val = run_validation_ids(run.path)
-except CorpusError as e:
-    st.info(f"A feature card needs the run's validation text: {e}")
-    st.stop()
-with st.spinner("Scanning the validation text with this dictionary (once; kept in its folder)..."):
+evaluation = eval_text_or_stop(run, "A feature card")
+val = evaluation.ids
+with st.spinner("Scanning the evaluation text with this dictionary (once per text; kept in its folder)..."):
     scan = cached_scan(run.model, dic, val)
 density = float(scan.density[feature])
-st.write(f"Fires on **{density:.2%}** of the {scan.n_tokens:,} validation tokens; its largest activation is "
-         f"**{float(scan.top_values[feature, 0]):.2f}**.")
+st.write(f"Fires on **{density:.2%}** of the {scan.n_tokens:,} tokens of the evaluation text; its largest activation "
+         f"is **{float(scan.top_values[feature, 0]):.2f}**.")
+st.caption(eval_caption(evaluation))
 c1, c2 = st.columns(2)
 with c1:
     st.plotly_chart(density_figure(scan.density.tolist(), density, feature), key="density")
@@ -190,7 +194,7 @@ with left:
     st.markdown("**Top activations**")
     st.markdown(context_rows(scan.top_values[feature].tolist(), scan.top_positions[feature].tolist()),
                 unsafe_allow_html=True)
-    st.caption(f"The {int((scan.top_positions[feature] >= 0).sum())} strongest firings over the whole validation "
+    st.caption(f"The {int((scan.top_positions[feature] >= 0).sum())} strongest firings over the whole evaluation "
                "text: the activation, then the text up to the token it fires on (orange) and what follows.")
     st.markdown("**Typical activations** (from the strongest tenth down to the weakest)")
     st.markdown(context_rows(scan.quantile_values[feature].tolist(), scan.quantile_positions[feature].tolist()),

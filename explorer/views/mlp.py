@@ -2,8 +2,9 @@
 the validation text, and which next tokens it pushes up or down."""
 import streamlit as st
 
-from explorer.cache import run_top_contexts, run_validation_ids
+from explorer.cache import run_eval_text, run_top_contexts
 from explorer.common import chips_html, esc, selected_run, teaching_prompt_ids, visible
+from explorer.evaltext import eval_caption, eval_key
 from explorer.figures.inside import effect_bars, neuron_heatmap
 from explorer.state import bind, fresh_click, remember
 from gpt.data import CorpusError
@@ -54,10 +55,12 @@ st.subheader(f"Neuron {neuron} of layer {layer}")
 left, right = st.columns([3, 2], gap="large")
 with left:
     try:
-        contexts = run_top_contexts(run.path)
-        val = run_validation_ids(run.path)
-    except (CorpusError, InterpError) as e:
-        st.info(f"Top contexts need the run's validation text: {e}")
+        evaluation = run_eval_text(run.path, *eval_key(run))
+        contexts = run_top_contexts(run.path, *eval_key(run))
+        val = evaluation.ids
+    except (CorpusError, InterpError, OSError) as e:
+        st.info(f"Top contexts read the evaluation text, and this one cannot be used: {e}. Choose another under "
+                "**Evaluation text** in the sidebar.")
     else:
         rows = []
         for value, before, token, after in contexts.contexts(val, layer, neuron):
@@ -67,9 +70,9 @@ with left:
             rows.append(f"<div style='display:flex;gap:8px;align-items:baseline'><code style='min-width:4em'>"
                         f"{value:.2f}</code>{chips_html(pieces).replace('<br>', '')}</div>")
         st.markdown("".join(rows), unsafe_allow_html=True)
-        st.caption(f"Where neuron {neuron} fires most over the whole validation text ({contexts.n_tokens:,} "
+        st.caption(f"Where neuron {neuron} fires most over the whole evaluation text ({contexts.n_tokens:,} "
                    "tokens): the activation, then the text leading up to the token (orange) it fires on. Computed once "
-                   "per run and step and kept in the run folder.")
+                   "per run, step and text and kept in the run folder. " + eval_caption(evaluation))
 with right:
     effect = neuron_logit_effect(run.model, layer, neuron)
     order = effect.argsort(descending=True).tolist()

@@ -4,11 +4,10 @@ import math
 import pandas as pd
 import streamlit as st
 
-from explorer.cache import run_validation_ids
 from explorer.common import chips_html, esc, selected_run, token_label
+from explorer.evaltext import eval_caption, eval_text_or_stop
 from explorer.figures.attention import attention_heatmap
 from explorer.state import bind
-from gpt.data import CorpusError
 from gpt.interp.capture import attention_patterns
 from gpt.interp.lens import lens_column, logit_lens
 from gpt.interp.token_loss import token_losses, validation_passage
@@ -16,15 +15,12 @@ from gpt.interp.token_loss import token_losses, validation_passage
 run = selected_run()
 cfg = run.config
 st.title("Per-token loss")
-st.caption(f"Model **{run.path.name}** at step {run.step:,}. Each token of a validation passage (text the model "
-           "never trained on) is coloured by its loss: −log p(token | everything before it).")
+st.caption(f"Model **{run.path.name}** at step {run.step:,}. Each token of a passage of the evaluation text (text "
+           "the model never trained on) is coloured by its loss: −log p(token | everything before it).")
 
-
-try:
-    val = run_validation_ids(run.path)
-except (CorpusError, ValueError) as e:
-    st.error(f"Cannot read this run's validation text: {e}")
-    st.stop()
+evaluation = eval_text_or_stop(run, "Per-token loss")
+val = evaluation.ids
+st.caption(eval_caption(evaluation))
 c1, c2 = st.columns(2)
 longest = min(cfg.block_size, 256)
 n_tokens = c1.slider("Passage length (tokens)", 8, longest,

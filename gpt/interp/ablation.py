@@ -64,7 +64,7 @@ def validation_windows(val_ids: torch.Tensor, block_size: int, n_windows: int = 
     """Fixed random windows (x, y) of the validation split, the same for every call with the same seed."""
     val_ids = torch.as_tensor(val_ids, dtype=torch.long)
     if len(val_ids) < block_size + 1:
-        raise InterpError(f"the validation text has {len(val_ids)} tokens; need at least {block_size + 1}")
+        raise InterpError(f"the evaluation text has {len(val_ids)} tokens; this needs at least {block_size + 1}")
     gen = torch.Generator().manual_seed(seed)
     ix = torch.randint(len(val_ids) - block_size, (n_windows,), generator=gen)
     windows = val_ids[ix[:, None] + torch.arange(block_size + 1)]
@@ -98,10 +98,13 @@ class AblationResult:
 
 
 @torch.no_grad()
-def ablate(model: GPT, prompt_ids, val_ids, heads, k: int = 10, n_windows: int = 8, seed: int = 0) -> AblationResult:
-    """Δ validation loss and the changed next-token distribution when `heads` are zeroed."""
+def ablate(model: GPT, prompt_ids, val_ids, heads, k: int = 10, n_windows: int = 8, seed: int = 0,
+           window: int | None = None) -> AblationResult:
+    """Δ validation loss and the changed next-token distribution when `heads` are zeroed. The loss is measured on
+    n_windows windows of `window` tokens (default and at most: the model's block size)."""
     heads = check_heads(model, heads)
-    x, y = validation_windows(val_ids, model.config.block_size, n_windows, seed)
+    window = min(window or model.config.block_size, model.config.block_size)
+    x, y = validation_windows(val_ids, window, n_windows, seed)
     prompt = check_ids(model, torch.as_tensor(prompt_ids, dtype=torch.long)[-model.config.block_size:])
     base = F.softmax(logits_with_ablation(model, prompt)[0, -1], -1)
     ablated = F.softmax(logits_with_ablation(model, prompt, heads)[0, -1], -1)

@@ -11,6 +11,7 @@
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,7 +87,7 @@ def top_contexts(model: GPT, seq: torch.Tensor, k: int = TOP_K, max_tokens: int 
     T = cfg.block_size
     n_windows = len(seq) // T
     if n_windows == 0:
-        raise InterpError(f"the validation text has {len(seq)} tokens, fewer than one window of {T}")
+        raise InterpError(f"the evaluation text has {len(seq)} tokens, fewer than one window of {T}: this needs at least {T}")
     L, N = cfg.n_layer, 4 * cfg.n_embd
     best_v = torch.full((L, k, N), float("-inf"))         # kept as (k, N) per layer: top-k along positions
     best_p = torch.zeros((L, k, N), dtype=torch.long)
@@ -108,14 +109,16 @@ def top_contexts(model: GPT, seq: torch.Tensor, k: int = TOP_K, max_tokens: int 
     return TopContexts(best_v.transpose(1, 2).contiguous(), best_p.transpose(1, 2).contiguous(), n_windows * T)
 
 
-def cache_path(run_dir: str | Path, step: int) -> Path:
-    return Path(run_dir) / FOLDER / f"neurons-step{int(step)}.safetensors"
+def cache_path(run_dir: str | Path, step: int, seq: torch.Tensor) -> Path:
+    """Where the scan of `seq` at `step` is kept: one file per step and text (the learner may switch texts)."""
+    digest = hashlib.sha256(torch.as_tensor(seq, dtype=torch.long).numpy().tobytes()).hexdigest()[:16]
+    return Path(run_dir) / FOLDER / f"neurons-step{int(step)}-{digest}.safetensors"
 
 
 def cached_top_contexts(run, seq: torch.Tensor) -> TopContexts:
     """top_contexts for a loaded run (gpt.runs.LoadedRun) over the whole of seq (its validation text), read from /
-    written to its run folder."""
-    path = cache_path(run.path, run.step)
+    written to its run folder (one file per step and text)."""
+    path = cache_path(run.path, run.step, seq)
     try:
         stored = load_tensors(path.read_bytes())
         whole = len(seq) // run.config.block_size * run.config.block_size  # a scan of part of it is stale

@@ -34,6 +34,40 @@ WORKED_EXAMPLE = {
     "answer": "J", "wrong": "B"}
 
 
+# Speakers tried in turn for the other tokenizers (JULIET and BRUTUS first, which give WORKED_EXAMPLE exactly): a
+# BPE splits names into unlike numbers of tokens, and patching needs two prompts of one length.
+SPEAKERS = ("JULIET", "BRUTUS", "HAMLET", "TYBALT", "LUCIO", "ANGELO", "CLAUDIO", "PAULINA", "CAMILLO", "LEONTES",
+            "CAPULET", "MENENIUS", "GLOUCESTER", "NURSE", "SAMPSON", "GREGORY", "HORTENSIO", "PETRUCHIO")
+
+
+def example_prompt(speaker: str) -> str:
+    return WORKED_EXAMPLE["clean"].replace("JULIET", speaker)
+
+
+def fitting_example(tokenizer, block_size: int) -> dict | None:
+    """The worked example with the first pair of SPEAKERS for which this tokenizer reads both prompts as the same
+    number of tokens (at most block_size) and whose names start with two different single tokens (the answers);
+    None when no pair fits (then the page asks for a pair of the learner's own)."""
+    def first_token(name: str) -> int | None:
+        ids = tokenizer.encode(name)
+        text = tokenizer.decode(ids[:1])
+        try:   # the answer box holds text: it must read back as that same one token
+            return ids[0] if single_token_id(tokenizer, text) == ids[0] else None
+        except InterpError:
+            return None
+    readable = [s for s in SPEAKERS if not tokenizer.unknown_chars(example_prompt(s))]
+    lengths = {s: len(tokenizer.encode(example_prompt(s))) for s in readable}
+    for clean in readable:
+        for corrupted in readable:
+            if corrupted == clean or lengths[clean] != lengths[corrupted] or lengths[clean] > block_size:
+                continue
+            answer, wrong = first_token(clean), first_token(corrupted)
+            if answer is not None and wrong is not None and answer != wrong:
+                return {"clean": example_prompt(clean), "corrupted": example_prompt(corrupted),
+                        "answer": tokenizer.decode([answer]), "wrong": tokenizer.decode([wrong])}
+    return None
+
+
 @dataclass(frozen=True)
 class Patch:
     """Copy the clean activation at capture point `name`, at `index` of one sequence's tensor, into a row."""

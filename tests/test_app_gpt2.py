@@ -1,0 +1,89 @@
+"""An imported GPT-2 (a small random one with a BPE trained here, imported with gpt.hf) on every page of the app:
+no page opens on an error box, and the sidebar's evaluation-text choice reaches every page that reads text."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import streamlit as st
+from conftest import checkpoints_env
+from gpt2_support import gpt2_tokenizer, write_gpt2_folder
+from streamlit.testing.v1 import AppTest
+
+from gpt import hf
+
+ROOT = Path(__file__).resolve().parent.parent
+APP = str(ROOT / "explorer" / "app.py")
+VIEWS = sorted(p.stem for p in (ROOT / "explorer" / "views").glob("*.py"))
+
+
+@pytest.fixture(scope="module")
+def gpt2_root(tmp_path_factory, corpus_text):
+    """A checkpoints root holding only an imported GPT-2 (2 layers x 2 heads x 32, block 128, BPE of 300)."""
+    base = tmp_path_factory.mktemp("gpt2-app")
+    folder = write_gpt2_folder(base / "hf-folder", gpt2_tokenizer(corpus_text[:30_000], 300))
+    with checkpoints_env(base / "checkpoints") as root:
+        hf.import_gpt2(folder, root / "gpt2-tiny")
+        st.cache_resource.clear()
+        st.cache_data.clear()
+        yield root
+        st.cache_resource.clear()
+        st.cache_data.clear()
+
+
+def app() -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.run()
+    assert not at.exception, [e.message for e in at.exception]
+    return at
+
+
+def open_page(at: AppTest, view: str) -> AppTest:
+    at.switch_page(f"views/{view}.py").run()
+    assert not at.exception, (view, [(e.message, e.stack_trace) for e in at.exception])
+    return at
+
+
+def captions(at: AppTest) -> str:
+    return "\n".join(c.value for c in at.caption)
+
+
+def choose_eval_text(at: AppTest, label_part: str) -> None:
+    box = next(s for s in at.sidebar.selectbox if s.label == "Evaluation text")
+    box.select(next(o for o in box.options if label_part in o)).run()
+
+
+@pytest.mark.slow
+def test_every_page_opens_on_an_imported_gpt2_without_an_error_box(gpt2_root):
+    at = app()
+    for view in VIEWS:
+        open_page(at, view)
+        assert not at.error, (view, [e.value for e in at.error])
+        assert at.title, view   # the page drew its content, not only the sidebar
+
+
+@pytest.mark.slow
+def test_the_evaluation_text_choice_reaches_every_page_that_reads_text(gpt2_root):
+    at = app()
+    box = next(s for s in at.sidebar.selectbox if s.label == "Evaluation text")
+    assert box.value == "tiny-shakespeare"   # no corpus of its own: the first built-in corpus
+    assert not any("validation split" in o for o in box.options)
+    open_page(at, "token_loss")
+    assert "Evaluation text: tiny-shakespeare (its last 10%)" in captions(at)
+    choose_eval_text(at, "python-docs")
+    for view in ("token_loss", "ablation", "mlp"):
+        open_page(at, view)
+        assert "Evaluation text: python-docs (its last 10%)" in captions(at), view
+        assert not at.error, (view, [e.value for e in at.error])
+    open_page(at, "heads")
+    assert at.radio[0].value == "repeated random tokens"   # the default probe needs no text
+    at.radio[0].set_value("repeated validation text").run()
+    assert "Evaluation text: python-docs" in captions(at) and not at.error
+
+    choose_eval_text(at, "pasted")   # a text of one's own: asked for, then used everywhere
+    open_page(at, "token_loss")
+    assert any("no text pasted" in i.value for i in at.info) and not at.error
+    at.sidebar.text_area[0].input("The quick brown fox jumps over the lazy dog. " * 40).run()
+    assert "Evaluation text: pasted text (" in captions(at)
+    open_page(at, "ablation")
+    assert "Evaluation text: pasted text (" in captions(at)
