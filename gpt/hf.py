@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -34,12 +35,21 @@ HF_CONFIG, HF_WEIGHTS, HF_VOCAB, HF_MERGES, CHARS = "config.json", "model.safete
 ACTIVATION_IN = {"gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh", "gelu_fast": "gelu_tanh",
                  "gelu": "gelu"}
 ACTIVATION_OUT = {"gelu_tanh": "gelu_new", "gelu": "gelu"}
+PICKLE_WEIGHTS = "pytorch_model.bin"
 CONV1D = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
 ENDOFTEXT = "<|endoftext|>"
 
 
 class HFError(ValueError):
     """A folder that cannot be imported or a run that cannot be exported; the message says why."""
+
+
+def pickle_refusal(folder: Path) -> str:
+    """Why a folder with only pytorch_model.bin is not read, and the one command that makes it readable."""
+    return (f"{folder} holds only {PICKLE_WEIGHTS}, a Python pickle: loading a pickle can run any code it contains, "
+            f"so it is not read here. Convert it once with transformers: python -c \"from transformers import "
+            f"GPT2LMHeadModel as M; M.from_pretrained('{folder}').save_pretrained('{folder}-safetensors')\" "
+            f"(save_pretrained writes {HF_WEIGHTS}), then import that folder")
 
 
 # ---- import ----
@@ -154,6 +164,8 @@ def load_gpt2(src: str | Path) -> tuple[GPT, BPETokenizer, dict]:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise HFError(f"{src / HF_CONFIG} is not valid JSON: {e}") from e
     cfg = config_from_gpt2(hf_cfg)
+    if not (src / HF_WEIGHTS).exists() and (src / PICKLE_WEIGHTS).exists():
+        raise HFError(pickle_refusal(src))   # before the tokenizer: say the one thing that matters first
     tokenizer = read_gpt2_tokenizer(src)
     if tokenizer.vocab_size != cfg.vocab_size:
         raise HFError(f"vocab.json has {tokenizer.vocab_size} tokens but config.json says vocab_size "
@@ -161,7 +173,9 @@ def load_gpt2(src: str | Path) -> tuple[GPT, BPETokenizer, dict]:
     try:
         tensors = load_file(str(src / HF_WEIGHTS))  # safetensors only: nothing is unpickled
     except FileNotFoundError as e:
-        raise HFError(f"{src} has no model.safetensors (pytorch_model.bin is not read: it would be unpickled)") from e
+        if (src / PICKLE_WEIGHTS).exists():
+            raise HFError(pickle_refusal(src)) from e
+        raise HFError(f"{src} has no {HF_WEIGHTS} (or it is a link to a missing file)") from e
     except (SafetensorError, OSError) as e:
         raise HFError(f"{src / HF_WEIGHTS} is unreadable: {e}") from e
     model = GPT(cfg)
@@ -179,17 +193,33 @@ def run_dir_for(target: str | Path) -> Path:
 
 
 def import_gpt2(src: str | Path, target: str | Path) -> Path:
-    """Write a normal run folder (config.json, tokenizer.json, model.safetensors) from a GPT-2 folder."""
+    """Write a normal run folder (config.json, tokenizer.json, model.safetensors) from a GPT-2 folder, or from a
+    repo id ("gpt2", "openai-community/gpt2") found in the local Hugging Face cache (gpt/hf_cache.py). The folder
+    is written under a temporary name and renamed into place, so a failed import leaves no half-made run."""
+    from . import hf_cache  # it imports this module's names
     out = run_dir_for(target)
     if out.exists() and any(out.iterdir()):
         raise HFError(f"{out} already exists and is not empty; pick another name")
-    model, tokenizer, _ = load_gpt2(src)
+    repo_id = str(src) if hf_cache.is_repo_id(str(src)) else None
+    folder = hf_cache.resolve(repo_id) if repo_id else Path(src)
+    model, tokenizer, _ = load_gpt2(folder)
     train_cfg = TrainConfig(dtype="auto")
-    out.mkdir(parents=True, exist_ok=True)
-    runs.write_config(out, model.config, train_cfg, corpus=None, corpus_sha256=None, tokenizer=tokenizer.kind,
-                      init_from=None, imported_from=str(Path(src).resolve()), source="gpt2")
-    save_tokenizer(tokenizer, out / runs.TOKENIZER)
-    runs.atomic_save_model(model, out / runs.WEIGHTS, {"step": "0", "source": "gpt2"})
+    out.parent.mkdir(parents=True, exist_ok=True)
+    partial = out.parent / f".{out.name}.importing"
+    shutil.rmtree(partial, ignore_errors=True)   # the leftover of an import that was killed
+    try:
+        partial.mkdir()
+        runs.write_config(partial, model.config, train_cfg, corpus=None, corpus_sha256=None,
+                          tokenizer=tokenizer.kind, init_from=None, imported_from=str(folder.resolve()),
+                          hf_repo=repo_id, source="gpt2")
+        save_tokenizer(tokenizer, partial / runs.TOKENIZER)
+        runs.atomic_save_model(model, partial / runs.WEIGHTS, {"step": "0", "source": "gpt2"})
+        if out.exists():
+            out.rmdir()   # checked empty above
+        partial.rename(out)
+    except OSError as e:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise HFError(f"could not write {out}: {e.strerror or e}; nothing was imported") from e
     return out
 
 
@@ -290,7 +320,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m gpt.hf", description="GPT-2 (Hugging Face folder) import/export")
     sub = p.add_subparsers(dest="command", required=True)
     imp = sub.add_parser("import", help="GPT-2 folder -> run folder")
-    imp.add_argument("src", help="folder with config.json, model.safetensors, vocab.json, merges.txt")
+    imp.add_argument("src", help="folder with config.json, model.safetensors, vocab.json, merges.txt; or a repo id "
+                                 "(gpt2, openai-community/gpt2...) already in the local Hugging Face cache")
     imp.add_argument("run", help="run folder to create (a bare name goes under checkpoints/)")
     exp = sub.add_parser("export", help="run folder -> GPT-2 folder")
     exp.add_argument("run", help="run folder to export")

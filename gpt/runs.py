@@ -405,7 +405,7 @@ def broken_runs(root: str | Path | None = None) -> list[BrokenRun]:
     trainer that is about to write them, newest first."""
     root = Path(root or checkpoints_root())
     found = []
-    for path in (p for p in root.iterdir() if p.is_dir()) if root.is_dir() else ():
+    for path in (p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")) if root.is_dir() else ():
         if not ((path / CONFIG).exists() or (path / STATUS).exists()):
             continue  # not a run folder at all (e.g. an unrelated directory)
         status = read_status(path)
@@ -446,5 +446,7 @@ def list_runs(root: str | Path | None = None) -> list[RunInfo]:
     root = Path(root or checkpoints_root())
     if not root.is_dir():
         return []
-    runs = [info for p in root.iterdir() if p.is_dir() and (info := run_summary(p)) is not None]
+    # a dot-folder is work in progress (e.g. gpt.hf's import, renamed into place when complete): never a run
+    runs = [info for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")
+            and (info := run_summary(p)) is not None]
     return sorted(runs, key=lambda r: r.modified, reverse=True)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import streamlit as st
 from conftest import checkpoints_env
-from gpt2_support import gpt2_tokenizer, write_gpt2_folder
+from gpt2_support import fake_hf_cache, gpt2_tokenizer, write_gpt2_folder
 from streamlit.testing.v1 import AppTest
 
 from gpt import hf
@@ -87,3 +87,21 @@ def test_the_evaluation_text_choice_reaches_every_page_that_reads_text(gpt2_root
     assert "Evaluation text: pasted text (" in captions(at)
     open_page(at, "ablation")
     assert "Evaluation text: pasted text (" in captions(at)
+
+
+def test_the_import_page_lists_the_cached_gpt2_family_and_imports_one(gpt2_root, tmp_path, monkeypatch):
+    root = tmp_path / "checkpoints"
+    monkeypatch.setenv("GPT_EXPLORER_CHECKPOINTS", str(root))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    source = next(p for p in gpt2_root.iterdir())        # any GPT-2 folder will do: export the imported run
+    fake_hf_cache(tmp_path / "hub", "openai-community/gpt2", hf.export_gpt2(source, tmp_path / "exported"))
+    fake_hf_cache(tmp_path / "hub", "distilgpt2", None)
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.switch_page("views/share.py").run()
+    assert not at.exception
+    listed = captions(at)
+    assert "**openai-community/gpt2** · `" in listed and "**distilgpt2**: " in listed and "no snapshot" in listed
+    assert at.selectbox(key="gpt2_source").options[0] == "openai-community/gpt2"
+    next(b for b in at.button if b.label == "Import GPT-2").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert (root / "gpt2" / "model.safetensors").is_file()

@@ -8,7 +8,7 @@ import streamlit as st
 
 from explorer import report
 from explorer.common import all_runs, select_run, selected_run_info
-from gpt import bundle, hf
+from gpt import bundle, hf, hf_cache
 from gpt.runs import RunError, checkpoints_root, run_path
 
 st.title("Import & export")
@@ -73,9 +73,20 @@ with gpt2_tab:
     st.markdown("**Load a GPT-2 model** from a local Hugging Face-format folder (`config.json`, "
                 "`model.safetensors`, `vocab.json`, `merges.txt`). It becomes a run you can inspect "
                 "(12×12 models: use the layer×head overview first, then one head at a time).")
-    src = st.text_input("Folder on this machine", placeholder="/path/to/gpt2")
-    name = st.text_input("Run name", value="gpt2-import", max_chars=64)
-    if st.button("Import GPT-2 folder", icon=":material/download:", disabled=not src.strip()):
+    cached = hf_cache.cached_models()
+    usable = [m.repo_id for m in cached if m.problem is None]
+    if cached:
+        st.markdown(f"GPT-2 models in your Hugging Face cache (`{hf_cache.hub_cache_dir()}`):")
+        for m in cached:
+            st.caption(f"**{m.repo_id}**" + (f": {m.problem}" if m.problem else f" · `{m.snapshot}`"))
+    else:
+        st.caption(f"No GPT-2 model in the Hugging Face cache (`{hf_cache.hub_cache_dir()}`; HF_HUB_CACHE or HF_HOME "
+                   "move it). Nothing is downloaded here: " + hf_cache.how_to_get("gpt2") + ".")
+    src = st.selectbox("Import", usable + ["a folder on this machine"], key="gpt2_source")
+    if src not in usable:
+        src = st.text_input("Folder on this machine", placeholder="/path/to/gpt2")
+    name = st.text_input("Run name", value=(src.split("/")[-1] if src in usable else "gpt2-import"), max_chars=64)
+    if st.button("Import GPT-2", icon=":material/download:", disabled=not src.strip()):
         try:
             target = run_path(name)
             with st.spinner("Reading weights..."):
