@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import os
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import streamlit as st
 import torch
 
@@ -18,6 +20,7 @@ from explorer import jobs
 from gpt.data import CorpusError, load_corpus
 from gpt.evaltext import evaluation_text, source_text
 from gpt.interp.detectors import PROBES, build_probe, head_scores
+from gpt.interp.embeddings import pca, token_embeddings
 from gpt.interp.neurons import cached_top_contexts
 from gpt.interp.timemachine import embedding_frames
 from gpt.runs import WEIGHTS, RunError, load_run, snapshot_path
@@ -94,7 +97,7 @@ def eval_source_text(run_corpus: str | None, source: str, pasted: str | None = N
 @st.cache_resource(max_entries=4, show_spinner="Finding where each neuron fires most in the evaluation text "
                   "(once per run, step and text; kept in the run folder)...")
 def _top_contexts(run_dir: str, snapshot_step: int | None, weights_mtime: float, source: str, pasted: str | None,
-                  pasted_name: str):
+                  pasted_name: str, n_tokens: int):
     del weights_mtime
     # the UI keeps to one core for the trainers; while none runs, this one-off scan takes them all
     # (shipped model, whole validation split, bf16: 5.1 s on one thread, 2.8 s on two; bench/neurons.py)
@@ -103,17 +106,16 @@ def _top_contexts(run_dir: str, snapshot_step: int | None, weights_mtime: float,
         torch.set_num_threads(os.cpu_count() or 1)
     try:
         return cached_top_contexts(cached_run(run_dir, snapshot_step),
-                                   run_eval_text(run_dir, source, pasted, pasted_name).ids)
+                                   run_eval_text(run_dir, source, pasted, pasted_name).ids[:n_tokens])
     finally:
         torch.set_num_threads(threads)
 
 
-def run_top_contexts(run_dir: str | Path, source: str, pasted: str | None = None, pasted_name: str = "pasted text",
-                     snapshot_step: int | None = None):
-    """gpt.interp.neurons.TopContexts of a run's MLP neurons over an evaluation text (read only: shared), kept on
-    disk in the run folder too, so a restart does not scan again."""
-    return _top_contexts(str(run_dir), snapshot_step, weights_mtime(run_dir, snapshot_step), source, pasted,
-                         pasted_name)
+def run_top_contexts(run_dir: str | Path, eval_key: tuple, n_tokens: int, snapshot_step: int | None = None):
+    """gpt.interp.neurons.TopContexts of a run's MLP neurons over the first n_tokens of an evaluation text
+    (eval_key: explorer.evaltext.eval_key), read only (shared), kept on disk in the run folder too, so a restart
+    does not scan again."""
+    return _top_contexts(str(run_dir), snapshot_step, weights_mtime(run_dir, snapshot_step), *eval_key, n_tokens)
 
 
 @st.cache_data(max_entries=256, show_spinner="Scoring every head...")
@@ -135,6 +137,31 @@ def run_head_scores(run_dir: str | Path, snapshot_step: int | None = None, probe
         raise CorpusError("the repeated-text probe needs an evaluation text")
     return _head_scores(str(run_dir), snapshot_step, weights_mtime(run_dir, snapshot_step), probe_kind, probe_seed,
                         eval_key)
+
+
+@dataclass(frozen=True)
+class VocabMap:
+    """What the Embeddings page draws of a token table, computed once per weights (GPT-2 small: 50,257 rows)."""
+    points: np.ndarray      # (V, 3) the tokens on the first three principal components (2D shows the first two)
+    explained: np.ndarray   # (3,) share of the variance each component keeps
+    labels: list[str]       # each token as the pages show it (explorer.common.token_label)
+    norms: np.ndarray       # (V,) each row's length, for cosine neighbours without a second pass
+
+
+@st.cache_resource(max_entries=4, show_spinner="Projecting every token's embedding (once per weights)...")
+def _vocab_map(run_dir: str, snapshot_step: int | None, weights_mtime: float) -> VocabMap:
+    del weights_mtime
+    from explorer.common import token_label  # common imports this module
+    run = cached_run(run_dir, snapshot_step)
+    emb = token_embeddings(run.model)
+    proj = pca(emb, 3)
+    return VocabMap(proj.points.astype(np.float32), proj.explained,
+                    [token_label(run.tokenizer, i) for i in range(len(emb))], np.linalg.norm(emb, axis=1))
+
+
+def vocab_map(run_dir: str | Path, snapshot_step: int | None = None) -> VocabMap:
+    """The Embeddings page's projection and labels of a run's whole vocabulary (read only: shared by sessions)."""
+    return _vocab_map(str(run_dir), snapshot_step, weights_mtime(run_dir, snapshot_step))
 
 
 @st.cache_data(max_entries=32, show_spinner="Aligning embeddings across snapshots...")

@@ -46,3 +46,19 @@ def fake_hf_cache(cache: Path, repo_id: str, folder: Path | None, revision: str 
     if ref:
         (entry / "refs" / "main").write_text(revision)
     return snapshot
+
+
+def synthetic_bpe(n_tokens: int) -> BPETokenizer:
+    """A byte-level BPE of n_tokens (the 256 bytes, two-letter merges of printable ASCII in a fixed order, and
+    <|endoftext|>), built without training: a GPT-2-sized vocabulary in milliseconds, for views whose cost grows
+    with the vocabulary."""
+    printable = list(range(33, 127))
+    vocab = [bytes([b]) for b in range(256)]
+    merges = []
+    for a in printable:
+        for b in printable:
+            if len(vocab) >= n_tokens - 1:
+                break
+            merges.append((a, b, len(vocab)))
+            vocab.append(bytes([a, b]))
+    return BPETokenizer(vocab + [ENDOFTEXT.encode()], merges, special_tokens={ENDOFTEXT: len(vocab)})

@@ -2,12 +2,13 @@
 no page opens on an error box, and the sidebar's evaluation-text choice reaches every page that reads text."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 import streamlit as st
-from conftest import checkpoints_env
-from gpt2_support import fake_hf_cache, gpt2_tokenizer, write_gpt2_folder
+from conftest import checkpoints_env, placed
+from gpt2_support import fake_hf_cache, gpt2_tokenizer, synthetic_bpe, write_gpt2_folder
 from streamlit.testing.v1 import AppTest
 
 from gpt import hf
@@ -105,3 +106,27 @@ def test_the_import_page_lists_the_cached_gpt2_family_and_imports_one(gpt2_root,
     next(b for b in at.button if b.label == "Import GPT-2").click().run()
     assert not at.exception and not at.error, [e.value for e in at.error]
     assert (root / "gpt2" / "model.safetensors").is_file()
+
+
+@pytest.mark.slow
+def test_embeddings_of_a_big_vocabulary_are_sampled_drawn_with_webgl_and_searchable(tmp_path, monkeypatch):
+    root = tmp_path / "checkpoints"
+    monkeypatch.setenv("GPT_EXPLORER_CHECKPOINTS", str(root))
+    folder = write_gpt2_folder(tmp_path / "big-vocab", synthetic_bpe(6_000), n_embd=16, block_size=512)
+    hf.import_gpt2(folder, root / "big-vocab")
+    st.cache_resource.clear()
+    at = app()
+    open_page(at, "embeddings")
+    figure = json.loads(at.get("plotly_chart")[0].proto.spec)
+    cloud, labelled = figure["data"][0], figure["data"][1]
+    assert cloud["type"] == "scattergl" and cloud["mode"] == "markers"
+    assert 5_000 <= len(cloud["hovertext"]) <= 5_011          # a sample, plus the chosen token and its neighbours
+    assert len(labelled["text"]) == 11                        # those eleven carry their labels
+    at.text_input[0].input("AB").run()
+    options = placed(at, "selectbox", "token").options
+    assert options[0] == "'AB' (id 3297)" and all("AB" in o.upper() for o in options[:-1])
+    placed(at, "selectbox", "token").select(options[0]).run()
+    assert "'AB'" in captions(at)                              # the neighbours table is about the token found
+    positions = json.loads(at.get("plotly_chart")[1].proto.spec)
+    assert "(positions 0, 2, 4, ... of 512)" in positions["layout"]["title"]["text"]
+    assert positions["data"][0]["z"]["shape"] == "256, 16"

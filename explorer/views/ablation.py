@@ -10,9 +10,9 @@ from gpt.interp.ablation import ablate, all_heads, generate_with_ablation
 from gpt.interp.capture import InterpError
 from gpt.interp.detectors import strongest_head
 
-# loss windows of at most this many tokens: the shipped model's whole context (128), a quarter of GPT-2's (1024),
+# loss windows of at most this many tokens: the shipped model's whole context (128), an eighth of GPT-2's (1024),
 # which keeps the two forward passes of 8 windows quick at 124M parameters
-ABLATION_WINDOW = 256
+ABLATION_WINDOW = 128
 
 run = selected_attention_run("Ablation", "no attention heads to remove")
 cfg = run.config

@@ -28,6 +28,25 @@ from .capture import InterpError, run_with_cache
 TOP_K = 8              # contexts kept per neuron
 WINDOWS_PER_BATCH = 32  # validation windows per forward (bounded memory: 32 x 128 x 768 floats per layer)
 FOLDER = "interp"
+# How much a page scans, in parameter x token products (the forward's cost grows with both). The shipped model's
+# whole validation split (1.8M parameters x 111k tokens, 2e11) is scanned as the page opens; a bigger scan waits
+# for a click that says what it costs, and reads at most MAX_SCAN (GPT-2 small: its first 8 windows, 8,192 tokens).
+AUTO_SCAN = 2.5e11
+MAX_SCAN = 1.05e12
+
+
+def scan_length(config, n_tokens: int, budget: float = MAX_SCAN) -> int:
+    """How many tokens of an n_tokens text a scan within `budget` reads: whole windows of the block size, at least
+    one (a text shorter than one window is returned whole, for top_contexts to refuse with its length)."""
+    from ..model import count_params
+    T = config.block_size
+    affordable = int(budget // max(1, count_params(config)))
+    return min(n_tokens, max(T, affordable // T * T))
+
+
+def is_scanned(run, seq: torch.Tensor) -> bool:
+    """True when the scan of seq is already kept in the run folder (showing it costs a file read)."""
+    return cache_path(run.path, run.step, seq).is_file()
 
 
 def require_mlp(model: GPT, layer: int | None = None) -> None:
