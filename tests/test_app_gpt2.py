@@ -130,3 +130,21 @@ def test_embeddings_of_a_big_vocabulary_are_sampled_drawn_with_webgl_and_searcha
     positions = json.loads(at.get("plotly_chart")[1].proto.spec)
     assert "(positions 0, 2, 4, ... of 512)" in positions["layout"]["title"]["text"]
     assert positions["data"][0]["z"]["shape"] == "256, 16"
+
+
+@pytest.mark.slow
+def test_mlp_top_contexts_of_a_big_model_wait_for_a_click_that_says_the_cost(gpt2_root, monkeypatch):
+    from gpt.interp import neurons
+    monkeypatch.setattr(neurons, "AUTO_SCAN", 1.0)     # as if the tiny model were GPT-2 small
+    for stale in gpt2_root.glob("*/interp/neurons-*"):
+        stale.unlink()                                  # a scan kept from another test would show at once
+    st.cache_resource.clear()
+    at = app()
+    open_page(at, "mlp")
+    scan = next(b for b in at.button if b.label.startswith("Scan "))
+    assert "tokens of the evaluation text" in scan.label and " s; once per weights and text)" in scan.label
+    assert "fires most over" not in captions(at)
+    scan.click().run()
+    assert not at.exception and not at.error
+    assert "fires most over the whole evaluation text" in captions(at)
+    assert not [b for b in at.button if b.label.startswith("Scan ")]
