@@ -139,6 +139,22 @@ def run_head_scores(run_dir: str | Path, snapshot_step: int | None = None, probe
                         eval_key)
 
 
+@st.cache_data(max_entries=32, show_spinner="Running the model with and without those heads...")
+def _ablation(run_dir: str, weights_mtime: float, eval_key: tuple, heads: tuple, prompt_ids: tuple):
+    del weights_mtime
+    from gpt.interp.ablation import ablate, loss_windows
+    run = cached_run(run_dir)
+    window, n_windows = loss_windows(run.config)
+    return ablate(run.model, list(prompt_ids), run_eval_text(run_dir, *eval_key).ids, list(heads),
+                  n_windows=n_windows, window=window)
+
+
+def run_ablation(run_dir: str | Path, eval_key: tuple, heads: tuple, prompt_ids: tuple):
+    """gpt.interp.ablation.AblationResult of zeroing `heads` ((layer, head) pairs), measured on the evaluation text
+    eval_key and the prompt; kept per choice, so a rerun with the same heads costs nothing (InterpError passes)."""
+    return _ablation(str(run_dir), weights_mtime(run_dir), eval_key, tuple(heads), tuple(prompt_ids))
+
+
 @dataclass(frozen=True)
 class VocabMap:
     """What the Embeddings page draws of a token table, computed once per weights (GPT-2 small: 50,257 rows)."""

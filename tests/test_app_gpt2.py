@@ -148,3 +148,16 @@ def test_mlp_top_contexts_of_a_big_model_wait_for_a_click_that_says_the_cost(gpt
     assert not at.exception and not at.error
     assert "fires most over the whole evaluation text" in captions(at)
     assert not [b for b in at.button if b.label.startswith("Scan ")]
+
+
+@pytest.mark.slow
+def test_patching_a_big_model_waits_for_a_click_that_says_the_cost(gpt2_root, monkeypatch):
+    from gpt.interp import patching
+    monkeypatch.setattr(patching, "AUTO_PATCH", 1.0)     # as if the tiny model were GPT-2 small
+    st.cache_data.clear()
+    at = app()
+    open_page(at, "patching")
+    ask = next(b for b in at.button if b.label.startswith("Patch every layer boundary"))
+    assert "-token pair; kept once computed)" in ask.label and not at.get("plotly_chart")
+    ask.click().run()
+    assert not at.exception and not at.error and len(at.get("plotly_chart")) == 3

@@ -1,18 +1,14 @@
 """Ablation: remove heads and see what the model loses."""
 import streamlit as st
 
-from explorer.cache import run_head_scores
+from explorer.cache import run_ablation, run_head_scores
 from explorer.common import default_prompt, encode_or_explain, esc, selected_attention_run, token_label
-from explorer.evaltext import eval_caption, eval_text_or_stop
+from explorer.evaltext import eval_caption, eval_key, eval_text_or_stop
 from explorer.figures.tokens import prob_bars
 from explorer.state import bind
-from gpt.interp.ablation import ablate, all_heads, generate_with_ablation
+from gpt.interp.ablation import all_heads, generate_with_ablation, loss_windows
 from gpt.interp.capture import InterpError
 from gpt.interp.detectors import strongest_head
-
-# loss windows of at most this many tokens: the shipped model's whole context (128), an eighth of GPT-2's (1024),
-# which keeps the two forward passes of 8 windows quick at 124M parameters
-ABLATION_WINDOW = 128
 
 run = selected_attention_run("Ablation", "no attention heads to remove")
 cfg = run.config
@@ -37,7 +33,7 @@ if ids is None:
     st.stop()
 evaluation = eval_text_or_stop(run, "Ablation's loss")
 try:
-    result = ablate(run.model, ids, evaluation.ids, [names[n] for n in chosen], window=ABLATION_WINDOW)
+    result = run_ablation(run.path, eval_key(run), tuple(names[n] for n in chosen), tuple(ids))
 except InterpError as e:   # e.g. an evaluation text shorter than one window: the message says how long it must be
     st.info(f"{e}. Choose a longer evaluation text in the sidebar.")
     st.stop()
@@ -50,8 +46,9 @@ label = lambda i: token_label(run.tokenizer, i)  # noqa: E731
 st.plotly_chart(prob_bars({"intact": [(label(t), p) for t, p in result.base_top],
                            "heads removed": [(label(t), p) for t, p in result.ablated_top]},
                           "Next token after the prompt"), key="abl_bars")
-st.caption(f"Loss on 8 fixed windows of up to {ABLATION_WINDOW} tokens of the evaluation text. Zeroing is blunt: a "
-           "head that is usually quiet can still matter when its output was never zero during training. "
+window, n_windows = loss_windows(cfg)
+st.caption(f"Loss on {n_windows} fixed windows of {window} tokens of the evaluation text (fewer for a big model, so "
+           "the page stays quick). Zeroing is blunt: a head that is usually quiet can still matter when its output was never zero during training. "
            + eval_caption(evaluation))
 
 st.subheader("Re-generate without the heads")

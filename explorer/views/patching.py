@@ -6,7 +6,7 @@ from explorer.cache import patching_grids, weights_mtime
 from explorer.common import encode_or_explain, esc, selected_attention_run, visible
 from explorer.figures.attribution import head_heatmap, mlp_patching_bars, residual_patching_heatmap
 from gpt.interp.capture import InterpError
-from gpt.interp.patching import boundary_labels, fitting_example, single_token_id
+from gpt.interp.patching import AUTO_PATCH, boundary_labels, fitting_example, patching_cost, single_token_id
 
 run = selected_attention_run("Patching", "no layers to patch")
 st.caption(f"Model **{run.path.name}** at step {run.step:,}. Two prompts differ in one detail. Run the corrupted "
@@ -40,6 +40,17 @@ if clean is None or corrupted is None:
 try:
     answer = single_token_id(run.tokenizer, answer_text, "answer")
     wrong = single_token_id(run.tokenizer, wrong_text, "wrong answer")
+    cost = patching_cost(run.config, len(clean))
+    request = (str(run.path), tuple(clean), tuple(corrupted), answer, wrong)
+    if len(clean) == len(corrupted) and cost > AUTO_PATCH and st.session_state.get("_patch_asked") != request:
+        # a big model: the grids take a while (2 x parameters x tokens FLOPs at a rough 50 GFLOP/s), so ask first
+        if st.button(f"Patch every layer boundary, position, head and MLP (about {2 * cost / 5e10:,.0f} s for "
+                     f"this {len(clean)}-token pair; kept once computed)", type="primary"):
+            st.session_state["_patch_asked"] = request
+            st.rerun()
+        st.caption("A model this size takes a while for the whole grid: shorter prompts are quicker (the cost "
+                   "grows with the square of their length).")
+        st.stop()
     grids = patching_grids(str(run.path), weights_mtime(run.path), tuple(clean), tuple(corrupted), answer, wrong)
 except InterpError as e:
     st.error(str(e))

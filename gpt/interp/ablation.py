@@ -54,6 +54,20 @@ def ablation_interventions(model: GPT, heads) -> dict:
     return {f"blocks.{layer}.attn.z": zero(hs) for layer, hs in by_layer.items()}
 
 
+# The loss before and after an ablation is measured on windows of at most this many tokens, as many as fit
+# LOSS_BUDGET parameter x token products per pass (between 2 and 8): the shipped model's 8 whole contexts of 128
+# tokens, GPT-2 small's 3 windows of 128 (each pass ~0.8 s of a quiet core instead of 2 s for 8).
+LOSS_WINDOW = 128
+LOSS_BUDGET = 5e10
+
+
+def loss_windows(config) -> tuple[int, int]:
+    """(window length, number of windows) of the ablation loss for a model of this config."""
+    from ..model import count_params
+    window = min(LOSS_WINDOW, config.block_size)
+    return window, max(2, min(8, int(LOSS_BUDGET // (count_params(config) * window))))
+
+
 @torch.no_grad()
 def logits_with_ablation(model: GPT, ids, heads=()) -> torch.Tensor:
     """(B, T, V) logits with the heads zeroed; with no heads this is the model's ordinary output."""

@@ -68,6 +68,20 @@ def fitting_example(tokenizer, block_size: int) -> dict | None:
     return None
 
 
+# The three grids of a prompt pair are computed as the page opens up to this many parameter x token products (the
+# shipped model's worked example: 1.8M x 60 x 391 rows = 4e10); a bigger pair (GPT-2 small: 7e12) waits for a click.
+AUTO_PATCH = 2.5e11
+
+
+def patching_cost(config, n_tokens: int) -> float:
+    """Parameter x token products of the three grids: one forward of the prompt per patch (every layer boundary at
+    every position, every head, every MLP) plus the two baselines."""
+    from ..model import count_params
+    L, H = config.n_layer, config.effective_n_head
+    rows = (L + 1) * n_tokens + L * H + (L if config.has_mlp else 0) + 2
+    return float(count_params(config)) * n_tokens * rows
+
+
 @dataclass(frozen=True)
 class Patch:
     """Copy the clean activation at capture point `name`, at `index` of one sequence's tensor, into a row."""
