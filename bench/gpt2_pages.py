@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import os
 import resource
+import subprocess
 import sys
 import tempfile
 import time
@@ -104,16 +105,18 @@ def main() -> None:
 
     from streamlit.testing.v1 import AppTest
 
-    from gpt.runs import load_run
-    t0 = time.perf_counter()
-    load_run(run)
-    load_s = time.perf_counter() - t0
+    # the load alone, in its own process (so its memory is not counted below): wall and CPU seconds
+    probe = ("import time, torch; torch.set_num_threads(1); from gpt.runs import load_run; "
+             "t, c = time.perf_counter(), time.process_time(); load_run(%r); "
+             "print(f'{time.perf_counter() - t:.2f} s wall, {time.process_time() - c:.2f} s CPU')" % str(run))
+    load_s = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT).stdout.strip()
     views = [v for v in args.pages.split(",") if v] or sorted(p.stem for p in (ROOT / "explorer" / "views").glob("*.py"))
     rss_before = rss_mb()
     at = AppTest.from_file(str(ROOT / "explorer" / "app.py"), default_timeout=1800)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     at.run()   # the landing page (Inside a prediction) with the model's first load
-    first_run = time.perf_counter() - t0
+    first_run = f"{time.perf_counter() - t0:.2f} s wall, {time.process_time() - c0:.2f} s CPU"
+    rss_loaded = rss_mb()
     rows = []
     for view in views:
         timings = []
@@ -129,8 +132,10 @@ def main() -> None:
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print()
     print(f"{args.layers}x{args.heads}x{args.embd}, block {args.block}, vocab {args.vocab:,}; {machine()}")
-    print(f"model load from safetensors: {load_s:.2f} s; app's first run (landing page, model load): "
-          f"{first_run:.2f} s; resident memory {rss_before:,.0f} MB before the app, peak {peak:,.0f} MB")
+    print(f"model load from safetensors (own process): {load_s}; app's first run (landing page with the model's "
+          f"load): {first_run}")
+    print(f"resident memory: {rss_before:,.0f} MB before the app's first run (Python, torch, streamlit), "
+          f"{rss_loaded:,.0f} MB after it, {rss_mb():,.0f} MB after every page, peak {peak:,.0f} MB")
     print(table(["page", "first visit s", "CPU s", "again s", "CPU s", "errors / notes"], rows))
 
 
