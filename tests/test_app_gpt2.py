@@ -161,3 +161,27 @@ def test_patching_a_big_model_waits_for_a_click_that_says_the_cost(gpt2_root, mo
     assert "-token pair; kept once computed)" in ask.label and not at.get("plotly_chart")
     ask.click().run()
     assert not at.exception and not at.error and len(at.get("plotly_chart")) == 3
+
+
+@pytest.mark.slow
+def test_a_feature_card_reads_the_chosen_text_and_names_what_a_char_model_cannot_read(tmp_path, monkeypatch):
+    import shutil
+    root = tmp_path / "checkpoints"
+    shutil.copytree(ROOT / "checkpoints" / "shakespeare-char", root / "shakespeare-char",
+                    ignore=shutil.ignore_patterns("snapshots"))
+    monkeypatch.setenv("GPT_EXPLORER_CHECKPOINTS", str(root))
+    st.cache_resource.clear()
+    st.cache_data.clear()
+    at = AppTest.from_file(APP, default_timeout=300)
+    at.query_params["feature"] = "transcoder-L0#594"
+    at.run()
+    box = next(s for s in at.sidebar.selectbox if s.label == "Evaluation text")
+    assert box.value == "run"                         # a run trained here: its own validation split
+    open_page(at, "features")
+    assert "Evaluation text: the validation split of tiny-shakespeare (this run's own)" in captions(at)
+    choose_eval_text(at, "python-docs")
+    open_page(at, "features")
+    assert not at.error
+    text = captions(at)
+    assert "Evaluation text: python-docs (its last 10%)" in text
+    assert "characters this tokenizer cannot read were left out: '>' '['" in text
