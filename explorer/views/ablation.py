@@ -17,13 +17,13 @@ st.caption(f"Model **{run.path.name}** at step {run.step:,}. Zeroing a head remo
 
 
 names = {f"L{layer}H{head}": (layer, head) for layer, head in all_heads(run.model)}
-scores = run_head_scores(run.path).scores
 quick = st.radio("Start from", ["my choice", "the strongest induction head", "the strongest previous-token head",
                                 "all heads"], horizontal=True)
 preset = []
 if quick == "all heads":
     preset = list(names)
-elif quick != "my choice":
+elif quick != "my choice":   # the head scores are computed only when asked for (GPT-2 small: seconds)
+    scores = run_head_scores(run.path).scores
     layer, head, _ = strongest_head(scores, "induction" if "induction" in quick else "previous_token")
     preset = [f"L{layer}H{head}"]
 chosen = st.multiselect("Heads to zero", list(names), default=preset, key=f"abl_heads_{run.path.name}_{quick}")

@@ -121,14 +121,16 @@ def ablate(model: GPT, prompt_ids, val_ids, heads, k: int = 10, n_windows: int =
     x, y = validation_windows(val_ids, window, n_windows, seed)
     prompt = check_ids(model, torch.as_tensor(prompt_ids, dtype=torch.long)[-model.config.block_size:])
     base = F.softmax(logits_with_ablation(model, prompt)[0, -1], -1)
-    ablated = F.softmax(logits_with_ablation(model, prompt, heads)[0, -1], -1)
+    # no head removed (the page's default): the intact model twice over; one pass of each is enough
+    ablated = F.softmax(logits_with_ablation(model, prompt, heads)[0, -1], -1) if heads else base
     k = min(k, base.numel())
 
     def top(p):
         t = torch.topk(p, k)
         return list(zip(t.indices.tolist(), t.values.tolist()))
-    return AblationResult(heads, loss_with_ablation(model, x, y), loss_with_ablation(model, x, y, heads),
-                          top(base), top(ablated), base, ablated)
+    base_loss = loss_with_ablation(model, x, y)
+    ablated_loss = loss_with_ablation(model, x, y, heads) if heads else base_loss
+    return AblationResult(heads, base_loss, ablated_loss, top(base), top(ablated), base, ablated)
 
 
 @torch.no_grad()
