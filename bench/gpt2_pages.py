@@ -129,13 +129,21 @@ def main() -> None:
         rows.append([view, *timings, "; ".join(problems) or ("asks first: " + asks[0] if asks else "ok")])
         print(f"{view:14s} first {timings[0]:7.2f} s (CPU {timings[1]:6.2f})  again {timings[2]:6.2f} s "
               f"(CPU {timings[3]:6.2f})  {rows[-1][-1]}", flush=True)
+    rss_after = rss_mb()
+    # a second session (another browser tab) on the same pages: the model and its caches are shared
+    second = AppTest.from_file(str(ROOT / "explorer" / "app.py"), default_timeout=1800)
+    second.run()
+    for view in views:
+        second.switch_page(f"views/{view}.py").run()
+    second_mb = rss_mb() - rss_after
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print()
     print(f"{args.layers}x{args.heads}x{args.embd}, block {args.block}, vocab {args.vocab:,}; {machine()}")
     print(f"model load from safetensors (own process): {load_s}; app's first run (landing page with the model's "
           f"load): {first_run}")
     print(f"resident memory: {rss_before:,.0f} MB before the app's first run (Python, torch, streamlit), "
-          f"{rss_loaded:,.0f} MB after it, {rss_mb():,.0f} MB after every page, peak {peak:,.0f} MB")
+          f"{rss_loaded:,.0f} MB after it, {rss_after:,.0f} MB after every page; a second session on the same "
+          f"pages adds {second_mb:+,.0f} MB; peak {peak:,.0f} MB")
     print(table(["page", "first visit s", "CPU s", "again s", "CPU s", "errors / notes"], rows))
 
 
