@@ -1,137 +1,150 @@
-"""Every page of the app on a GPT-2-small-shaped model (issue 21): what a user with GPT-2 on disk gets.
+"""Every page of the app on a GPT-2-small-shaped model (issue 21): 12 layers x 12 heads x 768, block 1024, a byte-level
+BPE of 50,257 tokens trained here on local text (HF `tokenizers` when installed, else our own BPE), random weights
+(nothing can be downloaded), saved as a Hugging Face folder and imported with gpt.hf, as a user would.
 
-Builds what such a user has — a Hugging Face folder (config.json, model.safetensors, vocab.json, merges.txt) with
-GPT-2 small's shape (12 layers x 12 heads x 768, block 1024, 124M parameters; random weights, since nothing can be
-downloaded here) and a byte-level BPE trained with HF `tokenizers` on the local corpora (on tiny Shakespeare, the Python
-docs and the standard library's sources, to GPT-2's 50,257 tokens) — imports it with gpt.hf.import_gpt2, then opens every page in AppTest and
-times each page's default view server-side (first view: caches cold; second: warm), with the process's resident
-memory after each. The peer is the shipped Shakespeare model, timed the same way in the same run.
+Each page's default view is timed server-side with AppTest (the app's own script, one torch thread as the app
+runs): "first" is the first visit (it fills the caches: vocabulary projection, evaluation text, head scores, ...),
+"again" a rerun of the same page (what every later interaction costs), each in wall seconds and in this process's
+CPU seconds (on a shared machine wall time mostly measures the crowd; with one thread, CPU time is the work).
+A page whose full computation is big asks first (a button naming its cost): the table says so. Also: the import,
+the model's load from safetensors, and the process's resident memory.
 
-usage: python bench/gpt2_pages.py [--layers 12] [--width 768] [--out /tmp/gpt2-bench]
+usage: python bench/gpt2_pages.py [--work DIR] [--pages inside,embeddings,...] [--layers 12 --embd 768 ...]
 """
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import resource
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-VIEWS = sorted(p.stem for p in (ROOT / "explorer" / "views").glob("*.py"))
+import torch
+from common import ROOT, machine, table
+
+sys.path.insert(0, str(ROOT / "tests"))   # gpt2_support builds the HF folder the tests use, at any shape
+
+
+def local_text() -> str:
+    """Text on this machine to train the BPE on: both built-in corpora and the Python standard library's sources
+    (a 50,257-token vocabulary needs a few MB of varied text to reach its size)."""
+    import sysconfig
+
+    from gpt.data import python_docs, tiny_shakespeare
+    parts = [tiny_shakespeare(), python_docs()]
+    for path in sorted(Path(sysconfig.get_paths()["stdlib"]).rglob("*.py"))[:3000]:
+        try:
+            parts.append(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError):
+            continue
+    return "\n".join(parts)
+
+
+def train_bpe(vocab_size: int, scratch: Path):
+    """(a byte-level BPE of vocab_size tokens ending in <|endoftext|>, how it was trained) on local_text()."""
+    from gpt import hf
+    text = local_text()
+    try:
+        from tokenizers import ByteLevelBPETokenizer
+    except ImportError:   # our own BPE: slower to train, same format
+        from gpt2_support import gpt2_tokenizer
+        return gpt2_tokenizer(text[:3_000_000], vocab_size), "our BPE"
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator([text], vocab_size=vocab_size, min_frequency=1, special_tokens=["<|endoftext|>"],
+                            show_progress=False)
+    scratch.mkdir(parents=True, exist_ok=True)
+    bpe.save_model(str(scratch))          # vocab.json + merges.txt, GPT-2's format
+    return hf.read_gpt2_tokenizer(scratch), "HF tokenizers"
+
+
+def build(run: Path, args) -> None:
+    """Train the BPE, write the HF folder beside the run and import it into `run` (once per work dir and shape)."""
+    from gpt import hf
+    from gpt.config import GPTConfig
+    from gpt.model import GPT
+    work = run.parent.parent
+    t0 = time.perf_counter()
+    tokenizer, how = train_bpe(args.vocab, work / f"bpe-{args.vocab}")
+    print(f"BPE of {tokenizer.vocab_size:,} tokens trained with {how} in {time.perf_counter() - t0:.1f} s")
+    cfg = GPTConfig(vocab_size=tokenizer.vocab_size, block_size=args.block, n_layer=args.layers, n_head=args.heads,
+                    n_embd=args.embd, dropout=0.0, bias=True, arch="gpt", activation="gelu_tanh").validate()
+    torch.manual_seed(0)
+    folder = hf.save_gpt2_folder(GPT(cfg).eval(), tokenizer, work / f"hf-{run.name}")
+    t0 = time.perf_counter()
+    hf.import_gpt2(folder, run)
+    print(f"gpt-hf import: {time.perf_counter() - t0:.1f} s", flush=True)
 
 
 def rss_mb() -> float:
     with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def build_folder(out: Path, layers: int, width: int, heads: int) -> tuple[Path, int]:
-    import torch
-    import transformers
-    from tokenizers import ByteLevelBPETokenizer
-
-    from gpt.data import python_docs, tiny_shakespeare
-    folder = out / "hf-gpt2"
-    if (folder / "model.safetensors").exists():
-        return folder, json.loads((folder / "config.json").read_text())["vocab_size"]
-    folder.mkdir(parents=True, exist_ok=True)
-    corpus = out / "corpus.txt"
-    # Shakespeare and the Python docs give ~17k merges; the standard library's own sources (local, ~20 MB) give
-    # enough text for GPT-2's full 50,257
-    texts, size = [tiny_shakespeare(), python_docs()], 0
-    for path in sorted(Path(os.__file__).parent.rglob("*.py")):
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError):
-            continue
-        texts.append(text)
-        size += len(text)
-        if size > 20_000_000:
-            break
-    corpus.write_text("\n".join(texts), encoding="utf-8")
-    bpe = ByteLevelBPETokenizer()
-    bpe.train([str(corpus)], vocab_size=50_257, min_frequency=2, special_tokens=["<|endoftext|>"])
-    bpe.save_model(str(folder))
-    vocab = json.loads((folder / "vocab.json").read_text(encoding="utf-8"))
-    cfg = transformers.GPT2Config(vocab_size=len(vocab), n_positions=1024, n_embd=width, n_layer=layers,
-                                  n_head=heads, bos_token_id=vocab["<|endoftext|>"], eos_token_id=vocab["<|endoftext|>"])
-    torch.manual_seed(0)
-    transformers.GPT2LMHeadModel(cfg).save_pretrained(folder)
-    return folder, len(vocab)
-
-
-def time_pages(run_name: str, checkpoints: Path) -> list[dict]:
-    from streamlit.testing.v1 import AppTest
-    os.environ["GPT_EXPLORER_CHECKPOINTS"] = str(checkpoints)
-    rows = []
-    at = AppTest.from_file(str(ROOT / "explorer" / "app.py"), default_timeout=900)
-    at.session_state["selected_run"] = run_name
-    t0 = time.perf_counter()
-    at.run()
-    rows.append({"page": "(landing + model load)", "cold": time.perf_counter() - t0, "warm": None, "rss": rss_mb(),
-                 "errors": [e.value for e in at.error] + [e.message for e in at.exception]})
-    for view in VIEWS:
-        t0 = time.perf_counter()
-        at.switch_page(f"views/{view}.py").run()
-        cold = time.perf_counter() - t0
-        errors = [e.value for e in at.error] + [e.message for e in at.exception]
-        t0 = time.perf_counter()
-        at.run()
-        warm = time.perf_counter() - t0
-        rows.append({"page": view, "cold": cold, "warm": warm, "rss": rss_mb(), "errors": errors})
-    return rows
+        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS")) / 1024
 
 
 def main() -> None:
-    p = argparse.ArgumentParser()
-    p.add_argument("--layers", type=int, default=12)
-    p.add_argument("--width", type=int, default=768)
-    p.add_argument("--heads", type=int, default=12)
-    p.add_argument("--out", default=str(Path(tempfile.gettempdir()) / "gpt2-bench"))
-    p.add_argument("--threads", type=int, default=2)
-    args = p.parse_args()
-    import shutil
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "gpt-explorer-bench-gpt2")
+    ap.add_argument("--pages", default="", help="comma-separated page stems (default: every page)")
+    ap.add_argument("--layers", type=int, default=12)
+    ap.add_argument("--heads", type=int, default=12)
+    ap.add_argument("--embd", type=int, default=768)
+    ap.add_argument("--block", type=int, default=1024)
+    ap.add_argument("--vocab", type=int, default=50257)
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    shape = f"{args.layers}x{args.heads}x{args.embd}-b{args.block}-v{args.vocab}"
+    run = args.work / "checkpoints" / f"gpt2-random-{shape}"
+    if not (run / "model.safetensors").is_file():
+        build(run, args)
+        # start again in a fresh process: the memory figures must not include the BPE training's
+        os.execv(sys.executable, [sys.executable, *sys.argv])
+    os.environ["GPT_EXPLORER_CHECKPOINTS"] = str(run.parent)
+    os.environ["GPT_EXPLORER_CACHE"] = str(args.work / "cache")
 
-    import torch
-    torch.set_num_threads(args.threads)
-    from gpt import hf
-    out = Path(args.out)
-    t0 = time.perf_counter()
-    folder, vocab = build_folder(out, args.layers, args.width, args.heads)
-    built = time.perf_counter() - t0
-    checkpoints = out / "checkpoints"
-    if checkpoints.exists():
-        shutil.rmtree(checkpoints)
-    checkpoints.mkdir(parents=True)
-    t0 = time.perf_counter()
-    hf.import_gpt2(folder, checkpoints / "gpt2-small")
-    imported = time.perf_counter() - t0
-    shutil.copytree(ROOT / "checkpoints" / "shakespeare-char", checkpoints / "shakespeare-char")
-    from gpt.runs import load_run
-    t0 = time.perf_counter()
-    run = load_run(checkpoints / "gpt2-small")
-    loaded = time.perf_counter() - t0
-    params = sum(p.numel() for p in run.model.parameters())
-    del run
-    print(f"GPT-2-small-shaped folder: {params / 1e6:.1f}M parameters, vocab {vocab:,} (built in {built:.0f} s); "
-          f"import {imported:.1f} s; load_run {loaded:.2f} s; torch threads {args.threads}")
-    results = {name: time_pages(name, checkpoints) for name in ("gpt2-small", "shakespeare-char")}
-    print(f"{'page':24s} {'gpt2 cold s':>11s} {'gpt2 warm s':>11s} {'RSS MB':>8s} {'shipped cold s':>14s} "
-          f"{'shipped warm s':>14s}  errors")
-    for big, small in zip(results["gpt2-small"], results["shakespeare-char"]):
-        warm = f"{big['warm']:.2f}" if big["warm"] is not None else "-"
-        swarm = f"{small['warm']:.2f}" if small["warm"] is not None else "-"
-        errors = "; ".join(str(e)[:80] for e in big["errors"]) or "-"
-        print(f"{big['page']:24s} {big['cold']:11.2f} {warm:>11s} {big['rss']:8.0f} {small['cold']:14.2f} "
-              f"{swarm:>14s}  {errors}")
+    from streamlit.testing.v1 import AppTest
+
+    # the load alone, in its own process (so its memory is not counted below): wall and CPU seconds
+    probe = ("import time, torch; torch.set_num_threads(1); from gpt.runs import load_run; "
+             "t, c = time.perf_counter(), time.process_time(); load_run(%r); "
+             "print(f'{time.perf_counter() - t:.2f} s wall, {time.process_time() - c:.2f} s CPU')" % str(run))
+    load_s = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT).stdout.strip()
+    views = [v for v in args.pages.split(",") if v] or sorted(p.stem for p in (ROOT / "explorer" / "views").glob("*.py"))
+    rss_before = rss_mb()
+    at = AppTest.from_file(str(ROOT / "explorer" / "app.py"), default_timeout=1800)
+    t0, c0 = time.perf_counter(), time.process_time()
+    at.run()   # the landing page (Inside a prediction) with the model's first load
+    first_run = f"{time.perf_counter() - t0:.2f} s wall, {time.process_time() - c0:.2f} s CPU"
+    rss_loaded = rss_mb()
+    rows = []
+    for view in views:
+        timings = []
+        for _ in range(2):
+            t0, c0 = time.perf_counter(), time.process_time()
+            at.switch_page(f"views/{view}.py").run()
+            timings += [time.perf_counter() - t0, time.process_time() - c0]
+        problems = [e.message for e in at.exception] + [e.value[:80] for e in at.error]
+        asks = [b.label.split(" (")[0] for b in at.button if "about" in b.label and " s" in b.label]
+        rows.append([view, *timings, "; ".join(problems) or ("asks first: " + asks[0] if asks else "ok")])
+        print(f"{view:14s} first {timings[0]:7.2f} s (CPU {timings[1]:6.2f})  again {timings[2]:6.2f} s "
+              f"(CPU {timings[3]:6.2f})  {rows[-1][-1]}", flush=True)
+    rss_after = rss_mb()
+    # a second session (another browser tab) on the same pages: the model and its caches are shared
+    second = AppTest.from_file(str(ROOT / "explorer" / "app.py"), default_timeout=1800)
+    second.run()
+    for view in views:
+        second.switch_page(f"views/{view}.py").run()
+    second_mb = rss_mb() - rss_after
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print()
+    print(f"{args.layers}x{args.heads}x{args.embd}, block {args.block}, vocab {args.vocab:,}; {machine()}")
+    print(f"model load from safetensors (own process): {load_s}; app's first run (landing page with the model's "
+          f"load): {first_run}")
+    print(f"resident memory: {rss_before:,.0f} MB before the app's first run (Python, torch, streamlit), "
+          f"{rss_loaded:,.0f} MB after it, {rss_after:,.0f} MB after every page; a second session on the same "
+          f"pages adds {second_mb:+,.0f} MB; peak {peak:,.0f} MB")
+    print(table(["page", "first visit s", "CPU s", "again s", "CPU s", "errors / notes"], rows))
 
 
 if __name__ == "__main__":

@@ -16,11 +16,11 @@ from explorer.common import (
     broken_runs,
     clear_pending_selection,
     default_run_name,
-    eval_text_picker,
     limit_threads,
     pending_selection,
     run_label,
 )
+from explorer.evaltext import picker as eval_text_picker
 from gpt.runs import CONFIG, checkpoints_root
 
 VIEWS = Path(__file__).resolve().parent / "views"

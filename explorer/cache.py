@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import os
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import streamlit as st
 import torch
 
 from explorer import jobs
 from gpt.data import CorpusError, load_corpus
-from gpt.evaluate import PASTED_TEXT, evaluation_ids, evaluation_sources
+from gpt.evaltext import evaluation_text, source_text
 from gpt.interp.detectors import PROBES, build_probe, head_scores
+from gpt.interp.embeddings import pca, token_embeddings
 from gpt.interp.neurons import cached_top_contexts
 from gpt.interp.timemachine import embedding_frames
 from gpt.runs import WEIGHTS, RunError, load_run, snapshot_path
@@ -71,122 +74,110 @@ def forget_dictionaries() -> None:
 
 
 # ---- computed results ----
-@st.cache_data(max_entries=8, show_spinner="Projecting the token table (once per weights)...")
-def _embedding_projection(run_dir: str, weights_mtime: float):
+# The evaluation text (gpt/evaltext.py) is keyed by (source, pasted text): `pasted` is None unless the source is
+# the learner's own text, so a built-in corpus is read once however many texts were pasted.
+@st.cache_data(max_entries=8, show_spinner="Reading the evaluation text with this model's tokenizer...")
+def _eval_text(run_dir: str, weights_mtime: float, source: str, pasted: str | None, pasted_name: str):
+    del weights_mtime  # part of the key only: new weights may come with a new tokenizer (a run restarted in place)
+    return evaluation_text(cached_run(run_dir), source, pasted, pasted_name)
+
+
+def run_eval_text(run_dir: str | Path, source: str, pasted: str | None = None, pasted_name: str = "pasted text"):
+    """gpt.evaltext.EvalText of a run for an evaluation-text source (CorpusError when it cannot be read)."""
+    return _eval_text(str(run_dir), weights_mtime(run_dir), source, pasted, pasted_name)
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def eval_source_text(run_corpus: str | None, source: str, pasted: str | None = None,
+                     pasted_name: str = "pasted text") -> tuple[str, str]:
+    """(label, raw text) of an evaluation-text source, untokenized (for default prompts; CorpusError passes)."""
+    return source_text(run_corpus, source, pasted, pasted_name)
+
+
+@st.cache_resource(max_entries=4, show_spinner="Finding where each neuron fires most in the evaluation text "
+                  "(once per run, step and text; kept in the run folder)...")
+def _top_contexts(run_dir: str, snapshot_step: int | None, weights_mtime: float, source: str, pasted: str | None,
+                  pasted_name: str, n_tokens: int):
     del weights_mtime
-    from gpt.interp.embeddings import pca, token_embeddings
-    proj = pca(token_embeddings(cached_run(run_dir).model), 3)
-    return proj.points.astype("float32"), proj.explained
-
-
-def run_embedding_projection(run_dir: str | Path):
-    """(points (vocab, 3), explained (3,)) of the token table's PCA, computed once per weights and shared: a
-    50,257-row table takes seconds, a page view should not."""
-    return _embedding_projection(str(run_dir), weights_mtime(run_dir))
-
-
-@st.cache_data(max_entries=8)
-def _token_labels(run_dir: str, weights_mtime: float) -> list[str]:
-    del weights_mtime
-    from explorer.common import token_label
-    tok = cached_run(run_dir).tokenizer
-    return [token_label(tok, i) for i in range(tok.vocab_size)]
-
-
-def run_token_labels(run_dir: str | Path) -> list[str]:
-    """Every token of the run's vocabulary as shown on the pages (computed once per run)."""
-    return _token_labels(str(run_dir), weights_mtime(run_dir))
-
-
-@st.cache_data(max_entries=32, show_spinner="Measuring the loss with and without the heads...")
-def _ablation(run_dir: str, weights_mtime: float, prompt: tuple[int, ...], heads: tuple, text_key: tuple):
-    del weights_mtime, text_key
-    from gpt.interp.ablation import ablate, ablation_window
-    model = cached_run(run_dir).model
-    return ablate(model, list(prompt), run_validation_ids(run_dir), list(heads), window=ablation_window(model))
-
-
-def run_ablation(run_dir: str | Path, prompt: list[int], heads: list):
-    """gpt.interp.ablation.ablate on the session's evaluation text, cached per weights, prompt, heads and text."""
-    return _ablation(str(run_dir), weights_mtime(run_dir), tuple(prompt), tuple(tuple(h) for h in heads),
-                     eval_text_key(run_dir))
-
-
-EVAL_SOURCE_KEY = "eval_source"    # the sidebar's choice of evaluation text (gpt.evaluate.evaluation_sources)
-EVAL_PASTED_KEY = "eval_pasted"    # ... and the text pasted there
-
-
-def eval_choice(run_dir: str | Path) -> tuple[str, str]:
-    """(source, pasted text) of this session's evaluation text for a run: the sidebar's choice where the run can
-    use it, else the run's best source (its own validation split, else the built-in Shakespeare)."""
-    sources = evaluation_sources(cached_run(run_dir))
-    source = st.session_state.get(EVAL_SOURCE_KEY)
-    if source not in sources:
-        source = sources[0]
-    pasted = st.session_state.get(EVAL_PASTED_KEY, "") if source == PASTED_TEXT else ""
-    return source, pasted or ""
-
-
-@st.cache_data(max_entries=8, show_spinner="Reading the evaluation text...")
-def _evaluation(run_dir: str, weights_mtime: float, source: str, pasted: str):
-    del weights_mtime
-    return evaluation_ids(cached_run(run_dir), source, pasted)
-
-
-def run_evaluation(run_dir: str | Path) -> tuple[torch.Tensor, str]:
-    """(token ids, which text it is) of the session's evaluation text for a run (CorpusError when unusable)."""
-    source, pasted = eval_choice(run_dir)
-    return _evaluation(str(run_dir), weights_mtime(run_dir), source, pasted)
-
-
-def run_validation_ids(run_dir: str | Path):
-    """The token ids of the session's evaluation text for a run: by default its own validation split (the
-    sidebar's "Evaluation text" can pick another); CorpusError when it cannot be used."""
-    return run_evaluation(run_dir)[0]
-
-
-def eval_text_key(run_dir: str | Path) -> tuple[str, int]:
-    """What a cached scan over the evaluation text must be keyed by, besides the weights."""
-    source, pasted = eval_choice(run_dir)
-    return source, hash(pasted)
-
-
-@st.cache_resource(max_entries=4, show_spinner="Finding where each neuron fires most in the validation text "
-                  "(once per run and step; a few seconds)...")
-def _top_contexts(run_dir: str, snapshot_step: int | None, weights_mtime: float, text_key: tuple):
-    del weights_mtime, text_key
     # the UI keeps to one core for the trainers; while none runs, this one-off scan takes them all
     # (shipped model, whole validation split, bf16: 5.1 s on one thread, 2.8 s on two; bench/neurons.py)
     threads = torch.get_num_threads()
     if not jobs.live_jobs():
         torch.set_num_threads(os.cpu_count() or 1)
     try:
-        return cached_top_contexts(cached_run(run_dir, snapshot_step), run_validation_ids(run_dir))
+        return cached_top_contexts(cached_run(run_dir, snapshot_step),
+                                   run_eval_text(run_dir, source, pasted, pasted_name).ids[:n_tokens])
     finally:
         torch.set_num_threads(threads)
 
 
-def run_top_contexts(run_dir: str | Path, snapshot_step: int | None = None):
-    """gpt.interp.neurons.TopContexts of a run's MLP neurons over its validation text (read only: shared), kept
-    on disk in the run folder too, so a restart does not scan again."""
-    return _top_contexts(str(run_dir), snapshot_step, weights_mtime(run_dir, snapshot_step), eval_text_key(run_dir))
+def run_top_contexts(run_dir: str | Path, eval_key: tuple, n_tokens: int, snapshot_step: int | None = None):
+    """gpt.interp.neurons.TopContexts of a run's MLP neurons over the first n_tokens of an evaluation text
+    (eval_key: explorer.evaltext.eval_key), read only (shared), kept on disk in the run folder too, so a restart
+    does not scan again."""
+    return _top_contexts(str(run_dir), snapshot_step, weights_mtime(run_dir, snapshot_step), *eval_key, n_tokens)
 
 
 @st.cache_data(max_entries=256, show_spinner="Scoring every head...")
 def _head_scores(run_dir: str, snapshot_step: int | None, weights_mtime: float, probe_kind: str, probe_seed: int,
-                 text_key: tuple):
-    del weights_mtime, text_key
+                 eval_key: tuple | None):
+    del weights_mtime
     loaded = cached_run(run_dir, snapshot_step)  # the model is only read; the capture lives in this call
-    val = run_validation_ids(run_dir) if probe_kind == PROBES[1] else None
+    val = run_eval_text(run_dir, *eval_key).ids if probe_kind == PROBES[1] else None
     return head_scores(loaded.model, build_probe(loaded.model, probe_kind, probe_seed, val))
 
 
 def run_head_scores(run_dir: str | Path, snapshot_step: int | None = None, probe_kind: str = PROBES[0],
-                    probe_seed: int = 0):
-    """gpt.interp.detectors.HeadScores of a run (or one snapshot) on the chosen probe."""
-    text_key = eval_text_key(run_dir) if probe_kind == PROBES[1] else ("", 0)
+                    probe_seed: int = 0, eval_key: tuple | None = None):
+    """gpt.interp.detectors.HeadScores of a run (or one snapshot) on the chosen probe; the text probe reads the
+    evaluation text eval_key = (source, pasted, pasted_name) (explorer.evaltext.eval_key)."""
+    if probe_kind != PROBES[1]:
+        eval_key = None   # the random probe reads no text: one cache entry whatever text is chosen
+    elif eval_key is None:
+        raise CorpusError("the repeated-text probe needs an evaluation text")
     return _head_scores(str(run_dir), snapshot_step, weights_mtime(run_dir, snapshot_step), probe_kind, probe_seed,
-                        text_key)
+                        eval_key)
+
+
+@st.cache_data(max_entries=32, show_spinner="Running the model with and without those heads...")
+def _ablation(run_dir: str, weights_mtime: float, eval_key: tuple, heads: tuple, prompt_ids: tuple):
+    del weights_mtime
+    from gpt.interp.ablation import ablate, loss_windows
+    run = cached_run(run_dir)
+    window, n_windows = loss_windows(run.config)
+    return ablate(run.model, list(prompt_ids), run_eval_text(run_dir, *eval_key).ids, list(heads),
+                  n_windows=n_windows, window=window)
+
+
+def run_ablation(run_dir: str | Path, eval_key: tuple, heads: tuple, prompt_ids: tuple):
+    """gpt.interp.ablation.AblationResult of zeroing `heads` ((layer, head) pairs), measured on the evaluation text
+    eval_key and the prompt; kept per choice, so a rerun with the same heads costs nothing (InterpError passes)."""
+    return _ablation(str(run_dir), weights_mtime(run_dir), eval_key, tuple(heads), tuple(prompt_ids))
+
+
+@dataclass(frozen=True)
+class VocabMap:
+    """What the Embeddings page draws of a token table, computed once per weights (GPT-2 small: 50,257 rows)."""
+    points: np.ndarray      # (V, 3) the tokens on the first three principal components (2D shows the first two)
+    explained: np.ndarray   # (3,) share of the variance each component keeps
+    labels: list[str]       # each token as the pages show it (explorer.common.token_label)
+    norms: np.ndarray       # (V,) each row's length, for cosine neighbours without a second pass
+
+
+@st.cache_resource(max_entries=4, show_spinner="Projecting every token's embedding (once per weights)...")
+def _vocab_map(run_dir: str, snapshot_step: int | None, weights_mtime: float) -> VocabMap:
+    del weights_mtime
+    from explorer.common import token_label  # common imports this module
+    run = cached_run(run_dir, snapshot_step)
+    emb = token_embeddings(run.model)
+    proj = pca(emb, 3)
+    return VocabMap(proj.points.astype(np.float32), proj.explained,
+                    [token_label(run.tokenizer, i) for i in range(len(emb))], np.linalg.norm(emb, axis=1))
+
+
+def vocab_map(run_dir: str | Path, snapshot_step: int | None = None) -> VocabMap:
+    """The Embeddings page's projection and labels of a run's whole vocabulary (read only: shared by sessions)."""
+    return _vocab_map(str(run_dir), snapshot_step, weights_mtime(run_dir, snapshot_step))
 
 
 @st.cache_data(max_entries=32, show_spinner="Aligning embeddings across snapshots...")

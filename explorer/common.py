@@ -12,10 +12,10 @@ import streamlit as st
 import torch
 
 from explorer import class_session
-from explorer.cache import EVAL_PASTED_KEY, EVAL_SOURCE_KEY, cached_run, corpus_text, run_evaluation
+from explorer.cache import cached_run
 from explorer.state import bind, place, remember
-from gpt.data import CorpusError, decode_bytes, validation_text
-from gpt.evaluate import PASTED_TEXT, evaluation_sources
+from gpt.data import CorpusError, decode_bytes
+from gpt.evaltext import excerpt as eval_excerpt
 from gpt.runs import BrokenRun, RunError, RunInfo, checkpoints_root, list_runs
 from gpt.runs import broken_runs as _broken_runs
 from gpt.tokenizers import UnknownCharactersError
@@ -90,16 +90,12 @@ def selected_attention_run(title: str, lacks: str):
 
 
 # ---- prompts ----
-def corpus_excerpt(corpus_spec: str, n_chars: int = 400) -> str:
-    """A passage from the validation part of a corpus (its last 10%), starting at a line start."""
-    text, _ = corpus_text(corpus_spec)
-    return validation_text(text)[:n_chars + 40].lstrip("\n")[:n_chars] if text else ""
-
-
 def default_prompt(run, max_tokens: int | None = None) -> str:
-    """A line or two of the run's own corpus (so every character is known), at most max_tokens tokens."""
+    """A line or two of the session's evaluation text (the sidebar's choice; the run's own validation text by
+    default) with every character known to the tokenizer, at most max_tokens tokens."""
+    from explorer.evaltext import eval_excerpt_source  # it imports this module: resolved at call time
     max_tokens = max_tokens or min(64, run.config.block_size)
-    excerpt = corpus_excerpt(str(run.extra.get("corpus") or ""), 4 * max_tokens + 40)
+    excerpt = eval_excerpt(eval_excerpt_source(run), 4 * max_tokens + 40)
     candidates = [excerpt, FALLBACK_PROMPT, "".join(c for c in "the " if not run.tokenizer.unknown_chars(c))]
     for text in candidates:
         if not text or run.tokenizer.unknown_chars(text):
@@ -271,38 +267,3 @@ def run_label(info: RunInfo) -> str:
     val = f" · val {info.best_val:.2f}" if info.best_val is not None else ""
     state = f" · {info.state}" if info.state in ("running", "orphaned", "failed") else ""
     return f"{info.name} · {info.arch} {params} · {info.step}/{info.max_iters}{val}{state}"
-
-
-# ---- the evaluation text (one choice per session, in the sidebar) ----
-EVAL_LABELS = {"run": "its own validation split", "tiny-shakespeare": "built-in: tiny Shakespeare (held-out 10%)",
-               "python-docs": "built-in: Python docs (held-out 10%)", "pasted": "a text I paste"}
-
-
-def eval_text_picker() -> None:
-    """The sidebar's "Evaluation text": what every page that scans text uses (ablation, head probes, per-token loss,
-    neurons' and features' top contexts). A run that does not record its corpus (an imported GPT-2) starts on a
-    built-in corpus instead of failing."""
-    info = selected_run_info()
-    if info is None:
-        return
-    try:
-        run = cached_run(info.path)
-    except RunError:
-        return  # no weights yet: nothing scans text
-    sources = evaluation_sources(run)
-    if st.session_state.get(EVAL_SOURCE_KEY) not in sources:
-        st.session_state[EVAL_SOURCE_KEY] = sources[0]
-    source = st.sidebar.selectbox("Evaluation text", sources, key=EVAL_SOURCE_KEY, format_func=EVAL_LABELS.get,
-                                  help="The text the pages that scan text use: ablation, head probes, per-token "
-                                       "loss, neurons' and features' top contexts. Characters the model cannot "
-                                       "read are left out and named.")
-    if source == PASTED_TEXT:
-        st.sidebar.text_area("Paste the evaluation text", key=EVAL_PASTED_KEY, height=100, max_chars=2_000_000)
-
-
-def eval_text_note(run) -> None:
-    """One line under a page's result saying which evaluation text it used."""
-    try:
-        st.caption(f"Evaluation text: {esc(run_evaluation(run.path)[1])} (change it in the sidebar).")
-    except CorpusError:
-        pass  # the page has said why it cannot use it

@@ -4,8 +4,9 @@ The numbers come from gpt.interp.features.cards (one scan per dictionary and tex
 """
 import streamlit as st
 
-from explorer.cache import run_validation_ids
-from explorer.common import chips_html, eval_text_note
+from explorer.cache import run_eval_text
+from explorer.common import chips_html, esc
+from explorer.evaltext import eval_caption, eval_key
 from explorer.figures.features import activation_histogram, density_figure
 from explorer.figures.inside import effect_bars
 from gpt.data import CorpusError
@@ -18,16 +19,19 @@ def draw_feature_card(run, dic, feature: int, key: str = "card") -> None:
     tok = run.tokenizer
     st.subheader(f"Feature #{feature} of {dic.name}")
     try:
-        val = run_validation_ids(run.path)
-    except CorpusError as e:
-        st.info(f"A feature card needs an evaluation text: {e} Pick one in the sidebar.")
+        evaluation = run_eval_text(run.path, *eval_key(run))
+    except (CorpusError, OSError) as e:
+        # a note, not st.stop(): the Circuit page draws this card inside its own page and goes on after it
+        st.info(f"A feature card reads an evaluation text, and this one cannot be used: {esc(str(e))}. Choose "
+                "another under **Evaluation text** in the sidebar.")
         return
+    val = evaluation.ids
     with st.spinner("Scanning the evaluation text with this dictionary (once; kept in its folder)..."):
         scan = cached_scan(run.model, dic, val)
     density = float(scan.density[feature])
     st.write(f"Fires on **{density:.2%}** of the {scan.n_tokens:,} evaluation-text tokens; its largest activation "
              f"is **{float(scan.top_values[feature, 0]):.2f}**.")
-    eval_text_note(run)
+    st.caption(eval_caption(evaluation))
     c1, c2 = st.columns(2)
     with c1:
         st.plotly_chart(density_figure(scan.density.tolist(), density, feature), key=f"{key}_density")

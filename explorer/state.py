@@ -24,6 +24,7 @@ PLACES: dict[str, type] = {
     "token": int, "dims": str,              # Embeddings: the token whose neighbours are shown, 2D or 3D
     "length": int, "offset": int,           # Per-token loss: which validation passage
     "feature": str,                         # Features: the open card, "<dictionary>#<index>"
+    "eval_text": str,                       # the sidebar's evaluation text (gpt.evaltext: "run", a corpus, "pasted")
 }
 MAX_URL_TEXT = 600             # a longer prompt stays in the session but is not put in the URL
 

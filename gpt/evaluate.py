@@ -12,7 +12,7 @@ import torch
 from torch.nn import functional as F
 
 from . import runs
-from .data import BUILTIN_CORPORA, CorpusError, load_corpus, split_ids, validation_text
+from .data import CorpusError, load_corpus, split_ids
 from .model import GPT
 
 
@@ -48,51 +48,14 @@ def validation_loss(model: GPT, ids: torch.Tensor, block_size: int | None = None
 
 
 def run_validation_ids(run: "runs.LoadedRun") -> torch.Tensor:
-    """The validation split (last 10%) of the corpus a run was trained on, as token ids."""
+    """The validation split (last 10%) of the corpus a run was trained on, as token ids: exactly the split its
+    trainer validated on (token ids split at 90%). The app's evaluation text (gpt/evaltext.py) reads it too."""
     spec = run.extra.get("corpus")
     if not spec:
-        raise CorpusError("this run does not record its corpus, so its validation split is unknown")
+        raise CorpusError("this run does not record its corpus, so it has no validation split of its own; "
+                          "choose a built-in corpus or give a text as the evaluation text")
     text, _ = load_corpus(str(spec))
     return split_ids(run.tokenizer.encode(text), run.config.block_size).val
-
-
-RUN_TEXT = "run"        # evaluation text sources: the run's own validation split,
-PASTED_TEXT = "pasted"  # ... text the learner pasted or uploaded, or a built-in corpus name (gpt.data.BUILTIN_CORPORA)
-
-
-def evaluation_sources(run: "runs.LoadedRun") -> list[str]:
-    """The evaluation texts a run can use, the best first: its own validation split where it records its corpus,
-    then the built-in corpora (held-out part), then a pasted text."""
-    own = [RUN_TEXT] if run.extra.get("corpus") else []
-    return own + list(BUILTIN_CORPORA) + [PASTED_TEXT]
-
-
-def evaluation_ids(run: "runs.LoadedRun", source: str, pasted: str = "") -> tuple[torch.Tensor, str]:
-    """(token ids, a line saying which text it is) of an evaluation text for pages that scan text (ablation, head
-    probes, per-token loss, neurons' and features' top contexts). Characters the run's tokenizer cannot read are
-    left out and named; CorpusError says what is missing (an unknown corpus, an empty or too short text)."""
-    if source == RUN_TEXT:
-        ids = run_validation_ids(run)
-        return ids, f"the validation split of {run.extra['corpus']}, this run's own corpus ({len(ids):,} tokens)"
-    if source == PASTED_TEXT:
-        text, what = pasted or "", "the pasted text"
-    elif source in BUILTIN_CORPORA:
-        text, what = validation_text(load_corpus(source)[0]), f"the held-out 10% of the built-in {source}"
-    else:
-        raise CorpusError(f"unknown evaluation text {source!r}; choose the run's own, "
-                          f"{', '.join(BUILTIN_CORPORA)} or a pasted text")
-    tok = run.tokenizer
-    unknown = tok.unknown_chars(text)
-    note = ""
-    if unknown:
-        text = "".join(c for c in text if c not in set(unknown))
-        shown = ", ".join(repr(c) for c in unknown[:8]) + (" ..." if len(unknown) > 8 else "")
-        note = f"; {len(unknown)} character(s) this tokenizer cannot read were left out: {shown}"
-    ids = torch.tensor(tok.encode(text), dtype=torch.long)
-    if len(ids) < 2:
-        raise CorpusError(f"{what} has {len(ids)} token(s) this model can read; an evaluation text needs at least 2 "
-                          "(paste more text, or pick a built-in corpus)")
-    return ids, f"{what} ({len(ids):,} tokens{note})"
 
 
 def run_validation_loss(run_dir: str | Path, step: int | None = None) -> float:

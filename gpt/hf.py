@@ -18,14 +18,13 @@ import argparse
 import json
 import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
-from . import hf_cache, runs
+from . import runs
 from .config import ConfigError, GPTConfig, TrainConfig
 from .model import GPT
 from .tokenizers import GPT2_PATTERN, BPETokenizer, CharTokenizer, TokenizerError, save_tokenizer
@@ -36,12 +35,21 @@ HF_CONFIG, HF_WEIGHTS, HF_VOCAB, HF_MERGES, CHARS = "config.json", "model.safete
 ACTIVATION_IN = {"gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh", "gelu_fast": "gelu_tanh",
                  "gelu": "gelu"}
 ACTIVATION_OUT = {"gelu_tanh": "gelu_new", "gelu": "gelu"}
+PICKLE_WEIGHTS = "pytorch_model.bin"
 CONV1D = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
 ENDOFTEXT = "<|endoftext|>"
 
 
 class HFError(ValueError):
     """A folder that cannot be imported or a run that cannot be exported; the message says why."""
+
+
+def pickle_refusal(folder: Path) -> str:
+    """Why a folder with only pytorch_model.bin is not read, and the one command that makes it readable."""
+    return (f"{folder} holds only {PICKLE_WEIGHTS}, a Python pickle: loading a pickle can run any code it contains, "
+            f"so it is not read here. Convert it once with transformers: python -c \"from transformers import "
+            f"GPT2LMHeadModel as M; M.from_pretrained('{folder}').save_pretrained('{folder}-safetensors')\" "
+            f"(save_pretrained writes {HF_WEIGHTS}), then import that folder")
 
 
 # ---- import ----
@@ -156,6 +164,8 @@ def load_gpt2(src: str | Path) -> tuple[GPT, BPETokenizer, dict]:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise HFError(f"{src / HF_CONFIG} is not valid JSON: {e}") from e
     cfg = config_from_gpt2(hf_cfg)
+    if not (src / HF_WEIGHTS).exists() and (src / PICKLE_WEIGHTS).exists():
+        raise HFError(pickle_refusal(src))   # before the tokenizer: say the one thing that matters first
     tokenizer = read_gpt2_tokenizer(src)
     if tokenizer.vocab_size != cfg.vocab_size:
         raise HFError(f"vocab.json has {tokenizer.vocab_size} tokens but config.json says vocab_size "
@@ -163,12 +173,9 @@ def load_gpt2(src: str | Path) -> tuple[GPT, BPETokenizer, dict]:
     try:
         tensors = load_file(str(src / HF_WEIGHTS))  # safetensors only: nothing is unpickled
     except FileNotFoundError as e:
-        if (src / "pytorch_model.bin").exists():
-            raise HFError(f"{src} has only pytorch_model.bin, which is not read here: loading it unpickles it, and a "
-                          "pickle can run code. Convert it once with transformers: python -c \"from transformers "
-                          f"import GPT2LMHeadModel; GPT2LMHeadModel.from_pretrained('{src}').save_pretrained('{src}', "
-                          "safe_serialization=True)\"") from e
-        raise HFError(f"{src} has no model.safetensors") from e
+        if (src / PICKLE_WEIGHTS).exists():
+            raise HFError(pickle_refusal(src)) from e
+        raise HFError(f"{src} has no {HF_WEIGHTS} (or it is a link to a missing file)") from e
     except (SafetensorError, OSError) as e:
         raise HFError(f"{src / HF_WEIGHTS} is unreadable: {e}") from e
     model = GPT(cfg)
@@ -187,32 +194,32 @@ def run_dir_for(target: str | Path) -> Path:
 
 def import_gpt2(src: str | Path, target: str | Path) -> Path:
     """Write a normal run folder (config.json, tokenizer.json, model.safetensors) from a GPT-2 folder, or from a
-    repository id ("gpt2", "openai-community/gpt2") found in the local Hugging Face cache (gpt.hf_cache). Everything
-    is read and checked first and written into a temporary folder renamed at the end: a failed import leaves
-    nothing behind that could be listed as a run."""
+    repo id ("gpt2", "openai-community/gpt2") found in the local Hugging Face cache (gpt/hf_cache.py). The folder
+    is written under a temporary name and renamed into place, so a failed import leaves no half-made run."""
+    from . import hf_cache  # it imports this module's names
     out = run_dir_for(target)
     if out.exists() and any(out.iterdir()):
         raise HFError(f"{out} already exists and is not empty; pick another name")
-    if isinstance(src, str) and hf_cache.looks_like_repo_id(src):
-        try:
-            src = hf_cache.resolve(src)
-        except hf_cache.HFCacheError as e:
-            raise HFError(str(e)) from e
-    model, tokenizer, _ = load_gpt2(src)
+    repo_id = str(src) if hf_cache.is_repo_id(str(src)) else None
+    folder = hf_cache.resolve(repo_id) if repo_id else Path(src)
+    model, tokenizer, _ = load_gpt2(folder)
     train_cfg = TrainConfig(dtype="auto")
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.importing-", dir=out.parent))
+    partial = out.parent / f".{out.name}.importing"
+    shutil.rmtree(partial, ignore_errors=True)   # the leftover of an import that was killed
     try:
-        runs.write_config(tmp, model.config, train_cfg, corpus=None, corpus_sha256=None, tokenizer=tokenizer.kind,
-                          init_from=None, imported_from=str(Path(src).resolve()), source="gpt2")
-        save_tokenizer(tokenizer, tmp / runs.TOKENIZER)
-        runs.atomic_save_model(model, tmp / runs.WEIGHTS, {"step": "0", "source": "gpt2"})
+        partial.mkdir()
+        runs.write_config(partial, model.config, train_cfg, corpus=None, corpus_sha256=None,
+                          tokenizer=tokenizer.kind, init_from=None, imported_from=str(folder.resolve()),
+                          hf_repo=repo_id, source="gpt2")
+        save_tokenizer(tokenizer, partial / runs.TOKENIZER)
+        runs.atomic_save_model(model, partial / runs.WEIGHTS, {"step": "0", "source": "gpt2"})
         if out.exists():
-            out.rmdir()  # the empty folder checked above
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+            out.rmdir()   # checked empty above
+        partial.rename(out)
+    except OSError as e:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise HFError(f"could not write {out}: {e.strerror or e}; nothing was imported") from e
     return out
 
 
@@ -268,12 +275,17 @@ def char_gpt2_vocab(tok: CharTokenizer) -> dict[str, int] | None:
 def export_gpt2(run_dir: str | Path, out_dir: str | Path, step: int | None = None) -> Path:
     """Write OUT_DIR so that transformers' GPT2LMHeadModel.from_pretrained(OUT_DIR) gives our logits."""
     run = runs.load_run(run_dir, step=step)
+    return save_gpt2_folder(run.model, run.tokenizer, out_dir)
+
+
+def save_gpt2_folder(model: GPT, tok, out_dir: str | Path) -> Path:
+    """A model and its tokenizer as a Hugging Face GPT-2 folder (what export writes; tests and bench/ build
+    GPT-2-shaped folders with it)."""
     out = Path(out_dir)
     if out.exists() and any(out.iterdir()):
         raise HFError(f"{out} already exists and is not empty")
-    if run.config.arch == "gpt" and run.config.n_layer == 0:
+    if model.config.arch == "gpt" and model.config.n_layer == 0:
         raise HFError("nothing to export")
-    tok = run.tokenizer
     files: dict[str, str] = {}
     bos_eos = None
     if isinstance(tok, BPETokenizer):
@@ -293,8 +305,8 @@ def export_gpt2(run_dir: str | Path, out_dir: str | Path, step: int | None = Non
         else:
             files[HF_VOCAB] = json.dumps(vocab, ensure_ascii=False)
             files[HF_MERGES] = "#version: 0.2\n"
-    config = gpt2_config(run.config, bos_eos)
-    tensors = gpt2_state_dict(run.model)
+    config = gpt2_config(model.config, bos_eos)
+    tensors = gpt2_state_dict(model)
     out.mkdir(parents=True, exist_ok=True)
     runs.atomic_write_json(out / HF_CONFIG, config)
     runs.atomic_save_file(tensors, out / HF_WEIGHTS, {"format": "pt"})
@@ -308,8 +320,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m gpt.hf", description="GPT-2 (Hugging Face folder) import/export")
     sub = p.add_subparsers(dest="command", required=True)
     imp = sub.add_parser("import", help="GPT-2 folder -> run folder")
-    imp.add_argument("src", help="folder with config.json, model.safetensors, vocab.json, merges.txt, or a repository "
-                                 "id (gpt2, distilgpt2, openai-community/gpt2...) in the local Hugging Face cache")
+    imp.add_argument("src", help="folder with config.json, model.safetensors, vocab.json, merges.txt; or a repo id "
+                                 "(gpt2, openai-community/gpt2...) already in the local Hugging Face cache")
     imp.add_argument("run", help="run folder to create (a bare name goes under checkpoints/)")
     exp = sub.add_parser("export", help="run folder -> GPT-2 folder")
     exp.add_argument("run", help="run folder to export")

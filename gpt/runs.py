@@ -446,7 +446,7 @@ def list_runs(root: str | Path | None = None) -> list[RunInfo]:
     root = Path(root or checkpoints_root())
     if not root.is_dir():
         return []
-    # dot-folders are work in progress (an import being written) or tools' own, never runs
+    # a dot-folder is work in progress (e.g. gpt.hf's import, renamed into place when complete): never a run
     runs = [info for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")
             and (info := run_summary(p)) is not None]
     return sorted(runs, key=lambda r: r.modified, reverse=True)

@@ -81,9 +81,11 @@ def test_ablating_all_heads_removes_in_context_copying(tmp_path):
     assert verdict.passed and verdict.best_pointer[2] >= 0.5, verdict.verdict
 
 
-def test_ablation_window_shrinks_with_the_model():
-    from gpt.interp.ablation import ablation_window
-    small = GPT(GPTConfig(vocab_size=65, n_layer=4, n_head=6, n_embd=192, block_size=128))
-    assert ablation_window(small) == 128   # the shipped model's size: the whole context
-    big = GPT(GPTConfig(vocab_size=5000, n_layer=8, n_head=8, n_embd=512, block_size=1024))
-    assert 32 <= ablation_window(big) < 1024
+
+def test_ablation_loss_windows_shrink_with_the_model():
+    from gpt.interp.ablation import loss_windows
+    shipped = GPTConfig(vocab_size=65, n_layer=4, n_head=6, n_embd=192, block_size=128)
+    assert loss_windows(shipped) == (128, 8)   # the shipped model's size: 8 whole contexts
+    gpt2_small = GPTConfig(vocab_size=50257, n_layer=12, n_head=12, n_embd=768, block_size=1024)
+    window, n = loss_windows(gpt2_small)
+    assert window == 128 and 2 <= n < 8

@@ -1,178 +1,187 @@
-"""A GPT-2 imported from a Hugging Face folder (small random weights and a trained byte-level BPE, as transformers
-writes them; nothing downloaded) opens on every page without an error box, and the sidebar's evaluation text
-reaches the pages that scan text (the run records no corpus of its own)."""
+"""An imported GPT-2 (a small random one with a BPE trained here, imported with gpt.hf) on every page of the app:
+no page opens on an error box, and the sidebar's evaluation-text choice reaches every page that reads text."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
-import torch
-from conftest import ROOT, checkpoints_env
+import streamlit as st
+from conftest import checkpoints_env, placed
+from gpt2_support import fake_hf_cache, gpt2_tokenizer, synthetic_bpe, write_gpt2_folder
+from streamlit.testing.v1 import AppTest
 
 from gpt import hf
-from gpt.evaluate import PASTED_TEXT, RUN_TEXT, evaluation_ids, evaluation_sources
-from gpt.runs import load_run
-from gpt.tokenizers import BPETokenizer
 
-transformers = pytest.importorskip("transformers")
-AppTest = pytest.importorskip("streamlit.testing.v1").AppTest
-pytestmark = pytest.mark.usefixtures("fresh_caches")
+ROOT = Path(__file__).resolve().parent.parent
+APP = str(ROOT / "explorer" / "app.py")
 VIEWS = sorted(p.stem for p in (ROOT / "explorer" / "views").glob("*.py"))
 
 
 @pytest.fixture(scope="module")
 def gpt2_root(tmp_path_factory, corpus_text):
-    folder = tmp_path_factory.mktemp("hf-gpt2")
-    tok = BPETokenizer.train(corpus_text[:30000], 400)
-    vocab, merges = tok.to_gpt2_vocab()
-    vocab["<|endoftext|>"] = len(vocab)
-    (folder / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
-    (folder / "merges.txt").write_text("#version: 0.2\n" + "".join(m + "\n" for m in merges), encoding="utf-8")
-    cfg = transformers.GPT2Config(vocab_size=len(vocab), n_positions=64, n_embd=48, n_layer=2, n_head=4,
-                                  bos_token_id=len(vocab) - 1, eos_token_id=len(vocab) - 1)
-    torch.manual_seed(0)
-    transformers.GPT2LMHeadModel(cfg).eval().save_pretrained(folder)
-    root = tmp_path_factory.mktemp("checkpoints")
-    hf.import_gpt2(folder, root / "gpt2")
-    return root
+    """A checkpoints root holding only an imported GPT-2 (2 layers x 2 heads x 32, block 128, BPE of 300)."""
+    base = tmp_path_factory.mktemp("gpt2-app")
+    folder = write_gpt2_folder(base / "hf-folder", gpt2_tokenizer(corpus_text[:30_000], 300))
+    with checkpoints_env(base / "checkpoints") as root:
+        hf.import_gpt2(folder, root / "gpt2-tiny")
+        st.cache_resource.clear()
+        st.cache_data.clear()
+        yield root
+        st.cache_resource.clear()
+        st.cache_data.clear()
 
 
-def test_evaluation_text_for_a_run_without_a_corpus(gpt2_root):
-    run = load_run(gpt2_root / "gpt2")
-    sources = evaluation_sources(run)
-    assert RUN_TEXT not in sources and sources[0] == "tiny-shakespeare" and sources[-1] == PASTED_TEXT
-    ids, what = evaluation_ids(run, "tiny-shakespeare")
-    assert len(ids) > 10_000 and "tiny-shakespeare" in what
-    ids, what = evaluation_ids(run, PASTED_TEXT, "To be, or not to be, that is the question")
-    assert run.tokenizer.decode(ids.tolist()) == "To be, or not to be, that is the question"
-    with pytest.raises(ValueError, match="at least 2"):
-        evaluation_ids(run, PASTED_TEXT, "")
+def app() -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.run()
+    assert not at.exception, [e.message for e in at.exception]
+    return at
 
 
-def test_unknown_characters_are_left_out_and_named():
-    shipped = load_run(ROOT / "checkpoints" / "shakespeare-char")
-    ids, what = evaluation_ids(shipped, PASTED_TEXT, "ROMEO: {x} + y_1")
-    assert shipped.tokenizer.decode(ids.tolist()) == "ROMEO: x  y"
-    assert "'{'" in what and "'_'" in what and "left out" in what
+def open_page(at: AppTest, view: str) -> AppTest:
+    at.switch_page(f"views/{view}.py").run()
+    assert not at.exception, (view, [(e.message, e.stack_trace) for e in at.exception])
+    return at
 
 
-@pytest.mark.slow
-def test_every_page_opens_on_an_imported_gpt2(gpt2_root):
-    with checkpoints_env(gpt2_root):
-        at = AppTest.from_file(str(ROOT / "explorer" / "app.py"), default_timeout=300)
-        at.session_state["selected_run"] = "gpt2"
-        at.run()
-        assert not at.exception, [e.message for e in at.exception]
-        for view in VIEWS:
-            at.switch_page(f"views/{view}.py").run()
-            assert not at.exception, (view, [(e.message, e.stack_trace) for e in at.exception])
-            assert not at.error, (view, [e.value for e in at.error])
-            assert at.title, view
-        # the evaluation text reaches a page that scans text, and a pasted one replaces it
-        at.switch_page("views/token_loss.py").run()
-        assert any("built-in tiny-shakespeare" in c.value for c in at.caption), [c.value for c in at.caption]
-        at.sidebar.selectbox(key="eval_source").set_value(PASTED_TEXT).run()
-        at.sidebar.text_area(key="eval_pasted").input("But soft, what light through yonder window breaks? " * 20).run()
-        assert not at.exception and not at.error, [e.value for e in at.error]
-        assert any("the pasted text" in c.value for c in at.caption), [c.value for c in at.caption]
+def captions(at: AppTest) -> str:
+    return "\n".join(c.value for c in at.caption)
 
 
-def test_patching_example_fits_the_bpe(gpt2_root):
-    from gpt.interp.patching import WORKED_EXAMPLE, worked_example_for
-    tok = load_run(gpt2_root / "gpt2").tokenizer
-    assert len(tok.encode(WORKED_EXAMPLE["clean"])) != len(tok.encode(WORKED_EXAMPLE["corrupted"]))  # the problem
-    example = worked_example_for(tok, 64)
-    assert len(tok.encode(example["clean"])) == len(tok.encode(example["corrupted"])) <= 64
-    assert len(tok.encode(example["answer"])) == 1 and len(tok.encode(example["wrong"])) == 1
-    assert worked_example_for(tok, 4) is None  # nothing fits a 4-token context
-
-
-def fake_hub_cache(root, src_folder, repo_id="gpt2", revision="abc123", with_ref=True):
-    """The Hugging Face hub cache layout, as huggingface_hub writes it: blobs, a snapshot of symlinks, refs/main."""
-    entry = root / f"models--{repo_id.replace('/', '--')}"
-    snap = entry / "snapshots" / revision
-    snap.mkdir(parents=True)
-    (entry / "blobs").mkdir(exist_ok=True)
-    for f in src_folder.iterdir():
-        blob = entry / "blobs" / f"{f.name}.blob"
-        blob.write_bytes(f.read_bytes())
-        (snap / f.name).symlink_to(blob)
-    if with_ref:
-        (entry / "refs").mkdir()
-        (entry / "refs" / "main").write_text(revision)
-    return snap
-
-
-def test_import_from_the_hugging_face_cache(gpt2_root, tmp_path, monkeypatch):
-    from gpt import hf_cache
-    src = tmp_path / "src"
-    hf.export_gpt2(gpt2_root / "gpt2", src)
-    cache = tmp_path / "hub"
-    snap = fake_hub_cache(cache, src)
-    fake_hub_cache(cache, src, repo_id="someone/gpt2-tiny", revision="r1", with_ref=False)  # newest snapshot
-    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
-    assert hf_cache.resolve("gpt2") == snap
-    assert hf_cache.resolve("someone/gpt2-tiny").name == "r1"
-    assert [r for r, _ in hf_cache.gpt2_family()] == ["gpt2", "someone/gpt2-tiny"]
-    out = hf.import_gpt2("gpt2", tmp_path / "runs" / "from-cache")
-    a, b = load_run(out), load_run(gpt2_root / "gpt2")
-    ids = torch.tensor([b.tokenizer.encode("ROMEO: But soft")])
-    assert torch.equal(a.model(ids)[0], b.model(ids)[0])
-    monkeypatch.delenv("HF_HUB_CACHE")
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "home"))
-    with pytest.raises(hf.HFError, match="not in the Hugging Face cache .*snapshot_download"):
-        hf.import_gpt2("distilgpt2", tmp_path / "runs" / "nope")
-    (tmp_path / "home" / "hub" / "models--gpt2" / "snapshots").mkdir(parents=True)
-    with pytest.raises(hf.HFError, match="has no snapshot"):
-        hf.import_gpt2("gpt2", tmp_path / "runs" / "nope")
-    assert not (tmp_path / "runs" / "nope").exists()
-
-
-def test_refusals_leave_nothing_half_imported(gpt2_root, tmp_path):
-    src = tmp_path / "src"
-    hf.export_gpt2(gpt2_root / "gpt2", src)
-    (src / "model.safetensors").rename(src / "pytorch_model.bin")
-    runs_dir = tmp_path / "runs"
-    with pytest.raises(hf.HFError, match="only pytorch_model.bin.*can run code.*safe_serialization=True"):
-        hf.import_gpt2(src, runs_dir / "x")
-    (src / "pytorch_model.bin").rename(src / "model.safetensors")
-    data = (src / "model.safetensors").read_bytes()
-    (src / "model.safetensors").write_bytes(data[: len(data) // 2])  # truncated
-    with pytest.raises(hf.HFError, match="model.safetensors"):
-        hf.import_gpt2(src, runs_dir / "x")
-    assert not runs_dir.exists() or not any(runs_dir.iterdir())  # not even a temporary folder
+def choose_eval_text(at: AppTest, label_part: str) -> None:
+    box = next(s for s in at.sidebar.selectbox if s.label == "Evaluation text")
+    box.select(next(o for o in box.options if label_part in o)).run()
 
 
 @pytest.mark.slow
-def test_embeddings_page_searches_a_large_vocabulary(tmp_path):
-    """A 6,000-token vocabulary: the page offers a search instead of a 6,000-option list, draws a sample of the
-    points (with the chosen token and its neighbours), and answers from the per-weights projection cache."""
-    import time
+def test_every_page_opens_on_an_imported_gpt2_without_an_error_box(gpt2_root):
+    at = app()
+    for view in VIEWS:
+        open_page(at, view)
+        assert not at.error, (view, [e.value for e in at.error])
+        assert at.title, view   # the page drew its content, not only the sidebar
 
-    from gpt import runs
-    from gpt.config import GPTConfig, TrainConfig
-    from gpt.model import GPT
-    from gpt.tokenizers import CharTokenizer, save_tokenizer
-    text = "the " + "".join(chr(0x4E00 + i) for i in range(5_990))
-    tok = CharTokenizer.train(text)
-    folder = tmp_path / "big-vocab"
-    folder.mkdir()
-    cfg = GPTConfig(vocab_size=tok.vocab_size, block_size=32, n_layer=1, n_head=2, n_embd=32)
-    runs.write_config(folder, cfg, TrainConfig(max_iters=1), tokenizer="char")
-    save_tokenizer(tok, folder / runs.TOKENIZER)
-    runs.atomic_save_model(GPT(cfg), folder / runs.WEIGHTS, {"step": "1"})
-    with checkpoints_env(tmp_path):
-        at = AppTest.from_file(str(ROOT / "explorer" / "app.py"), default_timeout=120)
-        at.session_state["selected_run"] = "big-vocab"
-        at.run()
-        at.switch_page("views/embeddings.py").run()
-        assert not at.exception and not at.error, [e.value for e in at.error]
-        query = at.text_input(key="emb_query")
-        query.input("丁").run()
-        picker = next(s for s in at.selectbox if s.label.startswith("Nearest neighbours of"))
-        assert len(picker.options) < 60
-        scatter = json.loads(at.get("plotly_chart")[0].proto.spec)
-        assert len(scatter["data"][0]["x"]) <= 2_000 + 11
-        t0 = time.perf_counter()
-        at.run()   # a rerun reads the projection from the cache
-        assert time.perf_counter() - t0 < 2.0
+
+@pytest.mark.slow
+def test_the_evaluation_text_choice_reaches_every_page_that_reads_text(gpt2_root):
+    at = app()
+    box = next(s for s in at.sidebar.selectbox if s.label == "Evaluation text")
+    assert box.value == "tiny-shakespeare"   # no corpus of its own: the first built-in corpus
+    assert not any("validation split" in o for o in box.options)
+    open_page(at, "token_loss")
+    assert "Evaluation text: tiny-shakespeare (its last 10%)" in captions(at)
+    choose_eval_text(at, "python-docs")
+    for view in ("token_loss", "ablation", "mlp"):
+        open_page(at, view)
+        assert "Evaluation text: python-docs (its last 10%)" in captions(at), view
+        assert not at.error, (view, [e.value for e in at.error])
+    open_page(at, "heads")
+    assert at.radio[0].value == "repeated random tokens"   # the default probe needs no text
+    at.radio[0].set_value("repeated validation text").run()
+    assert "Evaluation text: python-docs" in captions(at) and not at.error
+
+    choose_eval_text(at, "pasted")   # a text of one's own: asked for, then used everywhere
+    open_page(at, "token_loss")
+    assert any("no text pasted" in i.value for i in at.info) and not at.error
+    at.sidebar.text_area[0].input("The quick brown fox jumps over the lazy dog. " * 40).run()
+    assert "Evaluation text: pasted text (" in captions(at)
+    open_page(at, "ablation")
+    assert "Evaluation text: pasted text (" in captions(at)
+
+
+def test_the_import_page_lists_the_cached_gpt2_family_and_imports_one(gpt2_root, tmp_path, monkeypatch):
+    root = tmp_path / "checkpoints"
+    monkeypatch.setenv("GPT_EXPLORER_CHECKPOINTS", str(root))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    source = next(p for p in gpt2_root.iterdir())        # any GPT-2 folder will do: export the imported run
+    fake_hf_cache(tmp_path / "hub", "openai-community/gpt2", hf.export_gpt2(source, tmp_path / "exported"))
+    fake_hf_cache(tmp_path / "hub", "distilgpt2", None)
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.switch_page("views/share.py").run()
+    assert not at.exception
+    listed = captions(at)
+    assert "**openai-community/gpt2** · `" in listed and "**distilgpt2**: " in listed and "no snapshot" in listed
+    assert at.selectbox(key="gpt2_source").options[0] == "openai-community/gpt2"
+    next(b for b in at.button if b.label == "Import GPT-2").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert (root / "gpt2" / "model.safetensors").is_file()
+
+
+@pytest.mark.slow
+def test_embeddings_of_a_big_vocabulary_are_sampled_drawn_with_webgl_and_searchable(tmp_path, monkeypatch):
+    root = tmp_path / "checkpoints"
+    monkeypatch.setenv("GPT_EXPLORER_CHECKPOINTS", str(root))
+    folder = write_gpt2_folder(tmp_path / "big-vocab", synthetic_bpe(6_000), n_embd=16, block_size=512)
+    hf.import_gpt2(folder, root / "big-vocab")
+    st.cache_resource.clear()
+    at = app()
+    open_page(at, "embeddings")
+    figure = json.loads(at.get("plotly_chart")[0].proto.spec)
+    cloud, labelled = figure["data"][0], figure["data"][1]
+    assert cloud["type"] == "scattergl" and cloud["mode"] == "markers"
+    assert 5_000 <= len(cloud["hovertext"]) <= 5_011          # a sample, plus the chosen token and its neighbours
+    assert len(labelled["text"]) == 11                        # those eleven carry their labels
+    at.text_input[0].input("AB").run()
+    options = placed(at, "selectbox", "token").options
+    assert options[0] == "'AB' (id 3297)" and all("AB" in o.upper() for o in options[:-1])
+    placed(at, "selectbox", "token").select(options[0]).run()
+    assert "'AB'" in captions(at)                              # the neighbours table is about the token found
+    positions = json.loads(at.get("plotly_chart")[1].proto.spec)
+    assert "(positions 0, 2, 4, ... of 512)" in positions["layout"]["title"]["text"]
+    assert positions["data"][0]["z"]["shape"] == "256, 16"
+
+
+@pytest.mark.slow
+def test_mlp_top_contexts_of_a_big_model_wait_for_a_click_that_says_the_cost(gpt2_root, monkeypatch):
+    from gpt.interp import neurons
+    monkeypatch.setattr(neurons, "AUTO_SCAN", 1.0)     # as if the tiny model were GPT-2 small
+    for stale in gpt2_root.glob("*/interp/neurons-*"):
+        stale.unlink()                                  # a scan kept from another test would show at once
+    st.cache_resource.clear()
+    at = app()
+    open_page(at, "mlp")
+    scan = next(b for b in at.button if b.label.startswith("Scan "))
+    assert "tokens of the evaluation text" in scan.label and " s; once per weights and text)" in scan.label
+    assert "fires most over" not in captions(at)
+    scan.click().run()
+    assert not at.exception and not at.error
+    assert "fires most over the whole evaluation text" in captions(at)
+    assert not [b for b in at.button if b.label.startswith("Scan ")]
+
+
+@pytest.mark.slow
+def test_patching_a_big_model_waits_for_a_click_that_says_the_cost(gpt2_root, monkeypatch):
+    from gpt.interp import patching
+    monkeypatch.setattr(patching, "AUTO_PATCH", 1.0)     # as if the tiny model were GPT-2 small
+    st.cache_data.clear()
+    at = app()
+    open_page(at, "patching")
+    ask = next(b for b in at.button if b.label.startswith("Patch every layer boundary"))
+    assert "-token pair; kept once computed)" in ask.label and not at.get("plotly_chart")
+    ask.click().run()
+    assert not at.exception and not at.error and len(at.get("plotly_chart")) == 3
+
+
+@pytest.mark.slow
+def test_a_feature_card_reads_the_chosen_text_and_names_what_a_char_model_cannot_read(tmp_path, monkeypatch):
+    import shutil
+    root = tmp_path / "checkpoints"
+    shutil.copytree(ROOT / "checkpoints" / "shakespeare-char", root / "shakespeare-char",
+                    ignore=shutil.ignore_patterns("snapshots"))
+    monkeypatch.setenv("GPT_EXPLORER_CHECKPOINTS", str(root))
+    st.cache_resource.clear()
+    st.cache_data.clear()
+    at = AppTest.from_file(APP, default_timeout=300)
+    at.query_params["feature"] = "transcoder-L0#594"
+    at.run()
+    box = next(s for s in at.sidebar.selectbox if s.label == "Evaluation text")
+    assert box.value == "run"                         # a run trained here: its own validation split
+    open_page(at, "features")
+    assert "Evaluation text: the validation split of tiny-shakespeare (this run's own)" in captions(at)
+    choose_eval_text(at, "python-docs")
+    open_page(at, "features")
+    assert not at.error
+    text = captions(at)
+    assert "Evaluation text: python-docs (its last 10%)" in text
+    assert "characters this tokenizer cannot read were left out: '>' '['" in text

@@ -39,3 +39,17 @@ def test_lens_column_and_bad_input():
         logit_lens(model, torch.randint(0, 20, (2, 8)))
     with pytest.raises(ValueError, match="bigram"):
         residual_names(GPT(GPTConfig(vocab_size=20, arch="bigram")))
+
+
+def test_the_lens_at_one_position_is_that_column_of_the_whole_lens():
+    from gpt.interp.capture import InterpError
+    from gpt.interp.lens import lens_at
+    torch.manual_seed(3)
+    model = GPT(GPTConfig(vocab_size=40, block_size=16, n_layer=2, n_head=2, n_embd=32)).eval()
+    ids = torch.randint(0, 40, (10,))
+    whole = logit_lens(model, ids)
+    for position in (0, 6, 9):
+        labels, probs = lens_at(model, ids, position)
+        assert labels == whole.labels and torch.allclose(probs, whole.probs[:, position], atol=1e-6)
+    with pytest.raises(InterpError, match="outside 0..9"):
+        lens_at(model, ids, 10)

@@ -40,10 +40,15 @@ def test_cached_in_the_run_folder(tmp_path):
         path, step, config = tmp_path, 7, model.config
     Run.model = model
     first = cached_top_contexts(Run, seq)
-    assert cache_path(tmp_path, 7, seq).exists() and not cache_path(tmp_path, 7, seq[:-5]).exists()
+    assert cache_path(tmp_path, 7, seq).exists()
     Run.model = None  # a second call must not need the model
     again = cached_top_contexts(Run, seq)
     assert torch.equal(first.positions, again.positions) and again.n_tokens == first.n_tokens
+    other = seq.flip(0)   # another evaluation text is another scan, never the first text's answer
+    assert cache_path(tmp_path, 7, other) != cache_path(tmp_path, 7, seq)
+    Run.model = model
+    assert int(cached_top_contexts(Run, other).n_tokens) == first.n_tokens
+    assert cache_path(tmp_path, 7, other).exists()
 
 
 def test_logit_effect_and_refusals():

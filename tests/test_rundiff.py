@@ -1,8 +1,9 @@
 import pytest
 import torch
 
+from gpt.evaluate import run_validation_ids as validation_ids
 from gpt.interp.rundiff import config_diff, diff_runs
-from gpt.interp.token_loss import token_losses, validation_ids, validation_passage
+from gpt.interp.token_loss import token_losses, validation_passage
 from gpt.runs import load_run
 
 

@@ -2,11 +2,12 @@
 import streamlit as st
 
 from explorer.cache import run_ablation, run_head_scores
-from explorer.common import default_prompt, encode_or_explain, esc, eval_text_note, selected_attention_run, token_label
+from explorer.common import default_prompt, encode_or_explain, esc, selected_attention_run, token_label
+from explorer.evaltext import eval_caption, eval_key, eval_text_or_stop
 from explorer.figures.tokens import prob_bars
 from explorer.state import bind
-from gpt.data import CorpusError
-from gpt.interp.ablation import ablation_window, all_heads, generate_with_ablation
+from gpt.interp.ablation import all_heads, generate_with_ablation, loss_windows
+from gpt.interp.capture import InterpError
 from gpt.interp.detectors import strongest_head
 
 run = selected_attention_run("Ablation", "no attention heads to remove")
@@ -16,13 +17,13 @@ st.caption(f"Model **{run.path.name}** at step {run.step:,}. Zeroing a head remo
 
 
 names = {f"L{layer}H{head}": (layer, head) for layer, head in all_heads(run.model)}
-scores = run_head_scores(run.path).scores
 quick = st.radio("Start from", ["my choice", "the strongest induction head", "the strongest previous-token head",
                                 "all heads"], horizontal=True)
 preset = []
 if quick == "all heads":
     preset = list(names)
-elif quick != "my choice":
+elif quick != "my choice":   # the head scores are computed only when asked for (GPT-2 small: seconds)
+    scores = run_head_scores(run.path).scores
     layer, head, _ = strongest_head(scores, "induction" if "induction" in quick else "previous_token")
     preset = [f"L{layer}H{head}"]
 chosen = st.multiselect("Heads to zero", list(names), default=preset, key=f"abl_heads_{run.path.name}_{quick}")
@@ -30,10 +31,11 @@ prompt = st.text_area("Prompt", height=90, **bind("prompt", default_prompt(run, 
 ids = encode_or_explain(run, prompt)
 if ids is None:
     st.stop()
+evaluation = eval_text_or_stop(run, "Ablation's loss")
 try:
-    result = run_ablation(run.path, ids, [names[n] for n in chosen])
-except (CorpusError, ValueError) as e:
-    st.warning(f"Cannot use the evaluation text: {e} Pick another in the sidebar.")
+    result = run_ablation(run.path, eval_key(run), tuple(names[n] for n in chosen), tuple(ids))
+except InterpError as e:   # e.g. an evaluation text shorter than one window: the message says how long it must be
+    st.info(f"{e}. Choose a longer evaluation text in the sidebar.")
     st.stop()
 c1, c2, c3 = st.columns(3)
 c1.metric("Validation loss, intact", f"{result.base_loss:.4f}")
@@ -44,12 +46,10 @@ label = lambda i: token_label(run.tokenizer, i)  # noqa: E731
 st.plotly_chart(prob_bars({"intact": [(label(t), p) for t, p in result.base_top],
                            "heads removed": [(label(t), p) for t, p in result.ablated_top]},
                           "Next token after the prompt"), key="abl_bars")
-window = ablation_window(run.model)
-st.caption(f"Loss on 8 fixed windows of {window} tokens of the evaluation text"
-           + ("" if window == run.config.block_size else " (shorter than the context, so a model this size answers "
-              "in seconds)") + ". Zeroing is blunt: a head that is usually quiet can "
-           "still matter when its output was never zero during training.")
-eval_text_note(run)
+window, n_windows = loss_windows(cfg)
+st.caption(f"Loss on {n_windows} fixed windows of {window} tokens of the evaluation text (fewer for a big model, so "
+           "the page stays quick). Zeroing is blunt: a head that is usually quiet can still matter when its output was never zero during training. "
+           + eval_caption(evaluation))
 
 st.subheader("Re-generate without the heads")
 n_new = st.slider("New tokens", 20, 300, step=20, **bind("max_new", 120, options=range(20, 301, 20)))

@@ -6,11 +6,13 @@ background process (explorer/feature_jobs.py).
 import streamlit as st
 
 from explorer import class_session, classroom, feature_jobs
-from explorer.cache import cached_run, forget_dictionaries, run_dictionaries, run_validation_ids
+from explorer.cache import cached_run, forget_dictionaries, run_dictionaries, run_eval_text
 from explorer.common import esc, selected_attention_run, teaching_prompt_ids, visible
+from explorer.evaltext import eval_key
 from explorer.feature_card import draw_feature_card
 from explorer.jobs import format_eta
 from explorer.state import bind, place, remember
+from gpt.data import CorpusError
 from gpt.interp.features.cards import cached_scan, features_at
 from gpt.interp.features.training import FeatureTrainConfig
 
@@ -142,11 +144,16 @@ with st.expander("Search features by token"):
     elif query:
         q_ids = tok.encode(query)
         target = next((dic for dic in good if f"{dic.name}#" in (picked or "")), good[0])
-        scan = cached_scan(cached_run(run.path).model, target, run_validation_ids(run.path))
+        try:
+            scan = cached_scan(cached_run(run.path).model, target, run_eval_text(run.path, *eval_key(run)).ids)
+        except (CorpusError, OSError) as e:
+            st.info(f"Search reads the evaluation text, and this one cannot be used: {e}. Choose another in the "
+                    "sidebar.")
+            st.stop()
         hits = scan.features_for_token(q_ids[0])
         st.write(f"In **{target.name}**, the features with the highest mean activation on `{esc(visible(tok.token_str(q_ids[0])))}`: "
                  + (", ".join(f"#{i} ({v:.2f})" for i, v in hits) or "none"))
-        st.caption("Mean over every occurrence of the token in the validation text (zeros included), so a feature "
+        st.caption("Mean over every occurrence of the token in the evaluation text (zeros included), so a feature "
                    "that fires on it reliably ranks first. The dictionary is the one whose feature is open below.")
 
 if not picked or "#" not in picked or picked.split("#")[0] not in names:

@@ -1,12 +1,14 @@
 """Heads & detectors: which heads are previous-token, sink, duplicate-token or induction heads."""
 import streamlit as st
 
-from explorer.cache import run_head_scores, run_validation_ids
-from explorer.common import eval_text_note, selected_attention_run, token_label
+from explorer.cache import run_eval_text, run_head_scores
+from explorer.common import selected_attention_run, token_label
+from explorer.evaltext import chosen_source, eval_caption, eval_key
 from explorer.figures.attention import attention_heatmap, detector_heatmaps
 from explorer.state import bind, remember
 from gpt.data import CorpusError
-from gpt.interp.capture import attention_patterns
+from gpt.evaltext import RUN_SPLIT
+from gpt.interp.capture import InterpError, attention_patterns
 from gpt.interp.detectors import DETECTORS, LABELS, PROBES, build_probe, describe_heads, repeated_passage, strongest_head
 
 run = selected_attention_run("Heads & detectors", "no attention heads")
@@ -16,20 +18,23 @@ st.caption(f"Model **{run.path.name}** at step {run.step:,}: {cfg.n_layer} layer
 
 
 c1, c2 = st.columns([3, 1])
-kind = c1.radio("Probe", PROBES, horizontal=True, **bind("probe", PROBES[1], options=PROBES),
-                help="Repeated validation text (the default): passages the model never trained on, each followed by "
-                     "itself, text like what it learned from. Random tokens are the papers' probe (nothing but "
-                     "copying can predict them), but a small model may hardly attend on them at all.")
+# a run trained here is probed on its own held-out text by default (text like what it learned from); a model that
+# records no corpus (GPT-2) on TransformerLens' standard probe, repeated random tokens, which needs no text at all
+default_probe = PROBES[1] if chosen_source(run) == RUN_SPLIT else PROBES[0]
+kind = c1.radio("Probe", PROBES, horizontal=True, **bind("probe", default_probe, options=PROBES),
+                help="Repeated validation text: passages of the evaluation text (the sidebar's choice), each followed "
+                     "by itself, text like what the model learned from. Random tokens are the papers' probe (nothing "
+                     "but copying can predict them), but a small model may hardly attend on them at all.")
 seed = c2.number_input("Probe seed", 0, 10_000, help="Which random sequence (or passage) the detectors use",
                        **bind("probe_seed", 0, options=range(10_001)))
 try:
-    result = run_head_scores(run.path, probe_kind=kind, probe_seed=int(seed))
+    result = run_head_scores(run.path, probe_kind=kind, probe_seed=int(seed), eval_key=eval_key(run))
     scores, gain = result.scores, result.in_context_gain
-except (CorpusError, ValueError) as e:
-    st.warning(f"Cannot build that probe: {e} Pick another evaluation text in the sidebar, or the random probe.")
+    val = run_eval_text(run.path, *eval_key(run)) if kind == PROBES[1] else None
+except (CorpusError, InterpError, OSError) as e:
+    st.info(f"Cannot build the text probe: {e}. Choose another evaluation text in the sidebar, or the random-token "
+            "probe, which needs no text.")
     st.stop()
-if kind == PROBES[1]:
-    eval_text_note(run)
 threshold = st.slider("Name a head when its score is at least", 0.1, 0.9, 0.4, 0.05)
 found = describe_heads(scores, threshold)
 if found:
@@ -43,7 +48,7 @@ st.caption(
     "**duplicate-token**: weight on earlier copies of the current token. **induction**: weight on the token "
     "that *followed* an earlier copy of the current token — the move that lets a model continue a pattern it "
     f"has seen once. In-context gain on the probe: loss falls by **{gain:.2f} nats/token** in the second copy "
-    "(a model with induction heads predicts the repeat).")
+    "(a model with induction heads predicts the repeat)." + (" " + eval_caption(val) if val is not None else ""))
 
 st.subheader("Look at one head on the probe")
 c1, c2, c3 = st.columns([2, 2, 3], vertical_alignment="bottom")
@@ -59,7 +64,7 @@ if (layer, head) != (ind_layer, ind_head) and c3.button(
     st.rerun()
 half = max(2, min(24, cfg.block_size // 2))  # short enough to read, with the repeat in view
 # the probe the scores above used, cut to a readable length: its first half-length tokens and their repeat
-full = build_probe(run.model, kind, int(seed), run_validation_ids(run.path) if kind == PROBES[1] else None)[:1]
+full = build_probe(run.model, kind, int(seed), val.ids if val is not None else None)[:1]
 probe = repeated_passage(full[0, :half], half)
 pattern = attention_patterns(run.model, probe)[0, layer, head]
 labels = [token_label(run.tokenizer, i) for i in probe[0].tolist()]

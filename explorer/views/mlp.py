@@ -2,13 +2,15 @@
 the validation text, and which next tokens it pushes up or down."""
 import streamlit as st
 
-from explorer.cache import run_top_contexts, run_validation_ids
-from explorer.common import chips_html, esc, eval_text_note, selected_run, teaching_prompt_ids, visible
+from explorer.cache import run_eval_text, run_top_contexts
+from explorer.common import chips_html, esc, selected_run, teaching_prompt_ids, visible
+from explorer.evaltext import eval_caption, eval_key
 from explorer.figures.inside import effect_bars, neuron_heatmap
 from explorer.state import bind, fresh_click, remember
 from gpt.data import CorpusError
 from gpt.interp import InterpError
-from gpt.interp.neurons import neuron_activations, neuron_logit_effect
+from gpt.interp.neurons import AUTO_SCAN, is_scanned, neuron_activations, neuron_logit_effect, scan_length
+from gpt.model import count_params
 
 SHOWN_NEURONS = 40   # rows of the heatmap: the neurons most active somewhere in the prompt
 
@@ -50,27 +52,53 @@ st.caption(f"The {len(strongest)} neurons of layer {layer} that fire most somewh
            "first) at every position (columns): blue = positive activation, red = negative. Hover for values; "
            "**click a row** to study that neuron (orange frame).")
 
+def top_contexts_column() -> None:
+    """Where the neuron fires most over the evaluation text; a note instead when there is no usable text, or a
+    button that says what the scan costs when the model is big."""
+    try:
+        evaluation = run_eval_text(run.path, *eval_key(run))
+    except (CorpusError, OSError) as e:
+        st.info(f"Top contexts read the evaluation text, and this one cannot be used: {e}. Choose another under "
+                "**Evaluation text** in the sidebar.")
+        return
+    val = evaluation.ids
+    n_scan = scan_length(cfg, len(val))
+    cost = count_params(cfg) * n_scan
+    asked = st.session_state.get("_mlp_scan_asked") == (str(run.path), eval_key(run))
+    if cost > AUTO_SCAN and not asked and not is_scanned(run, val[:n_scan]):
+        # a big model: the scan takes a while, so it waits for a click that says so (2 x parameters x tokens
+        # FLOPs at a rough 50 GFLOP/s on this machine class)
+        st.markdown("**Where does it fire most?**")
+        if st.button(f"Scan {n_scan:,} tokens of the evaluation text for every neuron's top contexts (about "
+                     f"{2 * cost / 5e10:.0f} s; once per weights and text)", key="mlp_scan"):
+            st.session_state["_mlp_scan_asked"] = (str(run.path), eval_key(run))
+            st.rerun()
+        st.caption(eval_caption(evaluation))
+        return
+    try:
+        contexts = run_top_contexts(run.path, eval_key(run), n_scan)
+    except InterpError as e:   # e.g. shorter than one window: the message says how long it must be
+        st.info(f"{e}. Choose a longer evaluation text in the sidebar.")
+        return
+    rows = []
+    for value, before, token, after in contexts.contexts(val, layer, neuron):
+        pieces = [(tok.decode(before), "context", "#f2f2f2"),
+                  (tok.token_str(token), f"activation {value:.3f}", "#ffb347"),
+                  (tok.decode(after), "after", "#fafafa")]
+        rows.append(f"<div style='display:flex;gap:8px;align-items:baseline'><code style='min-width:4em'>"
+                    f"{value:.2f}</code>{chips_html(pieces).replace('<br>', '')}</div>")
+    st.markdown("".join(rows), unsafe_allow_html=True)
+    scanned = ("the whole evaluation text" if contexts.n_tokens >= len(val) - cfg.block_size
+               else f"the first {contexts.n_tokens:,} tokens of the evaluation text (a model this size scans no more)")
+    st.caption(f"Where neuron {neuron} fires most over {scanned}: the activation, then the text leading up to the "
+               "token (orange) it fires on. Computed once per run, step and text and kept in the run folder. "
+               + eval_caption(evaluation))
+
+
 st.subheader(f"Neuron {neuron} of layer {layer}")
 left, right = st.columns([3, 2], gap="large")
 with left:
-    try:
-        contexts = run_top_contexts(run.path)
-        val = run_validation_ids(run.path)
-    except (CorpusError, InterpError) as e:
-        st.info(f"Top contexts need an evaluation text: {e} Pick one in the sidebar.")
-    else:
-        rows = []
-        for value, before, token, after in contexts.contexts(val, layer, neuron):
-            pieces = [(tok.decode(before), "context", "#f2f2f2"),
-                      (tok.token_str(token), f"activation {value:.3f}", "#ffb347"),
-                      (tok.decode(after), "after", "#fafafa")]
-            rows.append(f"<div style='display:flex;gap:8px;align-items:baseline'><code style='min-width:4em'>"
-                        f"{value:.2f}</code>{chips_html(pieces).replace('<br>', '')}</div>")
-        st.markdown("".join(rows), unsafe_allow_html=True)
-        st.caption(f"Where neuron {neuron} fires most over the whole evaluation text ({contexts.n_tokens:,} "
-                   "tokens): the activation, then the text leading up to the token (orange) it fires on. Computed once "
-                   "per run, step and text, and kept in the run folder.")
-        eval_text_note(run)
+    top_contexts_column()
 with right:
     effect = neuron_logit_effect(run.model, layer, neuron)
     order = effect.argsort(descending=True).tolist()

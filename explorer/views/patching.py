@@ -6,33 +6,32 @@ from explorer.cache import patching_grids, weights_mtime
 from explorer.common import encode_or_explain, esc, selected_attention_run, visible
 from explorer.figures.attribution import head_heatmap, mlp_patching_bars, residual_patching_heatmap
 from gpt.interp.capture import InterpError
-from gpt.interp.patching import boundary_labels, single_token_id, worked_example_for
+from gpt.interp.patching import AUTO_PATCH, boundary_labels, fitting_example, patching_cost, single_token_id
 
 run = selected_attention_run("Patching", "no layers to patch")
 st.caption(f"Model **{run.path.name}** at step {run.step:,}. Two prompts differ in one detail. Run the corrupted "
            "one but paste in one activation from the clean run: how much of the clean answer comes back shows "
            "how much of the difference flows through that activation.")
-EXAMPLE = worked_example_for(run.tokenizer, run.config.block_size)  # its speakers fit this tokenizer
-known = EXAMPLE is not None
-if not known:
-    st.info("The worked example does not fit this model (its characters or context): type two prompts of the same "
+# the worked example, with a pair of speaker names this tokenizer reads as prompts of one length
+example = fitting_example(run.tokenizer, run.config.block_size)
+if example is None:
+    st.info("The worked example (who speaks next?) does not fit this model's tokenizer: type two prompts of the same "
             "token length that differ in one detail, and the two answers they favour.")
-    EXAMPLE = {"clean": "", "corrupted": "", "answer": "", "wrong": ""}
-if known and st.button("Load the worked example: who speaks next?"):
-    for key, text in EXAMPLE.items():
-        st.session_state[f"patch_{key}"] = text
-fresh = st.session_state.get("patch_run") != run.path.name  # prompts typed for another model may not fit this one
-st.session_state["patch_run"] = run.path.name
-for key, text in EXAMPLE.items():
-    if fresh:
-        st.session_state[f"patch_{key}"] = text
-    st.session_state.setdefault(f"patch_{key}", text)
+keys = {key: f"patch_{key}" for key in ("clean", "corrupted", "answer", "wrong")}
+# another model was selected since the boxes were filled: its prompts may not fit this tokenizer, start afresh
+fresh = st.session_state.get("_patch_run") != run.path.name
+st.session_state["_patch_run"] = run.path.name
+if example is not None and st.button("Load the worked example: who speaks next?"):
+    fresh = True
+for key in keys:
+    if fresh or keys[key] not in st.session_state:
+        st.session_state[keys[key]] = example[key] if example else ""
 left, right = st.columns(2)
-clean_text = left.text_area("Clean prompt", key="patch_clean", height=160)
-corrupted_text = right.text_area("Corrupted prompt (same number of tokens)", key="patch_corrupted", height=160)
+clean_text = left.text_area("Clean prompt", key=keys["clean"], height=160)
+corrupted_text = right.text_area("Corrupted prompt (same number of tokens)", key=keys["corrupted"], height=160)
 a, b = st.columns(2)
-answer_text = a.text_input("Answer the clean prompt should favour", key="patch_answer", max_chars=32)
-wrong_text = b.text_input("Answer the corrupted prompt should favour", key="patch_wrong", max_chars=32)
+answer_text = a.text_input("Answer the clean prompt should favour", key=keys["answer"], max_chars=32)
+wrong_text = b.text_input("Answer the corrupted prompt should favour", key=keys["wrong"], max_chars=32)
 
 clean = encode_or_explain(run, clean_text)
 corrupted = encode_or_explain(run, corrupted_text)
@@ -41,6 +40,17 @@ if clean is None or corrupted is None:
 try:
     answer = single_token_id(run.tokenizer, answer_text, "answer")
     wrong = single_token_id(run.tokenizer, wrong_text, "wrong answer")
+    cost = patching_cost(run.config, len(clean))
+    request = (str(run.path), tuple(clean), tuple(corrupted), answer, wrong)
+    if len(clean) == len(corrupted) and cost > AUTO_PATCH and st.session_state.get("_patch_asked") != request:
+        # a big model: the grids take a while (2 x parameters x tokens FLOPs at a rough 50 GFLOP/s), so ask first
+        if st.button(f"Patch every layer boundary, position, head and MLP (about {2 * cost / 5e10:,.0f} s for "
+                     f"this {len(clean)}-token pair; kept once computed)", type="primary"):
+            st.session_state["_patch_asked"] = request
+            st.rerun()
+        st.caption("A model this size takes a while for the whole grid: shorter prompts are quicker (the cost "
+                   "grows with the square of their length).")
+        st.stop()
     grids = patching_grids(str(run.path), weights_mtime(run.path), tuple(clean), tuple(corrupted), answer, wrong)
 except InterpError as e:
     st.error(str(e))

@@ -7,7 +7,7 @@ from pathlib import Path
 import streamlit as st
 
 from explorer import class_session, classroom, report
-from explorer.common import all_runs, esc, select_run, selected_run_info
+from explorer.common import all_runs, select_run, selected_run_info
 from gpt import bundle, hf, hf_cache
 from gpt.runs import RunError, atomic_write_json, checkpoints_root, run_path
 
@@ -89,9 +89,20 @@ with gpt2_tab:
     st.markdown("**Load a GPT-2 model** from a local Hugging Face-format folder (`config.json`, "
                 "`model.safetensors`, `vocab.json`, `merges.txt`). It becomes a run you can inspect "
                 "(12×12 models: use the layer×head overview first, then one head at a time).")
-    src = st.text_input("Folder on this machine (or a model id in your Hugging Face cache)", placeholder="/path/to/gpt2")
-    name = st.text_input("Run name", value="gpt2-import", max_chars=64)
-    if st.button("Import GPT-2 folder", icon=":material/download:", disabled=not src.strip()):
+    cached = hf_cache.cached_models()
+    usable = [m.repo_id for m in cached if m.problem is None]
+    if cached:
+        st.markdown(f"GPT-2 models in your Hugging Face cache (`{hf_cache.hub_cache_dir()}`):")
+        for m in cached:
+            st.caption(f"**{m.repo_id}**" + (f": {m.problem}" if m.problem else f" · `{m.snapshot}`"))
+    else:
+        st.caption(f"No GPT-2 model in the Hugging Face cache (`{hf_cache.hub_cache_dir()}`; HF_HUB_CACHE or HF_HOME "
+                   "move it). Nothing is downloaded here: " + hf_cache.how_to_get("gpt2") + ".")
+    src = st.selectbox("Import", usable + ["a folder on this machine"], key="gpt2_source")
+    if src not in usable:
+        src = st.text_input("Folder on this machine", placeholder="/path/to/gpt2")
+    name = st.text_input("Run name", value=(src.split("/")[-1] if src in usable else "gpt2-import"), max_chars=64)
+    if st.button("Import GPT-2", icon=":material/download:", disabled=not src.strip()):
         try:
             target = run_path(name)
             with st.spinner("Reading weights..."):
@@ -102,25 +113,6 @@ with gpt2_tab:
             st.success(f"Imported as **{out.name}**.")
             select_run(out.name)
             st.rerun()
-    cache = hf_cache.hub_cache_dir()
-    cached = hf_cache.gpt2_family(cache)
-    if cached:
-        st.markdown(f"**Or from your Hugging Face cache** (`{esc(str(cache))}`; read offline, nothing is downloaded)")
-        c1, c2 = st.columns([3, 1])
-        repo = c1.selectbox("GPT-2-family models found there", [r for r, _ in cached])
-        if c2.button("Import from the cache", icon=":material/download:"):
-            try:
-                with st.spinner("Reading weights..."):
-                    out = hf.import_gpt2(repo, run_path(name))
-            except (hf.HFError, RunError, OSError, ValueError) as e:
-                st.error(f"Could not import: {e}")
-            else:
-                select_run(out.name)
-                st.rerun()
-    else:
-        st.caption(f"No GPT-2-family model in your Hugging Face cache (`{esc(str(cache))}`; HF_HUB_CACHE or HF_HOME "
-                   "move it). A model transformers has downloaded before shows up here, or type its id (e.g. "
-                   "`gpt2`) as the folder above.")
     st.divider()
     st.markdown("**Export the selected run** as a GPT-2 folder that `GPT2LMHeadModel.from_pretrained` loads "
                 "with the same logits.")

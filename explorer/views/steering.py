@@ -71,7 +71,8 @@ boundary = st.selectbox("Add it to the residual stream", range(len(labels)), ind
                         format_func=lambda b: "entering block 0" if b == 0 else f"after block {b - 1}",
                         help="Earlier layers change more of the computation; later ones mostly the next token")
 prompt = st.text_area("Prompt to continue", default_prompt(run, max_tokens=min(32, cfg.block_size)), height=70,
-                      key=f"steer_prompt_{run.path.name}")
+                      key=f"steer_prompt_{run.path.name}",
+                      help="Starts as a line of the evaluation text chosen in the sidebar")
 ids = encode_or_explain(run, prompt)
 if ids is None:
     st.stop()

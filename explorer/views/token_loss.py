@@ -3,29 +3,25 @@ import math
 
 import pandas as pd
 import streamlit as st
+import torch
 
-from explorer.cache import run_validation_ids
-from explorer.common import chips_html, esc, eval_text_note, selected_run, token_label
+from explorer.common import chips_html, esc, selected_run, token_label
+from explorer.evaltext import eval_caption, eval_text_or_stop
 from explorer.figures.attention import attention_heatmap
 from explorer.state import bind
-from gpt.data import CorpusError
 from gpt.interp.capture import attention_patterns
-from gpt.interp.lens import lens_column, logit_lens
+from gpt.interp.lens import lens_at
 from gpt.interp.token_loss import token_losses, validation_passage
 
 run = selected_run()
 cfg = run.config
 st.title("Per-token loss")
-st.caption(f"Model **{run.path.name}** at step {run.step:,}. Each token of a validation passage (text the model "
-           "never trained on) is coloured by its loss: −log p(token | everything before it).")
+st.caption(f"Model **{run.path.name}** at step {run.step:,}. Each token of a passage of the evaluation text (text "
+           "the model never trained on) is coloured by its loss: −log p(token | everything before it).")
 
-
-try:
-    val = run_validation_ids(run.path)
-except (CorpusError, ValueError) as e:
-    st.warning(f"Cannot use the evaluation text: {e} Pick another in the sidebar.")
-    st.stop()
-eval_text_note(run)
+evaluation = eval_text_or_stop(run, "Per-token loss")
+val = evaluation.ids
+st.caption(eval_caption(evaluation))
 c1, c2 = st.columns(2)
 longest = min(cfg.block_size, 256)
 n_tokens = c1.slider("Passage length (tokens)", 8, longest,
@@ -66,12 +62,12 @@ with left:
                  hide_index=True, width="stretch")
     if cfg.has_attention:
         st.markdown("**Logit lens at the position before** (what each depth predicted for this token)")
-        lens = logit_lens(run.model, ids[:position])
-        column = lens_column(lens, position - 1, k=3)
+        depths, probs = lens_at(run.model, ids[:position], position - 1)   # (L+1, V) at that position only
+        top = torch.topk(probs, 3, dim=-1)
         st.dataframe(pd.DataFrame([{"depth": label, "top 3": "  ".join(
-            f"{token_label(run.tokenizer, t)} {p:.2f}" for t, p in row),
-            "p(this token)": round(float(lens.probs[d, position - 1, ids[position]]), 3)}
-            for d, (label, row) in enumerate(zip(lens.labels, column))]), hide_index=True, width="stretch")
+            f"{token_label(run.tokenizer, t)} {p:.2f}" for t, p in zip(top.indices[d].tolist(), top.values[d].tolist())),
+            "p(this token)": round(float(probs[d, ids[position]]), 3)}
+            for d, label in enumerate(depths)]), hide_index=True, width="stretch")
 with right:
     if cfg.has_attention:
         c3, c4 = st.columns(2)

@@ -54,6 +54,20 @@ def ablation_interventions(model: GPT, heads) -> dict:
     return {f"blocks.{layer}.attn.z": zero(hs) for layer, hs in by_layer.items()}
 
 
+# The loss before and after an ablation is measured on windows of at most this many tokens, as many as fit
+# LOSS_BUDGET parameter x token products per pass (between 2 and 8): the shipped model's 8 whole contexts of 128
+# tokens, GPT-2 small's 3 windows of 128 (each pass ~0.8 s of a quiet core instead of 2 s for 8).
+LOSS_WINDOW = 128
+LOSS_BUDGET = 5e10
+
+
+def loss_windows(config) -> tuple[int, int]:
+    """(window length, number of windows) of the ablation loss for a model of this config."""
+    from ..model import count_params
+    window = min(LOSS_WINDOW, config.block_size)
+    return window, max(2, min(8, int(LOSS_BUDGET // (count_params(config) * window))))
+
+
 @torch.no_grad()
 def logits_with_ablation(model: GPT, ids, heads=()) -> torch.Tensor:
     """(B, T, V) logits with the heads zeroed; with no heads this is the model's ordinary output."""
@@ -64,7 +78,7 @@ def validation_windows(val_ids: torch.Tensor, block_size: int, n_windows: int = 
     """Fixed random windows (x, y) of the validation split, the same for every call with the same seed."""
     val_ids = torch.as_tensor(val_ids, dtype=torch.long)
     if len(val_ids) < block_size + 1:
-        raise InterpError(f"the validation text has {len(val_ids)} tokens; need at least {block_size + 1}")
+        raise InterpError(f"the evaluation text has {len(val_ids)} tokens; this needs at least {block_size + 1}")
     gen = torch.Generator().manual_seed(seed)
     ix = torch.randint(len(val_ids) - block_size, (n_windows,), generator=gen)
     windows = val_ids[ix[:, None] + torch.arange(block_size + 1)]
@@ -98,30 +112,25 @@ class AblationResult:
 
 
 @torch.no_grad()
-def ablation_window(model: GPT) -> int:
-    """Tokens per evaluation window: the whole context for a small model; shorter for a big one, so 8 windows stay
-    ~4 GFLOP per pass whatever the size (the shipped model: its 128; a GPT-2 small: 82; GPT-2 medium: 32)."""
-    params = sum(p.numel() for p in model.parameters())
-    return max(8, min(model.config.block_size, max(32, int(4096 * 2e6 / max(params, 1)))))
-
-
 def ablate(model: GPT, prompt_ids, val_ids, heads, k: int = 10, n_windows: int = 8, seed: int = 0,
            window: int | None = None) -> AblationResult:
-    """Δ validation loss (over n_windows fixed windows of `window` tokens, default the context) and the changed
-    next-token distribution when `heads` are zeroed."""
+    """Δ validation loss and the changed next-token distribution when `heads` are zeroed. The loss is measured on
+    n_windows windows of `window` tokens (default and at most: the model's block size)."""
     heads = check_heads(model, heads)
     window = min(window or model.config.block_size, model.config.block_size)
     x, y = validation_windows(val_ids, window, n_windows, seed)
     prompt = check_ids(model, torch.as_tensor(prompt_ids, dtype=torch.long)[-model.config.block_size:])
     base = F.softmax(logits_with_ablation(model, prompt)[0, -1], -1)
-    ablated = F.softmax(logits_with_ablation(model, prompt, heads)[0, -1], -1)
+    # no head removed (the page's default): the intact model twice over; one pass of each is enough
+    ablated = F.softmax(logits_with_ablation(model, prompt, heads)[0, -1], -1) if heads else base
     k = min(k, base.numel())
 
     def top(p):
         t = torch.topk(p, k)
         return list(zip(t.indices.tolist(), t.values.tolist()))
-    return AblationResult(heads, loss_with_ablation(model, x, y), loss_with_ablation(model, x, y, heads),
-                          top(base), top(ablated), base, ablated)
+    base_loss = loss_with_ablation(model, x, y)
+    ablated_loss = loss_with_ablation(model, x, y, heads) if heads else base_loss
+    return AblationResult(heads, base_loss, ablated_loss, top(base), top(ablated), base, ablated)
 
 
 @torch.no_grad()

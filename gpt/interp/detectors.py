@@ -50,10 +50,21 @@ def repeated_passage(ids, half_len: int) -> torch.Tensor:
     return torch.cat([ids, ids])[None]
 
 
+# A probe holds 4 sequences where that costs at most PROBE_BUDGET parameter x token products, fewer for a big model
+# (the shipped model: 4; GPT-2 small: 1, so the Heads page opens in about a second).
+PROBE_BUDGET = 2e10
+
+
+def probe_batch(model: GPT, half: int, batch: int = 4) -> int:
+    from ..model import count_params
+    return max(1, min(batch, int(PROBE_BUDGET // (count_params(model.config) * 2 * half))))
+
+
 def probe_for(model: GPT, batch: int = 4, seed: int = 0) -> torch.Tensor:
-    """The default probe: repeated random tokens filling the model's context (at most 2 x 64 tokens)."""
+    """The default probe: repeated random tokens filling the model's context (at most 2 x 64 tokens), `batch`
+    sequences (fewer for a big model, probe_batch)."""
     half = max(2, min(64, model.config.block_size // 2))
-    return repeated_random_tokens(model.config.vocab_size, half, batch, seed)
+    return repeated_random_tokens(model.config.vocab_size, half, probe_batch(model, half, batch), seed)
 
 
 PROBES = ("repeated random tokens", "repeated validation text")
@@ -75,7 +86,8 @@ def build_probe(model: GPT, kind: str = PROBES[0], seed: int = 0, val_ids=None) 
     if kind == PROBES[1]:
         if val_ids is None:
             raise InterpError("the repeated-text probe needs the run's validation text")
-        return text_probe(val_ids, model.config.block_size, seed, batch=4)
+        half = max(2, min(64, model.config.block_size // 2))
+        return text_probe(val_ids, model.config.block_size, seed, batch=probe_batch(model, half))
     raise InterpError(f"unknown probe {kind!r}; choose one of {', '.join(PROBES)}")
 
 

@@ -54,6 +54,20 @@ def logit_lens(model: GPT, ids, interventions=None) -> LensResult:
     return LensResult([label for label, _ in points], top_ids, top_probs, target, probs)
 
 
+@torch.no_grad()
+def lens_at(model: GPT, ids, position: int) -> tuple[list[str], torch.Tensor]:
+    """The lens at one position only: (boundary labels, (L+1, V) probabilities). What logit_lens(...).probs[:,
+    position] holds, without unembedding every position (GPT-2 small: 13 x T x 50,257 floats, 330 MB at T=127)."""
+    ids = check_ids(model, ids)
+    if not 0 <= position < ids.size(1):
+        raise InterpError(f"position {position} is outside 0..{ids.size(1) - 1}")
+    points = residual_names(model)
+    cache = run_with_cache(model, ids[:, :position + 1], {name for _, name in points})
+    resid = torch.stack([cache[name][0, position] for _, name in points])  # (L+1, C)
+    logits = model.unembed(model.ln_f(resid.to(model.lm_head.weight.dtype))).float()
+    return [label for label, _ in points], F.softmax(logits, dim=-1)
+
+
 def lens_column(result: LensResult, position: int, k: int = 5) -> list[list[tuple[int, float]]]:
     """For one position: per layer boundary, the top-k (token id, probability)."""
     if not 0 <= position < result.top_ids.size(1):

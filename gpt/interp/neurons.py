@@ -3,7 +3,7 @@
 * `neuron_activations(model, ids, layer)`: (T, 4C) activations after the nonlinearity for a prompt.
 * `top_contexts(model, val_ids, ...)`: for every layer and neuron, the K validation positions where it fires
   most (one pass over the validation text in consecutive block_size windows, as validation loss is measured).
-  `cached_top_contexts(run)` stores the result in the run folder (interp/neurons-step{step}-{text}.safetensors), so
+  `cached_top_contexts(run)` stores the result in the run folder (interp/neurons-step{step}.safetensors), so
   each run and step pays for it once.
 * `neuron_logit_effect(model, layer, neuron)`: the neuron's output direction (its column of W_out, i.e. the row
   it adds to the residual stream per unit of activation) times the unembedding W_U: the tokens it promotes and
@@ -28,6 +28,25 @@ from .capture import InterpError, run_with_cache
 TOP_K = 8              # contexts kept per neuron
 WINDOWS_PER_BATCH = 32  # validation windows per forward (bounded memory: 32 x 128 x 768 floats per layer)
 FOLDER = "interp"
+# How much a page scans, in parameter x token products (the forward's cost grows with both). The shipped model's
+# whole validation split (1.8M parameters x 111k tokens, 2e11) is scanned as the page opens; a bigger scan waits
+# for a click that says what it costs, and reads at most MAX_SCAN (GPT-2 small: its first 8 windows, 8,192 tokens).
+AUTO_SCAN = 2.5e11
+MAX_SCAN = 1.05e12
+
+
+def scan_length(config, n_tokens: int, budget: float = MAX_SCAN) -> int:
+    """How many tokens of an n_tokens text a scan within `budget` reads: whole windows of the block size, at least
+    one (a text shorter than one window is returned whole, for top_contexts to refuse with its length)."""
+    from ..model import count_params
+    T = config.block_size
+    affordable = int(budget // max(1, count_params(config)))
+    return min(n_tokens, max(T, affordable // T * T))
+
+
+def is_scanned(run, seq: torch.Tensor) -> bool:
+    """True when the scan of seq is already kept in the run folder (showing it costs a file read)."""
+    return cache_path(run.path, run.step, seq).is_file()
 
 
 def require_mlp(model: GPT, layer: int | None = None) -> None:
@@ -87,7 +106,7 @@ def top_contexts(model: GPT, seq: torch.Tensor, k: int = TOP_K, max_tokens: int 
     T = cfg.block_size
     n_windows = len(seq) // T
     if n_windows == 0:
-        raise InterpError(f"the validation text has {len(seq)} tokens, fewer than one window of {T}")
+        raise InterpError(f"the evaluation text has {len(seq)} tokens, fewer than one window of {T}: this needs at least {T}")
     L, N = cfg.n_layer, 4 * cfg.n_embd
     best_v = torch.full((L, k, N), float("-inf"))         # kept as (k, N) per layer: top-k along positions
     best_p = torch.zeros((L, k, N), dtype=torch.long)
@@ -109,17 +128,15 @@ def top_contexts(model: GPT, seq: torch.Tensor, k: int = TOP_K, max_tokens: int 
     return TopContexts(best_v.transpose(1, 2).contiguous(), best_p.transpose(1, 2).contiguous(), n_windows * T)
 
 
-def cache_path(run_dir: str | Path, step: int, seq: torch.Tensor | None = None) -> Path:
-    """Where the scan of `seq` at `step` is kept: one file per step and text (the text's digest in the name)."""
-    tag = ""
-    if seq is not None:
-        tag = "-" + hashlib.sha256(torch.as_tensor(seq, dtype=torch.long).numpy().tobytes()).hexdigest()[:12]
-    return Path(run_dir) / FOLDER / f"neurons-step{int(step)}{tag}.safetensors"
+def cache_path(run_dir: str | Path, step: int, seq: torch.Tensor) -> Path:
+    """Where the scan of `seq` at `step` is kept: one file per step and text (the learner may switch texts)."""
+    digest = hashlib.sha256(torch.as_tensor(seq, dtype=torch.long).numpy().tobytes()).hexdigest()[:16]
+    return Path(run_dir) / FOLDER / f"neurons-step{int(step)}-{digest}.safetensors"
 
 
 def cached_top_contexts(run, seq: torch.Tensor) -> TopContexts:
     """top_contexts for a loaded run (gpt.runs.LoadedRun) over the whole of seq (its validation text), read from /
-    written to its run folder."""
+    written to its run folder (one file per step and text)."""
     path = cache_path(run.path, run.step, seq)
     try:
         stored = load_tensors(path.read_bytes())

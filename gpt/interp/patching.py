@@ -32,30 +32,54 @@ WORKED_EXAMPLE = {
     "clean": "JULIET:\nAy me!\n\nROMEO:\nShe speaks.\n\nJULIET:\nO Romeo!\n\nROMEO:\nI am here.\n\n",
     "corrupted": "BRUTUS:\nAy me!\n\nROMEO:\nShe speaks.\n\nBRUTUS:\nO Romeo!\n\nROMEO:\nI am here.\n\n",
     "answer": "J", "wrong": "B"}
-# Other speakers for the same dialogue, tried in order when a tokenizer splits JULIET and BRUTUS into different numbers
-# of tokens (a BPE such as GPT-2's): the first pair whose prompts have equal lengths becomes the page's example.
-SPEAKERS = ["JULIET", "BRUTUS", "HAMLET", "PORTIA", "MACBETH", "OTHELLO", "CLEON", "LEAR", "MIRANDA", "TITUS",
-            "VIOLA", "HELENA", "PAULINA", "DUKE", "KING", "QUEEN", "NURSE"]
 
 
-def worked_example_for(tokenizer, block_size: int) -> dict[str, str] | None:
-    """WORKED_EXAMPLE, or the same dialogue with another pair of speakers, such that under `tokenizer` both prompts
-    have the same number of tokens (<= block_size), every character is known and both answers (the speakers'
-    first letters) are single tokens. None when no pair fits (then the page asks for prompts)."""
-    template = WORKED_EXAMPLE["clean"].replace("JULIET", "{}")
-    for a in SPEAKERS:
-        for b in SPEAKERS:
-            if a[0] == b[0]:
+# Speakers tried in turn for the other tokenizers (JULIET and BRUTUS first, which give WORKED_EXAMPLE exactly): a
+# BPE splits names into unlike numbers of tokens, and patching needs two prompts of one length.
+SPEAKERS = ("JULIET", "BRUTUS", "HAMLET", "TYBALT", "LUCIO", "ANGELO", "CLAUDIO", "PAULINA", "CAMILLO", "LEONTES",
+            "CAPULET", "MENENIUS", "GLOUCESTER", "NURSE", "SAMPSON", "GREGORY", "HORTENSIO", "PETRUCHIO")
+
+
+def example_prompt(speaker: str) -> str:
+    return WORKED_EXAMPLE["clean"].replace("JULIET", speaker)
+
+
+def fitting_example(tokenizer, block_size: int) -> dict | None:
+    """The worked example with the first pair of SPEAKERS for which this tokenizer reads both prompts as the same
+    number of tokens (at most block_size) and whose names start with two different single tokens (the answers);
+    None when no pair fits (then the page asks for a pair of the learner's own)."""
+    def first_token(name: str) -> int | None:
+        ids = tokenizer.encode(name)
+        text = tokenizer.decode(ids[:1])
+        try:   # the answer box holds text: it must read back as that same one token
+            return ids[0] if single_token_id(tokenizer, text) == ids[0] else None
+        except InterpError:
+            return None
+    readable = [s for s in SPEAKERS if not tokenizer.unknown_chars(example_prompt(s))]
+    lengths = {s: len(tokenizer.encode(example_prompt(s))) for s in readable}
+    for clean in readable:
+        for corrupted in readable:
+            if corrupted == clean or lengths[clean] != lengths[corrupted] or lengths[clean] > block_size:
                 continue
-            clean, corrupted = template.format(a, a), template.format(b, b)
-            if tokenizer.unknown_chars(clean + corrupted):
-                continue
-            n_clean = len(tokenizer.encode(clean))
-            if n_clean != len(tokenizer.encode(corrupted)) or n_clean > block_size:
-                continue
-            if len(tokenizer.encode(a[0])) == 1 and len(tokenizer.encode(b[0])) == 1:
-                return {"clean": clean, "corrupted": corrupted, "answer": a[0], "wrong": b[0]}
+            answer, wrong = first_token(clean), first_token(corrupted)
+            if answer is not None and wrong is not None and answer != wrong:
+                return {"clean": example_prompt(clean), "corrupted": example_prompt(corrupted),
+                        "answer": tokenizer.decode([answer]), "wrong": tokenizer.decode([wrong])}
     return None
+
+
+# The three grids of a prompt pair are computed as the page opens up to this many parameter x token products (the
+# shipped model's worked example: 1.8M x 60 x 391 rows = 4e10); a bigger pair (GPT-2 small: 7e12) waits for a click.
+AUTO_PATCH = 2.5e11
+
+
+def patching_cost(config, n_tokens: int) -> float:
+    """Parameter x token products of the three grids: one forward of the prompt per patch (every layer boundary at
+    every position, every head, every MLP) plus the two baselines."""
+    from ..model import count_params
+    L, H = config.n_layer, config.effective_n_head
+    rows = (L + 1) * n_tokens + L * H + (L if config.has_mlp else 0) + 2
+    return float(count_params(config)) * n_tokens * rows
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,6 @@ from dataclasses import dataclass
 import torch
 from torch.nn import functional as F
 
-from ..data import CorpusError, load_corpus, split_ids
 from ..model import GPT
 from .capture import InterpError, check_ids
 
@@ -46,15 +45,6 @@ def token_losses(model: GPT, ids, k: int = 5) -> TokenLoss:
         top = torch.topk(logp[:-1].exp(), k, dim=-1)
         top_ids[1:], top_probs[1:] = top.indices, top.values
     return TokenLoss(ids_t[0].tolist(), losses, top_ids, top_probs)
-
-
-def validation_ids(run) -> torch.Tensor:
-    """The validation split (last 10%) of the corpus a run was trained on, as token ids."""
-    spec = run.extra.get("corpus")
-    if not spec:
-        raise CorpusError("this run does not record its corpus, so its validation text is unknown")
-    text, _ = load_corpus(str(spec))
-    return split_ids(run.tokenizer.encode(text), run.config.block_size).val
 
 
 def validation_passage(val_ids: torch.Tensor, n_tokens: int, offset: int = 0) -> list[int]:
