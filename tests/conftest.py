@@ -34,6 +34,8 @@ def private_cache(tmp_path_factory):
     """An empty private cache dir: tests neither read nor write the user's cache (nothing needs seeding)."""
     cache = tmp_path_factory.mktemp("cache")
     os.environ["GPT_EXPLORER_CACHE"] = str(cache)
+    # nor the user's Hugging Face cache: a gpt2 found there would change the Import page's defaults
+    os.environ["HF_HUB_CACHE"] = str(tmp_path_factory.mktemp("hf-hub"))
     yield cache
 
 

@@ -8,6 +8,10 @@ from gpt import bundle
 from gpt.runs import load_run
 
 
+def text_input(at, label: str):
+    return next(t for t in at.text_input if t.label == label)
+
+
 def test_export_archive_and_report_then_reimport(root, tmp_path):  # noqa: F811
     at = app_at("share")
     button(at, "Build archive (.tar.gz)").click().run()
@@ -33,9 +37,9 @@ def test_gpt2_export_then_import_roundtrip(root):  # noqa: F811
     button(at, f"Export tiny to {out_dir}").click().run()
     assert not at.exception
     assert (out_dir / "model.safetensors").exists() and (out_dir / "config.json").exists()
-    at.text_input[-2].input(str(out_dir))  # the GPT-2 folder field
-    at.text_input[-1].input("tiny-from-gpt2").run()
-    button(at, "Import GPT-2 folder").click().run()
+    text_input(at, "Folder on this machine").input(str(out_dir))
+    text_input(at, "Run name").input("tiny-from-gpt2").run()
+    button(at, "Import GPT-2").click().run()
     assert not at.exception, [e.message for e in at.exception]
     errors = [e.value for e in at.error]
     assert not errors, errors
@@ -47,8 +51,8 @@ def test_gpt2_export_then_import_roundtrip(root):  # noqa: F811
 
 def test_refuses_a_folder_that_is_not_gpt2(root, tmp_path):  # noqa: F811
     at = app_at("share")
-    at.text_input[-2].input(str(tmp_path)).run()
-    button(at, "Import GPT-2 folder").click().run()
+    text_input(at, "Folder on this machine").input(str(tmp_path)).run()
+    button(at, "Import GPT-2").click().run()
     assert not at.exception
     assert any("Could not import" in e.value for e in at.error)
     assert not (root / "gpt2-import").exists()
