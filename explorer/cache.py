@@ -8,7 +8,7 @@ training, `snapshot_step` picks a time-machine snapshot (None = the latest weigh
 from __future__ import annotations
 
 import os
-from collections import Counter
+from collections import Counter, OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -208,18 +208,51 @@ def corpus_token_counts(run_dir: str, corpus_spec: str, n_chars: int) -> tuple[d
 # ---- Why this token / Patching / Steering ----
 
 
-@st.cache_data(max_entries=16, show_spinner="Patching every layer boundary, position, head and MLP...")
+PATCHING_KEPT = 16   # prompt pairs whose grids the server keeps (a few MB each at GPT-2 small's size)
+
+
+@st.cache_resource
+def _patching_results() -> OrderedDict:
+    """{(run, weights mtime, clean, corrupted, answer, wrong): grids}, shared by every session, newest last. Not
+    st.cache_data: the computation reports progress to the page that asked (explorer/scans.py)."""
+    return OrderedDict()
+
+
+def known_patching_grids(*key) -> dict | None:
+    """The grids of patching_grids(*key) when some session computed them already, else None."""
+    found = _patching_results().get(key)
+    return None if found is None else dict(found)
+
+
 def patching_grids(run_path: str, weights_mtime: float, clean_ids: tuple, corrupted_ids: tuple, answer: int,
-                   wrong: int) -> dict:
-    """The three patching results for one prompt pair (numpy, so the cache can copy them), and the baselines.
-    weights_mtime keys a run whose weights moved on; InterpError passes through (it is not cached)."""
+                   wrong: int, progress=None) -> dict:
+    """The three patching results for one prompt pair (numpy), and the baselines; kept for every session.
+    weights_mtime keys a run whose weights moved on; InterpError passes through (nothing is kept);
+    progress(fraction done) as in gpt.interp.patching.recovered_fractions."""
     from gpt.interp.patching import patch_heads, patch_mlps, patch_residual, patching_baseline
+    key = (run_path, weights_mtime, clean_ids, corrupted_ids, answer, wrong)
+    found = known_patching_grids(*key)
+    if found is not None:
+        return found
     model = cached_run(run_path).model
+    cfg = model.config
     args = (model, list(clean_ids), list(corrupted_ids), answer, wrong)
+    # each grid's share of the work: its number of patched forward rows
+    rows = [(cfg.n_layer + 1) * len(clean_ids), cfg.n_layer * cfg.effective_n_head, cfg.n_layer if cfg.has_mlp else 0]
+    total = sum(rows)
+
+    def part(before: int, size: int):
+        return None if progress is None else (lambda f: progress((before + f * size) / total))
     base = patching_baseline(*args)
-    return {"residual": patch_residual(*args).numpy(), "heads": patch_heads(*args).numpy(),
-            "mlps": patch_mlps(*args).numpy() if model.config.has_mlp else None,
-            "clean": base.clean_metric, "corrupted": base.corrupted_metric}
+    grids = {"residual": patch_residual(*args, progress=part(0, rows[0])).numpy(),
+             "heads": patch_heads(*args, progress=part(rows[0], rows[1])).numpy(),
+             "mlps": patch_mlps(*args, progress=part(rows[0] + rows[1], rows[2])).numpy() if cfg.has_mlp else None,
+             "clean": base.clean_metric, "corrupted": base.corrupted_metric}
+    kept = _patching_results()
+    kept[key] = grids
+    while len(kept) > PATCHING_KEPT:
+        kept.popitem(last=False)
+    return dict(grids)
 
 
 # ---- training speed (the Train form's expected wall time) ----

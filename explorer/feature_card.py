@@ -9,8 +9,9 @@ from explorer.common import chips_html, esc
 from explorer.evaltext import eval_caption, eval_key
 from explorer.figures.features import activation_histogram, density_figure
 from explorer.figures.inside import effect_bars
+from explorer.scans import forget_stop, run_scan, was_stopped
 from gpt.data import CorpusError
-from gpt.interp.features.cards import cached_scan, feature_logit_effect
+from gpt.interp.features.cards import cached_scan, feature_logit_effect, is_card_scanned
 
 
 def draw_feature_card(run, dic, feature: int, key: str = "card") -> None:
@@ -26,8 +27,21 @@ def draw_feature_card(run, dic, feature: int, key: str = "card") -> None:
                 "another under **Evaluation text** in the sidebar.")
         return
     val = evaluation.ids
-    with st.spinner("Scanning the evaluation text with this dictionary (once; kept in its folder)..."):
-        scan = cached_scan(run.model, dic, val)
+    request = (str(dic.path), eval_key(run))
+    if not is_card_scanned(dic, val):
+        if was_stopped(f"{key}_scan", request):
+            st.caption("The scan was stopped; nothing of it was kept.")
+            if st.button(f"Scan the evaluation text with {dic.name} ({len(val):,} tokens; once, kept in its folder)",
+                         key=f"{key}_scan_again"):
+                forget_stop(f"{key}_scan")
+                st.rerun()
+            return
+        scan = run_scan(f"{key}_scan", request, f"Scanning {len(val):,} tokens of the evaluation text with {dic.name} "
+                        "(once per text; kept in its folder)", lambda progress: cached_scan(run.model, dic, val, progress))
+        if scan is None:
+            st.rerun()
+    else:
+        scan = cached_scan(run.model, dic, val)   # read back from the folder
     density = float(scan.density[feature])
     st.write(f"Fires on **{density:.2%}** of the {scan.n_tokens:,} evaluation-text tokens; its largest activation "
              f"is **{float(scan.top_values[feature, 0]):.2f}**.")

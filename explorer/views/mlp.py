@@ -6,10 +6,18 @@ from explorer.cache import run_eval_text, run_top_contexts
 from explorer.common import chips_html, esc, selected_run, teaching_prompt_ids, visible
 from explorer.evaltext import eval_caption, eval_key
 from explorer.figures.inside import effect_bars, neuron_heatmap
+from explorer.scans import forget_stop, run_scan, was_stopped
 from explorer.state import bind, fresh_click, remember
 from gpt.data import CorpusError
 from gpt.interp import InterpError
-from gpt.interp.neurons import AUTO_SCAN, is_scanned, neuron_activations, neuron_logit_effect, scan_length
+from gpt.interp.neurons import (
+    AUTO_SCAN,
+    cached_top_contexts,
+    is_scanned,
+    neuron_activations,
+    neuron_logit_effect,
+    scan_length,
+)
 from gpt.model import count_params
 
 SHOWN_NEURONS = 40   # rows of the heatmap: the neurons most active somewhere in the prompt
@@ -64,20 +72,35 @@ def top_contexts_column() -> None:
     val = evaluation.ids
     n_scan = scan_length(cfg, len(val))
     cost = count_params(cfg) * n_scan
-    asked = st.session_state.get("_mlp_scan_asked") == (str(run.path), eval_key(run))
-    if cost > AUTO_SCAN and not asked and not is_scanned(run, val[:n_scan]):
-        # a big model: the scan takes a while, so it waits for a click that says so (2 x parameters x tokens
-        # FLOPs at a rough 50 GFLOP/s on this machine class)
-        st.markdown("**Where does it fire most?**")
-        if st.button(f"Scan {n_scan:,} tokens of the evaluation text for every neuron's top contexts (about "
-                     f"{2 * cost / 5e10:.0f} s; once per weights and text)", key="mlp_scan"):
-            st.session_state["_mlp_scan_asked"] = (str(run.path), eval_key(run))
+    request = (str(run.path), eval_key(run))
+    if not is_scanned(run, val[:n_scan]):
+        stopped = was_stopped("mlp_scan", request)
+        if stopped or (cost > AUTO_SCAN and st.session_state.get("_mlp_scan_asked") != request):
+            # a big model: the scan takes a while, so it waits for a click that says so (2 x parameters x tokens
+            # FLOPs at a rough 50 GFLOP/s on this machine class); so does a scan the learner stopped
+            st.markdown("**Where does it fire most?**")
+            if stopped:
+                st.caption("The scan was stopped; nothing of it was kept.")
+            if st.button(f"Scan {n_scan:,} tokens of the evaluation text for every neuron's top contexts (about "
+                         f"{max(1, round(2 * cost / 5e10))} s; once per weights and text)", key="mlp_scan"):
+                st.session_state["_mlp_scan_asked"] = request
+                forget_stop("mlp_scan")
+                st.rerun()
+            st.caption(eval_caption(evaluation))
+            return
+        try:
+            done = run_scan("mlp_scan", request, f"Finding where each neuron fires most in {n_scan:,} tokens of the "
+                            "evaluation text (once per weights and text; kept in the run folder)",
+                            lambda progress: cached_top_contexts(run, val[:n_scan], progress))
+        except InterpError as e:   # e.g. shorter than one window: the message says how long it must be
+            st.info(f"{e}. Choose a longer evaluation text in the sidebar.")
+            return
+        if done is None:   # stopped: show the button to start again
+            st.session_state.pop("_mlp_scan_asked", None)
             st.rerun()
-        st.caption(eval_caption(evaluation))
-        return
     try:
         contexts = run_top_contexts(run.path, eval_key(run), n_scan)
-    except InterpError as e:   # e.g. shorter than one window: the message says how long it must be
+    except InterpError as e:
         st.info(f"{e}. Choose a longer evaluation text in the sidebar.")
         return
     rows = []

@@ -2,9 +2,10 @@
 import numpy as np
 import streamlit as st
 
-from explorer.cache import patching_grids, weights_mtime
+from explorer.cache import known_patching_grids, patching_grids, weights_mtime
 from explorer.common import encode_or_explain, esc, selected_attention_run, visible
 from explorer.figures.attribution import head_heatmap, mlp_patching_bars, residual_patching_heatmap
+from explorer.scans import forget_stop, run_scan, was_stopped
 from gpt.interp.capture import InterpError
 from gpt.interp.patching import AUTO_PATCH, boundary_labels, fitting_example, patching_cost, single_token_id
 
@@ -51,7 +52,20 @@ try:
         st.caption("A model this size takes a while for the whole grid: shorter prompts are quicker (the cost "
                    "grows with the square of their length).")
         st.stop()
-    grids = patching_grids(str(run.path), weights_mtime(run.path), tuple(clean), tuple(corrupted), answer, wrong)
+    key = (str(run.path), weights_mtime(run.path), tuple(clean), tuple(corrupted), answer, wrong)
+    grids = known_patching_grids(*key)
+    if grids is None and len(clean) == len(corrupted) and was_stopped("patching", request):
+        st.caption("Patching was stopped; nothing of it was kept.")
+        if st.button("Patch every layer boundary, position, head and MLP", type="primary"):
+            forget_stop("patching")
+            st.rerun()
+        st.stop()
+    if grids is None:
+        grids = run_scan("patching", request, "Patching every layer boundary, position, head and MLP",
+                         lambda progress: patching_grids(*key, progress=progress))
+        if grids is None:   # stopped
+            st.session_state.pop("_patch_asked", None)
+            st.rerun()
 except InterpError as e:
     st.error(str(e))
     st.stop()

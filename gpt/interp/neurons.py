@@ -90,14 +90,15 @@ class TopContexts:
 
 @torch.no_grad()
 def top_contexts(model: GPT, seq: torch.Tensor, k: int = TOP_K, max_tokens: int | None = None,
-                 dtype: torch.dtype = torch.float32) -> TopContexts:
+                 dtype: torch.dtype = torch.float32, progress=None) -> TopContexts:
     """Scan seq (1-D token ids) in consecutive non-overlapping windows of block_size and keep, per layer and
     neuron, the k positions of highest activation. A running top-k per batch of windows bounds memory.
 
     Fast enough for the whole validation split (bench/neurons.py): the trace records only the MLP activations,
     so attention runs its fused kernel (no (T, T) weights materialised), and the top-k runs over positions for
     all neurons at once. dtype=torch.bfloat16 runs the forward under bf16 autocast: ~1.6x faster on a CPU with
-    native bf16; the top position of ~5% of neurons then differs from fp32's (near-ties)."""
+    native bf16; the top position of ~5% of neurons then differs from fp32's (near-ties). progress(fraction done)
+    is called after every batch of windows (a page's progress bar; it may raise to stop the scan)."""
     require_mlp(model)
     cfg = model.config
     seq = torch.as_tensor(seq, dtype=torch.long).flatten()
@@ -125,6 +126,8 @@ def top_contexts(model: GPT, seq: torch.Tensor, k: int = TOP_K, max_tokens: int 
             merged_p = torch.cat([best_p[i], positions[top.indices]])
             keep = torch.topk(merged_v, k, dim=0)
             best_v[i], best_p[i] = keep.values, merged_p.gather(0, keep.indices)
+        if progress is not None:
+            progress(stop / n_windows)
     return TopContexts(best_v.transpose(1, 2).contiguous(), best_p.transpose(1, 2).contiguous(), n_windows * T)
 
 
@@ -134,9 +137,9 @@ def cache_path(run_dir: str | Path, step: int, seq: torch.Tensor) -> Path:
     return Path(run_dir) / FOLDER / f"neurons-step{int(step)}-{digest}.safetensors"
 
 
-def cached_top_contexts(run, seq: torch.Tensor) -> TopContexts:
+def cached_top_contexts(run, seq: torch.Tensor, progress=None) -> TopContexts:
     """top_contexts for a loaded run (gpt.runs.LoadedRun) over the whole of seq (its validation text), read from /
-    written to its run folder (one file per step and text)."""
+    written to its run folder (one file per step and text). A scan stopped by progress raising writes nothing."""
     path = cache_path(run.path, run.step, seq)
     try:
         stored = load_tensors(path.read_bytes())
@@ -146,7 +149,8 @@ def cached_top_contexts(run, seq: torch.Tensor) -> TopContexts:
     except (OSError, SafetensorError, KeyError):
         pass  # absent or unreadable: compute it again
     device = next(run.model.parameters()).device
-    result = top_contexts(run.model, seq, dtype=resolve_dtype("auto", device))  # bf16 where native: a page waits
+    # bf16 where native: a page waits
+    result = top_contexts(run.model, seq, dtype=resolve_dtype("auto", device), progress=progress)
     try:
         path.parent.mkdir(exist_ok=True)
         atomic_write_bytes(path, save_tensors({"values": result.values.contiguous(),

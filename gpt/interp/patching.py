@@ -131,9 +131,10 @@ class PatchingBaseline:
 
 @torch.no_grad()
 def recovered_fractions(model: GPT, clean_ids, corrupted_ids, answer: int, wrong: int,
-                        patches: list[list[Patch]]) -> tuple[torch.Tensor, PatchingBaseline]:
+                        patches: list[list[Patch]], progress=None) -> tuple[torch.Tensor, PatchingBaseline]:
     """For each patch set (one batch row each; an empty set patches nothing), the fraction of the clean-minus-
-    corrupted logit difference it recovers: a (len(patches),) tensor, plus both baselines."""
+    corrupted logit difference it recovers: a (len(patches),) tensor, plus both baselines. progress(fraction of
+    rows done) is called after every forward (a page's progress bar; it may raise to stop)."""
     clean, corrupted, answer, wrong = check_pair(model, clean_ids, corrupted_ids, answer, wrong)
     names = {p.name for row in patches for p in row}
     clean_cache = run_with_cache(model, clean, names)
@@ -151,6 +152,7 @@ def recovered_fractions(model: GPT, clean_ids, corrupted_ids, answer: int, wrong
     rows_per_forward = max(1, TOKENS_PER_FORWARD // T)
     starts = [min((layer_of(p.name) for p in row), default=0) for row in patches]
     patched = torch.zeros(len(patches), dtype=torch.float64)
+    done = 0
     for first in sorted(set(starts)):
         rows = [r for r, s in enumerate(starts) if s == first]
         for i in range(0, len(rows), rows_per_forward):
@@ -158,6 +160,9 @@ def recovered_fractions(model: GPT, clean_ids, corrupted_ids, answer: int, wrong
             interventions = patch_interventions(clean_cache, [patches[r] for r in chunk])
             x = corrupted_cache[f"blocks.{first}.resid_pre"].expand(len(chunk), T, -1)
             patched[chunk] = metric(run_blocks_from(model, x, first, Trace(set(), interventions)))
+            done += len(chunk)
+            if progress is not None:
+                progress(done / len(patches))
     fractions = (patched - corrupted_metric) / (clean_metric - corrupted_metric)
     return fractions.float(), PatchingBaseline(clean_metric, corrupted_metric)
 
@@ -205,32 +210,32 @@ def residual_points(model: GPT) -> list[str]:
     return [name for _, name in residual_names(model)]
 
 
-def patch_residual(model: GPT, clean_ids, corrupted_ids, answer: int, wrong: int) -> torch.Tensor:
+def patch_residual(model: GPT, clean_ids, corrupted_ids, answer: int, wrong: int, progress=None) -> torch.Tensor:
     """(n_layer + 1, T) recovered fractions for patching the residual stream at one layer boundary and one
     position: row 0 = the input to block 0 (embeddings), row l + 1 = the output of block l."""
     require_attention(model)
     T = check_ids(model, clean_ids).size(1)
     points = residual_points(model)
     patches = [[Patch(name, (t,))] for name in points for t in range(T)]
-    fractions, _ = recovered_fractions(model, clean_ids, corrupted_ids, answer, wrong, patches)
+    fractions, _ = recovered_fractions(model, clean_ids, corrupted_ids, answer, wrong, patches, progress)
     return fractions.view(len(points), T)
 
 
-def patch_heads(model: GPT, clean_ids, corrupted_ids, answer: int, wrong: int) -> torch.Tensor:
+def patch_heads(model: GPT, clean_ids, corrupted_ids, answer: int, wrong: int, progress=None) -> torch.Tensor:
     """(n_layer, n_head) recovered fractions for patching one head's output (its attn.z, all positions)."""
     cfg = model.config
     require_attention(model)
     patches = [[Patch(f"blocks.{i}.attn.z", (h,))] for i in range(cfg.n_layer) for h in range(cfg.effective_n_head)]
-    fractions, _ = recovered_fractions(model, clean_ids, corrupted_ids, answer, wrong, patches)
+    fractions, _ = recovered_fractions(model, clean_ids, corrupted_ids, answer, wrong, patches, progress)
     return fractions.view(cfg.n_layer, cfg.effective_n_head)
 
 
-def patch_mlps(model: GPT, clean_ids, corrupted_ids, answer: int, wrong: int) -> torch.Tensor:
+def patch_mlps(model: GPT, clean_ids, corrupted_ids, answer: int, wrong: int, progress=None) -> torch.Tensor:
     """(n_layer,) recovered fractions for patching one MLP's output (all positions)."""
     if not model.config.has_mlp:
         raise InterpError(f"a {model.config.arch.replace('_', '-')} model has no MLPs to patch")
     patches = [[Patch(f"blocks.{i}.mlp.out", (slice(None),))] for i in range(model.config.n_layer)]
-    fractions, _ = recovered_fractions(model, clean_ids, corrupted_ids, answer, wrong, patches)
+    fractions, _ = recovered_fractions(model, clean_ids, corrupted_ids, answer, wrong, patches, progress)
     return fractions
 
 

@@ -62,8 +62,10 @@ class FeatureScan:
 
 
 @torch.no_grad()
-def scan_features(model: GPT, dictionary, seq: torch.Tensor, vocab_size: int | None = None) -> FeatureScan:
-    """The module docstring's per-feature statistics over seq (1-D token ids)."""
+def scan_features(model: GPT, dictionary, seq: torch.Tensor, vocab_size: int | None = None,
+                  progress=None) -> FeatureScan:
+    """The module docstring's per-feature statistics over seq (1-D token ids). progress(fraction of tokens done) is
+    called after every batch of windows (a page's progress bar; it may raise to stop the scan)."""
     cfg = dictionary.config
     seq = torch.as_tensor(seq, dtype=torch.long).flatten()
     device = next(model.parameters()).device
@@ -78,6 +80,8 @@ def scan_features(model: GPT, dictionary, seq: torch.Tensor, vocab_size: int | N
         poss.append(tok_idx + offset)
         vals.append(f[tok_idx, feat_idx])
         offset += f.size(0)
+        if progress is not None:
+            progress(offset / max(1, len(seq) - 1))
     n, n_tokens = cfg.n_features, offset
     F_, P, V = torch.cat(feats), torch.cat(poss), torch.cat(vals)
     counts = torch.bincount(F_, minlength=n)
@@ -119,9 +123,15 @@ def scan_path(folder: str | Path, seq: torch.Tensor) -> Path:
     return Path(folder) / f"cards-{text_digest(seq)}.safetensors"
 
 
-def cached_scan(model: GPT, loaded: LoadedDictionary, seq: torch.Tensor) -> FeatureScan:
+def is_card_scanned(loaded: LoadedDictionary, seq: torch.Tensor) -> bool:
+    """Whether cached_scan would read seq's scan from the dictionary's folder instead of computing it."""
+    return scan_path(loaded.path, seq).is_file()
+
+
+def cached_scan(model: GPT, loaded: LoadedDictionary, seq: torch.Tensor, progress=None) -> FeatureScan:
     """scan_features, read from / written to the dictionary's folder (keyed by the text; the folder's own weights
-    file replaced means a new folder, so the cache cannot outlive its dictionary)."""
+    file replaced means a new folder, so the cache cannot outlive its dictionary). A scan stopped by progress
+    raising writes nothing."""
     path = scan_path(loaded.path, seq)
     try:
         stored = load_tensors(path.read_bytes())
@@ -129,7 +139,7 @@ def cached_scan(model: GPT, loaded: LoadedDictionary, seq: torch.Tensor) -> Feat
             return FeatureScan.from_tensors(stored)
     except (OSError, SafetensorError, KeyError):
         pass  # absent or unreadable: compute again
-    scan = scan_features(model, loaded.module, seq)
+    scan = scan_features(model, loaded.module, seq, progress=progress)
     try:
         atomic.write_bytes(path, save_tensors(scan.tensors()))
     except OSError:
