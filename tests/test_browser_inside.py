@@ -166,7 +166,7 @@ def test_mlp_and_kv_cache_views(page):
     nav(page, "MLP neurons")
     main = page.get_by_test_id("stMainBlockContainer")
     expect(main.get_by_text("Promotes")).to_be_visible()
-    expect(main.get_by_text(re.compile(r"over the whole evaluation text \([\d,]+ tokens\)"))).to_be_visible()
+    expect(main.get_by_text(re.compile(r"fires most over the whole evaluation text"))).to_be_visible()
     shot(page, "mlp", full=True)
     # clicking a row of the neuron heatmap studies that neuron: its third row, at the prompt's 5th token
     heatmap = main.locator(".st-key-neuron_heatmap .js-plotly-plot")
