@@ -34,7 +34,9 @@ def check_rises_to_one(seen, batches):
     assert seen == sorted(seen) and seen[-1] == pytest.approx(1.0) and 0 < seen[0] < 1
 
 
-def test_neuron_scan_reports_each_batch_and_a_stopped_one_writes_nothing(tmp_path):
+def test_neuron_scan_reports_each_batch_and_a_stopped_one_writes_nothing(tmp_path, monkeypatch):
+    import gpt.interp.neurons as neurons
+    monkeypatch.setattr(neurons, "TOKENS_PER_BATCH", 32 * 8)
     model, seq = model_and_text()          # 40 windows of 8 tokens
     seen, progress = recorder()
     with_progress = top_contexts(model, seq, k=3, progress=progress)

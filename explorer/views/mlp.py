@@ -17,6 +17,7 @@ from gpt.interp.neurons import (
     neuron_activations,
     neuron_logit_effect,
     scan_length,
+    scan_seconds,
 )
 from gpt.model import count_params
 
@@ -76,13 +77,13 @@ def top_contexts_column() -> None:
     if not is_scanned(run, val[:n_scan]):
         stopped = was_stopped("mlp_scan", request)
         if stopped or (cost > AUTO_SCAN and st.session_state.get("_mlp_scan_asked") != request):
-            # a big model: the scan takes a while, so it waits for a click that says so (2 x parameters x tokens
-            # FLOPs at a rough 50 GFLOP/s on this machine class); so does a scan the learner stopped
+            # a big model: the scan takes a while, so it waits for a click that says how long; so does a scan
+            # the learner stopped
             st.markdown("**Where does it fire most?**")
             if stopped:
                 st.caption("The scan was stopped; nothing of it was kept.")
             if st.button(f"Scan {n_scan:,} tokens of the evaluation text for every neuron's top contexts (about "
-                         f"{max(1, round(2 * cost / 5e10))} s; once per weights and text)", key="mlp_scan"):
+                         f"{max(1, round(scan_seconds(cfg, n_scan)))} s; once per weights and text)", key="mlp_scan"):
                 st.session_state["_mlp_scan_asked"] = request
                 forget_stop("mlp_scan")
                 st.rerun()

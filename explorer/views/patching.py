@@ -7,7 +7,14 @@ from explorer.common import encode_or_explain, esc, selected_attention_run, visi
 from explorer.figures.attribution import head_heatmap, mlp_patching_bars, residual_patching_heatmap
 from explorer.scans import forget_stop, run_scan, was_stopped
 from gpt.interp.capture import InterpError
-from gpt.interp.patching import AUTO_PATCH, boundary_labels, fitting_example, patching_cost, single_token_id
+from gpt.interp.patching import (
+    AUTO_PATCH,
+    boundary_labels,
+    fitting_example,
+    patching_cost,
+    patching_seconds,
+    single_token_id,
+)
 
 run = selected_attention_run("Patching", "no layers to patch")
 st.caption(f"Model **{run.path.name}** at step {run.step:,}. Two prompts differ in one detail. Run the corrupted "
@@ -44,9 +51,10 @@ try:
     cost = patching_cost(run.config, len(clean))
     request = (str(run.path), tuple(clean), tuple(corrupted), answer, wrong)
     if len(clean) == len(corrupted) and cost > AUTO_PATCH and st.session_state.get("_patch_asked") != request:
-        # a big model: the grids take a while (2 x parameters x tokens FLOPs at a rough 50 GFLOP/s), so ask first
-        if st.button(f"Patch every layer boundary, position, head and MLP (about {2 * cost / 5e10:,.0f} s for "
-                     f"this {len(clean)}-token pair; kept once computed)", type="primary"):
+        # a big model: the grids take a while, so ask first, saying how long
+        seconds = max(1, round(patching_seconds(run.config, len(clean))))
+        if st.button(f"Patch every layer boundary, position, head and MLP (about {seconds:,} s for this "
+                     f"{len(clean)}-token pair; kept once computed)", type="primary"):
             st.session_state["_patch_asked"] = request
             st.rerun()
         st.caption("A model this size takes a while for the whole grid: shorter prompts are quicker (the cost "

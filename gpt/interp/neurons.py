@@ -26,7 +26,10 @@ from ..trainer import resolve_dtype
 from .capture import InterpError, run_with_cache
 
 TOP_K = 8              # contexts kept per neuron
-WINDOWS_PER_BATCH = 32  # validation windows per forward (bounded memory: 32 x 128 x 768 floats per layer)
+# Tokens per forward: bounded memory (the shipped model: 32 windows of 128, 4096 x 768 floats per layer; GPT-2
+# small: 4 windows of 1,024, 150 MB of activations over its 12 layers instead of 1.2 GB for 32 windows).
+TOKENS_PER_BATCH = 4096
+SCAN_FLOPS = 1e11   # a scan's forward on 2 quiet cores (bench/gpt2_pages.py: 8,192 GPT-2-small tokens in 21 s)
 FOLDER = "interp"
 # How much a page scans, in parameter x token products (the forward's cost grows with both). The shipped model's
 # whole validation split (1.8M parameters x 111k tokens, 2e11) is scanned as the page opens; a bigger scan waits
@@ -42,6 +45,13 @@ def scan_length(config, n_tokens: int, budget: float = MAX_SCAN) -> int:
     T = config.block_size
     affordable = int(budget // max(1, count_params(config)))
     return min(n_tokens, max(T, affordable // T * T))
+
+
+def scan_seconds(config, n_tokens: int) -> float:
+    """About how long a scan of n_tokens takes here (2 FLOPs per parameter and token at SCAN_FLOPS), for the
+    button that asks before a big one."""
+    from ..model import count_params
+    return 2 * count_params(config) * n_tokens / SCAN_FLOPS
 
 
 def is_scanned(run, seq: torch.Tensor) -> bool:
@@ -113,8 +123,9 @@ def top_contexts(model: GPT, seq: torch.Tensor, k: int = TOP_K, max_tokens: int 
     best_p = torch.zeros((L, k, N), dtype=torch.long)
     names = {f"blocks.{i}.mlp.post" for i in range(L)}
     device = next(model.parameters()).device
-    for start in range(0, n_windows, WINDOWS_PER_BATCH):
-        stop = min(n_windows, start + WINDOWS_PER_BATCH)
+    per_batch = max(1, TOKENS_PER_BATCH // T)
+    for start in range(0, n_windows, per_batch):
+        stop = min(n_windows, start + per_batch)
         batch = seq[start * T:stop * T].view(stop - start, T).to(device)   # (B, T)
         with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
             cache = run_with_cache(model, batch, names)
