@@ -101,6 +101,10 @@ def main() -> None:
         build(run, args)
         # start again in a fresh process: the memory figures must not include the BPE training's
         os.execv(sys.executable, [sys.executable, *sys.argv])
+    # cold caches: what an earlier bench run left on disk (neuron scans in the run folder, the app's cache dir)
+    import shutil
+    for leftover in (run / "interp", args.work / "cache"):
+        shutil.rmtree(leftover, ignore_errors=True)
     os.environ["GPT_EXPLORER_CHECKPOINTS"] = str(run.parent)
     os.environ["GPT_EXPLORER_CACHE"] = str(args.work / "cache")
 

@@ -29,6 +29,7 @@ TOP_K = 8              # contexts kept per neuron
 # Tokens per forward: bounded memory (the shipped model: 32 windows of 128, 4096 x 768 floats per layer; GPT-2
 # small: 4 windows of 1,024, 150 MB of activations over its 12 layers instead of 1.2 GB for 32 windows).
 TOKENS_PER_BATCH = 4096
+LOGITS_PER_BATCH = 50_000_000   # ... and at most this many logits (GPT-2's 50,257-token vocabulary: one window, 200 MB)
 SCAN_FLOPS = 1e11   # a scan's forward on 2 quiet cores (bench/gpt2_pages.py: 8,192 GPT-2-small tokens in 21 s)
 FOLDER = "interp"
 # How much a page scans, in parameter x token products (the forward's cost grows with both). The shipped model's
@@ -123,7 +124,7 @@ def top_contexts(model: GPT, seq: torch.Tensor, k: int = TOP_K, max_tokens: int 
     best_p = torch.zeros((L, k, N), dtype=torch.long)
     names = {f"blocks.{i}.mlp.post" for i in range(L)}
     device = next(model.parameters()).device
-    per_batch = max(1, TOKENS_PER_BATCH // T)
+    per_batch = max(1, min(TOKENS_PER_BATCH, LOGITS_PER_BATCH // cfg.vocab_size) // T)
     for start in range(0, n_windows, per_batch):
         stop = min(n_windows, start + per_batch)
         batch = seq[start * T:stop * T].view(stop - start, T).to(device)   # (B, T)
