@@ -13,7 +13,10 @@
    an attention head, generate 100 tokens, move the position on Why this token, and press Start training (the
    slot is the teacher's job, so the request joins the queue and the page shows its place), then Cancel it.
    Every step waits for content only its own answer has.
-4. Prints: errors and lost interactions, per-step and overall median/p95 interaction time, server resident
+4. Prints: errors and lost interactions, per-step and overall median/p95 interaction time (in the browser: the
+   server's answer plus the page's drawing), the server's own script runs during the walk (median/p95 wall time of
+   each run, timed inside the server by a sitecustomize: what a learner whose browser has its own CPU waits for
+   the server), server resident
    memory (peak, and the growth per added session while they join), the server's CPU seconds per interaction,
    and the training job's tokens/s under load against alone.
 
@@ -37,6 +40,27 @@ import time
 from pathlib import Path
 
 from soak import CHROMIUM, CHROMIUM_ARGS, SHIPPED, free_port, measure, proc_ticks, tokens_per_s, wait_http
+
+TIME_SCRIPT_RUNS = '''
+import os, threading, time
+from streamlit.runtime.scriptrunner import script_runner
+
+_original = script_runner.ScriptRunner._run_script
+_lock = threading.Lock()
+
+
+def _timed(self, rerun_data):
+    fragment = int(bool(rerun_data.fragment_id_queue))   # the sidebar's 2-second status poll, not a learner's click
+    start, t0 = time.time(), time.perf_counter()
+    try:
+        return _original(self, rerun_data)
+    finally:
+        with _lock, open(os.environ["GX_SCRIPT_RUNS"], "a") as f:
+            f.write(f"{start:.3f} {time.perf_counter() - t0:.4f} {fragment}\\n")
+
+
+script_runner.ScriptRunner._run_script = _timed
+'''
 
 ROOT = Path(__file__).resolve().parent.parent
 MAX_SESSIONS, MAX_WALK_S = 32, 600
@@ -192,8 +216,14 @@ def main() -> int:
     root = tmp / "checkpoints"
     root.mkdir()
     shutil.copytree(SHIPPED, root / SHIPPED.name, ignore=shutil.ignore_patterns("resume.safetensors", ".tmp-*"))
-    env = {**os.environ, "GPT_EXPLORER_CHECKPOINTS": str(root), "PYTHONPATH": str(ROOT),
-           "GPT_EXPLORER_CACHE": str(tmp / "cache")}
+    # the server times each of its script runs (one per interaction and page switch) into a file
+    site = tmp / "timing-site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(TIME_SCRIPT_RUNS)
+    script_runs = tmp / "script-runs.txt"
+    env = {**os.environ, "GPT_EXPLORER_CHECKPOINTS": str(root), "GPT_EXPLORER_CACHE": str(tmp / "cache"),
+           "PYTHONPATH": os.pathsep.join([str(ROOT)]), "GX_SCRIPT_RUNS": str(script_runs)}
+    server_env = {**env, "PYTHONPATH": os.pathsep.join([str(site), str(ROOT)])}
     run_dir = root / "teacher-training"
     trainer = subprocess.Popen([sys.executable, "-m", "gpt.train", "--corpus", "python-docs", "--preset", "nanogpt-cpu",
                                 "--out", str(run_dir), "--max-iters", "1000000", "--eval-interval", "1000000",
@@ -210,7 +240,7 @@ def main() -> int:
         idle = measure(trainer.pid, run_dir, args.idle_s)
         server = subprocess.Popen([sys.executable, "-m", "explorer.launch", "--classroom", "--max-jobs", "1",
                                    "--server.port", str(port), "--server.address", "127.0.0.1"],
-                                  cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                                  cwd=ROOT, env=server_env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
                                   start_new_session=True)
         wait_http(port)
         stop_sampling = threading.Event()
@@ -230,11 +260,14 @@ def main() -> int:
                 f"http://127.0.0.1:{port}", args.sessions, args.walk_s, args.think_s, int(args.timeout_s * 1000),
                 server.pid))
         server_cpu0 = proc_ticks(server.pid)
+        walk_started = time.time()
         loaded = measure(trainer.pid, run_dir, args.walk_s, during=walk, server_pid=server.pid)
         server_cpu_s = (proc_ticks(server.pid) - server_cpu0) / os.sysconf("SC_CLK_TCK")
         stop_sampling.set()
         learners, rss_after_join, walk_cost = joined["learners"], joined["rss"], joined["walk"]
         alive = server.poll() is None and trainer.poll() is None
+        lines = script_runs.read_text().splitlines() if script_runs.exists() else []
+        runs = [(float(d), f == "1") for t, d, f in (line.split() for line in lines) if float(t) >= walk_started]
     finally:
         for proc in (server, trainer):
             if proc is not None and proc.poll() is None:
@@ -261,6 +294,12 @@ def main() -> int:
     if everything:
         print(f"| all | {len(everything)} | {statistics.median(everything):.2f} | {pct(everything, 0.95):.2f} | "
               f"{max(everything):.2f} |")
+    for what, durations in (("whole-page", [d for d, polled in runs if not polled]),
+                            ("status-poll fragment", [d for d, polled in runs if polled])):
+        if durations:
+            print(f"server {what} script runs during the joins and the walk: {len(durations)}, median "
+                  f"{statistics.median(durations):.2f} s, p95 {pct(durations, 0.95):.2f} s, worst {max(durations):.2f} s "
+                  "(the server's own answer time, without the browser)")
     opens = [s.open_s for s in learners]
     print(f"joining (first page + name): median {statistics.median(opens):.1f}s, worst {max(opens):.1f}s")
     per_session = (rss_after_join[-1] - rss_after_join[1]) / max(1, len(rss_after_join) - 2)
