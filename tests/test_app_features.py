@@ -47,6 +47,11 @@ def test_features_page_shows_the_cli_metrics_and_a_card_with_the_library_numbers
     assert f"**{float(scan.density[594]):.2%}**" in shown and f"**{float(scan.top_values[594, 0]):.2f}**" in shown
     assert int((scan.density == 0).sum()) == tc.metrics["dead"]  # the card's scan and `gpt-features eval` agree
     assert int((scan.density > 0.1).sum()) == tc.metrics["dense"]
+    # searching by token reads the same scan (made by the card, never silently inside the collapsed expander)
+    at.run()
+    (best, value), *_ = scan.features_for_token(run.tokenizer.encode("R")[0])
+    found = next(m.value for m in at.markdown if "highest mean activation" in m.value)
+    assert found.startswith("In **transcoder-L0**") and f"#{best} ({value:.2f})" in found
 
 
 def test_a_run_without_dictionaries_offers_training(tmp_path):
@@ -119,3 +124,16 @@ def test_steering_page_clamps_a_feature():
     assert not at.exception, [e.value for e in at.exception]
     shown = [m.value for m in at.markdown]
     assert "**as it is** (unsteered)" in shown and "**clamped to 0**" in shown and "**clamped to 30**" in shown
+
+
+@pytest.mark.slow
+def test_search_waits_for_the_cards_scan_instead_of_scanning_unseen(tmp_path):
+    """The search sits in a collapsed expander: it must not run the dictionary's scan there (no progress bar, no
+    Stop); it says so, and works once the card below has made the scan."""
+    from conftest import checkpoints_env
+    with checkpoints_env(shipped_checkpoints(tmp_path)):   # a copy without cached scans
+        at = open_features(feature="transcoder-L0#594")
+        assert any("Open one, then search here" in c.value for c in at.caption)
+        assert any(h.value == "Feature #594 of transcoder-L0" for h in at.subheader)   # the card made the scan
+        at.run()
+        assert any("highest mean activation" in m.value for m in at.markdown)

@@ -13,6 +13,7 @@ import pytest
 from browser_support import ROOT, app_server, chromium_page, require_chromium, shipped_checkpoints
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
+SHOTS = ROOT / "test-artifacts" / "scan-shots"   # looked at by a person: the bar, and the page after Stop
 
 SLOW_SCAN = '''
 import os, time
@@ -58,6 +59,9 @@ def test_stop_ends_a_long_neuron_scan_and_keeps_nothing(tmp_path):
         bar = page.get_by_text("Finding where each neuron fires most")
         expect(bar).to_be_visible(timeout=120_000)
         expect(page.get_by_text("%)")).to_be_visible(timeout=60_000)   # the bar moves
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        bar.scroll_into_view_if_needed()
+        page.screenshot(path=str(SHOTS / "mlp-scan-progress.png"))
         page.get_by_test_id("stButton").get_by_role("button", name="Stop the scan").click()
         expect(page.get_by_text("The scan was stopped; nothing of it was kept.")).to_be_visible(timeout=60_000)
         expect(page.get_by_role("button", name="Scan ")).to_be_visible()
@@ -66,4 +70,6 @@ def test_stop_ends_a_long_neuron_scan_and_keeps_nothing(tmp_path):
         assert batches(counter) <= stopped_at + 1, "the scan went on after Stop"
         assert stopped_at < 27, stopped_at   # the whole split is 27 batches of 32 windows
         assert not list((run / "interp").glob("neurons-*")), "a stopped scan wrote its file"
+        page.get_by_text("The scan was stopped").scroll_into_view_if_needed()
+        page.screenshot(path=str(SHOTS / "mlp-scan-stopped.png"))
         assert not errors, errors

@@ -62,9 +62,18 @@ def _graph(run_dir: str, weights_key: tuple, ids: tuple[int, ...], names: tuple[
     return attribution_graph(run.model, list(ids), transcoders)
 
 
+@st.cache_data(max_entries=32, show_spinner="Running both models with those features changed...")
+def _intervention(run_dir: str, weights_key: tuple, ids: tuple[int, ...], names: tuple[str, ...],
+                  values: tuple[tuple[str, float], ...]):
+    """intervene() for {node key: value}, kept per graph and setting (every rerun of the page would redo it)."""
+    nodes = {n.key: n for n in _graph(run_dir, weights_key, ids, names).nodes}
+    return intervene(run.model, list(ids), transcoders, {nodes[key]: value for key, value in values})
+
+
+graph_key = (str(run.path), (run.step, run.path.stat().st_mtime), tuple(ids[:pos + 1]),
+             tuple(str(t.path) for t in transcoders))
 try:
-    graph = _graph(str(run.path), (run.step, run.path.stat().st_mtime), tuple(ids[:pos + 1]),
-                   tuple(str(t.path) for t in transcoders))
+    graph = _graph(*graph_key)
 except InterpError as e:
     st.warning(str(e))
     st.stop()
@@ -186,7 +195,7 @@ else:
         st.info("Only transcoder features can be switched: the chosen supernode holds none (error nodes and "
                 "embeddings are fixed inputs of the replacement model).")
     if settings:
-        result = intervene(run.model, ids[:pos + 1], transcoders, settings)
+        result = _intervention(*graph_key, tuple(sorted((node.key, float(v)) for node, v in settings.items())))
         first = graph.logit_ids[0]
         what = "switched off" if scale == 0 else f"scaled by {scale:g}"
         st.markdown(f"With {len(settings)} feature{'s' if len(settings) > 1 else ''} {what}, "

@@ -13,7 +13,7 @@ from explorer.feature_card import draw_feature_card
 from explorer.jobs import format_eta
 from explorer.state import bind, place, remember
 from gpt.data import CorpusError
-from gpt.interp.features.cards import cached_scan, features_at
+from gpt.interp.features.cards import cached_scan, features_at, is_card_scanned
 from gpt.interp.features.training import FeatureTrainConfig
 
 run = selected_attention_run("Features", "no blocks, so no activations inside it to learn features of")
@@ -135,26 +135,39 @@ for dic, pairs in active:
                 if other != dic.name:
                     st.session_state.pop(f"pills_{other}", None)
 
-with st.expander("Search features by token"):
+def search_by_token() -> None:
+    """Which features of the open dictionary fire most on a token, from its scan of the evaluation text."""
     query = st.text_input("A token (a character for this model)" if tok.kind == "char" else "A token",
                           value="R", max_chars=32)
     unknown = tok.unknown_chars(query) if query else ""
     if unknown:
         st.warning(f"This tokenizer cannot read {', '.join(repr(c) for c in unknown)}.")
-    elif query:
-        q_ids = tok.encode(query)
-        target = next((dic for dic in good if f"{dic.name}#" in (picked or "")), good[0])
-        try:
-            scan = cached_scan(cached_run(run.path).model, target, run_eval_text(run.path, *eval_key(run)).ids)
-        except (CorpusError, OSError) as e:
-            st.info(f"Search reads the evaluation text, and this one cannot be used: {e}. Choose another in the "
-                    "sidebar.")
-            st.stop()
-        hits = scan.features_for_token(q_ids[0])
-        st.write(f"In **{target.name}**, the features with the highest mean activation on `{esc(visible(tok.token_str(q_ids[0])))}`: "
-                 + (", ".join(f"#{i} ({v:.2f})" for i, v in hits) or "none"))
-        st.caption("Mean over every occurrence of the token in the evaluation text (zeros included), so a feature "
-                   "that fires on it reliably ranks first. The dictionary is the one whose feature is open below.")
+        return
+    if not query:
+        return
+    q_ids = tok.encode(query)
+    target = next((dic for dic in good if f"{dic.name}#" in (picked or "")), good[0])
+    try:
+        evaluation_ids = run_eval_text(run.path, *eval_key(run)).ids
+    except (CorpusError, OSError) as e:
+        st.info(f"Search reads the evaluation text, and this one cannot be used: {e}. Choose another in the "
+                "sidebar.")
+        return
+    if not is_card_scanned(target, evaluation_ids):
+        # the scan runs where it can be watched and stopped: under the feature card below, not in this expander
+        st.caption(f"Search reads {target.name}'s scan of the evaluation text, made once when a feature card of it "
+                   "opens below (with a progress bar). Open one, then search here.")
+        return
+    scan = cached_scan(cached_run(run.path).model, target, evaluation_ids)
+    hits = scan.features_for_token(q_ids[0])
+    st.write(f"In **{target.name}**, the features with the highest mean activation on "
+             f"`{esc(visible(tok.token_str(q_ids[0])))}`: " + (", ".join(f"#{i} ({v:.2f})" for i, v in hits) or "none"))
+    st.caption("Mean over every occurrence of the token in the evaluation text (zeros included), so a feature "
+               "that fires on it reliably ranks first. The dictionary is the one whose feature is open below.")
+
+
+with st.expander("Search features by token"):
+    search_by_token()
 
 if not picked or "#" not in picked or picked.split("#")[0] not in names:
     st.info("Click a feature above to open its card.")

@@ -82,8 +82,9 @@ def top_contexts_column() -> None:
             st.markdown("**Where does it fire most?**")
             if stopped:
                 st.caption("The scan was stopped; nothing of it was kept.")
-            if st.button(f"Scan {n_scan:,} tokens of the evaluation text for every neuron's top contexts (about "
-                         f"{max(1, round(scan_seconds(cfg, n_scan)))} s; once per weights and text)", key="mlp_scan"):
+            if st.button(f"Scan {n_scan:,} tokens (about {max(1, round(scan_seconds(cfg, n_scan)))} s)", key="mlp_scan",
+                         help="Finds every neuron's top contexts in the evaluation text, once per weights and text "
+                              "(kept in the run folder); a progress bar shows how far it is and it can be stopped."):
                 st.session_state["_mlp_scan_asked"] = request
                 forget_stop("mlp_scan")
                 st.rerun()
