@@ -33,6 +33,7 @@ def main() -> None:
                    "on a busy machine)")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--compile", action="store_true", help="also time the trainer with --compile (torch.compile)")
+    p.add_argument("--profile", action="store_true", help="also profile 20 steps of ours and of HF: where the time goes")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -86,6 +87,10 @@ def main() -> None:
     ratio = 1000 * median(times[best]) / hf_ms
     print(f"target: {best} / HF <= 0.5 -> {'met' if ratio <= 0.5 else 'NOT met'} ({ratio:.2f})")
 
+    if args.profile:
+        profile_steps({"ours fp32": fns["ours fp32"], "HF fp32": fns["HF GPT2LMHeadModel fp32"]},
+                      6 * reference.num_params() * tokens)
+
     if args.quality_steps and auto == torch.bfloat16:
         gen = torch.Generator().manual_seed(4242)
         val = [get_batch(splits.val, 64, 12, gen) for _ in range(20)]
@@ -102,6 +107,44 @@ def main() -> None:
         print(f"\nquality: val loss after {args.quality_steps} steps from the same start, same batches")
         print(table(["precision", "val loss"], rows))
         print(f"bf16 - fp32 = {gap:+.4f} ({'close' if abs(gap) < 0.03 else 'NOT close'}: threshold 0.03)")
+
+
+# op name -> group, for the profile's summary (first match wins)
+OP_GROUPS = [("matmuls", ("addmm", "mm", "bmm", "matmul", "linear")),
+             ("attention kernel", ("scaled_dot_product", "_flash_attention", "attention")),
+             ("optimizer", ("adam", "_foreach", "clip_grad", "norm")),
+             ("embedding / loss", ("embedding", "cross_entropy", "nll_loss", "log_softmax")),
+             ("elementwise", ("gelu", "add", "mul", "div", "layer_norm", "native_layer_norm", "dropout", "copy_",
+                              "fill_", "zero_", "sum", "mean", "sub", "pow", "sqrt", "rsqrt"))]
+
+
+def profile_steps(fns: dict, flops_per_step: float, steps: int = 20) -> None:
+    """Self CPU time per op group over `steps` steps of each function (torch.profiler), and the step time the
+    matmuls alone would need: the floor no graph-level change reaches at this shape."""
+    from torch.profiler import ProfilerActivity, profile
+    print(f"\nprofile: {steps} steps each, self CPU time by op group (ms per step); "
+          f"{flops_per_step / 1e9:.2f} GFLOP per step (6 x params x tokens)")
+    rows = []
+    for name, fn in fns.items():
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            t0 = time.perf_counter()
+            for _ in range(steps):
+                fn()
+            wall = (time.perf_counter() - t0) / steps
+        totals = {group: 0.0 for group, _ in OP_GROUPS} | {"other ops": 0.0}
+        count = 0
+        for event in prof.key_averages():
+            if not event.key.startswith("aten::"):
+                continue
+            count += event.count
+            op = event.key[len("aten::"):]
+            group = next((g for g, keys in OP_GROUPS if any(k in op for k in keys)), "other ops")
+            totals[group] += event.self_cpu_time_total / 1000 / steps
+        rows.append([name, 1000 * wall, *totals.values(), count // steps])
+        print(f"  {name}: top ops by self CPU time")
+        for event in sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)[:8]:
+            print(f"    {event.key:40s} {event.self_cpu_time_total / 1000 / steps:7.2f} ms/step  x{event.count // steps}")
+    print(table(["variant", "wall ms/step (profiled)", *[g for g, _ in OP_GROUPS], "other ops", "aten ops/step"], rows))
 
 
 if __name__ == "__main__":
