@@ -30,7 +30,6 @@ import asyncio
 import os
 import re
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -39,7 +38,17 @@ import threading
 import time
 from pathlib import Path
 
-from soak import CHROMIUM, CHROMIUM_ARGS, SHIPPED, free_port, measure, proc_ticks, tokens_per_s, wait_http
+from soak import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    SHIPPED,
+    free_port,
+    measure,
+    proc_ticks,
+    stop_processes,
+    tokens_per_s,
+    wait_http,
+)
 
 TIME_SCRIPT_RUNS = '''
 import os, threading, time
@@ -269,13 +278,7 @@ def main() -> int:
         lines = script_runs.read_text().splitlines() if script_runs.exists() else []
         runs = [(float(d), f == "1") for t, d, f in (line.split() for line in lines) if float(t) >= walk_started]
     finally:
-        for proc in (server, trainer):
-            if proc is not None and proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-                try:
-                    proc.wait(timeout=60)
-                except subprocess.TimeoutExpired:
-                    os.killpg(proc.pid, signal.SIGKILL)
+        stop_processes(server, trainer)
         shutil.rmtree(tmp, ignore_errors=True)
 
     def pct(values, q):

@@ -26,8 +26,6 @@ from pathlib import Path
 import torch
 from common import ROOT, machine, table
 
-sys.path.insert(0, str(ROOT / "tests"))   # gpt2_support builds the HF folder the tests use, at any shape
-
 
 def local_text() -> str:
     """Text on this machine to train the BPE on: both built-in corpora and the Python standard library's sources
@@ -51,8 +49,7 @@ def train_bpe(vocab_size: int, scratch: Path):
     try:
         from tokenizers import ByteLevelBPETokenizer
     except ImportError:   # our own BPE: slower to train, same format
-        from gpt2_support import gpt2_tokenizer
-        return gpt2_tokenizer(text[:3_000_000], vocab_size), "our BPE"
+        return hf.train_gpt2_tokenizer(text[:3_000_000], vocab_size), "our BPE"
     bpe = ByteLevelBPETokenizer()
     bpe.train_from_iterator([text], vocab_size=vocab_size, min_frequency=1, special_tokens=["<|endoftext|>"],
                             show_progress=False)

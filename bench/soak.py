@@ -181,6 +181,17 @@ def hold_sessions(port: int, n: int, timeout_ms: int):
     return drive, sessions, (pw, browser)
 
 
+def stop_processes(*procs) -> None:
+    """SIGTERM each still-running process group (started with start_new_session=True), SIGKILL after 60 s."""
+    for proc in procs:
+        if proc is not None and proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sessions", type=int, default=8)
@@ -226,13 +237,7 @@ def main() -> int:
         if handles:
             handles[1].close()
             handles[0].stop()
-        for proc in (server, trainer):
-            if proc is not None and proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-                try:
-                    proc.wait(timeout=60)
-                except subprocess.TimeoutExpired:
-                    os.killpg(proc.pid, signal.SIGKILL)
+        stop_processes(server, trainer)
         shutil.rmtree(tmp, ignore_errors=True)
 
     errors = [(s.kind, e) for s in sessions for e in s.errors]

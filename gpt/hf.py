@@ -278,6 +278,13 @@ def export_gpt2(run_dir: str | Path, out_dir: str | Path, step: int | None = Non
     return save_gpt2_folder(run.model, run.tokenizer, out_dir)
 
 
+def train_gpt2_tokenizer(text: str, vocab_size: int) -> BPETokenizer:
+    """A byte-level BPE trained on text, plus GPT-2's <|endoftext|> as its last token (vocab_size in all)."""
+    bpe = BPETokenizer.train(text, vocab_size - 1)
+    return BPETokenizer(bpe.vocab_bytes + [ENDOFTEXT.encode()], bpe.merge_list,
+                        special_tokens={ENDOFTEXT: len(bpe.vocab_bytes)})
+
+
 def save_gpt2_folder(model: GPT, tok, out_dir: str | Path) -> Path:
     """A model and its tokenizer as a Hugging Face GPT-2 folder (what export writes; tests and bench/ build
     GPT-2-shaped folders with it)."""
