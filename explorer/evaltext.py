@@ -71,15 +71,23 @@ def picker() -> None:
             st.caption(f"Using {st.session_state[PASTED_KEY][0]}: {len(st.session_state[PASTED_KEY][1]):,} characters.")
 
 
-def eval_text_or_stop(run, what: str) -> EvalText:
-    """The run's evaluation text (tokenized, cached), or a note saying why `what` (e.g. "Per-token loss") cannot
-    have one and st.stop(). Never an error box: the fix is a choice in the sidebar."""
+def eval_text_or_note(run, what: str) -> EvalText | None:
+    """The run's evaluation text (tokenized, cached), or None after a note saying why `what` (e.g. "A feature
+    card") cannot have one. Never an error box: the fix is a choice in the sidebar."""
     try:
         return run_eval_text(run.path, *eval_key(run))
     except (CorpusError, OSError) as e:
         st.info(f"{what} reads an evaluation text, and this one cannot be used: {e}. Choose another under "
                 "**Evaluation text** in the sidebar.")
+        return None
+
+
+def eval_text_or_stop(run, what: str) -> EvalText:
+    """eval_text_or_note, and st.stop() when there is none (for a page that needs it from the top)."""
+    evaluation = eval_text_or_note(run, what)
+    if evaluation is None:
         st.stop()
+    return evaluation
 
 
 def eval_caption(evaluation: EvalText) -> str:

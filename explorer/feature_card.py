@@ -4,13 +4,11 @@ The numbers come from gpt.interp.features.cards (one scan per dictionary and tex
 """
 import streamlit as st
 
-from explorer.cache import run_eval_text
-from explorer.common import chips_html, esc
-from explorer.evaltext import eval_caption, eval_key
+from explorer.common import chips_html
+from explorer.evaltext import eval_caption, eval_key, eval_text_or_note
 from explorer.figures.features import activation_histogram, density_figure
 from explorer.figures.inside import effect_bars
 from explorer.scans import forget_stop, run_scan, was_stopped
-from gpt.data import CorpusError
 from gpt.interp.features.cards import cached_scan, feature_logit_effect, is_card_scanned
 
 
@@ -19,12 +17,9 @@ def draw_feature_card(run, dic, feature: int, key: str = "card") -> None:
     `key` keeps the widget keys apart when a page draws more than one card."""
     tok = run.tokenizer
     st.subheader(f"Feature #{feature} of {dic.name}")
-    try:
-        evaluation = run_eval_text(run.path, *eval_key(run))
-    except (CorpusError, OSError) as e:
-        # a note, not st.stop(): the Circuit page draws this card inside its own page and goes on after it
-        st.info(f"A feature card reads an evaluation text, and this one cannot be used: {esc(str(e))}. Choose "
-                "another under **Evaluation text** in the sidebar.")
+    # a note, not st.stop(): the Circuit page draws this card inside its own page and goes on after it
+    evaluation = eval_text_or_note(run, "A feature card")
+    if evaluation is None:
         return
     val = evaluation.ids
     request = (str(dic.path), eval_key(run))

@@ -6,13 +6,12 @@ background process (explorer/feature_jobs.py).
 import streamlit as st
 
 from explorer import class_session, classroom, feature_jobs
-from explorer.cache import cached_run, forget_dictionaries, run_dictionaries, run_eval_text
+from explorer.cache import cached_run, forget_dictionaries, run_dictionaries
 from explorer.common import esc, selected_attention_run, teaching_prompt_ids, visible
-from explorer.evaltext import eval_key
+from explorer.evaltext import eval_text_or_note
 from explorer.feature_card import draw_feature_card
 from explorer.jobs import format_eta
 from explorer.state import bind, place, remember
-from gpt.data import CorpusError
 from gpt.interp.features.cards import cached_scan, features_at, is_card_scanned
 from gpt.interp.features.training import FeatureTrainConfig
 
@@ -147,12 +146,10 @@ def search_by_token() -> None:
         return
     q_ids = tok.encode(query)
     target = next((dic for dic in good if f"{dic.name}#" in (picked or "")), good[0])
-    try:
-        evaluation_ids = run_eval_text(run.path, *eval_key(run)).ids
-    except (CorpusError, OSError) as e:
-        st.info(f"Search reads the evaluation text, and this one cannot be used: {e}. Choose another in the "
-                "sidebar.")
+    evaluation = eval_text_or_note(run, "Search")
+    if evaluation is None:
         return
+    evaluation_ids = evaluation.ids
     if not is_card_scanned(target, evaluation_ids):
         # the scan runs where it can be watched and stopped: under the feature card below, not in this expander
         st.caption(f"Search reads {target.name}'s scan of the evaluation text, made once when a feature card of it "

@@ -2,13 +2,12 @@
 the validation text, and which next tokens it pushes up or down."""
 import streamlit as st
 
-from explorer.cache import run_eval_text, run_top_contexts
+from explorer.cache import run_top_contexts
 from explorer.common import chips_html, esc, selected_run, teaching_prompt_ids, visible
-from explorer.evaltext import eval_caption, eval_key
+from explorer.evaltext import eval_caption, eval_key, eval_text_or_note
 from explorer.figures.inside import effect_bars, neuron_heatmap
 from explorer.scans import forget_stop, run_scan, was_stopped
 from explorer.state import bind, fresh_click, remember
-from gpt.data import CorpusError
 from gpt.interp import InterpError
 from gpt.interp.neurons import (
     AUTO_SCAN,
@@ -64,11 +63,8 @@ st.caption(f"The {len(strongest)} neurons of layer {layer} that fire most somewh
 def top_contexts_column() -> None:
     """Where the neuron fires most over the evaluation text; a note instead when there is no usable text, or a
     button that says what the scan costs when the model is big."""
-    try:
-        evaluation = run_eval_text(run.path, *eval_key(run))
-    except (CorpusError, OSError) as e:
-        st.info(f"Top contexts read the evaluation text, and this one cannot be used: {e}. Choose another under "
-                "**Evaluation text** in the sidebar.")
+    evaluation = eval_text_or_note(run, "Top contexts")
+    if evaluation is None:
         return
     val = evaluation.ids
     n_scan = scan_length(cfg, len(val))
