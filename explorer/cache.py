@@ -7,16 +7,15 @@ training, `snapshot_step` picks a time-machine snapshot (None = the latest weigh
 """
 from __future__ import annotations
 
-import os
 from collections import Counter, OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import streamlit as st
-import torch
 
 from explorer import jobs
+from explorer.scans import all_cores_unless_training
 from gpt.data import CorpusError, load_corpus
 from gpt.evaltext import evaluation_text, source_text
 from gpt.interp.detectors import PROBES, build_probe, head_scores
@@ -99,16 +98,11 @@ def eval_source_text(run_corpus: str | None, source: str, pasted: str | None = N
 def _top_contexts(run_dir: str, snapshot_step: int | None, weights_mtime: float, source: str, pasted: str | None,
                   pasted_name: str, n_tokens: int):
     del weights_mtime
-    # the UI keeps to one core for the trainers; while none runs, this one-off scan takes them all
-    # (shipped model, whole validation split, bf16: 5.1 s on one thread, 2.8 s on two; bench/neurons.py)
-    threads = torch.get_num_threads()
-    if not jobs.live_jobs():
-        torch.set_num_threads(os.cpu_count() or 1)
-    try:
+    # a one-off scan takes every core while no trainer runs (shipped model, whole validation split, bf16: 5.1 s
+    # on one thread, 2.8 s on two; bench/neurons.py)
+    with all_cores_unless_training():
         return cached_top_contexts(cached_run(run_dir, snapshot_step),
                                    run_eval_text(run_dir, source, pasted, pasted_name).ids[:n_tokens])
-    finally:
-        torch.set_num_threads(threads)
 
 
 def run_top_contexts(run_dir: str | Path, eval_key: tuple, n_tokens: int, snapshot_step: int | None = None):
@@ -278,5 +272,4 @@ def training_timing(model, train, threads: int) -> dict:
 @st.cache_data(ttl=1.0, max_entries=4, show_spinner=False)
 def shared_live_jobs(checkpoints_root: str) -> list:
     """explorer.jobs.live_jobs, shared by every open tab for a second (each tab polls the sidebar status)."""
-    from explorer import jobs
     return jobs.live_jobs(checkpoints_root)
