@@ -15,15 +15,18 @@ from collections import defaultdict
 import torch
 
 from .config import TrainConfig
+from .precision import fast_matmul_dtype
 
 NS_COEFFICIENTS = (3.4445, -4.7750, 2.0315)  # torch.optim.Muon's (Keller Jordan's) quintic Newton-Schulz
 
 
 def orthogonalise(G: torch.Tensor, steps: int = 5, eps: float = 1e-7) -> torch.Tensor:
-    """Batched Newton-Schulz: G (N, rows, cols) -> roughly U V^T of each matrix's SVD U S V^T, in bf16.
-    torch.optim.Muon's _zeropower_via_newtonschulz for a stack of same-shaped matrices at once."""
+    """Batched Newton-Schulz: G (N, rows, cols) -> roughly U V^T of each matrix's SVD U S V^T.
+    torch.optim.Muon's _zeropower_via_newtonschulz for a stack of same-shaped matrices at once. It runs in bf16
+    where bf16 matmuls are native (CUDA, CPUs with AVX-512 BF16/AMX), in fp32 elsewhere: emulated bf16 made
+    each Muon step ~0.8 s instead of ~20 ms on an AVX2-only CPU."""
     a, b, c = NS_COEFFICIENTS
-    X = G.bfloat16()
+    X = G.to(fast_matmul_dtype(G.device))
     wide = X.size(-2) <= X.size(-1)
     if not wide:
         X = X.mT  # iterate on the smaller Gram matrix
@@ -35,14 +38,103 @@ def orthogonalise(G: torch.Tensor, steps: int = 5, eps: float = 1e-7) -> torch.T
     return X if wide else X.mT
 
 
-class BatchedMuon(torch.optim.Muon):
-    """torch.optim.Muon with the same state and arithmetic, but one batched Newton-Schulz per group of
-    same-shaped matrices instead of one per matrix: at our sizes (128 x 512 at most) the iteration's ~15 small
-    matmuls per matrix cost more in call overhead than in arithmetic (measured in bench/README.md)."""
+class Optimizer:
+    """What the Trainer uses of torch.optim.Optimizer (param_groups, state, zero_grad, and state_dict /
+    load_state_dict in torch's layout, so resume files of either load), without torch.optim itself: its first
+    call imports torch._dynamo, 1.35 s measured here, a tenth of the CPU speedrun's whole budget."""
+
+    def __init__(self, params, defaults: dict):
+        groups = list(params)
+        if groups and not isinstance(groups[0], dict):
+            groups = [{"params": groups}]
+        self.defaults = defaults
+        self.param_groups = [{**defaults, **g, "params": list(g["params"])} for g in groups]
+        self.state: dict[torch.Tensor, dict] = defaultdict(dict)  # parameter -> its state tensors
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                if set_to_none:
+                    p.grad = None
+                else:
+                    p.grad.detach_().zero_()
+
+    def state_dict(self) -> dict:
+        """{"state": {index: {name: tensor}}, "param_groups": [{hyperparameters, "params": [index]}]}"""
+        index: dict[int, int] = {}
+        groups = []
+        for group in self.param_groups:
+            ids = [index.setdefault(id(p), len(index)) for p in group["params"]]
+            groups.append({**{k: v for k, v in group.items() if k != "params"}, "params": ids})
+        state = {index[id(p)]: s for p, s in self.state.items() if id(p) in index}
+        return {"state": state, "param_groups": groups}
+
+    def load_state_dict(self, sd: dict) -> None:
+        saved = sd["param_groups"]
+        if [len(g["params"]) for g in saved] != [len(g["params"]) for g in self.param_groups]:
+            raise ValueError("the saved optimizer state has a different number of parameters per group")
+        by_id = {old: p for g_old, g in zip(saved, self.param_groups) for old, p in zip(g_old["params"], g["params"])}
+        self.state = defaultdict(dict)
+        for pid, s in sd["state"].items():
+            p = by_id[int(pid)]
+            # as torch: state tensors follow their parameter's device and dtype, the step count stays fp32
+            self.state[p] = {k: (v.to(p.device) if k == "step" else v.to(p.device, p.dtype))
+                             if torch.is_tensor(v) else v for k, v in s.items()}
+        self.param_groups = [{**g_old, "params": g["params"]} for g_old, g in zip(saved, self.param_groups)]
+
+
+class AdamW(Optimizer):
+    """torch.optim.AdamW(fused=True)'s arithmetic (the same fused kernel, the same state), or a plain loop on a
+    device without that kernel."""
+
+    def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0.01):
+        super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay))
+        devices = {p.device.type for g in self.param_groups for p in g["params"]}
+        self.fused = devices <= {"cpu", "cuda", "mps"}
 
     @torch.no_grad()
-    def step(self, closure=None):
-        assert closure is None, "BatchedMuon takes no closure"
+    def step(self) -> None:
+        for group in self.param_groups:
+            params = [p for p in group["params"] if p.grad is not None]
+            if not params:
+                continue
+            for p in params:
+                if not self.state[p]:
+                    self.state[p] = {"step": torch.zeros((), dtype=torch.float32, device=p.device),
+                                     "exp_avg": torch.zeros_like(p), "exp_avg_sq": torch.zeros_like(p)}
+            grads = [p.grad for p in params]
+            m = [self.state[p]["exp_avg"] for p in params]
+            v = [self.state[p]["exp_avg_sq"] for p in params]
+            steps = [self.state[p]["step"] for p in params]
+            torch._foreach_add_(steps, 1)
+            (beta1, beta2), lr, wd, eps = group["betas"], group["lr"], group["weight_decay"], group["eps"]
+            if self.fused:
+                torch._fused_adamw_(params, grads, m, v, [], steps, lr=lr, beta1=beta1, beta2=beta2,
+                                    weight_decay=wd, eps=eps, amsgrad=False, maximize=False)
+                continue
+            for p, g, m_i, v_i, t in zip(params, grads, m, v, steps):
+                n = t.item()
+                p.mul_(1 - lr * wd)
+                m_i.lerp_(g, 1 - beta1)
+                v_i.mul_(beta2).addcmul_(g, g, value=1 - beta2)
+                denom = (v_i.sqrt() / math.sqrt(1 - beta2 ** n)).add_(eps)
+                p.addcdiv_(m_i, denom, value=-lr / (1 - beta1 ** n))
+
+
+class BatchedMuon(Optimizer):
+    """torch.optim.Muon's state and arithmetic (its defaults, its "original" lr adjustment), but one batched
+    Newton-Schulz per group of same-shaped matrices instead of one per matrix: at our sizes (128 x 512 at most)
+    the iteration's ~15 small matmuls per matrix cost more in call overhead than in arithmetic (bench/README.md)."""
+
+    def __init__(self, params, lr: float = 1e-3, weight_decay: float = 0.1, momentum: float = 0.95,
+                 nesterov: bool = True, eps: float = 1e-7, ns_steps: int = 5):
+        super().__init__(params, dict(lr=lr, weight_decay=weight_decay, momentum=momentum, nesterov=nesterov,
+                                      eps=eps, ns_steps=ns_steps))
+
+    @torch.no_grad()
+    def step(self) -> None:
         for group in self.param_groups:
             params = [p for p in group["params"] if p.grad is not None]
             if not params:
@@ -65,17 +157,11 @@ class BatchedMuon(torch.optim.Muon):
                 ortho = orthogonalise(torch.stack([updates[i] for i in index]), group["ns_steps"], group["eps"])
                 scale = lr * math.sqrt(max(1.0, rows / cols))  # torch.optim.Muon's "original" lr adjustment
                 torch._foreach_add_([params[i] for i in index], list(ortho.unbind(0)), alpha=-scale)
-        return None
 
 
-def adamw(groups: list[dict], cfg: TrainConfig, device: torch.device) -> torch.optim.AdamW:
-    """AdamW with the fused kernel where it exists: one call per step instead of one per parameter
-    (CPU and CUDA; bench/speedrun.py and the notes in bench/README.md compare it with foreach)."""
-    kwargs = dict(lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
-    try:
-        return torch.optim.AdamW(groups, fused=True, **kwargs)
-    except (RuntimeError, TypeError):
-        return torch.optim.AdamW(groups, **kwargs)
+def adamw(groups: list[dict], cfg: TrainConfig, device: torch.device) -> AdamW:
+    """AdamW with the fused kernel where it exists: one call per step instead of one per parameter."""
+    return AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
 
 
 def is_hidden_matrix(name: str, p: torch.nn.Parameter) -> bool:

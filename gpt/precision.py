@@ -13,9 +13,29 @@ Everything the run's state depends on (weights, optimizer, RNG) stays in `model`
 from __future__ import annotations
 
 import copy
+import functools
+from pathlib import Path
 
 import torch
 import torch.nn as nn
+
+
+@functools.cache  # the CPU does not change while we run
+def cpu_has_fast_bf16() -> bool:
+    """AVX-512 BF16 or AMX: bf16 matmuls run natively. Without them (AVX2 only) PyTorch emulates bf16 and a
+    bf16 matmul is ~45x slower than fp32 (measured: 297 vs 6.6 ms for Muon's Newton-Schulz at 4 x 128 x 512)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def fast_matmul_dtype(device: torch.device) -> torch.dtype:
+    """The cheapest dtype that is still accurate enough for an iteration like Newton-Schulz on `device`."""
+    if device.type == "cuda" or (device.type == "cpu" and cpu_has_fast_bf16()):
+        return torch.bfloat16
+    return torch.float32
 
 
 class LowPrecisionCopy:

@@ -39,11 +39,12 @@ def build_parser() -> argparse.ArgumentParser:
                  "eval-interval", "eval-iters", "seed", "grad-accum", "log-interval", "lr-decay-iters",
                  "sample-tokens", "snapshot-interval"):
         p.add_argument(f"--{name}", type=int)
-    for name in ("dropout", "lr", "min-lr", "weight-decay", "beta2", "grad-clip"):
+    for name in ("dropout", "lr", "min-lr", "weight-decay", "beta1", "beta2", "grad-clip"):
         p.add_argument(f"--{name}", type=float)
     p.add_argument("--optimizer", choices=["adamw", "muon"],
                    help="muon: Muon on the blocks' weight matrices, AdamW on embeddings, head, gains (gpt/optim.py)")
     p.add_argument("--muon-lr", type=float, help="Muon's peak learning rate (default 0.02)")
+    p.add_argument("--muon-momentum", type=float, help="Muon's momentum (default 0.95)")
     p.add_argument("--schedule", choices=["cosine", "wsd"],
                    help="lr schedule after warmup: cosine decay (nanoGPT) or wsd (stable, then a linear cooldown)")
     p.add_argument("--cooldown-frac", type=float, help="wsd: share of the steps spent cooling down (default 0.4)")
@@ -84,8 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
 MODEL_ARGS = ("arch", "n_layer", "n_head", "n_embd", "block_size", "dropout", "pos_embedding", "norm", "activation",
               "qk_norm", "tie_embeddings", "zero_init_proj", "logit_softcap")
 TRAIN_ARGS = ("batch_size", "max_iters", "lr", "min_lr", "warmup_iters", "eval_interval", "eval_iters", "seed",
-              "dtype", "device", "grad_accum", "log_interval", "lr_decay_iters", "weight_decay", "beta2",
-              "grad_clip", "sample_tokens", "snapshot_interval", "snapshot_dtype", "optimizer", "muon_lr", "schedule",
+              "dtype", "device", "grad_accum", "log_interval", "lr_decay_iters", "weight_decay", "beta1", "beta2",
+              "grad_clip", "sample_tokens", "snapshot_interval", "snapshot_dtype", "optimizer", "muon_lr", "muon_momentum", "schedule",
               "cooldown_frac", "repeat_lines_frac")
 
 

@@ -21,7 +21,7 @@ from .config import TrainConfig
 from .generate import generate_text
 from .model import GPT
 from .optim import make_optimizer
-from .precision import LowPrecisionCopy
+from .precision import LowPrecisionCopy, cpu_has_fast_bf16
 from .tokenizers import Tokenizer
 
 
@@ -44,14 +44,6 @@ def resolve_device(name: str = "auto") -> torch.device:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise TrainError(f"device {name!r} asked for, but CUDA is not available here")
     return torch.device(name)
-
-
-def cpu_has_fast_bf16() -> bool:
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def resolve_dtype(name: str, device: torch.device) -> torch.dtype:

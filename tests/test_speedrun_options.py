@@ -143,8 +143,11 @@ def test_gpt2_export_refuses_what_gpt2_cannot_represent(case, tmp_path):
 
 # ---- Muon and the warmup-stable-decay schedule ----
 
-def test_batched_muon_matches_torch_muon():
+def test_batched_muon_matches_torch_muon(monkeypatch):
+    from gpt import optim
     from gpt.optim import BatchedMuon
+    # torch.optim.Muon always iterates in bf16: compare like with like
+    monkeypatch.setattr(optim, "fast_matmul_dtype", lambda device: torch.bfloat16)
     torch.manual_seed(0)
     shapes = [(48, 16), (16, 16), (64, 16), (16, 64)] * 2
     ours = [torch.nn.Parameter(0.02 * torch.randn(*s)) for s in shapes]
@@ -159,6 +162,19 @@ def test_batched_muon_matches_torch_muon():
     for a, b in zip(ours, theirs):
         assert torch.allclose(a, b, atol=1e-6)
     assert opt_ours.state_dict()["state"].keys() == opt_theirs.state_dict()["state"].keys()
+
+
+@pytest.mark.parametrize("native_bf16", [False, True])
+def test_newton_schulz_runs_in_bf16_only_where_bf16_is_native(monkeypatch, native_bf16):
+    """Emulated bf16 (an AVX2-only CPU) made every Muon step ~40x slower: there it iterates in fp32."""
+    from gpt import optim, precision
+    monkeypatch.setattr(precision, "cpu_has_fast_bf16", lambda: native_bf16)
+    G = torch.randn(3, 32, 96)
+    X = optim.orthogonalise(G)
+    assert X.dtype == (torch.bfloat16 if native_bf16 else torch.float32)
+    # either way close to U V^T: singular values near 1 (the quintic iteration leaves them in ~[0.7, 1.2])
+    s = torch.linalg.svdvals(X.float())
+    assert s.min() > 0.6 and s.max() < 1.3
 
 
 def test_muon_takes_the_hidden_matrices_and_adamw_the_rest():
@@ -214,4 +230,53 @@ def test_speedrun_presets_and_flags_that_switch_each_part_off():
     assert (model_cfg.qk_norm, model_cfg.tie_embeddings, model_cfg.pos_embedding, model_cfg.logit_softcap,
             model_cfg.norm) == (False, True, "learned", 0.0, "rmsnorm")
     assert (train_cfg.optimizer, train_cfg.schedule) == ("adamw", "cosine")
-    assert model_cfg.zero_init_proj and train_cfg.max_iters == 170  # what no flag named stays as the preset has it
+    assert (train_cfg.beta1, train_cfg.muon_momentum) == (0.8, 0.9)  # the preset's
+    args = build_parser().parse_args(["--out", "x", "--beta1", "0.9", "--muon-momentum", "0.95"])
+    _, flagged = configs_from_args(args, *preset("speedrun"))
+    assert (flagged.beta1, flagged.muon_momentum) == (0.9, 0.95)
+    assert model_cfg.zero_init_proj and train_cfg.max_iters == 180  # what no flag named stays as the preset has it
+
+
+def test_our_adamw_is_torch_fused_adamw_and_its_state_loads_both_ways():
+    from gpt.optim import AdamW
+    torch.manual_seed(0)
+    ours = [torch.nn.Parameter(torch.randn(8, 4)), torch.nn.Parameter(torch.randn(4))]
+    theirs = [torch.nn.Parameter(p.detach().clone()) for p in ours]
+    groups = lambda ps: [{"params": [ps[0]], "weight_decay": 0.1}, {"params": [ps[1]], "weight_decay": 0.0}]
+    opt_ours = AdamW(groups(ours), lr=3e-3, betas=(0.8, 0.95))
+    opt_theirs = torch.optim.AdamW(groups(theirs), lr=3e-3, betas=(0.8, 0.95), fused=True)
+    plain = AdamW(groups([torch.nn.Parameter(p.detach().clone()) for p in ours]), lr=3e-3, betas=(0.8, 0.95))
+    plain.fused = False  # the loop for devices without the fused kernel
+    for _ in range(4):
+        for a, b, c in zip(ours, theirs, [p for g in plain.param_groups for p in g["params"]]):
+            a.grad = torch.randn_like(a)
+            b.grad, c.grad = a.grad.clone(), a.grad.clone()
+        for opt in (opt_ours, opt_theirs, plain):
+            opt.step()
+    for a, b, c in zip(ours, theirs, [p for g in plain.param_groups for p in g["params"]]):
+        assert torch.equal(a, b)
+        assert torch.allclose(a, c, atol=1e-6)
+    # a resume file written by either optimizer restores the other exactly
+    sd = opt_theirs.state_dict()
+    fresh = AdamW(groups([torch.nn.Parameter(p.detach().clone()) for p in theirs]), lr=3e-3, betas=(0.8, 0.95))
+    fresh.load_state_dict(sd)
+    for pid, state in sd["state"].items():
+        got = fresh.state_dict()["state"][pid]
+        assert got.keys() == state.keys() and all(torch.equal(got[k], state[k]) for k in state)
+    back = torch.optim.AdamW(groups([torch.nn.Parameter(p.detach().clone()) for p in ours]), lr=3e-3, fused=True)
+    back.load_state_dict(opt_ours.state_dict())
+    with pytest.raises(ValueError, match="different number of parameters"):
+        AdamW([torch.nn.Parameter(torch.randn(3))]).load_state_dict(sd)
+
+
+def test_training_never_imports_torch_dynamo(corpus_file, tmp_path):
+    """torch.optim's first call imports torch._dynamo (1.35 s); a training command must not pay it."""
+    import subprocess
+    import sys
+    code = ("import sys; from gpt.train import main; "
+            f"rc = main(['--corpus', {str(corpus_file)!r}, '--out', {str(tmp_path / 'run')!r}, '--preset', 'speedrun', "
+            "'--max-iters', '2', '--quiet']); "
+            "print('dynamo' if 'torch._dynamo' in sys.modules else 'no dynamo'); sys.exit(rc)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "no dynamo"
