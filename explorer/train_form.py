@@ -264,7 +264,7 @@ TIMINGS_FILE = "step-timings.json"   # in gpt.data.cache_dir(): survives app res
 TIMING_MAX_AGE_S = 24 * 3600         # a day: the machine's load (and so its speed) changes
 CONFIRM_OVER_S = 2 * 3600            # runs expected to take longer ask for a confirmation first
 CALIBRATION_MAX_STEP_FLOP = 2e11     # bigger steps are extrapolated, not timed (one step could take minutes)
-CALIBRATION_METHOD = 2               # part of the cache key: timings remembered by an older gpt.calibrate are redone
+CALIBRATION_METHOD = 3               # part of the cache key: timings remembered by an older gpt.calibrate (or optimizer) are redone
 
 
 def timing_key(model: GPTConfig, train: TrainConfig, threads: int) -> str:

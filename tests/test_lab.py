@@ -12,6 +12,7 @@ import torch
 from conftest import checkpoints_env, run_cli
 
 from gpt import runs
+from gpt.config import ConfigError
 from gpt.lab.fourier import fourier_basis, frequency_norms, frequency_report
 from gpt.lab.grokking import GrokConfig, answer_logits, make_dataset, paper_init
 from gpt.lab.induction import eval_probes, icl_from_losses, icl_positions, repeated_text_probe
@@ -152,6 +153,21 @@ def test_answer_logits_equal_the_full_forward():
     assert torch.allclose(answer_logits(model, data.test_x), full[:, -1], atol=1e-5)
     assert len(data.train_x) + len(data.test_x) == 121 and len(data.train_x) == round(0.3 * 121)
     assert torch.equal(data.train_y, (data.train_x[:, 0] + data.train_x[:, 1]) % 11)
+
+
+@pytest.mark.parametrize("native_bf16", [False, True])
+def test_grokking_trains_in_bf16_only_where_the_cpu_runs_it_natively(monkeypatch, native_bf16):
+    import contextlib
+
+    from gpt.lab import grokking
+    monkeypatch.setattr(grokking, "cpu_has_fast_bf16", lambda: native_bf16)
+    assert GrokConfig().dtype == "auto"
+    auto = grokking.training_autocast("auto")
+    assert isinstance(auto, torch.autocast if native_bf16 else contextlib.nullcontext)
+    assert isinstance(grokking.training_autocast("bfloat16"), torch.autocast)  # asked for: given
+    assert isinstance(grokking.training_autocast("float32"), contextlib.nullcontext)
+    with pytest.raises(ConfigError, match="auto, float32 or bfloat16"):
+        GrokConfig(dtype="fp8").validate()
 
 
 @pytest.fixture(scope="module")

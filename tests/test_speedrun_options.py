@@ -223,6 +223,7 @@ def test_speedrun_presets_and_flags_that_switch_each_part_off():
     for name in ("speedrun", "speedrun-long"):
         model_cfg, train_cfg = preset(name)
         assert model_cfg.validate().pos_embedding == "rotary" and train_cfg.validate().optimizer == "muon"
+        assert model_cfg.qk_norm is (name == "speedrun-long")
     args = build_parser().parse_args(["--out", "x", "--preset", "speedrun", "--no-qk-norm", "--tie-embeddings",
                                       "--pos-embedding", "learned", "--logit-softcap", "0", "--optimizer", "adamw",
                                       "--schedule", "cosine", "--norm", "rmsnorm"])

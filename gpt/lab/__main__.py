@@ -28,7 +28,7 @@ INDUCTION_FLAGS = [("--max-iters", int, None), ("--block-size", int, None), ("--
 GROKKING_FLAGS = [("--seed", int, None), ("--p", int, None), ("--max-steps", int, None), ("--lr", float, None),
                   ("--weight-decay", float, None), ("--train-fraction", float, None), ("--d-model", int, None),
                   ("--eval-interval", int, None), ("--snapshot-interval", int, None), ("--patience", int, None),
-                  ("--threads", int, None), ("--dtype", ("float32", "bfloat16"), None)]
+                  ("--threads", int, None), ("--dtype", ("auto", "float32", "bfloat16"), None)]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -33,6 +33,7 @@ from torch.nn import functional as F
 from .. import runs
 from ..config import ConfigError, GPTConfig, TrainConfig
 from ..model import GPT
+from ..precision import cpu_has_fast_bf16
 from ..tokenizers import CharTokenizer, save_tokenizer
 from .fourier import frequency_norms, frequency_report
 
@@ -57,7 +58,9 @@ class GrokConfig:
     snapshot_interval: int = 250
     seed: int = 0
     threads: int = 0          # torch CPU threads; 0 = leave torch's default
-    dtype: str = "bfloat16"   # autocast for the training step ("float32" = off); weights stay fp32
+    # autocast for the training step ("float32" = off; "auto" = bf16 where the CPU runs it natively, since
+    # emulated bf16 matmuls are many times slower than fp32); weights stay fp32
+    dtype: str = "auto"
     init: str = "paper"       # "paper": Nanda et al.'s N(0, 1/fan_in) weights; "gpt2": std 0.02 (gpt.model's)
 
     def validate(self) -> "GrokConfig":
@@ -74,8 +77,8 @@ class GrokConfig:
             problems.append("snapshot_interval must be a multiple of eval_interval (snapshots are taken at evaluations)")
         if self.init not in ("paper", "gpt2"):
             problems.append(f"init must be 'paper' or 'gpt2' (got {self.init!r})")
-        if self.dtype not in ("float32", "bfloat16"):
-            problems.append(f"dtype must be float32 or bfloat16 (got {self.dtype!r})")
+        if self.dtype not in ("auto", "float32", "bfloat16"):
+            problems.append(f"dtype must be auto, float32 or bfloat16 (got {self.dtype!r})")
         if not 0 < self.lr <= 1:
             problems.append(f"lr must be in (0, 1] (got {self.lr!r})")
         if problems:
@@ -94,6 +97,14 @@ class GrokConfig:
                            beta2=self.beta2, grad_clip=0.0, eval_interval=self.eval_interval, eval_iters=1,
                            log_interval=self.eval_interval, seed=self.seed, dtype="float32", sample_tokens=0,
                            snapshot_interval=self.snapshot_interval).validate()
+
+
+def training_autocast(dtype: str):
+    """The training step's autocast: "auto" is bf16 only on a CPU with native bf16 (AVX-512 BF16/AMX); on an
+    AVX2-only CPU an emulated bf16 step of the default experiment took 3.7 s against 0.24 s in fp32."""
+    if dtype == "auto":
+        dtype = "bfloat16" if cpu_has_fast_bf16() else "float32"
+    return contextlib.nullcontext() if dtype == "float32" else torch.autocast("cpu", dtype=torch.bfloat16)
 
 
 def tokenizer_for(p: int) -> CharTokenizer:
@@ -242,8 +253,7 @@ def train(out: str | Path, cfg: GrokConfig | None = None, progress=None, should_
     if cfg.init == "paper":
         paper_init(model)
     optimizer = make_optimizer(model, cfg)
-    autocast = (contextlib.nullcontext() if cfg.dtype == "float32"
-                else torch.autocast("cpu", dtype=getattr(torch, cfg.dtype)))
+    autocast = training_autocast(cfg.dtype)
     step, elapsed, clock = 0, 0.0, time.perf_counter()
     step_train_99 = step_test_99 = None
     last, stopped = {}, False
