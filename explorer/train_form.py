@@ -246,9 +246,11 @@ def auto_name(v: FormValues, now: float | None = None) -> str:
 
 
 def human_count(n: float, unit: str = "") -> str:
+    """3 significant figures at most ("3.1 GFLOP", "563 GFLOP"): a metric's narrow column cuts longer ones."""
     for factor, suffix in ((1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
         if abs(n) >= factor:
-            return f"{n / factor:.1f} {suffix}{unit}"
+            scaled = n / factor
+            return f"{scaled:.0f} {suffix}{unit}" if abs(scaled) >= 100 else f"{scaled:.1f} {suffix}{unit}"
     return f"{n:.0f} {unit}".strip()
 
 

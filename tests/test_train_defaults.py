@@ -282,3 +282,10 @@ def test_ladder_view_shows_each_rungs_sample_beside_its_curve(empty_root):
     assert [f"{loss:.3f}" in row for row, loss in zip(rows, losses.values())] == [True] * 4
     charts = [c for c in at.get("plotly_chart")]
     assert len(charts) >= 1 + 4   # the overlaid curves, then one per rung
+
+
+def test_counts_keep_three_figures_so_a_metric_column_shows_them_whole():
+    from explorer.train_form import human_count
+    assert human_count(563.3e9, "FLOP") == "563 GFLOP"
+    assert human_count(3.14e9, "FLOP") == "3.1 GFLOP"
+    assert human_count(230_100) == "230 k" and human_count(12_345) == "12.3 k" and human_count(512) == "512"
