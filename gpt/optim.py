@@ -88,6 +88,14 @@ class Optimizer:
                              if torch.is_tensor(v) else v for k, v in s.items()}
         self.param_groups = [{**g_old, "params": g["params"]} for g_old, g in zip(saved, self.param_groups)]
 
+    def params_to_step(self, group: dict, new_state) -> list[torch.Tensor]:
+        """The group's parameters that have a gradient; one seen for the first time gets new_state(p)."""
+        params = [p for p in group["params"] if p.grad is not None]
+        for p in params:
+            if not self.state[p]:
+                self.state[p] = new_state(p)
+        return params
+
 
 class AdamW(Optimizer):
     """torch.optim.AdamW(fused=True)'s arithmetic (the same fused kernel, the same state), or a plain loop on a
@@ -101,13 +109,11 @@ class AdamW(Optimizer):
     @torch.no_grad()
     def step(self) -> None:
         for group in self.param_groups:
-            params = [p for p in group["params"] if p.grad is not None]
+            params = self.params_to_step(group, lambda p: {
+                "step": torch.zeros((), dtype=torch.float32, device=p.device),
+                "exp_avg": torch.zeros_like(p), "exp_avg_sq": torch.zeros_like(p)})
             if not params:
                 continue
-            for p in params:
-                if not self.state[p]:
-                    self.state[p] = {"step": torch.zeros((), dtype=torch.float32, device=p.device),
-                                     "exp_avg": torch.zeros_like(p), "exp_avg_sq": torch.zeros_like(p)}
             grads = [p.grad for p in params]
             m = [self.state[p]["exp_avg"] for p in params]
             v = [self.state[p]["exp_avg_sq"] for p in params]
@@ -140,12 +146,9 @@ class BatchedMuon(Optimizer):
     @torch.no_grad()
     def step(self) -> None:
         for group in self.param_groups:
-            params = [p for p in group["params"] if p.grad is not None]
+            params = self.params_to_step(group, lambda p: {"momentum_buffer": torch.zeros_like(p)})
             if not params:
                 continue
-            for p in params:
-                if "momentum_buffer" not in self.state[p]:
-                    self.state[p]["momentum_buffer"] = torch.zeros_like(p)
             grads = [p.grad for p in params]
             bufs = [self.state[p]["momentum_buffer"] for p in params]
             momentum = group["momentum"]

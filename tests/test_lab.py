@@ -159,8 +159,9 @@ def test_answer_logits_equal_the_full_forward():
 def test_grokking_trains_in_bf16_only_where_the_cpu_runs_it_natively(monkeypatch, native_bf16):
     import contextlib
 
+    from gpt import trainer
     from gpt.lab import grokking
-    monkeypatch.setattr(grokking, "cpu_has_fast_bf16", lambda: native_bf16)
+    monkeypatch.setattr(trainer, "cpu_has_fast_bf16", lambda: native_bf16)
     assert GrokConfig().dtype == "auto"
     auto = grokking.training_autocast("auto")
     assert isinstance(auto, torch.autocast if native_bf16 else contextlib.nullcontext)
