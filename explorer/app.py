@@ -5,6 +5,10 @@ One file per page lives in explorer/views/ (listed below, in the order of the si
 """
 from pathlib import Path
 
+# Imported whole before any page runs: plotly looks pandas up in sys.modules, and while one session's first page
+# was still importing it another session's figures found it half-initialised ("partially initialized module
+# 'pandas' has no attribute 'Series"); the import lock makes a second session wait here instead.
+import pandas  # noqa: F401
 import streamlit as st
 
 from explorer import class_session, jobs

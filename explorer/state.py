@@ -82,8 +82,13 @@ def _to_url(name: str, value: Any) -> None:
         del st.query_params[name]
 
 
-def _on_change(name: str) -> None:
-    value = st.session_state[widget_key(name)]
+def _on_change(name: str, key: str) -> None:
+    # The key comes in `args`, fixed when the widget was drawn: a quick click can run this callback at the start
+    # of another page's rerun (the request still carries the earlier page's widget), where widget_key(name) names
+    # a widget that page never drew, and the earlier key may already be gone from session state.
+    if key not in st.session_state:
+        return
+    value = st.session_state[key]
     _store()[name] = value
     _to_url(name, value)
 
@@ -104,7 +109,7 @@ def bind(name: str, default: Any, options: Iterable | None = None) -> dict:
         st.session_state[key] = value  # e.g. layer 5 kept from a bigger model than the one now selected
     _store()[name] = st.session_state[key]
     _to_url(name, st.session_state[key])
-    return {"key": key, "on_change": _on_change, "args": (name,)}
+    return {"key": key, "on_change": _on_change, "args": (name, key)}
 
 
 def fresh_click(chart_key: str, value: Any) -> bool:

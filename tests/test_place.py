@@ -44,3 +44,18 @@ def test_a_stale_layer_from_a_bigger_model_falls_back(root):
     at.switch_page("views/attention.py").run()
     assert not at.exception
     assert placed(at, "selectbox", "layer").value == 0 and placed(at, "selectbox", "head").value == 0
+
+
+@pytest.mark.slow
+def test_a_rerun_that_carries_an_earlier_pages_widget_is_no_error(root):
+    """A quick click: the learner changes a sidebar choice on page A and the next rerun already runs page C. The
+    request still carries A's widget, so its on_change runs at the start of C's run, where A's widget key means
+    nothing; that once raised KeyError (a red traceback instead of the page)."""
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.run()
+    at.switch_page("views/tokenizer.py").run()
+    picker = next(w for w in at.sidebar.selectbox if w.label == "Evaluation text")
+    assert len(picker.options) > 1
+    picker.select_index(1 if picker.index == 0 else 0)
+    at.switch_page("views/why_token.py").run()  # the changed widget and the new page in one rerun request
+    assert not at.exception, [e.value for e in at.exception]
