@@ -30,7 +30,7 @@ import uuid
 import zipfile
 from pathlib import Path
 
-from . import atomic, runs
+from gpt import atomic, runs
 
 MANIFEST = "bundle.json"
 FORMAT = "gpt-explorer-bundle"

@@ -16,9 +16,9 @@ import time
 
 import torch
 
-from .config import ConfigError, GPTConfig, TrainConfig
-from .model import GPT
-from .trainer import Trainer, resolve_device, resolve_dtype
+from gpt.config import ConfigError, GPTConfig, TrainConfig
+from gpt.model import GPT
+from gpt.trainer import Trainer, resolve_device, resolve_dtype
 
 
 def time_training(model_cfg: GPTConfig, train_cfg: TrainConfig, steps: int = 5, warmup: int = 2,

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from .data import get_batch
+from gpt.data import get_batch
 
 
 @dataclass(frozen=True)

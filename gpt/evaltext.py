@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .data import BUILTIN_CORPORA, CorpusError, check_text, load_corpus, validation_text
-from .evaluate import run_validation_ids
+from gpt.data import BUILTIN_CORPORA, CorpusError, check_text, load_corpus, validation_text
+from gpt.evaluate import run_validation_ids
 
 RUN_SPLIT = "run"          # the run's own validation split
 PASTED = "pasted"          # a text the learner pasted or uploaded

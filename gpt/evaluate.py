@@ -11,9 +11,9 @@ from pathlib import Path
 import torch
 from torch.nn import functional as F
 
-from . import runs
-from .data import CorpusError, load_corpus, split_ids
-from .model import GPT
+from gpt import runs
+from gpt.data import CorpusError, load_corpus, split_ids
+from gpt.model import GPT
 
 
 @torch.no_grad()

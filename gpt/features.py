@@ -22,9 +22,9 @@ from pathlib import Path
 
 import torch
 
-from . import atomic
-from .data import CorpusError, load_corpus, split_ids
-from .interp.features.dictionary import (
+from gpt import atomic
+from gpt.data import CorpusError, load_corpus, split_ids
+from gpt.interp.features.dictionary import (
     FOLDER,
     DictionaryError,
     check_name,
@@ -33,9 +33,9 @@ from .interp.features.dictionary import (
     weights_digest,
     write_metrics,
 )
-from .interp.features.evaluate import evaluate_dictionaries
-from .interp.features.training import FeatureTrainConfig, train_dictionaries
-from .runs import WEIGHTS, RunError, load_run
+from gpt.interp.features.evaluate import evaluate_dictionaries
+from gpt.interp.features.training import FeatureTrainConfig, train_dictionaries
+from gpt.runs import WEIGHTS, RunError, load_run
 
 PROGRESS = ".training.json"   # features/.training.json: what the app shows while a training runs
 STOP = ".stop_request"        # features/.stop_request: the app's request to stop (a file of its own)

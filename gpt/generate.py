@@ -13,7 +13,7 @@ from typing import Iterator
 import torch
 from torch.nn import functional as F
 
-from .model import GPT
+from gpt.model import GPT
 
 
 class GenerationError(ValueError):

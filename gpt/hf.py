@@ -24,10 +24,10 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
-from . import runs
-from .config import ConfigError, GPTConfig, TrainConfig
-from .model import GPT
-from .tokenizers import GPT2_PATTERN, BPETokenizer, CharTokenizer, TokenizerError, save_tokenizer
+from gpt import runs
+from gpt.config import ConfigError, GPTConfig, TrainConfig
+from gpt.model import GPT
+from gpt.tokenizers import GPT2_PATTERN, BPETokenizer, CharTokenizer, TokenizerError, save_tokenizer
 
 HF_CONFIG, HF_WEIGHTS, HF_VOCAB, HF_MERGES, CHARS = "config.json", "model.safetensors", "vocab.json", "merges.txt", \
     "chars.json"
@@ -114,7 +114,7 @@ def char_tokenizer_from_export(src: Path) -> CharTokenizer | None:
         encoder = json.loads((src / HF_VOCAB).read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError):
         return None
-    from .tokenizers import _bytes_to_unicode
+    from gpt.tokenizers import _bytes_to_unicode
     byte_of = {c: b for b, c in _bytes_to_unicode().items()}
     if merges or len(encoder) >= 256 or sorted(encoder.values()) != list(range(len(encoder))):
         return None
@@ -196,7 +196,7 @@ def import_gpt2(src: str | Path, target: str | Path) -> Path:
     """Write a normal run folder (config.json, tokenizer.json, model.safetensors) from a GPT-2 folder, or from a
     repo id ("gpt2", "openai-community/gpt2") found in the local Hugging Face cache (gpt/hf_cache.py). The folder
     is written under a temporary name and renamed into place, so a failed import leaves no half-made run."""
-    from . import hf_cache  # it imports this module's names
+    from gpt import hf_cache  # it imports this module's names
     out = run_dir_for(target)
     if out.exists() and any(out.iterdir()):
         raise HFError(f"{out} already exists and is not empty; pick another name")
@@ -265,7 +265,7 @@ def gpt2_state_dict(model: GPT) -> dict[str, torch.Tensor]:
 
 def char_gpt2_vocab(tok: CharTokenizer) -> dict[str, int] | None:
     """A merge-free GPT-2 vocabulary giving exactly our char ids, or None if a character is multi-byte."""
-    from .tokenizers import _bytes_to_unicode
+    from gpt.tokenizers import _bytes_to_unicode
     char_of = _bytes_to_unicode()
     if any(len(c.encode("utf-8")) != 1 for c in tok.chars):
         return None

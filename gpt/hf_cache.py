@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from .hf import HF_CONFIG, HF_WEIGHTS, PICKLE_WEIGHTS, HFError, pickle_refusal
+from gpt.hf import HF_CONFIG, HF_WEIGHTS, PICKLE_WEIGHTS, HFError, pickle_refusal
 
 REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 # the GPT-2 family on the Hub (bare names are the old aliases of the openai-community/ and distilbert/ repos)

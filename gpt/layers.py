@@ -12,7 +12,7 @@ import torch
 import torch.nn as nn
 from torch.nn import functional as F
 
-from .config import GPTConfig
+from gpt.config import GPTConfig
 
 M_SQRT1_2 = 1.0 / math.sqrt(2.0)
 ROPE_BASE = 10000.0  # RoFormer's and LLaMA's frequency base

@@ -16,8 +16,8 @@ import torch.nn as nn
 from torch.nn import functional as F
 from torch.utils.checkpoint import checkpoint
 
-from .config import GPTConfig
-from .layers import Activation, Rotary, activation_functional, make_norm, norm_functional, rms_normalise, softcap
+from gpt.config import GPTConfig
+from gpt.layers import Activation, Rotary, activation_functional, make_norm, norm_functional, rms_normalise, softcap
 
 
 class Trace:

@@ -18,8 +18,8 @@ from collections import defaultdict
 
 import torch
 
-from .config import TrainConfig
-from .precision import fast_matmul_dtype
+from gpt.config import TrainConfig
+from gpt.precision import fast_matmul_dtype
 
 NS_COEFFICIENTS = (3.4445, -4.7750, 2.0315)  # torch.optim.Muon's (Keller Jordan's) quintic Newton-Schulz
 

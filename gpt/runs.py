@@ -21,10 +21,10 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_model
 
-from . import atomic
-from .config import ConfigError, GPTConfig, TrainConfig
-from .model import GPT
-from .tokenizers import TokenizerError, load_tokenizer
+from gpt import atomic
+from gpt.config import ConfigError, GPTConfig, TrainConfig
+from gpt.model import GPT
+from gpt.tokenizers import TokenizerError, load_tokenizer
 
 CONFIG, TOKENIZER, WEIGHTS, RESUME = "config.json", "tokenizer.json", "model.safetensors", "resume.safetensors"
 METRICS, SAMPLES, STATUS, SNAPSHOTS = "metrics.jsonl", "samples.jsonl", "status.json", "snapshots"
@@ -379,7 +379,7 @@ def run_summary(run_dir: Path) -> RunInfo | None:
         cfg = read_config(run_dir)
     except RunError:
         return None
-    from .model import count_params
+    from gpt.model import count_params
     metrics = read_jsonl(run_dir / METRICS)
     vals = [r["val_loss"] for r in metrics if isinstance(r.get("val_loss"), (int, float))]
     status = read_status(run_dir)

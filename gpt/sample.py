@@ -4,9 +4,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .generate import GenerationError, stream_text
-from .runs import RunError, load_run
-from .tokenizers import TokenizerError
+from gpt.generate import GenerationError, stream_text
+from gpt.runs import RunError, load_run
+from gpt.tokenizers import TokenizerError
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import regex
 
-from . import atomic
+from gpt import atomic
 
 # GPT-2's pre-split: contractions, letter runs, number runs, punctuation runs, whitespace (keeping the last
 # space with the next word). Merges never cross these chunk boundaries.

@@ -17,14 +17,14 @@ from pathlib import Path
 
 import torch
 
-from . import distributed, runs
-from .config import ACTIVATIONS, NORMS, POS_EMBEDDINGS, ConfigError, GPTConfig, TrainConfig
-from .data import CorpusError, load_corpus, split_ids
-from .lab.induction import eval_probes
-from .lab.induction_lab import repeated_corpus
-from .model import GPT
-from .tokenizers import Tokenizer, TokenizerError, UnknownCharactersError, load_tokenizer, train_tokenizer
-from .trainer import Trainer, TrainError, resolve_device, resolve_dtype
+from gpt import distributed, runs
+from gpt.config import ACTIVATIONS, NORMS, POS_EMBEDDINGS, ConfigError, GPTConfig, TrainConfig
+from gpt.data import CorpusError, load_corpus, split_ids
+from gpt.lab.induction import eval_probes
+from gpt.lab.induction_lab import repeated_corpus
+from gpt.model import GPT
+from gpt.tokenizers import Tokenizer, TokenizerError, UnknownCharactersError, load_tokenizer, train_tokenizer
+from gpt.trainer import Trainer, TrainError, resolve_device, resolve_dtype
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -128,7 +128,7 @@ def available_memory_bytes() -> int | None:
 
 def check_memory(model_cfg: GPTConfig, train_cfg: TrainConfig, device: torch.device, dtype: torch.dtype) -> None:
     """Refuse (before allocating anything) a CPU run whose memory estimate exceeds the available RAM."""
-    from .model import memory_estimate
+    from gpt.model import memory_estimate
     available = available_memory_bytes()
     if device.type != "cpu" or not available:
         return
@@ -147,7 +147,7 @@ def create_run_folder(out: Path, model_cfg: GPTConfig, train_cfg: TrainConfig, t
                       extra: dict) -> None:
     """tokenizer.json, then config.json (the file that makes a folder a run). When the folder cannot be written
     (read-only, disk full) remove what was written, so no half-made run is left, and say why."""
-    from .tokenizers import save_tokenizer
+    from gpt.tokenizers import save_tokenizer
     created = not out.exists()
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -167,7 +167,7 @@ def create_run_folder(out: Path, model_cfg: GPTConfig, train_cfg: TrainConfig, t
 
 def prepare(args) -> tuple[Trainer, dict]:
     """Everything before the first step; raises ConfigError/CorpusError/TrainError with clear messages."""
-    from .config import preset
+    from gpt.config import preset
     out = Path(args.out)
     if args.resume:
         saved = runs.read_config(out)

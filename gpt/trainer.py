@@ -16,13 +16,13 @@ from typing import Callable
 import torch
 from safetensors import safe_open
 
-from . import distributed, runs
-from .config import TrainConfig
-from .generate import generate_text
-from .model import GPT
-from .optim import make_optimizer
-from .precision import LowPrecisionCopy, cpu_has_fast_bf16
-from .tokenizers import Tokenizer
+from gpt import distributed, runs
+from gpt.config import TrainConfig
+from gpt.generate import generate_text
+from gpt.model import GPT
+from gpt.optim import make_optimizer
+from gpt.precision import LowPrecisionCopy, cpu_has_fast_bf16
+from gpt.tokenizers import Tokenizer
 
 
 class TrainError(RuntimeError):

@@ -5,9 +5,8 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from explorer.figures.base import MASK_COLOR, SELECT_COLOR, WEIGHTS_SCALE, as_rows, layout, tick_labels
 from gpt.interp.detectors import DETECTORS, LABELS
-
-from .base import MASK_COLOR, SELECT_COLOR, WEIGHTS_SCALE, as_rows, layout, tick_labels
 
 
 def attention_heatmap(pattern, labels: list[str], title: str = "", diverging: bool = False) -> go.Figure:

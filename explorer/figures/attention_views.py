@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from .base import MASK_COLOR, PALETTE, SELECT_COLOR, layout, safe
+from explorer.figures.base import MASK_COLOR, PALETTE, SELECT_COLOR, layout, safe
 
 LINE_MIN_WEIGHT = 0.05   # fainter lines only blur the picture (and cost bytes); hover shows a token's lines
 ROW_PX = 15              # vertical space per token in the line view: readable, 128 tokens in ~1.9k px

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import plotly.graph_objects as go
 
-from .base import PALETTE, layout, safe
+from explorer.figures.base import PALETTE, layout, safe
 
 MAX_TEXT = 400   # beyond this many points, labels turn into noise and slow the browser: hover only, WebGL in 2D
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import plotly.graph_objects as go
 
-from .base import MASK_COLOR, PALETTE, SELECT_COLOR, safe
+from explorer.figures.base import MASK_COLOR, PALETTE, SELECT_COLOR, safe
 
 # negative red, zero white, positive blue (written out: plotly.py and plotly.js disagree on which end "RdBu" is)
 SIGNED_SCALE = [[0.0, "#b2182b"], [0.25, "#ef8a62"], [0.5, "#f7f7f7"], [0.75, "#67a9cf"], [1.0, "#2166ac"]]

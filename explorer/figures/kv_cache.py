@@ -6,8 +6,8 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from .base import PALETTE, SELECT_COLOR, layout, safe
-from .inside import SIGNED_SCALE
+from explorer.figures.base import PALETTE, SELECT_COLOR, layout, safe
+from explorer.figures.inside import SIGNED_SCALE
 
 
 def decode_step_figure(head, labels: list[str]) -> go.Figure:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import plotly.graph_objects as go
 
-from .base import PALETTE, WEIGHTS_SCALE, as_rows, layout, safe, tick_labels
+from explorer.figures.base import PALETTE, WEIGHTS_SCALE, as_rows, layout, safe, tick_labels
 
 
 def token_bars(tokens: list[str], probs: list[float], title: str, chosen: int | None = None) -> go.Figure:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from .base import PALETTE, is_number, layout, safe
+from explorer.figures.base import PALETTE, is_number, layout, safe
 
 
 def smooth(values: list[float], weight: float) -> list[float]:

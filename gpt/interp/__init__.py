@@ -22,10 +22,10 @@ and returns the recorded activations; every module here builds on it, and every 
     patching     activation patching: how much of a clean-vs-corrupted difference flows through each activation
     steering     adding a vector to the residual stream while generating
 """
-from .attribution import direct_logit_attribution
-from .capture import ActivationCache, InterpError, attention_patterns, check_ids, run_with_cache
-from .forward import ForwardSteps, forward_steps
-from .patching import patch_heads, patch_mlps, patch_residual
+from gpt.interp.attribution import direct_logit_attribution
+from gpt.interp.capture import ActivationCache, InterpError, attention_patterns, check_ids, run_with_cache
+from gpt.interp.forward import ForwardSteps, forward_steps
+from gpt.interp.patching import patch_heads, patch_mlps, patch_residual
 
 __all__ = ["ActivationCache", "ForwardSteps", "InterpError", "attention_patterns", "check_ids", "forward_steps",
            "run_with_cache", "direct_logit_attribution", "patch_residual", "patch_heads", "patch_mlps"]

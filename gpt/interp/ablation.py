@@ -11,8 +11,8 @@ from dataclasses import dataclass
 import torch
 from torch.nn import functional as F
 
-from ..model import GPT, Trace
-from .capture import InterpError, check_ids, run_with_cache
+from gpt.interp.capture import InterpError, check_ids, run_with_cache
+from gpt.model import GPT, Trace
 
 Head = tuple[int, int]  # (layer, head)
 
@@ -63,7 +63,7 @@ LOSS_BUDGET = 5e10
 
 def loss_windows(config) -> tuple[int, int]:
     """(window length, number of windows) of the ablation loss for a model of this config."""
-    from ..model import count_params
+    from gpt.model import count_params
     window = min(LOSS_WINDOW, config.block_size)
     return window, max(2, min(8, int(LOSS_BUDGET // (count_params(config) * window))))
 

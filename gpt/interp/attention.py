@@ -6,9 +6,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..model import GPT
-from .capture import attention_names, require_attention, run_with_cache
-from .detectors import DETECTORS, detector_scores
+from gpt.interp.capture import attention_names, require_attention, run_with_cache
+from gpt.interp.detectors import DETECTORS, detector_scores
+from gpt.model import GPT
 
 
 @dataclass

@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn as nn
 
-from ..model import GPT
-from .capture import InterpError, check_ids, run_with_cache
+from gpt.interp.capture import InterpError, check_ids, run_with_cache
+from gpt.model import GPT
 
 
 @dataclass

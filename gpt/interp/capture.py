@@ -25,7 +25,7 @@ from typing import Callable
 
 import torch
 
-from ..model import GPT, Trace, capture_names
+from gpt.model import GPT, Trace, capture_names
 
 
 class InterpError(ValueError):

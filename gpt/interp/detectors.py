@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 import torch
 
-from ..model import GPT
-from .capture import InterpError, attention_patterns, check_ids
+from gpt.interp.capture import InterpError, attention_patterns, check_ids
+from gpt.model import GPT
 
 DETECTORS = ("previous_token", "first_token", "duplicate_token", "induction")
 LABELS = {"previous_token": "previous-token", "first_token": "first-token (sink)",
@@ -56,7 +56,7 @@ PROBE_BUDGET = 2e10
 
 
 def probe_batch(model: GPT, half: int, batch: int = 4) -> int:
-    from ..model import count_params
+    from gpt.model import count_params
     return max(1, min(batch, int(PROBE_BUDGET // (count_params(model.config) * 2 * half))))
 
 

@@ -5,8 +5,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..model import GPT
-from .capture import InterpError
+from gpt.interp.capture import InterpError
+from gpt.model import GPT
 
 
 def token_embeddings(model: GPT) -> np.ndarray:

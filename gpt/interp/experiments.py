@@ -16,12 +16,12 @@ from pathlib import Path
 
 import torch
 
-from .. import atomic
-from ..data import cache_dir
-from ..model import GPT
-from .ablation import all_heads, logits_with_ablation
-from .capture import attention_patterns
-from .detectors import best_head
+from gpt import atomic
+from gpt.data import cache_dir
+from gpt.interp.ablation import all_heads, logits_with_ablation
+from gpt.interp.capture import attention_patterns
+from gpt.interp.detectors import best_head
+from gpt.model import GPT
 
 ALPHABET = "abcdefghijklmnop"  # 16 symbols; sources use distinct ones
 SEP, END = "|", "\n"

@@ -16,10 +16,10 @@ from dataclasses import dataclass
 
 import torch
 
-from ..generate import filter_logits
-from ..layers import ROPE_BASE
-from ..model import GPT
-from .capture import InterpError, check_ids
+from gpt.generate import filter_logits
+from gpt.interp.capture import InterpError, check_ids
+from gpt.layers import ROPE_BASE
+from gpt.model import GPT
 
 QK_NORM_EPS = 1e-6  # gpt.layers.rms_normalise's eps
 TOP_NEURONS = 8

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 import torch
 from torch.nn import functional as F
 
-from ..model import GPT
-from .capture import InterpError, check_ids, run_with_cache
+from gpt.interp.capture import InterpError, check_ids, run_with_cache
+from gpt.model import GPT
 
 
 def residual_names(model: GPT) -> list[tuple[str, str]]:

@@ -5,8 +5,8 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from ..model import GPT
-from .capture import InterpError, check_ids
+from gpt.interp.capture import InterpError, check_ids
+from gpt.model import GPT
 
 
 @torch.inference_mode()

@@ -19,10 +19,10 @@ from dataclasses import dataclass
 
 import torch
 
-from ..model import GPT, Trace
-from ..tokenizers import UnknownCharactersError
-from .capture import InterpError, check_ids, require_attention, run_with_cache
-from .lens import residual_names
+from gpt.interp.capture import InterpError, check_ids, require_attention, run_with_cache
+from gpt.interp.lens import residual_names
+from gpt.model import GPT, Trace
+from gpt.tokenizers import UnknownCharactersError
 
 TOKENS_PER_FORWARD = 32768  # rows x tokens per batched forward: ~40 MB of attention per layer at 6 heads
 
@@ -76,7 +76,7 @@ AUTO_PATCH = 2.5e11
 def patching_cost(config, n_tokens: int) -> float:
     """Parameter x token products of the three grids: one forward of the prompt per patch (every layer boundary at
     every position, every head, every MLP) plus the two baselines."""
-    from ..model import count_params
+    from gpt.model import count_params
     L, H = config.n_layer, config.effective_n_head
     rows = (L + 1) * n_tokens + L * H + (L if config.has_mlp else 0) + 2
     return float(count_params(config)) * n_tokens * rows

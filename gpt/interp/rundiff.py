@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 from torch.nn import functional as F
 
-from .capture import InterpError, attention_patterns, check_ids
+from gpt.interp.capture import InterpError, attention_patterns, check_ids
 
 
 def flat_config(run) -> dict[str, object]:

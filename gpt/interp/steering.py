@@ -22,10 +22,10 @@ from typing import Callable
 import torch
 from torch.nn import functional as F
 
-from ..generate import GenerationError, check_sampling, filter_logits, stream_tokens
-from ..model import GPT, Trace
-from .capture import InterpError, check_ids, require_attention, run_with_cache
-from .patching import residual_points
+from gpt.generate import GenerationError, check_sampling, filter_logits, stream_tokens
+from gpt.interp.capture import InterpError, check_ids, require_attention, run_with_cache
+from gpt.interp.patching import residual_points
+from gpt.model import GPT, Trace
 
 
 def boundary_point(model: GPT, boundary: int) -> str:

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import torch
 
-from .. import runs
-from .detectors import DETECTORS, head_scores, strongest_head
-from .embeddings import pca
+from gpt import runs
+from gpt.interp.detectors import DETECTORS, head_scores, strongest_head
+from gpt.interp.embeddings import pca
 
 
 def snapshot_steps(run_dir: str | Path) -> list[int]:

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 import torch
 from torch.nn import functional as F
 
-from ..model import GPT
-from .capture import InterpError, check_ids
+from gpt.interp.capture import InterpError, check_ids
+from gpt.model import GPT
 
 
 @dataclass

@@ -15,8 +15,8 @@ import sys
 from dataclasses import asdict, fields
 from pathlib import Path
 
-from .. import runs
-from ..config import ConfigError
+from gpt import runs
+from gpt.config import ConfigError
 
 # optional overrides of each experiment's config dataclass: (flag, type or a tuple of choices, help); unset = the
 # dataclass default
@@ -55,10 +55,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.experiment == "induction":
-            from .induction_lab import InductionLabConfig, run
+            from gpt.lab.induction_lab import InductionLabConfig, run
             result = run(args.out, InductionLabConfig(**overrides(args, InductionLabConfig)))
             return 0 if result is not None else 1
-        from .grokking import GrokConfig, train
+        from gpt.lab.grokking import GrokConfig, train
         cfg = GrokConfig(**overrides(args, GrokConfig))
         every = max(1, 500 // cfg.eval_interval) * cfg.eval_interval
 

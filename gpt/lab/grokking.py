@@ -30,12 +30,12 @@ from pathlib import Path
 import torch
 from torch.nn import functional as F
 
-from .. import runs
-from ..config import ConfigError, GPTConfig, TrainConfig
-from ..model import GPT
-from ..tokenizers import CharTokenizer, save_tokenizer
-from ..trainer import resolve_dtype
-from .fourier import frequency_norms, frequency_report
+from gpt import runs
+from gpt.config import ConfigError, GPTConfig, TrainConfig
+from gpt.lab.fourier import frequency_norms, frequency_report
+from gpt.model import GPT
+from gpt.tokenizers import CharTokenizer, save_tokenizer
+from gpt.trainer import resolve_dtype
 
 FIRST_NUMBER_CHAR = 0x100  # number i <-> chr(0x100 + i): Latin Extended-A, printable single characters
 

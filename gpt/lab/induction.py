@@ -20,9 +20,9 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
-from ..interp.capture import InterpError, attention_patterns
-from ..interp.detectors import DETECTORS, detector_scores, repeated_random_tokens, text_probe
-from ..model import GPT
+from gpt.interp.capture import InterpError, attention_patterns
+from gpt.interp.detectors import DETECTORS, detector_scores, repeated_random_tokens, text_probe
+from gpt.model import GPT
 
 PAPER_CONTEXT, PAPER_EARLY, PAPER_LATE = 512, 50, 500  # Olsson et al.: loss at token 500 minus token 50 of 512
 

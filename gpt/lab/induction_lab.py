@@ -15,8 +15,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .. import runs
-from ..data import load_corpus
+from gpt import runs
+from gpt.data import load_corpus
 
 MODELS = {"attn-2layer": 2, "attn-1layer": 1}  # run folder name under --out -> attention layers
 CORPUS_FILE = "corpus-repeated.txt"

@@ -14,8 +14,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import runs
-from .stats import mean_std, welch_t_test
+from gpt import runs
+from gpt.lab.stats import mean_std, welch_t_test
 
 SWEEPS_DIR = ".sweeps"
 # what a sweep may vary: the gpt.train option and the type of its values

@@ -4,8 +4,8 @@
     graph        attribution_graph(), AttributionGraph (nodes, adjacency, prune, scores, JSON export)
     intervene    set features in the replacement model and in the real one, and see the next token change
 """
-from .graph import AttributionGraph, Node, attribution_graph
-from .intervene import intervene
-from .replacement import CircuitError, load_transcoders
+from gpt.interp.circuits.graph import AttributionGraph, Node, attribution_graph
+from gpt.interp.circuits.intervene import intervene
+from gpt.interp.circuits.replacement import CircuitError, load_transcoders
 
 __all__ = ["AttributionGraph", "CircuitError", "Node", "attribution_graph", "intervene", "load_transcoders"]

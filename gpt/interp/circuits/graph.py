@@ -21,10 +21,8 @@ from typing import Callable, NamedTuple
 
 import torch
 
-from ...model import GPT
-from ..capture import check_ids
-from ..features.dictionary import LoadedDictionary
-from .replacement import (
+from gpt.interp.capture import check_ids
+from gpt.interp.circuits.replacement import (
     CircuitError,
     FrozenPrompt,
     freeze,
@@ -34,6 +32,8 @@ from .replacement import (
     replacement_forward,
     skip_backward,
 )
+from gpt.interp.features.dictionary import LoadedDictionary
+from gpt.model import GPT
 
 KINDS = ("feature", "error", "embedding", "logit")
 

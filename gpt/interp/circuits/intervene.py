@@ -13,11 +13,11 @@ from dataclasses import dataclass
 
 import torch
 
-from ...model import GPT
-from ..capture import check_ids, run_with_cache
-from ..features.dictionary import LoadedDictionary
-from .graph import Node
-from .replacement import CircuitError, freeze, replacement_forward
+from gpt.interp.capture import check_ids, run_with_cache
+from gpt.interp.circuits.graph import Node
+from gpt.interp.circuits.replacement import CircuitError, freeze, replacement_forward
+from gpt.interp.features.dictionary import LoadedDictionary
+from gpt.model import GPT
 
 FeatureKey = tuple[int, int, int]  # (layer, position, feature)
 

@@ -26,10 +26,10 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from ...model import GPT
-from ...runs import WEIGHTS
-from ..capture import InterpError, check_ids, run_with_cache
-from ..features.dictionary import LoadedDictionary, list_dictionaries, weights_digest
+from gpt.interp.capture import InterpError, check_ids, run_with_cache
+from gpt.interp.features.dictionary import LoadedDictionary, list_dictionaries, weights_digest
+from gpt.model import GPT
+from gpt.runs import WEIGHTS
 
 
 class CircuitError(InterpError):

@@ -6,7 +6,7 @@ their file format, training, evaluation and the feature cards the app shows.
     evaluate    whole-split metrics: variance explained, L0, dead/dense features, CE loss recovered
     cards       feature cards: density, top and quantile contexts, promoted tokens, features at a prompt
 """
-from .dictionary import (
+from gpt.interp.features.dictionary import (
     Dictionary,
     DictionaryConfig,
     DictionaryError,

@@ -20,10 +20,10 @@ from safetensors import SafetensorError
 from safetensors.torch import load as load_tensors
 from safetensors.torch import save as save_tensors
 
-from ... import atomic
-from ...model import GPT, Trace
-from .dictionary import LoadedDictionary
-from .evaluate import validation_windows
+from gpt import atomic
+from gpt.interp.features.dictionary import LoadedDictionary
+from gpt.interp.features.evaluate import validation_windows
+from gpt.model import GPT, Trace
 
 TOP_K = 24            # top contexts kept per feature
 QUANTILES = torch.tensor([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9])  # of each feature's non-zero activations
@@ -158,7 +158,7 @@ def features_at(model: GPT, dictionaries: list[LoadedDictionary], ids, position:
                 ) -> list[tuple[LoadedDictionary, list[tuple[int, float]]]]:
     """For each dictionary, its active features at `position` of the prompt ids: [(feature, activation)], strongest
     first. One forward records every input site at once."""
-    from ..capture import run_with_cache
+    from gpt.interp.capture import run_with_cache
     names = {d.config.input for d in dictionaries}
     cache = run_with_cache(model, ids, names)
     out = []
@@ -173,7 +173,7 @@ def features_at(model: GPT, dictionaries: list[LoadedDictionary], ids, position:
 @torch.no_grad()
 def feature_activations(model: GPT, loaded: LoadedDictionary, ids) -> torch.Tensor:
     """(T, n) every feature's activation at every position of the prompt ids."""
-    from ..capture import run_with_cache
+    from gpt.interp.capture import run_with_cache
     name = loaded.config.input
     return loaded.module.encode(run_with_cache(model, ids, {name})[name][0].float())
 
@@ -183,6 +183,6 @@ def feature_direction(loaded: LoadedDictionary, feature: int) -> torch.Tensor:
     the Steering page adds to the residual stream."""
     n = loaded.config.n_features
     if not (isinstance(feature, int) and 0 <= feature < n):
-        from ..capture import InterpError
+        from gpt.interp.capture import InterpError
         raise InterpError(f"feature {feature!r} does not exist: {loaded.name} has features 0..{n - 1}")
     return loaded.module.W_dec[feature].detach().float().clone()

@@ -33,8 +33,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load as load_tensors
 from safetensors.torch import save as save_tensors
 
-from ... import atomic
-from ...runs import WEIGHTS
+from gpt import atomic
+from gpt.runs import WEIGHTS
 
 FOLDER = "features"
 CONFIG_FILE = "config.json"

@@ -13,8 +13,8 @@ from typing import Callable, Iterator
 import torch
 from torch.nn import functional as F
 
-from ...model import GPT, Trace
-from .dictionary import Dictionary
+from gpt.interp.features.dictionary import Dictionary
+from gpt.model import GPT, Trace
 
 DENSE_SHARE = 0.1
 WINDOWS_PER_BATCH = 32
