@@ -102,7 +102,7 @@ def hf_trainer(hf_model, train_ids, cfg, block_size: int, seed: int = 1337):
     from torch.nn import functional as F
 
     from gpt.data import get_batch
-    from gpt.trainer import lr_at
+    from gpt.training.trainer import lr_at
     params = [p for p in hf_model.parameters() if p.requires_grad]
     groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": cfg.weight_decay},
               {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]

@@ -1,6 +1,6 @@
 """Every page of the app on a GPT-2-small-shaped model (issue 21): 12 layers x 12 heads x 768, block 1024, a byte-level
 BPE of 50,257 tokens trained here on local text (HF `tokenizers` when installed, else our own BPE), random weights
-(nothing can be downloaded), saved as a Hugging Face folder and imported with gpt.hf, as a user would.
+(nothing can be downloaded), saved as a Hugging Face folder and imported with gpt.hf.gpt2, as a user would.
 
 Each page's default view is timed server-side with AppTest (the app's own script, one torch thread as the app
 runs): "first" is the first visit (it fills the caches: vocabulary projection, evaluation text, head scores, ...),
@@ -44,7 +44,7 @@ def local_text() -> str:
 
 def train_bpe(vocab_size: int, scratch: Path):
     """(a byte-level BPE of vocab_size tokens ending in <|endoftext|>, how it was trained) on local_text()."""
-    from gpt import hf
+    from gpt.hf import gpt2 as hf
     text = local_text()
     try:
         from tokenizers import ByteLevelBPETokenizer
@@ -60,8 +60,8 @@ def train_bpe(vocab_size: int, scratch: Path):
 
 def build(run: Path, args) -> None:
     """Train the BPE, write the HF folder beside the run and import it into `run` (once per work dir and shape)."""
-    from gpt import hf
     from gpt.config import GPTConfig
+    from gpt.hf import gpt2 as hf
     from gpt.model import GPT
     work = run.parent.parent
     t0 = time.perf_counter()

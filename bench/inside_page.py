@@ -70,7 +70,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=5)
     args = ap.parse_args()
-    torch.set_num_threads(1)                   # as the app (explorer.common.limit_threads)
+    torch.set_num_threads(1)                   # as the app (explorer.ui.run_picker.limit_threads)
     os.environ.setdefault("GPT_EXPLORER_CHECKPOINTS", str(RUN.parent))
     run = load_run(RUN)
     ids = run.tokenizer.encode(PROMPT_128)

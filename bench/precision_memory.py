@@ -56,7 +56,7 @@ def worker(spec: dict) -> dict:
     from gpt.config import GPTConfig, TrainConfig, preset
     from gpt.data import split_ids
     from gpt.model import GPT, memory_estimate
-    from gpt.trainer import Trainer
+    from gpt.training.trainer import Trainer
     if spec["model"] == "gpt2":
         model_cfg, _ = preset("gpt2")
         ids, tok = corpus_ids(model_cfg.vocab_size)

@@ -26,7 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from explorer.jobs import trainer_threads
+from explorer.jobs.training import trainer_threads
 from gpt import runs
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -8,7 +8,7 @@ batches, and uses AdamW (fused, decay on matrices only, betas 0.9/0.99) with gra
 Ours is timed through `Trainer.train_step`, the code `python -m gpt.train` runs:
 * fp32;
 * bf16 as `--dtype auto` picks it on CPUs with native bf16: a bf16 working copy with fp32 master weights
-  (gpt/precision.py);
+  (gpt/training/precision.py);
 * bf16 via plain autocast, the previous path, for reference.
 Repetitions are interleaved so that load from other processes hits every variant alike.
 Then a quality check: fp32 and bf16 each train --quality-steps steps from the same start on the same batches,
@@ -41,7 +41,7 @@ def main() -> None:
     from gpt.data import get_batch, split_ids
     from gpt.model import GPT
     from gpt.tokenizers import CharTokenizer
-    from gpt.trainer import Trainer, resolve_dtype
+    from gpt.training.trainer import Trainer, resolve_dtype
     text = shakespeare()
     tokenizer = CharTokenizer.train(text)
     splits = split_ids(tokenizer.encode(text), 64)

@@ -11,9 +11,11 @@ from pathlib import Path
 import pandas  # noqa: F401
 import streamlit as st
 
-from explorer import class_session, jobs
-from explorer.cache import shared_live_jobs
-from explorer.common import (
+from explorer.classroom import session as class_session
+from explorer.jobs import training as jobs
+from explorer.ui.cache import shared_live_jobs
+from explorer.ui.eval_text import picker as eval_text_picker
+from explorer.ui.run_picker import (
     RUN_KEY,
     all_runs,
     apply_pending_selection,
@@ -24,7 +26,6 @@ from explorer.common import (
     pending_selection,
     run_label,
 )
-from explorer.evaltext import picker as eval_text_picker
 from gpt.runs import CONFIG, checkpoints_root
 
 VIEWS = Path(__file__).resolve().parent / "views"

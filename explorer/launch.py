@@ -2,7 +2,7 @@
 
 It runs from the project folder, so the safe server settings in .streamlit/config.toml apply.
 `gpt-explorer report RUN_DIR --out FILE` writes a run's offline HTML report instead (explorer/report.py).
-`gpt-explorer --classroom [...]` serves a class (explorer/classroom.py; its flags are CLASSROOM_HELP below).
+`gpt-explorer --classroom [...]` serves a class (explorer/classroom/policy.py; its flags are CLASSROOM_HELP below).
 """
 from __future__ import annotations
 
@@ -88,7 +88,7 @@ def classroom_server_flags(rest: list[str], allow_network: bool, max_upload_mb: 
 def start_classroom(args: list[str]) -> list[str]:
     """Write the teacher's settings (with a fresh token's digest), switch the app into classroom mode (env), print
     the token, the address and any warning; returns the flags for streamlit."""
-    from explorer import classroom
+    from explorer.classroom import policy as classroom
     settings_kw, allow_network, max_jobs, rest = parse_classroom(args)
     token = secrets.token_urlsafe(12)
     settings = classroom.Settings(**settings_kw, teacher_token_sha256=classroom.token_digest(token))

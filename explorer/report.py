@@ -164,7 +164,7 @@ def write_report(run_dir: str | Path, out: str | Path) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     """The report's command. It lives on the app's side because its figures are the app's: the library (gpt/)
-    never imports explorer (tests/test_layering.py), so `gpt.bundle export` no longer writes it."""
+    never imports explorer (tests/test_layering.py), so `gpt.runs.bundle export` no longer writes it."""
     p = argparse.ArgumentParser(prog="gpt-report", description="Write a run's self-contained, offline HTML report "
                                 "(config, loss curves, attention, head scores, why this token, samples).")
     p.add_argument("run", help="the run folder, e.g. checkpoints/shakespeare-char")

@@ -142,7 +142,7 @@ class TrainConfig:
     sample_tokens: int = 200            # length of the sample written at each eval
     snapshot_interval: int = 0          # steps between weight snapshots (time machine); 0 = at every eval
     snapshot_dtype: str = "float32"     # "bfloat16" halves the size of shipped snapshots
-    optimizer: str = "adamw"            # "muon": Muon on the blocks' matrices, AdamW on the rest (gpt/optim.py)
+    optimizer: str = "adamw"            # "muon": Muon on the blocks' matrices, AdamW on the rest (gpt/training/optim.py)
     muon_lr: float = 0.02               # Muon's peak lr (the schedule scales it like lr)
     muon_momentum: float = 0.95
     schedule: str = "cosine"            # "wsd": warmup, stable at lr, linear cooldown over the last cooldown_frac
@@ -267,7 +267,7 @@ PRESETS: dict[str, tuple[dict, dict, str]] = {
     "gpt2": (dict(n_layer=12, n_head=12, n_embd=768, block_size=1024, vocab_size=50257, activation="gelu_tanh"),
              dict(batch_size=8, max_iters=1000, lr=6e-4, min_lr=6e-5, warmup_iters=100, beta2=0.95),
              "GPT-2 small (124M): the shape of OpenAI's smallest GPT-2; very slow on a CPU"),
-    # the Train form's default (explorer/train_form.py DEFAULT_PRESET): recognisable Shakespeare in about a minute
+    # the Train form's default (explorer/jobs/train_form.py DEFAULT_PRESET): recognisable Shakespeare in about a minute
     # on one CPU thread; figures measured over the whole validation split are in the README
     # (3 layers beat 4 here: at this budget the cheaper step buys more steps than the 4th layer is worth)
     "shakespeare-minute": (dict(n_layer=3, n_head=4, n_embd=128, block_size=128, dropout=0.0),

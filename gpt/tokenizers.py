@@ -12,7 +12,7 @@ from pathlib import Path
 
 import regex
 
-from gpt import atomic
+from gpt.runs import atomic
 
 # GPT-2's pre-split: contractions, letter runs, number runs, punctuation runs, whitespace (keeping the last
 # space with the next word). Merges never cross these chunk boundaries.

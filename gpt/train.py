@@ -1,6 +1,6 @@
 """The `python -m gpt.train` command line (and `gpt-train`): flags -> configs, run-folder setup, then the Trainer.
 
-gpt/trainer.py holds the training loop itself. Exit codes: 0 finished or stopped, 1 training crashed, 2 bad input.
+gpt/training/trainer.py holds the training loop itself. Exit codes: 0 finished or stopped, 1 training crashed, 2 bad input.
 """
 from __future__ import annotations
 
@@ -17,14 +17,15 @@ from pathlib import Path
 
 import torch
 
-from gpt import distributed, runs
+from gpt import runs
 from gpt.config import ACTIVATIONS, NORMS, POS_EMBEDDINGS, ConfigError, GPTConfig, TrainConfig
 from gpt.data import CorpusError, load_corpus, split_ids
-from gpt.lab.induction import eval_probes
 from gpt.lab.induction_lab import repeated_corpus
+from gpt.lab.probes import eval_probes
 from gpt.model import GPT
 from gpt.tokenizers import Tokenizer, TokenizerError, UnknownCharactersError, load_tokenizer, train_tokenizer
-from gpt.trainer import Trainer, TrainError, resolve_device, resolve_dtype
+from gpt.training import distributed
+from gpt.training.trainer import Trainer, TrainError, resolve_device, resolve_dtype
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name in ("dropout", "lr", "min-lr", "weight-decay", "beta1", "beta2", "grad-clip"):
         p.add_argument(f"--{name}", type=float)
     p.add_argument("--optimizer", choices=["adamw", "muon"],
-                   help="muon: Muon on the blocks' weight matrices, AdamW on embeddings, head, gains (gpt/optim.py)")
+                   help="muon: Muon on the blocks' weight matrices, AdamW on embeddings, head, gains (gpt/training/optim.py)")
     p.add_argument("--muon-lr", type=float, help="Muon's peak learning rate (default 0.02)")
     p.add_argument("--muon-momentum", type=float, help="Muon's momentum (default 0.95)")
     p.add_argument("--schedule", choices=["cosine", "wsd"],

@@ -9,8 +9,8 @@ from pathlib import Path
 import torch
 
 from gpt.config import GPTConfig
-from gpt.hf import ENDOFTEXT, save_gpt2_folder
-from gpt.hf import train_gpt2_tokenizer as gpt2_tokenizer  # noqa: F401  (the tests' name for it)
+from gpt.hf.gpt2 import ENDOFTEXT, save_gpt2_folder
+from gpt.hf.gpt2 import train_gpt2_tokenizer as gpt2_tokenizer  # noqa: F401  (the tests' name for it)
 from gpt.model import GPT
 from gpt.tokenizers import BPETokenizer
 

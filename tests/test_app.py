@@ -11,8 +11,9 @@ import streamlit as st
 from conftest import placed
 from streamlit.testing.v1 import AppTest
 
-from explorer import jobs
-from explorer.common import chips_html, default_run_name
+from explorer.jobs import training as jobs
+from explorer.ui.run_picker import default_run_name
+from explorer.ui.text import chips_html
 
 APP = str(Path(__file__).resolve().parent.parent / "explorer" / "app.py")
 TIMEOUT = 120  # seconds per script run: generous, the CI machine may be busy training

@@ -11,8 +11,10 @@ import streamlit as st
 from streamlit.testing.v1 import AppTest
 from test_classroom import fake_trainer_process
 
-from explorer import class_session, classroom, jobs
-from explorer.classroom import Settings
+from explorer.classroom import policy as classroom
+from explorer.classroom import session as class_session
+from explorer.classroom.policy import Settings
+from explorer.jobs import training as jobs
 from gpt import runs
 
 APP = str(Path(__file__).resolve().parent.parent / "explorer" / "app.py")
@@ -181,7 +183,7 @@ def test_train_form_applies_the_caps_and_queues_a_learners_run(root, live_teache
     button(at, "Start training").click().run()
     assert "One job per learner" in errors(at)
     button(at, "Cancel").click().run()
-    from explorer import class_queue
+    from explorer.classroom import queue as class_queue
     assert class_queue.read_queue(runs_root) == []
 
 

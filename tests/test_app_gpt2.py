@@ -1,4 +1,4 @@
-"""An imported GPT-2 (a small random one with a BPE trained here, imported with gpt.hf) on every page of the app:
+"""An imported GPT-2 (a small random one with a BPE trained here, imported with gpt.hf.gpt2) on every page of the app:
 no page opens on an error box, and the sidebar's evaluation-text choice reaches every page that reads text."""
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from conftest import checkpoints_env, placed
 from gpt2_support import fake_hf_cache, gpt2_tokenizer, synthetic_bpe, write_gpt2_folder
 from streamlit.testing.v1 import AppTest
 
-from gpt import hf
+from gpt.hf import gpt2 as hf
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = str(ROOT / "explorer" / "app.py")

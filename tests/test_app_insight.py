@@ -148,7 +148,7 @@ def test_experiments_page_checks_a_run(checkpoints):
 @pytest.mark.slow
 def test_experiments_page_starts_training_with_the_tasks_options(checkpoints):
     """The Train button launches the real trainer with the task's options; the job is stopped right away."""
-    from explorer import jobs
+    from explorer.jobs import training as jobs
     at = open_page("experiments")
     at.radio[0].set_value("sort").run()
     at.text_input[0].input("exp-sort-test").run()
@@ -173,7 +173,7 @@ def test_experiments_page_starts_training_with_the_tasks_options(checkpoints):
                                                 ("ablation", "Ablation", "no attention heads to remove"),
                                                 ("logit_lens", "Logit lens", "no layers to look through")])
 def test_attention_pages_explain_that_a_bigram_model_has_none(tmp_path, page, title, lacks):
-    """The shared preamble (explorer.common.selected_attention_run): title, then a note instead of a crash."""
+    """The shared preamble (explorer.ui.run_picker.selected_attention_run): title, then a note instead of a crash."""
     from gpt import runs
     from gpt.config import GPTConfig, TrainConfig
     from gpt.model import GPT

@@ -1,4 +1,4 @@
-"""explorer/jobs.py and explorer/train_form.py: background trainer processes (start, busy limit, stop,
+"""explorer/jobs/training.py and explorer/jobs/train_form.py: background trainer processes (start, busy limit, stop,
 resume, ladder chain, delete) and the Train form's checks, without streamlit."""
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from explorer import jobs
-from explorer.train_form import FormValues, estimate, ladder_options, problems, train_options
+from explorer.jobs import training as jobs
+from explorer.jobs.train_form import FormValues, estimate, ladder_options, problems, train_options
 from gpt.config import GPTConfig
 from gpt.model import count_params
 

@@ -5,8 +5,8 @@ from pathlib import Path
 
 from test_app import app_at, root  # noqa: F401  (root is a fixture)
 
-from explorer import jobs
-from gpt import distributed
+from explorer.jobs import training as jobs
+from gpt.training import distributed
 
 
 def test_train_command_uses_torchrun_for_several_processes():

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, TINY_TRAIN, run_cli
 
-from explorer import jobs
+from explorer.jobs import training as jobs
 from gpt import runs
 from gpt.runs import load_run
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 import torch
 from test_app import app_at, button, root  # noqa: F401  (root is a fixture)
 
-from gpt import bundle
-from gpt.runs import load_run
+from gpt.runs import bundle, load_run
 
 
 def text_input(at, label: str):

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from gpt import runs, sample, trainer
+from gpt import runs, sample
 from gpt import train as train_cli
 from gpt.config import GPTConfig
 from gpt.data import MAX_CORPUS_BYTES, CorpusError, decode_bytes, load_corpus
@@ -21,6 +21,7 @@ from gpt.generate import GenerationError, generate_text, stream_text
 from gpt.model import GPT, memory_estimate
 from gpt.runs import RunError, load_run
 from gpt.tokenizers import BPETokenizer, CharTokenizer, UnknownCharactersError
+from gpt.training import trainer
 
 
 @pytest.fixture(autouse=True)

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from browser_support import app_server, chromium_page, require_chromium
 
-from explorer import jobs
+from explorer.jobs import training as jobs
 
 pytestmark = pytest.mark.browser
 ROOT = Path(__file__).resolve().parent.parent

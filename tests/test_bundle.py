@@ -10,9 +10,10 @@ import torch
 
 from explorer import launch, report
 from explorer.report import report_html
-from gpt import bundle, runs
+from gpt import runs
 from gpt.config import GPTConfig, TrainConfig
 from gpt.model import GPT
+from gpt.runs import bundle
 from gpt.tokenizers import CharTokenizer, save_tokenizer
 
 

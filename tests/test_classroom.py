@@ -1,4 +1,4 @@
-"""Classroom mode's rules (explorer/classroom.py), its queue (explorer/class_queue.py) and the launcher's flags:
+"""Classroom mode's rules (explorer/classroom/policy.py), its queue (explorer/classroom/queue.py) and the launcher's flags:
 each permission rule refuses with a message and changes nothing; the queue keeps its order, its limit, its
 one-job-per-learner rule and its quotas, and survives a restart (it is a file)."""
 from __future__ import annotations
@@ -10,8 +10,11 @@ import time
 
 import pytest
 
-from explorer import class_queue, classroom, jobs, launch
-from explorer.classroom import TEACHER, Actor, Refused, Settings
+from explorer import launch
+from explorer.classroom import policy as classroom
+from explorer.classroom import queue as class_queue
+from explorer.classroom.policy import TEACHER, Actor, Refused, Settings
+from explorer.jobs import training as jobs
 from gpt import runs
 
 

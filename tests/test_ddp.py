@@ -6,8 +6,9 @@ import pytest
 import torch
 from conftest import ROOT
 
-from gpt import distributed, runs
+from gpt import runs
 from gpt.data import get_batch
+from gpt.training import distributed
 
 DDP_TRAIN = ("--arch", "gpt", "--n-layer", "2", "--n-head", "2", "--n-embd", "32", "--block-size", "32",
              "--eval-iters", "2", "--log-interval", "1", "--sample-tokens", "10", "--dtype", "float32", "--quiet",

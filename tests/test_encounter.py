@@ -11,8 +11,8 @@ from conftest import placed
 from streamlit.testing.v1 import AppTest
 from test_app import APP, TIMEOUT, root  # noqa: F401  (root: the fixture)
 
-from explorer import jobs
-from explorer.common import chips_html
+from explorer.jobs import training as jobs
+from explorer.ui.text import chips_html
 
 
 def sidebar_text(at: AppTest) -> str:

@@ -9,7 +9,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from gpt.config import GPTConfig
-from gpt.features import install, main
+from gpt.interp.features.cli import install, main
 from gpt.interp.features.dictionary import (
     Dictionary,
     DictionaryConfig,

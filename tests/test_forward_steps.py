@@ -1,12 +1,12 @@
 """gpt.interp.forward_steps: the forward pass recomputed by hand lands on GPT.forward's logits (within 1e-5) for
-every ladder rung, every architecture option and a GPT-2 imported through gpt.hf; its stages are consistent."""
+every ladder rung, every architecture option and a GPT-2 imported through gpt.hf.gpt2; its stages are consistent."""
 import math
 
 import pytest
 import torch
 
-from gpt import hf
 from gpt.config import GPTConfig
+from gpt.hf import gpt2 as hf
 from gpt.interp import InterpError, forward_steps
 from gpt.interp.forward import sampling_view
 from gpt.model import GPT

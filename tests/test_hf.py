@@ -5,8 +5,9 @@ import pytest
 import torch
 from conftest import run_cli
 
-from gpt import hf, runs
+from gpt import runs
 from gpt.config import GPTConfig, TrainConfig
+from gpt.hf import gpt2 as hf
 from gpt.model import GPT
 from gpt.tokenizers import BPETokenizer, CharTokenizer, TokenizerError, save_tokenizer
 
@@ -173,7 +174,7 @@ def test_bad_inputs_are_refused(tmp_path, gpt2_folder, bpe_tokenizer):
 @pytest.mark.slow
 def test_cli_import_then_export(gpt2_folder, tmp_path, capsys):
     run_dir = tmp_path / "run"
-    run_cli("-m", "gpt.hf", "import", str(gpt2_folder), str(run_dir))
+    run_cli("-m", "gpt.hf.gpt2", "import", str(gpt2_folder), str(run_dir))
     assert hf.main(["export", str(run_dir), str(tmp_path / "back")]) == 0
     back = hf.load_gpt2(tmp_path / "back")[0]
     x = torch.tensor([[1, 5, 300, 400]])

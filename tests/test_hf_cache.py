@@ -1,4 +1,4 @@
-"""GPT-2 from the local Hugging Face cache, offline (gpt/hf_cache.py), and the refusals of gpt.hf's import: a
+"""GPT-2 from the local Hugging Face cache, offline (gpt/hf/cache.py), and the refusals of gpt.hf.gpt2's import: a
 pickle, a truncated or disagreeing folder, another architecture, an entry without a snapshot. A refused import
 leaves nothing behind."""
 from __future__ import annotations
@@ -11,7 +11,9 @@ import pytest
 import torch
 from gpt2_support import fake_hf_cache, gpt2_tokenizer, write_gpt2_folder
 
-from gpt import hf, hf_cache, runs
+from gpt import runs
+from gpt.hf import cache as hf_cache
+from gpt.hf import gpt2 as hf
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ import time
 import pytest
 from conftest import ROOT, trainers_under
 
-from explorer import jobs
+from explorer.jobs import training as jobs
 from gpt import runs
 
 TINY = {"arch": "gpt", "n_layer": 1, "n_head": 2, "n_embd": 16, "block_size": 16, "batch_size": 4,
@@ -70,7 +70,7 @@ def test_threads_racing_start_launch_exactly_one(root, corpus_file):
 RACER = """
 import json, sys, time
 from pathlib import Path
-from explorer import jobs
+from explorer.jobs import training as jobs
 root, corpus, name, ready_dir, n = Path(sys.argv[1]), sys.argv[2], sys.argv[3], Path(sys.argv[4]), int(sys.argv[5])
 (ready_dir / name).touch()
 while len(list(ready_dir.iterdir())) < n:  # start together once every process has imported everything

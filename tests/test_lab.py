@@ -15,8 +15,8 @@ from gpt import runs
 from gpt.config import ConfigError
 from gpt.lab.fourier import fourier_basis, frequency_norms, frequency_report
 from gpt.lab.grokking import GrokConfig, answer_logits, make_dataset, paper_init
-from gpt.lab.induction import eval_probes, icl_from_losses, icl_positions, repeated_text_probe
 from gpt.lab.induction_lab import repeated_corpus
+from gpt.lab.probes import eval_probes, icl_from_losses, icl_positions, repeated_text_probe
 from gpt.lab.stats import mean_std, regularized_incomplete_beta, t_two_sided_p, welch_t_test
 from gpt.lab.sweeps import SweepError, parse_values, plan, sweep_results
 from gpt.model import GPT
@@ -159,8 +159,8 @@ def test_answer_logits_equal_the_full_forward():
 def test_grokking_trains_in_bf16_only_where_the_cpu_runs_it_natively(monkeypatch, native_bf16):
     import contextlib
 
-    from gpt import trainer
     from gpt.lab import grokking
+    from gpt.training import trainer
     monkeypatch.setattr(trainer, "cpu_has_fast_bf16", lambda: native_bf16)
     assert GrokConfig().dtype == "auto"
     auto = grokking.training_autocast("auto")
@@ -255,7 +255,8 @@ def tiny_sweep_base(corpus_file, **overrides) -> dict:
 
 @pytest.mark.slow
 def test_sweep_queue_never_exceeds_the_job_limit(tmp_path, monkeypatch, corpus_file):
-    from explorer import jobs, sweep_queue
+    from explorer.jobs import sweeps as sweep_queue
+    from explorer.jobs import training as jobs
     monkeypatch.setenv("GPT_EXPLORER_MAX_JOBS", "1")
     root = tmp_path / "ckpt"
     root.mkdir()
@@ -279,7 +280,8 @@ def test_sweep_queue_never_exceeds_the_job_limit(tmp_path, monkeypatch, corpus_f
 
 @pytest.mark.slow
 def test_a_sweep_stops_as_one(tmp_path, monkeypatch, corpus_file):
-    from explorer import jobs, sweep_queue
+    from explorer.jobs import sweeps as sweep_queue
+    from explorer.jobs import training as jobs
     monkeypatch.setenv("GPT_EXPLORER_MAX_JOBS", "1")
     root = tmp_path / "ckpt"
     root.mkdir()

@@ -28,7 +28,7 @@ def app_imports(source: str) -> list[tuple[int, str]]:
 @pytest.mark.parametrize("source, expected", [
     ("import streamlit as st", [(1, "streamlit")]),
     ("def f():\n    from explorer.report import write_report", [(2, "explorer.report")]),
-    ("import os, explorer.cache", [(1, "explorer.cache")]),
+    ("import os, explorer.ui.cache", [(1, "explorer.ui.cache")]),
     ("from streamlit.web import cli", [(1, "streamlit.web")]),
     ("from . import explorer\nimport explorers\nfrom gpt import runs", []),   # not the app
 ])

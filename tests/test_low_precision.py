@@ -1,12 +1,12 @@
-"""The bf16 working-copy training path (gpt/precision.py): same gradients as the model up to bf16 rounding,
+"""The bf16 working-copy training path (gpt/training/precision.py): same gradients as the model up to bf16 rounding,
 clipping as torch's, gradient accumulation, and exact resume through the Trainer's checkpoint."""
 import pytest
 import torch
 
 from gpt.config import GPTConfig, TrainConfig
 from gpt.model import GPT
-from gpt.precision import LowPrecisionCopy
-from gpt.trainer import Trainer
+from gpt.training.precision import LowPrecisionCopy
+from gpt.training.trainer import Trainer
 
 CFG = GPTConfig(vocab_size=40, block_size=16, n_layer=2, n_head=2, n_embd=32)
 

@@ -1,4 +1,4 @@
-"""The learner's place (explorer/state.py): prompt, layer, head and generation settings survive page switches,
+"""The learner's place (explorer/ui/state.py): prompt, layer, head and generation settings survive page switches,
 and the URL's query parameters bring them back in a new session (a reload or a shared link)."""
 import pytest
 from conftest import placed

@@ -18,11 +18,11 @@ import pytest
 from conftest import ROOT, TINY_TRAIN, run_cli
 from safetensors import safe_open
 
-from gpt import atomic, runs
+from gpt import runs
 from gpt.config import GPTConfig, TrainConfig
-from gpt.runs import RunError, load_run
+from gpt.runs import RunError, atomic, load_run
 from gpt.train import main
-from gpt.trainer import Trainer
+from gpt.training.trainer import Trainer
 
 TRIAL_ARGS = (*TINY_TRAIN, "--max-iters", "120", "--eval-interval", "10", "--threads", "1", "--seed", "3")
 # kill moments: inside the very first save (no complete checkpoint yet), inside each kind of weights write
@@ -214,7 +214,7 @@ def test_torn_metrics_lines_are_skipped_and_dropped_on_resume(tmp_path):
     assert [r["step"] for r in runs.read_jsonl(path)] == [1, 2]
     runs.append_jsonl(path, {"step": "three", "val_loss": "low"})  # well-formed JSON, nonsense values
     (tmp_path / runs.STATUS).write_text('{"state": "running", "pid": "x", "step": null}')
-    from explorer import jobs  # the app's readers
+    from explorer.jobs import training as jobs  # the app's readers
     assert [r["step"] for r in jobs.read_metrics(tmp_path)][:2] == [1, 2]
     runs.write_config(tmp_path, GPTConfig(), TrainConfig())
     summary = runs.run_summary(tmp_path)

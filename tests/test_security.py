@@ -42,7 +42,7 @@ def test_readme_explains_serving_on_a_network_deliberately():
 
 
 def test_token_chips_escape_html():
-    from explorer.common import chips_html, esc
+    from explorer.ui.text import chips_html, esc
     html = chips_html([(EVIL, EVIL, "red;background:url(javascript:alert(4))")])
     assert "<script" not in html and "<img" not in html and "<b>" not in html
     assert "&lt;script&gt;" in html and "&quot; onmouseover=&quot;" in html

@@ -5,8 +5,9 @@ import pytest
 import torch
 from conftest import TINY_TRAIN, run_cli
 
-from gpt import hf, runs
+from gpt import runs
 from gpt.config import ConfigError, GPTConfig, TrainConfig
+from gpt.hf import gpt2 as hf
 from gpt.model import GPT, Trace, capture_names, count_params, flops_per_token
 from gpt.tokenizers import CharTokenizer, save_tokenizer
 
@@ -144,8 +145,8 @@ def test_gpt2_export_refuses_what_gpt2_cannot_represent(case, tmp_path):
 # ---- Muon and the warmup-stable-decay schedule ----
 
 def test_batched_muon_matches_torch_muon(monkeypatch):
-    from gpt import optim
-    from gpt.optim import BatchedMuon
+    from gpt.training import optim
+    from gpt.training.optim import BatchedMuon
     # torch.optim.Muon always iterates in bf16: compare like with like
     monkeypatch.setattr(optim, "fast_matmul_dtype", lambda device: torch.bfloat16)
     torch.manual_seed(0)
@@ -167,7 +168,7 @@ def test_batched_muon_matches_torch_muon(monkeypatch):
 @pytest.mark.parametrize("native_bf16", [False, True])
 def test_newton_schulz_runs_in_bf16_only_where_bf16_is_native(monkeypatch, native_bf16):
     """Emulated bf16 (an AVX2-only CPU) made every Muon step ~40x slower: there it iterates in fp32."""
-    from gpt import optim, precision
+    from gpt.training import optim, precision
     monkeypatch.setattr(precision, "cpu_has_fast_bf16", lambda: native_bf16)
     G = torch.randn(3, 32, 96)
     X = optim.orthogonalise(G)
@@ -178,7 +179,7 @@ def test_newton_schulz_runs_in_bf16_only_where_bf16_is_native(monkeypatch, nativ
 
 
 def test_muon_takes_the_hidden_matrices_and_adamw_the_rest():
-    from gpt.optim import make_optimizer
+    from gpt.training.optim import make_optimizer
     model = GPT(small(tie_embeddings=False))
     opt = make_optimizer(model, TrainConfig(optimizer="muon", lr=1e-3, muon_lr=0.02), torch.device("cpu"))
     muon = {id(p) for g in opt.muon.param_groups for p in g["params"]}
@@ -189,7 +190,7 @@ def test_muon_takes_the_hidden_matrices_and_adamw_the_rest():
 
 
 def test_wsd_schedule_is_flat_then_linear():
-    from gpt.trainer import lr_at
+    from gpt.training.trainer import lr_at
     cfg = TrainConfig(max_iters=100, warmup_iters=10, lr=1e-2, min_lr=1e-3, schedule="wsd", cooldown_frac=0.4)
     lrs = [lr_at(s, cfg) for s in range(101)]
     assert lrs[5] < lrs[9] < 1e-2 and all(lr == 1e-2 for lr in lrs[10:60])
@@ -239,7 +240,7 @@ def test_speedrun_presets_and_flags_that_switch_each_part_off():
 
 
 def test_our_adamw_is_torch_fused_adamw_and_its_state_loads_both_ways():
-    from gpt.optim import AdamW
+    from gpt.training.optim import AdamW
     torch.manual_seed(0)
     ours = [torch.nn.Parameter(torch.randn(8, 4)), torch.nn.Parameter(torch.randn(4))]
     theirs = [torch.nn.Parameter(p.detach().clone()) for p in ours]

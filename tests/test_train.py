@@ -12,7 +12,7 @@ from conftest import ROOT, TINY_TRAIN, run_cli
 from gpt import runs
 from gpt.config import TrainConfig
 from gpt.runs import RunError, load_run
-from gpt.trainer import lr_at
+from gpt.training.trainer import lr_at
 
 
 @pytest.mark.slow
@@ -198,7 +198,7 @@ def test_compile_trains_like_eager(dtype):
     from gpt.config import GPTConfig
     from gpt.model import GPT
     from gpt.tokenizers import CharTokenizer
-    from gpt.trainer import Trainer
+    from gpt.training.trainer import Trainer
     text = "a tiny corpus for the compile test, repeated. " * 100
     tok = CharTokenizer.train(text)
     ids = torch.tensor(tok.encode(text))
@@ -223,7 +223,7 @@ def test_repeat_lines_frac_mixes_doubled_lines_into_training_batches_only(tmp_pa
     from gpt.config import ConfigError, GPTConfig
     from gpt.model import GPT
     from gpt.tokenizers import CharTokenizer
-    from gpt.trainer import Trainer
+    from gpt.training.trainer import Trainer
     with pytest.raises(ConfigError, match="repeat_lines_frac"):
         TrainConfig(repeat_lines_frac=1.0).validate()
     text = "".join(f"line number {i} of the corpus\n" for i in range(300))

@@ -11,8 +11,8 @@ import streamlit as st
 from streamlit.proto.NumberInput_pb2 import NumberInput as NumberInputProto
 from streamlit.testing.v1 import AppTest
 
-from explorer import train_form
-from explorer.train_form import (
+from explorer.jobs import train_form
+from explorer.jobs.train_form import (
     DEFAULT_PRESET,
     LADDER_RUNGS,
     LADDER_SHARED,
@@ -130,7 +130,7 @@ def test_bf16_is_ticked_only_where_it_is_native(monkeypatch):
 
 
 class FakeClock:
-    """time.perf_counter for gpt.calibrate that moves only when a (faked) training step says so."""
+    """time.perf_counter for gpt.training.calibrate that moves only when a (faked) training step says so."""
     def __init__(self):
         self.now = 0.0
 
@@ -144,8 +144,8 @@ class FakeClock:
     ([0.5, 0.5] + [0.01] * 30, 0.01, 2 + 20),        # ... but never more than max_steps
 ])
 def test_calibration_takes_the_median_step_after_warm_up(monkeypatch, durations, step_s, steps_run):
-    from gpt import calibrate
-    from gpt.trainer import Trainer
+    from gpt.training import calibrate
+    from gpt.training.trainer import Trainer
     clock, scripted = FakeClock(), iter(durations)
 
     def step(self):
@@ -285,7 +285,7 @@ def test_ladder_view_shows_each_rungs_sample_beside_its_curve(empty_root):
 
 
 def test_counts_keep_three_figures_so_a_metric_column_shows_them_whole():
-    from explorer.train_form import human_count
+    from explorer.jobs.train_form import human_count
     assert human_count(563.3e9, "FLOP") == "563 GFLOP"
     assert human_count(3.14e9, "FLOP") == "3.1 GFLOP"
     assert human_count(230_100) == "230 k" and human_count(12_345) == "12.3 k" and human_count(512) == "512"

@@ -1,6 +1,6 @@
 """Figures for "Why this token" and "Patching": the DLA waterfall, a layer x head grid, patching heatmaps.
 
-Pure plotly, no streamlit. Token labels arrive printable (explorer.common.visible); every label and hover text is
+Pure plotly, no streamlit. Token labels arrive printable (explorer.ui.text.visible); every label and hover text is
 HTML-escaped here, because plotly renders hover templates and titles as HTML.
 """
 from __future__ import annotations

@@ -1,11 +1,13 @@
 """Ablation: remove heads and see what the model loses."""
 import streamlit as st
 
-from explorer.cache import run_ablation, run_head_scores
-from explorer.common import default_prompt, encode_or_explain, esc, selected_attention_run, token_label
-from explorer.evaltext import eval_caption, eval_key, eval_text_or_stop
 from explorer.figures.tokens import prob_bars
-from explorer.state import bind
+from explorer.ui.cache import run_ablation, run_head_scores
+from explorer.ui.eval_text import eval_caption, eval_key, eval_text_or_stop
+from explorer.ui.prompts import default_prompt, encode_or_explain
+from explorer.ui.run_picker import selected_attention_run
+from explorer.ui.state import bind
+from explorer.ui.text import esc, token_label
 from gpt.interp.ablation import all_heads, generate_with_ablation, loss_windows
 from gpt.interp.capture import InterpError
 from gpt.interp.detectors import strongest_head

@@ -3,10 +3,12 @@ BertViz, the query-key product behind one weight, and per-head scores."""
 import pandas as pd
 import streamlit as st
 
-from explorer.common import selected_run, teaching_prompt_ids, token_label
 from explorer.figures.attention import attention_overview, contrast_normalise
 from explorer.figures.attention_views import PICK_CELL, PICK_QUERY, clickable_heatmap, line_view, query_key_figure, softmax_row_figure
-from explorer.state import bind, fresh_click, place, remember
+from explorer.ui.prompts import teaching_prompt_ids
+from explorer.ui.run_picker import selected_run
+from explorer.ui.state import bind, fresh_click, place, remember
+from explorer.ui.text import token_label
 from gpt.interp import InterpError, forward_steps
 from gpt.interp.attention import attention_trace, head_table, pool_pattern
 

@@ -8,11 +8,13 @@ import json
 
 import streamlit as st
 
-from explorer.cache import run_dictionaries
-from explorer.common import esc, selected_attention_run, teaching_prompt_ids, token_label, visible
-from explorer.feature_card import draw_feature_card
 from explorer.figures.circuit import circuit_figure, circuit_view, node_label
-from explorer.state import bind, fresh_click
+from explorer.ui.cache import run_dictionaries
+from explorer.ui.feature_card import draw_feature_card
+from explorer.ui.prompts import teaching_prompt_ids
+from explorer.ui.run_picker import selected_attention_run
+from explorer.ui.state import bind, fresh_click
+from explorer.ui.text import esc, token_label, visible
 from gpt.interp.capture import InterpError
 from gpt.interp.circuits import attribution_graph, intervene
 from gpt.interp.circuits.replacement import CircuitError, pick_transcoders, refuse_model

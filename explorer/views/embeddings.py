@@ -3,10 +3,11 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from explorer.cache import vocab_map
-from explorer.common import selected_run, visible
 from explorer.figures.embeddings import embedding_scatter, matrix_heatmap
-from explorer.state import bind, place
+from explorer.ui.cache import vocab_map
+from explorer.ui.run_picker import selected_run
+from explorer.ui.state import bind, place
+from explorer.ui.text import visible
 from gpt.interp.embeddings import cosine_matrix, nearest_neighbours, position_embeddings, sample_ids, search_tokens, token_embeddings
 
 MAX_POINTS = 5000      # a bigger vocabulary is drawn as an even sample of its ids (plus the chosen token's circle)

@@ -3,10 +3,13 @@ import shlex
 
 import streamlit as st
 
-from explorer import class_queue, class_session, jobs
-from explorer.cache import cached_run
-from explorer.common import all_runs, flash_message, follow_started_run, token_label
+from explorer.classroom import queue as class_queue
+from explorer.classroom import session as class_session
 from explorer.figures.attention import attention_heatmap, head_grid
+from explorer.jobs import training as jobs
+from explorer.ui.cache import cached_run
+from explorer.ui.run_picker import all_runs, flash_message, follow_started_run
+from explorer.ui.text import token_label
 from gpt.config import GPTConfig
 from gpt.interp.capture import attention_patterns
 from gpt.interp.experiments import TASKS, build_probe, check, task_of_run, train_command, write_corpus

@@ -1,17 +1,21 @@
 """Features: the run's sparse dictionaries (transcoders, SAEs), the features active at a token, and a feature card.
 
 Computations live in gpt.interp.features (cards.py); this page lays them out and starts dictionary training as a
-background process (explorer/feature_jobs.py).
+background process (explorer/jobs/features.py).
 """
 import streamlit as st
 
-from explorer import class_session, classroom, feature_jobs
-from explorer.cache import cached_run, forget_dictionaries, run_dictionaries
-from explorer.common import esc, selected_attention_run, teaching_prompt_ids, visible
-from explorer.evaltext import eval_text_or_note
-from explorer.feature_card import draw_feature_card
-from explorer.jobs import format_eta
-from explorer.state import bind, place, remember
+from explorer.classroom import policy as classroom
+from explorer.classroom import session as class_session
+from explorer.jobs import features as feature_jobs
+from explorer.jobs.training import format_eta
+from explorer.ui.cache import cached_run, forget_dictionaries, run_dictionaries
+from explorer.ui.eval_text import eval_text_or_note
+from explorer.ui.feature_card import draw_feature_card
+from explorer.ui.prompts import teaching_prompt_ids
+from explorer.ui.run_picker import selected_attention_run
+from explorer.ui.state import bind, place, remember
+from explorer.ui.text import esc, visible
 from gpt.interp.features.cards import cached_scan, features_at, is_card_scanned
 from gpt.interp.features.training import FeatureTrainConfig
 

@@ -3,10 +3,12 @@ import time
 
 import streamlit as st
 
-from explorer.common import chips_html, default_prompt, encode_or_explain, prob_color, selected_run, token_label
 from explorer.figures.kv_cache import cache_growth_figure, decode_step_figure
 from explorer.figures.tokens import token_bars
-from explorer.state import bind, remember
+from explorer.ui.prompts import default_prompt, encode_or_explain
+from explorer.ui.run_picker import selected_run
+from explorer.ui.state import bind, remember
+from explorer.ui.text import chips_html, prob_color, token_label
 from gpt.generate import GenerationError, stream_text
 from gpt.interp import forward_steps
 from gpt.interp.next_token import next_token_distribution, top_k

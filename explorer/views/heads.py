@@ -1,11 +1,12 @@
 """Heads & detectors: which heads are previous-token, sink, duplicate-token or induction heads."""
 import streamlit as st
 
-from explorer.cache import run_eval_text, run_head_scores
-from explorer.common import selected_attention_run, token_label
-from explorer.evaltext import chosen_source, eval_caption, eval_key
 from explorer.figures.attention import attention_heatmap, detector_heatmaps
-from explorer.state import bind, remember
+from explorer.ui.cache import run_eval_text, run_head_scores
+from explorer.ui.eval_text import chosen_source, eval_caption, eval_key
+from explorer.ui.run_picker import selected_attention_run
+from explorer.ui.state import bind, remember
+from explorer.ui.text import token_label
 from gpt.data import CorpusError
 from gpt.evaltext import RUN_SPLIT
 from gpt.interp.capture import InterpError, attention_patterns

@@ -5,10 +5,12 @@ lays them out: one box per stage, each with a plain sentence, the formula and th
 """
 import streamlit as st
 
-from explorer.cache import run_dictionaries
-from explorer.common import chips_html, esc, selected_run, teaching_prompt_ids, visible
 from explorer.figures.inside import attention_row_figure, keys_figure, logits_figure, pipeline_figure, strips, top_neurons_figure
-from explorer.state import bind, place
+from explorer.ui.cache import run_dictionaries
+from explorer.ui.prompts import teaching_prompt_ids
+from explorer.ui.run_picker import selected_run
+from explorer.ui.state import bind, place
+from explorer.ui.text import chips_html, esc, visible
 from gpt.interp import InterpError, forward_steps
 from gpt.interp.forward import sampling_view
 

@@ -3,8 +3,11 @@ automatic check against the paper. The computing lives in gpt/lab/ (run by `pyth
 in explorer/figures/lab.py; this page only starts, stops and displays."""
 import streamlit as st
 
-from explorer import class_session, classroom, jobs, lab_jobs
+from explorer.classroom import policy as classroom
+from explorer.classroom import session as class_session
 from explorer.figures.lab import fourier_figure, grokking_curves, induction_lab_figure
+from explorer.jobs import lab as lab_jobs
+from explorer.jobs import training as jobs
 from gpt.lab.induction_lab import MODELS, phase_change_step
 from gpt.runs import read_status
 

@@ -2,9 +2,11 @@
 import pandas as pd
 import streamlit as st
 
-from explorer.common import default_prompt, encode_or_explain, selected_attention_run, token_label
 from explorer.figures.tokens import lens_heatmap
-from explorer.state import bind
+from explorer.ui.prompts import default_prompt, encode_or_explain
+from explorer.ui.run_picker import selected_attention_run
+from explorer.ui.state import bind
+from explorer.ui.text import token_label
 from gpt.interp.lens import lens_column, logit_lens
 
 MAX_SHOWN = 48

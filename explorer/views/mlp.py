@@ -2,12 +2,14 @@
 the validation text, and which next tokens it pushes up or down."""
 import streamlit as st
 
-from explorer.cache import run_top_contexts
-from explorer.common import chips_html, esc, selected_run, teaching_prompt_ids, visible
-from explorer.evaltext import eval_caption, eval_key, eval_text_or_note
 from explorer.figures.inside import effect_bars, neuron_heatmap
-from explorer.scans import forget_stop, run_scan, was_stopped
-from explorer.state import bind, fresh_click, remember
+from explorer.ui.cache import run_top_contexts
+from explorer.ui.eval_text import eval_caption, eval_key, eval_text_or_note
+from explorer.ui.prompts import teaching_prompt_ids
+from explorer.ui.run_picker import selected_run
+from explorer.ui.scans import forget_stop, run_scan, was_stopped
+from explorer.ui.state import bind, fresh_click, remember
+from explorer.ui.text import chips_html, esc, visible
 from gpt.interp import InterpError
 from gpt.interp.neurons import (
     AUTO_SCAN,

@@ -2,10 +2,12 @@
 import numpy as np
 import streamlit as st
 
-from explorer.cache import known_patching_grids, patching_grids, weights_mtime
-from explorer.common import encode_or_explain, esc, selected_attention_run, visible
 from explorer.figures.attribution import head_heatmap, mlp_patching_bars, residual_patching_heatmap
-from explorer.scans import forget_stop, run_scan, was_stopped
+from explorer.ui.cache import known_patching_grids, patching_grids, weights_mtime
+from explorer.ui.prompts import encode_or_explain
+from explorer.ui.run_picker import selected_attention_run
+from explorer.ui.scans import forget_stop, run_scan, was_stopped
+from explorer.ui.text import esc, visible
 from gpt.interp.capture import InterpError
 from gpt.interp.patching import (
     AUTO_PATCH,

@@ -2,10 +2,12 @@
 import pandas as pd
 import streamlit as st
 
-from explorer.cache import cached_run
-from explorer.common import all_runs, default_prompt, selected_run_info, token_label
 from explorer.figures.attention import attention_heatmap, head_grid
 from explorer.figures.tokens import delta_bars
+from explorer.ui.cache import cached_run
+from explorer.ui.prompts import default_prompt
+from explorer.ui.run_picker import all_runs, selected_run_info
+from explorer.ui.text import token_label
 from gpt.interp.rundiff import diff_runs
 from gpt.interp.timemachine import snapshot_steps
 from gpt.runs import RunError

@@ -4,9 +4,11 @@ import statistics
 import pandas as pd
 import streamlit as st
 
-from explorer import class_session, classroom, jobs
-from explorer.common import SHIPPED_RUN, all_runs, broken_runs
+from explorer.classroom import policy as classroom
+from explorer.classroom import session as class_session
 from explorer.figures.training import loss_curves
+from explorer.jobs import training as jobs
+from explorer.ui.run_picker import SHIPPED_RUN, all_runs, broken_runs
 
 st.title("Runs")
 runs = all_runs()
@@ -87,8 +89,8 @@ else:
 
 # ---- sweeps: final validation loss over seeds, and whether two settings really differ ----
 def sweeps_section() -> None:
-    from explorer import sweep_queue
     from explorer.figures.lab import sweep_figure
+    from explorer.jobs import sweeps as sweep_queue
     from gpt.lab.stats import describe_difference
     from gpt.lab.sweeps import SweepError, compare, list_sweeps, read_manifest, sweep_results
     paths = list_sweeps()

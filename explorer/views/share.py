@@ -6,10 +6,13 @@ from pathlib import Path
 
 import streamlit as st
 
-from explorer import class_session, classroom, report
-from explorer.common import all_runs, select_run, selected_run_info
-from gpt import bundle, hf, hf_cache
-from gpt.runs import RunError, atomic_write_json, checkpoints_root, run_path
+from explorer import report
+from explorer.classroom import policy as classroom
+from explorer.classroom import session as class_session
+from explorer.ui.run_picker import all_runs, select_run, selected_run_info
+from gpt.hf import cache as hf_cache
+from gpt.hf import gpt2 as hf
+from gpt.runs import RunError, atomic_write_json, bundle, checkpoints_root, run_path
 
 st.title("Import & export")
 st.caption("Share a run as one archive or a self-contained HTML report (opens with no network), bring an "

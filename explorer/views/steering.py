@@ -1,9 +1,11 @@
 """Steering: add a direction to the residual stream while the model writes (gpt.interp.steering)."""
 import streamlit as st
 
-from explorer.cache import run_dictionaries
-from explorer.common import default_prompt, encode_or_explain, esc, selected_attention_run
-from explorer.state import place
+from explorer.ui.cache import run_dictionaries
+from explorer.ui.prompts import default_prompt, encode_or_explain
+from explorer.ui.run_picker import selected_attention_run
+from explorer.ui.state import place
+from explorer.ui.text import esc
 from gpt.interp.capture import InterpError
 from gpt.interp.features.cards import feature_activations, feature_direction
 from gpt.interp.patching import boundary_labels

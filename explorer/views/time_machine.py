@@ -1,13 +1,15 @@
 """Time machine: replay a run through its snapshots; watch heads form next to the loss curve."""
 import streamlit as st
 
-from explorer.cache import cached_run, run_head_scores, snapshot_embedding_frames
-from explorer.common import default_prompt, selected_run_info, token_label
 from explorer.figures.attention import attention_overview, detector_heatmaps
 from explorer.figures.embeddings import embedding_scatter
 from explorer.figures.lab import probe_curves
 from explorer.figures.training import score_curves as score_curves_figure
-from explorer.jobs import read_metrics
+from explorer.jobs.training import read_metrics
+from explorer.ui.cache import cached_run, run_head_scores, snapshot_embedding_frames
+from explorer.ui.prompts import default_prompt
+from explorer.ui.run_picker import selected_run_info
+from explorer.ui.text import token_label
 from gpt.interp.capture import attention_patterns
 from gpt.interp.detectors import DETECTORS, LABELS
 from gpt.interp.timemachine import loss_curve, score_curves, snapshot_steps
@@ -55,7 +57,7 @@ def curves():
 st.subheader("Head scores over training")
 curves()
 probe_rows = [r for r in read_metrics(info.path) if "icl_score" in r]
-if probe_rows:  # logged by the trainer at every evaluation (gpt/lab/induction.py), not only at snapshots
+if probe_rows:  # logged by the trainer at every evaluation (gpt/lab/probes.py), not only at snapshots
     st.plotly_chart(probe_curves(probe_rows, "In-context learning and induction at every evaluation"), key="tm_probes")
     st.caption("ICL score: loss late in the context minus early (negative = the context helps); the strongest "
                "induction and previous-token heads' scores. A sudden rise of the induction score together with a "

@@ -5,10 +5,11 @@ import pandas as pd
 import streamlit as st
 import torch
 
-from explorer.common import chips_html, esc, selected_run, token_label
-from explorer.evaltext import eval_caption, eval_text_or_stop
 from explorer.figures.attention import attention_heatmap
-from explorer.state import bind
+from explorer.ui.eval_text import eval_caption, eval_text_or_stop
+from explorer.ui.run_picker import selected_run
+from explorer.ui.state import bind
+from explorer.ui.text import chips_html, esc, token_label
 from gpt.interp.capture import attention_patterns
 from gpt.interp.lens import lens_at
 from gpt.interp.token_loss import token_losses, validation_passage

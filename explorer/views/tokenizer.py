@@ -2,9 +2,11 @@
 import pandas as pd
 import streamlit as st
 
-from explorer.cache import corpus_token_counts
-from explorer.common import chips_html, default_prompt, esc, selected_run, token_label
-from explorer.state import bind
+from explorer.ui.cache import corpus_token_counts
+from explorer.ui.prompts import default_prompt
+from explorer.ui.run_picker import selected_run
+from explorer.ui.state import bind
+from explorer.ui.text import chips_html, esc, token_label
 from gpt.tokenizers import printable
 
 CHIP_COLORS = ["#cfe3ff", "#ffe2c6", "#d6f5d6", "#f3d4f7"]

@@ -1,19 +1,20 @@
 """Train: a form that starts `python -m gpt.train` in the background, and the live view of a run.
 
 A little over our ~400-line habit: the form, its ladder and sweep variants and the live view share the run they
-start and follow; the form's logic itself lives in explorer/train_form.py.
+start and follow; the form's logic itself lives in explorer/jobs/train_form.py.
 """
 import re
 import time
 
 import streamlit as st
 
-from explorer import class_queue, class_session, classroom, jobs
-from explorer.cache import corpus_text, training_timing
-from explorer.common import all_runs, read_upload, select_run, selected_run_info
+from explorer.classroom import policy as classroom
+from explorer.classroom import queue as class_queue
+from explorer.classroom import session as class_session
 from explorer.figures.lab import probe_curves
 from explorer.figures.training import loss_curves, metric_curve
-from explorer.train_form import (
+from explorer.jobs import training as jobs
+from explorer.jobs.train_form import (
     ARCH_LABELS,
     DEFAULT_PRESET,
     INTEGER_FIELDS,
@@ -33,11 +34,15 @@ from explorer.train_form import (
     timing_for,
     train_options,
 )
-from gpt import distributed, runs
+from explorer.ui.cache import corpus_text, training_timing
+from explorer.ui.run_picker import all_runs, select_run, selected_run_info
+from explorer.ui.text import read_upload
+from gpt import runs
 from gpt.config import ARCHS, PRESETS
 from gpt.data import BUILTIN_CORPORA, CorpusError
 from gpt.runs import RunError, checkpoints_root, sanitize_run_name
 from gpt.train import available_memory_bytes
+from gpt.training import distributed
 
 SCHEDULE_CAPTIONS = {"cosine": "Linear warmup, then cosine decay to the minimum learning rate.",
                      "wsd": "Warmup, stable at the peak, then a linear cooldown to the minimum (warmup-stable-decay)."}
@@ -426,10 +431,10 @@ def form() -> None:
         sweep_expander(values, issues)
 
 
-# ---- sweeps (explorer/sweep_queue.py runs them; the Runs page compares them) ----
+# ---- sweeps (explorer/jobs/sweeps.py runs them; the Runs page compares them) ----
 def sweep_expander(values, issues: list[str]) -> None:
     """The form's settings, with one or two hyperparameters varied over a list of values, times N seeds."""
-    from explorer import sweep_queue
+    from explorer.jobs import sweeps as sweep_queue
     from gpt.lab.sweeps import SWEEPABLE, SweepError, parse_values, plan
     with st.expander("Sweep: vary one or two hyperparameters over several seeds", icon=":material/tune:"):
         st.caption("Every combination of the values below, each trained with N seeds and otherwise the form's "

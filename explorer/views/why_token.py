@@ -2,9 +2,11 @@
 import streamlit as st
 import torch
 
-from explorer.common import chips_html, default_prompt, encode_or_explain, esc, selected_run, visible
 from explorer.figures.attribution import dla_waterfall, head_heatmap
-from explorer.state import bind
+from explorer.ui.prompts import default_prompt, encode_or_explain
+from explorer.ui.run_picker import selected_run
+from explorer.ui.state import bind
+from explorer.ui.text import chips_html, esc, visible
 from gpt.interp.attribution import describe_top_heads, direct_logit_attribution
 from gpt.interp.capture import InterpError, run_with_cache
 

@@ -1,5 +1,5 @@
 """The interpretability layer: what the app's "Look deeper" pages compute. The core imports it only for the
-trainer's per-evaluation probes (gpt/lab/induction.py).
+trainer's per-evaluation probes (gpt/lab/probes.py).
 
 One way in: `run_with_cache(model, ids)` runs the model once through its named capture points (gpt.model.Trace)
 and returns the recorded activations; every module here builds on it, and every bad request raises

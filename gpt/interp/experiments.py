@@ -16,12 +16,12 @@ from pathlib import Path
 
 import torch
 
-from gpt import atomic
 from gpt.data import cache_dir
 from gpt.interp.ablation import all_heads, logits_with_ablation
 from gpt.interp.capture import attention_patterns
 from gpt.interp.detectors import best_head
 from gpt.model import GPT
+from gpt.runs import atomic
 
 ALPHABET = "abcdefghijklmnop"  # 16 symbols; sources use distinct ones
 SEP, END = "|", "\n"

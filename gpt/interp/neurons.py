@@ -23,7 +23,7 @@ from safetensors.torch import save as save_tensors
 from gpt.interp.capture import InterpError, run_with_cache
 from gpt.model import GPT
 from gpt.runs import atomic_write_bytes
-from gpt.trainer import resolve_dtype
+from gpt.training.trainer import resolve_dtype
 
 TOP_K = 8              # contexts kept per neuron
 # Tokens per forward: bounded memory (the shipped model: 32 windows of 128, 4096 x 768 floats per layer; GPT-2

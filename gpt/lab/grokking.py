@@ -14,7 +14,7 @@ so that it groks in minutes on a laptop CPU; measured numbers in the README):
 * the training step runs under bf16 autocast (fp32 weights and optimizer): ~2x faster on this CPU;
 * training stops `patience` steps after test accuracy first reaches 99% instead of running 40,000 epochs.
 
-The run is a normal run folder (gpt/runs.py): config.json (with a "task" section), tokenizer.json (a
+The run is a normal run folder (gpt/runs/__init__.py): config.json (with a "task" section), tokenizer.json (a
 character tokenizer in which number i is the character chr(0x100 + i) and "=" is itself), model.safetensors,
 snapshots, metrics.jsonl and status.json, so the explorer's views open it like any other run.
 """
@@ -35,7 +35,7 @@ from gpt.config import ConfigError, GPTConfig, TrainConfig
 from gpt.lab.fourier import frequency_norms, frequency_report
 from gpt.model import GPT
 from gpt.tokenizers import CharTokenizer, save_tokenizer
-from gpt.trainer import resolve_dtype
+from gpt.training.trainer import resolve_dtype
 
 FIRST_NUMBER_CHAR = 0x100  # number i <-> chr(0x100 + i): Latin Extended-A, printable single characters
 

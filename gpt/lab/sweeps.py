@@ -1,6 +1,6 @@
 """Hyperparameter sweeps with seeds: the plan (which runs), and the results (final validation loss per setting,
 mean and spread over seeds, Welch's t-test between two settings). Starting the runs under the app's job limit is
-explorer/sweep_queue.py's job; this module only computes.
+explorer/jobs/sweeps.py's job; this module only computes.
 
 A sweep is stored as a manifest, checkpoints/.sweeps/<name>.json: {"name", "params": {hyperparameter: [values]},
 "seeds": [...], "base": {gpt.train options}, "runs": [{"run", "values": {hyperparameter: value}, "seed",

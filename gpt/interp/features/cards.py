@@ -20,10 +20,10 @@ from safetensors import SafetensorError
 from safetensors.torch import load as load_tensors
 from safetensors.torch import save as save_tensors
 
-from gpt import atomic
 from gpt.interp.features.dictionary import LoadedDictionary
 from gpt.interp.features.evaluate import validation_windows
 from gpt.model import GPT, Trace
+from gpt.runs import atomic
 
 TOP_K = 24            # top contexts kept per feature
 QUANTILES = torch.tensor([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9])  # of each feature's non-zero activations

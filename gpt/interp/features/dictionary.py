@@ -33,8 +33,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load as load_tensors
 from safetensors.torch import save as save_tensors
 
-from gpt import atomic
-from gpt.runs import WEIGHTS
+from gpt.runs import WEIGHTS, atomic
 
 FOLDER = "features"
 CONFIG_FILE = "config.json"

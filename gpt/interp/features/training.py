@@ -23,7 +23,7 @@ from torch.nn import functional as F
 
 from gpt.interp.features.dictionary import ACTIVATIONS, KINDS, SAE_SITES, Dictionary, DictionaryConfig, DictionaryError
 from gpt.model import GPT, Trace
-from gpt.trainer import resolve_dtype
+from gpt.training.trainer import resolve_dtype
 
 BANDWIDTH = 0.05  # JumpReLU's straight-through kernel width, in units of the target's scale
 

@@ -1,7 +1,7 @@
 """Offline, shareable run bundles: one archive per run and a careful import.
 
-    python -m gpt.bundle export RUN_DIR OUT.tar.gz|OUT.zip [--no-snapshots]
-    python -m gpt.bundle import ARCHIVE [--name NAME]
+    python -m gpt.runs.bundle export RUN_DIR OUT.tar.gz|OUT.zip [--no-snapshots]
+    python -m gpt.runs.bundle import ARCHIVE [--name NAME]
 
 The run's offline HTML report is the app's (its figures are): `gpt-report RUN_DIR --out report.html`.
 
@@ -30,7 +30,8 @@ import uuid
 import zipfile
 from pathlib import Path
 
-from gpt import atomic, runs
+from gpt import runs
+from gpt.runs import atomic
 
 MANIFEST = "bundle.json"
 FORMAT = "gpt-explorer-bundle"
@@ -204,7 +205,7 @@ def _verify(dest: Path) -> dict:
     try:
         manifest = json.loads((dest / MANIFEST).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise BundleError(f"archive has no readable {MANIFEST}; it was not written by gpt.bundle") from e
+        raise BundleError(f"archive has no readable {MANIFEST}; it was not written by gpt.runs.bundle") from e
     files = manifest.get("files") if isinstance(manifest, dict) else None
     if manifest.get("format") != FORMAT or not isinstance(files, dict):
         raise BundleError(f"{MANIFEST} is not a {FORMAT} manifest")
@@ -263,7 +264,7 @@ def import_bundle(archive_path: str | Path, name: str | None = None, root: str |
 
 # ---- CLI ----
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m gpt.bundle", description="Export/import offline run bundles")
+    p = argparse.ArgumentParser(prog="python -m gpt.runs.bundle", description="Export/import offline run bundles")
     sub = p.add_subparsers(dest="command", required=True)
     exp = sub.add_parser("export", help="run folder -> .tar.gz or .zip")
     exp.add_argument("run")

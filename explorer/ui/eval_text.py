@@ -1,16 +1,17 @@
 """The session's evaluation text: one choice in the sidebar (under the model picker), read by every page that needs
 text the model did not train on (gpt/evaltext.py says what each choice reads).
 
-The choice is a place ("eval_text" in explorer/state.py), so it survives page switches and rides in the URL; the
+The choice is a place ("eval_text" in explorer/ui/state.py), so it survives page switches and rides in the URL; the
 learner's own text is too long for a URL and stays in the session only (a reload asks for it again).
 """
 from __future__ import annotations
 
 import streamlit as st
 
-from explorer.cache import eval_source_text, run_eval_text
-from explorer.common import read_upload, selected_run_info
-from explorer.state import bind, place
+from explorer.ui.cache import eval_source_text, run_eval_text
+from explorer.ui.run_picker import selected_run_info
+from explorer.ui.state import bind, place
+from explorer.ui.text import read_upload
 from gpt.data import CorpusError
 from gpt.evaltext import PASTED, EvalText, default_source, eval_sources, source_label
 
@@ -35,7 +36,7 @@ def chosen_source(run) -> str:
 
 
 def eval_key(run) -> tuple:
-    """(source, pasted text or None, its name): what the caches of explorer/cache.py key an evaluation text by."""
+    """(source, pasted text or None, its name): what the caches of explorer/ui/cache.py key an evaluation text by."""
     source = chosen_source(run)
     name, text = st.session_state.get(PASTED_KEY, ("pasted text", None)) if source == PASTED else ("", None)
     return source, text, name

@@ -2,7 +2,7 @@
 
 AdamW (decay on matrices only), linear warmup + cosine decay, gradient clipping and accumulation, periodic
 train/val evaluation, snapshots at eval steps, exact resume (weights, optimizer, RNG, step), SIGTERM/SIGINT
--> checkpoint then a clean exit. Everything it produces lands in the run folder (gpt/runs.py).
+-> checkpoint then a clean exit. Everything it produces lands in the run folder (gpt/runs/__init__.py).
 """
 from __future__ import annotations
 
@@ -16,13 +16,14 @@ from typing import Callable
 import torch
 from safetensors import safe_open
 
-from gpt import distributed, runs
+from gpt import runs
 from gpt.config import TrainConfig
 from gpt.generate import generate_text
 from gpt.model import GPT
-from gpt.optim import make_optimizer
-from gpt.precision import LowPrecisionCopy, cpu_has_fast_bf16
 from gpt.tokenizers import Tokenizer
+from gpt.training import distributed
+from gpt.training.optim import make_optimizer
+from gpt.training.precision import LowPrecisionCopy, cpu_has_fast_bf16
 
 
 class TrainError(RuntimeError):
@@ -93,7 +94,7 @@ class Trainer:
         self.block_size = model.config.block_size
         self.optimizer = make_optimizer(model, cfg, device)
         self.scaler = torch.amp.GradScaler("cuda", enabled=(dtype == torch.float16 and device.type == "cuda"))
-        # the same seed on every rank: each draws the global batch and keeps its slice (gpt/distributed.py)
+        # the same seed on every rank: each draws the global batch and keeps its slice (gpt/training/distributed.py)
         self.data_gen = torch.Generator().manual_seed(cfg.seed)
         self.dist = distributed.DistInfo(rank, rank, world_size)
         self.step = 0
@@ -103,7 +104,7 @@ class Trainer:
         self.eval_probes: Callable[..., dict] | None = None
         self.skip_eval_at: int | None = None  # resume: that step's eval is already in metrics.jsonl
         self.model.grad_checkpoint = cfg.grad_checkpoint
-        # bf16 on CPU: forward/backward on a bf16 working copy instead of autocast (gpt/precision.py)
+        # bf16 on CPU: forward/backward on a bf16 working copy instead of autocast (gpt/training/precision.py)
         self.low_precision = (LowPrecisionCopy(model, dtype) if dtype == torch.bfloat16 and device.type == "cpu"
                               and ddp_model is None else None)
         # --compile: only the training step runs compiled; evaluation, samples and checkpoints use the plain
@@ -296,7 +297,7 @@ class Trainer:
             at_eval = self.step % cfg.eval_interval == 0 or self.step == cfg.max_iters
             if at_eval and not (self.step == resumed_at and self.skip_eval_at == resumed_at):
                 last_eval = self.evaluate()
-                # extra per-evaluation metrics: the CLI plugs in gpt/lab/induction.py's ICL and induction/
+                # extra per-evaluation metrics: the CLI plugs in gpt/lab/probes.py's ICL and induction/
                 # previous-token head scores (~0.25 s per evaluation measured on 2 busy cores, 0.2-0.3% of
                 # training time at eval_interval 250); the trainer itself does not depend on the lab
                 probes = (self.eval_probes(self.model, self.val_ids, self.autocast())

@@ -5,10 +5,10 @@ order, whenever the server-wide job limit (jobs.max_concurrent_jobs) leaves a sl
                             "needed_bytes", "requested_at", "error"}, ...] in the order they start
   .classroom/queue/       the uploaded or pasted corpus of each waiting request (<id>.txt)
 
-A request is checked when it is made (the teacher's caps, one job per learner, the disk quotas: explorer/classroom.py)
+A request is checked when it is made (the teacher's caps, one job per learner, the disk quotas: explorer/classroom/policy.py)
 and started by `advance`, under the queue lock and then start_job's own launch lock, so no slot is taken twice.
 `advance` runs right after a request is queued (a free slot starts it at once) and in a small runner process,
-`python -m explorer.class_queue ROOT`, which polls while requests wait and exits when none is left. The runner
+`python -m explorer.classroom.queue ROOT`, which polls while requests wait and exits when none is left. The runner
 runs in its own session and the queue is a file: a server restart loses nothing, and the app starts a runner again
 when it finds requests waiting. A request that fails to start stays listed with its error until its learner
 dismisses it. Nothing here imports streamlit.
@@ -25,8 +25,9 @@ import sys
 import time
 from pathlib import Path
 
-from explorer import classroom, jobs
-from explorer.classroom import Actor, Refused, Settings
+from explorer.classroom import policy as classroom
+from explorer.classroom.policy import Actor, Refused, Settings
+from explorer.jobs import training as jobs
 from gpt import runs
 
 QUEUE = "queue.json"
@@ -214,7 +215,7 @@ def ensure_runner(root: str | Path | None = None) -> None:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(jobs.ROOT), os.environ.get("PYTHONPATH")]))}
     folder = classroom.class_dir(root)
     with open(folder / "runner.log", "ab") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "explorer.class_queue", str(root)], cwd=jobs.ROOT, env=env,
+        proc = subprocess.Popen([sys.executable, "-m", "explorer.classroom.queue", str(root)], cwd=jobs.ROOT, env=env,
                                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
     jobs._children[proc.pid] = proc  # polled by jobs, so it never stays a zombie
 
@@ -258,7 +259,7 @@ def run_runner(root: str | Path, poll_s: float = POLL_S, max_idle_s: float = 5.0
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 1:
-        print("usage: python -m explorer.class_queue CHECKPOINTS_ROOT", file=sys.stderr)
+        print("usage: python -m explorer.classroom.queue CHECKPOINTS_ROOT", file=sys.stderr)
         return 2
     return run_runner(Path(argv[0]))
 

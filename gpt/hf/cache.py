@@ -6,7 +6,7 @@ huggingface_hub keeps a repo as
     $HF_HUB_CACHE/models--ORG--NAME/snapshots/REV/     the files of that revision (links into ../../blobs/)
 
 and the cache is HF_HUB_CACHE, else HF_HOME/hub, else $XDG_CACHE_HOME/huggingface/hub (~/.cache/huggingface/hub).
-`resolve("gpt2")` gives the snapshot folder that refs/main names (else the newest one), which gpt.hf imports like
+`resolve("gpt2")` gives the snapshot folder that refs/main names (else the newest one), which gpt.hf.gpt2 imports like
 any GPT-2 folder.
 """
 from __future__ import annotations
@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from gpt.hf import HF_CONFIG, HF_WEIGHTS, PICKLE_WEIGHTS, HFError, pickle_refusal
+from gpt.hf.files import HF_CONFIG, HF_WEIGHTS, PICKLE_WEIGHTS, HFError, pickle_refusal
 
 REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 # the GPT-2 family on the Hub (bare names are the old aliases of the openai-community/ and distilbert/ repos)

@@ -1,4 +1,4 @@
-"""Dictionary training in the background: `python -m gpt.features train RUN_DIR ...` as a subprocess (like the
+"""Dictionary training in the background: `python -m gpt.interp.features train RUN_DIR ...` as a subprocess (like the
 trainer: a crash or a page change cannot touch the UI), its progress read from features/.training.json, a stop
 requested through features/.stop_request (a file of its own; the trainer saves nothing then)."""
 from __future__ import annotations
@@ -9,8 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from explorer.jobs import ROOT, trainer_threads
-from gpt.features import PROGRESS, STOP
+from explorer.jobs.training import ROOT, trainer_threads
+from gpt.interp.features.cli import PROGRESS, STOP
 from gpt.interp.features.dictionary import FOLDER
 
 LOG = ".training.log"
@@ -19,7 +19,7 @@ _children: dict[str, subprocess.Popen] = {}  # run folder -> the process this se
 
 def train_command(run_dir: Path, kind: str, layers: list[int], n_features: int, k: int, tokens: int,
                   site: str = "resid_mid") -> list[str]:
-    cmd = [sys.executable, "-m", "gpt.features", "train", str(run_dir), "--kind", kind,
+    cmd = [sys.executable, "-m", "gpt.interp.features", "train", str(run_dir), "--kind", kind,
            "--layers", ",".join(str(i) for i in layers), "--n-features", str(int(n_features)), "--k", str(int(k)),
            "--tokens", str(int(tokens)), "--threads", str(trainer_threads())]
     return cmd + (["--site", site] if kind == "sae" else [])

@@ -26,30 +26,17 @@ from safetensors.torch import load_file
 
 from gpt import runs
 from gpt.config import ConfigError, GPTConfig, TrainConfig
+from gpt.hf import cache as hf_cache
+from gpt.hf.files import CHARS, HF_CONFIG, HF_MERGES, HF_VOCAB, HF_WEIGHTS, PICKLE_WEIGHTS, HFError, pickle_refusal
 from gpt.model import GPT
 from gpt.tokenizers import GPT2_PATTERN, BPETokenizer, CharTokenizer, TokenizerError, save_tokenizer
 
-HF_CONFIG, HF_WEIGHTS, HF_VOCAB, HF_MERGES, CHARS = "config.json", "model.safetensors", "vocab.json", "merges.txt", \
-    "chars.json"
 # GPT-2's activation names -> ours ("gelu_new" and friends are the tanh approximation)
 ACTIVATION_IN = {"gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh", "gelu_fast": "gelu_tanh",
                  "gelu": "gelu"}
 ACTIVATION_OUT = {"gelu_tanh": "gelu_new", "gelu": "gelu"}
-PICKLE_WEIGHTS = "pytorch_model.bin"
 CONV1D = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
 ENDOFTEXT = "<|endoftext|>"
-
-
-class HFError(ValueError):
-    """A folder that cannot be imported or a run that cannot be exported; the message says why."""
-
-
-def pickle_refusal(folder: Path) -> str:
-    """Why a folder with only pytorch_model.bin is not read, and the one command that makes it readable."""
-    return (f"{folder} holds only {PICKLE_WEIGHTS}, a Python pickle: loading a pickle can run any code it contains, "
-            f"so it is not read here. Convert it once with transformers: python -c \"from transformers import "
-            f"GPT2LMHeadModel as M; M.from_pretrained('{folder}').save_pretrained('{folder}-safetensors')\" "
-            f"(save_pretrained writes {HF_WEIGHTS}), then import that folder")
 
 
 # ---- import ----
@@ -194,9 +181,8 @@ def run_dir_for(target: str | Path) -> Path:
 
 def import_gpt2(src: str | Path, target: str | Path) -> Path:
     """Write a normal run folder (config.json, tokenizer.json, model.safetensors) from a GPT-2 folder, or from a
-    repo id ("gpt2", "openai-community/gpt2") found in the local Hugging Face cache (gpt/hf_cache.py). The folder
+    repo id ("gpt2", "openai-community/gpt2") found in the local Hugging Face cache (gpt/hf/cache.py). The folder
     is written under a temporary name and renamed into place, so a failed import leaves no half-made run."""
-    from gpt import hf_cache  # it imports this module's names
     out = run_dir_for(target)
     if out.exists() and any(out.iterdir()):
         raise HFError(f"{out} already exists and is not empty; pick another name")

@@ -17,7 +17,7 @@ from typing import TypeVar
 import streamlit as st
 import torch
 
-from explorer import jobs
+from explorer.jobs import training as jobs
 
 Result = TypeVar("Result")
 _STOPPED = "_scan_stopped"   # session state: {scan key: the request that was stopped}

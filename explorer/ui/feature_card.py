@@ -4,11 +4,11 @@ The numbers come from gpt.interp.features.cards (one scan per dictionary and tex
 """
 import streamlit as st
 
-from explorer.common import chips_html
-from explorer.evaltext import eval_caption, eval_key, eval_text_or_note
 from explorer.figures.features import activation_histogram, density_figure
 from explorer.figures.inside import effect_bars
-from explorer.scans import forget_stop, run_scan, was_stopped
+from explorer.ui.eval_text import eval_caption, eval_key, eval_text_or_note
+from explorer.ui.scans import forget_stop, run_scan, was_stopped
+from explorer.ui.text import chips_html
 from gpt.interp.features.cards import cached_scan, feature_logit_effect, is_card_scanned
 
 

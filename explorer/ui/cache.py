@@ -14,8 +14,9 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
-from explorer import jobs
-from explorer.scans import all_cores_unless_training
+from explorer.jobs import training as jobs
+from explorer.ui.scans import all_cores_unless_training
+from explorer.ui.text import token_label
 from gpt.data import CorpusError, load_corpus
 from gpt.evaltext import evaluation_text, source_text
 from gpt.interp.detectors import PROBES, build_probe, head_scores
@@ -107,7 +108,7 @@ def _top_contexts(run_dir: str, snapshot_step: int | None, weights_mtime: float,
 
 def run_top_contexts(run_dir: str | Path, eval_key: tuple, n_tokens: int, snapshot_step: int | None = None):
     """gpt.interp.neurons.TopContexts of a run's MLP neurons over the first n_tokens of an evaluation text
-    (eval_key: explorer.evaltext.eval_key), read only (shared), kept on disk in the run folder too, so a restart
+    (eval_key: explorer.ui.eval_text.eval_key), read only (shared), kept on disk in the run folder too, so a restart
     does not scan again."""
     return _top_contexts(str(run_dir), snapshot_step, weights_mtime(run_dir, snapshot_step), *eval_key, n_tokens)
 
@@ -124,7 +125,7 @@ def _head_scores(run_dir: str, snapshot_step: int | None, weights_mtime: float, 
 def run_head_scores(run_dir: str | Path, snapshot_step: int | None = None, probe_kind: str = PROBES[0],
                     probe_seed: int = 0, eval_key: tuple | None = None):
     """gpt.interp.detectors.HeadScores of a run (or one snapshot) on the chosen probe; the text probe reads the
-    evaluation text eval_key = (source, pasted, pasted_name) (explorer.evaltext.eval_key)."""
+    evaluation text eval_key = (source, pasted, pasted_name) (explorer.ui.eval_text.eval_key)."""
     if probe_kind != PROBES[1]:
         eval_key = None   # the random probe reads no text: one cache entry whatever text is chosen
     elif eval_key is None:
@@ -154,14 +155,14 @@ class VocabMap:
     """What the Embeddings page draws of a token table, computed once per weights (GPT-2 small: 50,257 rows)."""
     points: np.ndarray      # (V, 3) the tokens on the first three principal components (2D shows the first two)
     explained: np.ndarray   # (3,) share of the variance each component keeps
-    labels: list[str]       # each token as the pages show it (explorer.common.token_label)
+    labels: list[str]       # each token as the pages show it (explorer.ui.text.token_label)
     norms: np.ndarray       # (V,) each row's length, for cosine neighbours without a second pass
 
 
 @st.cache_resource(max_entries=4, show_spinner="Projecting every token's embedding (once per weights)...")
 def _vocab_map(run_dir: str, snapshot_step: int | None, weights_mtime: float) -> VocabMap:
     del weights_mtime
-    from explorer.common import token_label  # common imports this module
+
     run = cached_run(run_dir, snapshot_step)
     emb = token_embeddings(run.model)
     proj = pca(emb, 3)
@@ -208,7 +209,7 @@ PATCHING_KEPT = 16   # prompt pairs whose grids the server keeps (a few MB each 
 @st.cache_resource
 def _patching_results() -> OrderedDict:
     """{(run, weights mtime, clean, corrupted, answer, wrong): grids}, shared by every session, newest last. Not
-    st.cache_data: the computation reports progress to the page that asked (explorer/scans.py)."""
+    st.cache_data: the computation reports progress to the page that asked (explorer/ui/scans.py)."""
     return OrderedDict()
 
 
@@ -254,7 +255,7 @@ def patching_grids(run_path: str, weights_mtime: float, clean_ids: tuple, corrup
 def _timing(model_json: str, train_json: str, threads: int) -> dict:
     import json
 
-    from explorer.train_form import measure_timing
+    from explorer.jobs.train_form import measure_timing
     from gpt.config import GPTConfig, TrainConfig
     return measure_timing(GPTConfig.from_dict(json.loads(model_json)), TrainConfig.from_dict(json.loads(train_json)),
                           threads)
@@ -262,7 +263,7 @@ def _timing(model_json: str, train_json: str, threads: int) -> dict:
 
 def training_timing(model, train, threads: int) -> dict:
     """Seconds per step / per evaluation batch / start-up for a shape on this machine, measured once per shape
-    (explorer.train_form.measure_timing also remembers it on disk for a day)."""
+    (explorer.jobs.train_form.measure_timing also remembers it on disk for a day)."""
     import json
     return _timing(json.dumps(model.to_dict(), sort_keys=True), json.dumps(train.to_dict(), sort_keys=True),
                    threads)
@@ -271,5 +272,5 @@ def training_timing(model, train, threads: int) -> dict:
 # ---- the sidebar's training status ----
 @st.cache_data(ttl=1.0, max_entries=4, show_spinner=False)
 def shared_live_jobs(checkpoints_root: str) -> list:
-    """explorer.jobs.live_jobs, shared by every open tab for a second (each tab polls the sidebar status)."""
+    """explorer.jobs.training.live_jobs, shared by every open tab for a second (each tab polls the sidebar status)."""
     return jobs.live_jobs(checkpoints_root)

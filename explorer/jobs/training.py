@@ -18,13 +18,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from gpt import distributed, runs
+from gpt import runs
 from gpt.data import decode_bytes
+from gpt.training import distributed
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]  # the project folder
 LOG = "train.log"
 USER_CORPUS = "corpus.txt"
-OWNER = "owner.json"          # classroom mode: the learner a run belongs to (explorer/classroom.py)
+OWNER = "owner.json"          # classroom mode: the learner a run belongs to (explorer/classroom/policy.py)
 LIVE_STATES = ("queued", "starting", "running")
 LAUNCH_LOCK = ".launch.lock"  # in the checkpoints root: one launch at a time across every app process
 LAUNCH_WAIT_S = 30.0

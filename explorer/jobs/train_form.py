@@ -17,7 +17,7 @@ import torch
 from gpt.config import PRESETS, ConfigError, GPTConfig, TrainConfig
 from gpt.data import cache_dir, min_corpus_length
 from gpt.model import count_params, flops_per_token, memory_estimate
-from gpt.trainer import resolve_device, resolve_dtype
+from gpt.training.trainer import resolve_device, resolve_dtype
 
 ARCH_LABELS = {"bigram": "bigram (no attention)", "single_head": "single head", "multi_head": "multi-head",
                "gpt": "GPT (attention + MLP)"}
@@ -192,7 +192,7 @@ def estimate(v: FormValues) -> dict[str, float]:
 
 
 def train_options(v: FormValues) -> dict:
-    """Options for `python -m gpt.train` (see explorer.jobs.train_command); no corpus text here."""
+    """Options for `python -m gpt.train` (see explorer.jobs.training.train_command); no corpus text here."""
     model, train = configs(v)
     opts = {"corpus": v.corpus, "preset": v.preset if v.preset in PRESETS else None,
             "batch_size": train.batch_size, "max_iters": train.max_iters, "lr": train.lr,
@@ -266,7 +266,7 @@ TIMINGS_FILE = "step-timings.json"   # in gpt.data.cache_dir(): survives app res
 TIMING_MAX_AGE_S = 24 * 3600         # a day: the machine's load (and so its speed) changes
 CONFIRM_OVER_S = 2 * 3600            # runs expected to take longer ask for a confirmation first
 CALIBRATION_MAX_STEP_FLOP = 2e11     # bigger steps are extrapolated, not timed (one step could take minutes)
-CALIBRATION_METHOD = 3               # part of the cache key: timings remembered by an older gpt.calibrate (or optimizer) are redone
+CALIBRATION_METHOD = 3               # part of the cache key: timings remembered by an older gpt.training.calibrate (or optimizer) are redone
 
 
 def timing_key(model: GPTConfig, train: TrainConfig, threads: int) -> str:
@@ -299,17 +299,17 @@ def _write_timing(key: str, timing: dict) -> None:
 
 def measure_timing(model: GPTConfig, train: TrainConfig, threads: int, timeout_s: float = 120.0) -> dict:
     """{'step_s', 'eval_batch_s', 'startup_s', 'measured'}: a few real training steps of this shape, timed in a
-    `python -m gpt.calibrate` process with the trainer's thread count; remembered for a day per shape.
+    `python -m gpt.training.calibrate` process with the trainer's thread count; remembered for a day per shape.
     startup_s is that process's wall time beyond the timed work (imports, first-step allocations), a fair
     stand-in for the trainer's own start-up. Raises RuntimeError when the measurement fails."""
     key = timing_key(model, train, threads)
     known = _read_timings().get(key)
     if known and time.time() - known.get("at", 0) < TIMING_MAX_AGE_S:
         return known
-    cmd = [sys.executable, "-m", "gpt.calibrate", "--model", json.dumps(model.to_dict()),
+    cmd = [sys.executable, "-m", "gpt.training.calibrate", "--model", json.dumps(model.to_dict()),
            "--train", json.dumps({**train.to_dict(), "max_iters": 1000, "warmup_iters": 0}),
            "--threads", str(threads)]
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
     t0 = time.perf_counter()
     try:
@@ -365,7 +365,7 @@ def needs_confirmation(expected_s: float | None) -> bool:
 def timing_for(v: FormValues, measure, threads: int) -> dict:
     """The timing behind the expected wall time: measured at this shape when that is quick, else
     extrapolated from a measurement at the default preset's shape. measure(model, train, threads) -> dict
-    (measure_timing, or its cached wrapper in explorer/cache.py)."""
+    (measure_timing, or its cached wrapper in explorer/ui/cache.py)."""
     if calibration_is_cheap(v):
         return measure(*configs(v), threads)
     reference_v = FormValues(**preset_form_values(DEFAULT_PRESET), preset=DEFAULT_PRESET)

@@ -21,16 +21,16 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_model
 
-from gpt import atomic
 from gpt.config import ConfigError, GPTConfig, TrainConfig
 from gpt.model import GPT
+from gpt.runs import atomic
 from gpt.tokenizers import TokenizerError, load_tokenizer
 
 CONFIG, TOKENIZER, WEIGHTS, RESUME = "config.json", "tokenizer.json", "model.safetensors", "resume.safetensors"
 METRICS, SAMPLES, STATUS, SNAPSHOTS = "metrics.jsonl", "samples.jsonl", "status.json", "snapshots"
 STOP_REQUEST = "stop_request"  # written by the app when it asks a trainer to stop; the trainer removes it at start
 TMP_PREFIX = atomic.TMP_PREFIX
-DEFAULT_ROOT = Path(__file__).resolve().parent.parent / "checkpoints"
+DEFAULT_ROOT = Path(__file__).resolve().parents[2] / "checkpoints"
 _SNAPSHOT_RE = re.compile(r"^step_(\d{7})\.safetensors$")
 
 
@@ -63,7 +63,7 @@ def run_path(name: str, root: str | Path | None = None) -> Path:
     return path
 
 
-# ---- atomic writes (gpt/atomic.py; the names below are what the rest of the project calls) ----
+# ---- atomic writes (gpt/runs/atomic.py; the names below are what the rest of the project calls) ----
 atomic_write_bytes = atomic.write_bytes
 atomic_write_text = atomic.write_text
 atomic_write_json = atomic.write_json
@@ -446,7 +446,7 @@ def list_runs(root: str | Path | None = None) -> list[RunInfo]:
     root = Path(root or checkpoints_root())
     if not root.is_dir():
         return []
-    # a dot-folder is work in progress (e.g. gpt.hf's import, renamed into place when complete): never a run
+    # a dot-folder is work in progress (e.g. gpt.hf.gpt2's import, renamed into place when complete): never a run
     runs = [info for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")
             and (info := run_summary(p)) is not None]
     return sorted(runs, key=lambda r: r.modified, reverse=True)

@@ -2,12 +2,12 @@
 
 A teacher starts `gpt-explorer --classroom` (explorer/launch.py); a class opens it in their browsers. Every rule
 lives here, as plain functions over files, so tests check them without a browser and the pages only show their
-answers. Nothing here imports streamlit; explorer/class_session.py knows who is sitting at a browser tab.
+answers. Nothing here imports streamlit; explorer/classroom/session.py knows who is sitting at a browser tab.
 
 Files, all under the checkpoints root, so a server restart keeps everything:
   .classroom/settings.json   the teacher's caps and quotas, and the sha256 of the teacher's token
   .classroom/learners.json   sha256(learner key) -> {"id", "name"}: a learner's name, chosen once
-  .classroom/queue.json      training requests waiting for a free slot (explorer/class_queue.py)
+  .classroom/queue.json      training requests waiting for a free slot (explorer/classroom/queue.py)
   <run>/owner.json           {"learner", "name"}: the learner whose run this is. A run without it is the
                              teacher's (the shipped model, runs made before classroom mode, the teacher's own).
 """
@@ -22,7 +22,7 @@ import secrets
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-from explorer import jobs
+from explorer.jobs import training as jobs
 from gpt import runs
 
 ENV = "GPT_EXPLORER_CLASSROOM"      # "1" when `gpt-explorer --classroom` started this server

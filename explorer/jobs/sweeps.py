@@ -2,7 +2,7 @@
 `jobs.start_job`, whenever the job limit leaves a slot; none starts beyond it (start_job's busy check and launch
 happen under the launch lock). The runner itself is not a training job and holds no slot.
 
-`python -m explorer.sweep_queue MANIFEST` is the runner; `start_sweep` writes the manifest and spawns it,
+`python -m explorer.jobs.sweeps MANIFEST` is the runner; `start_sweep` writes the manifest and spawns it,
 `stop_sweep` stops it and every run it started. A sweep is stopped by a `<name>.stop` file beside the manifest
 (the runner alone writes the manifest, so the two never race on it) and a SIGTERM to the runner.
 """
@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from explorer import jobs
+from explorer.jobs import training as jobs
 from gpt import runs
 from gpt.lab.sweeps import SweepError, manifest_path, plan, read_manifest
 
@@ -52,7 +52,7 @@ def start_sweep(name: str, params: dict[str, list], seeds: list[int], base: dict
     _write(path, manifest)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(jobs.ROOT), os.environ.get("PYTHONPATH")]))}
     with open(path.with_suffix(".log"), "ab") as log:  # own session: the queue outlives the page that started it
-        proc = subprocess.Popen([sys.executable, "-m", "explorer.sweep_queue", str(path)], cwd=jobs.ROOT, env=env,
+        proc = subprocess.Popen([sys.executable, "-m", "explorer.jobs.sweeps", str(path)], cwd=jobs.ROOT, env=env,
                                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
     jobs._children[proc.pid] = proc  # polled by jobs, so it never stays a zombie
     return path
@@ -85,7 +85,7 @@ def runner_alive(path: str | Path) -> bool:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return False
-    return b"explorer.sweep_queue" in cmdline
+    return b"explorer.jobs.sweeps" in cmdline
 
 
 def stop_sweep(path: str | Path, root: str | Path | None = None) -> int:
@@ -143,7 +143,7 @@ def run_queue(path: str | Path, poll_s: float = POLL_S) -> int:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 1:
-        print("usage: python -m explorer.sweep_queue MANIFEST", file=sys.stderr)
+        print("usage: python -m explorer.jobs.sweeps MANIFEST", file=sys.stderr)
         return 2
     try:
         return run_queue(Path(argv[0]))

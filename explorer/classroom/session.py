@@ -1,5 +1,5 @@
 """Who sits at this browser tab, in classroom mode: the sidebar's name and teacher boxes, and the Actor every page
-passes to explorer/classroom.py. Outside classroom mode everyone is the teacher: the app behaves as it always did.
+passes to explorer/classroom/policy.py. Outside classroom mode everyone is the teacher: the app behaves as it always did.
 
 A learner chooses a name once; the server gives them a secret key, kept in the session and in the tab's URL
 (`?learner=...`, no cookie), so a reload or a bookmark brings the same learner back. The teacher types the token
@@ -11,8 +11,10 @@ from dataclasses import replace
 
 import streamlit as st
 
-from explorer import class_queue, classroom, jobs
-from explorer.classroom import NOBODY, TEACHER, Actor, Refused
+from explorer.classroom import policy as classroom
+from explorer.classroom import queue as class_queue
+from explorer.classroom.policy import NOBODY, TEACHER, Actor, Refused
+from explorer.jobs import training as jobs
 from gpt.runs import checkpoints_root
 
 KEY_PARAM = "learner"            # the learner's key in the URL

@@ -1,4 +1,4 @@
-"""`python -m gpt.features` (console script `gpt-features`): sparse dictionaries of a run's activations.
+"""`python -m gpt.interp.features` (console script `gpt-features`): sparse dictionaries of a run's activations.
 
     gpt-features train RUN_DIR [--kind transcoder|sae] [--layers all|0,2] [--site resid_mid] [--n-features N]
                                [--k K] [--tokens N] [--name NAME] [--activation topk|jumprelu|relu]
@@ -22,7 +22,6 @@ from pathlib import Path
 
 import torch
 
-from gpt import atomic
 from gpt.data import CorpusError, load_corpus, split_ids
 from gpt.interp.features.dictionary import (
     FOLDER,
@@ -35,7 +34,7 @@ from gpt.interp.features.dictionary import (
 )
 from gpt.interp.features.evaluate import evaluate_dictionaries
 from gpt.interp.features.training import FeatureTrainConfig, train_dictionaries
-from gpt.runs import WEIGHTS, RunError, load_run
+from gpt.runs import WEIGHTS, RunError, atomic, load_run
 
 PROGRESS = ".training.json"   # features/.training.json: what the app shows while a training runs
 STOP = ".stop_request"        # features/.stop_request: the app's request to stop (a file of its own)

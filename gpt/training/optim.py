@@ -19,7 +19,7 @@ from collections import defaultdict
 import torch
 
 from gpt.config import TrainConfig
-from gpt.precision import fast_matmul_dtype
+from gpt.training.precision import fast_matmul_dtype
 
 NS_COEFFICIENTS = (3.4445, -4.7750, 2.0315)  # torch.optim.Muon's (Keller Jordan's) quintic Newton-Schulz
 

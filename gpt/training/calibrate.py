@@ -3,7 +3,7 @@
 The Train form shows an expected wall time before Start. A formula from FLOPs alone is off by 10x either way on
 a CPU (small matrices use a fraction of the peak; a busy machine gives less), so the form times the trainer's
 own step (gpt.train.Trainer: same optimizer, precision path and batch shape) on random tokens, in a separate
-process (`python -m gpt.calibrate`) with the trainer's thread count, so the UI neither blocks its own threads
+process (`python -m gpt.training.calibrate`) with the trainer's thread count, so the UI neither blocks its own threads
 nor pays for the imports twice. The numbers describe this machine at the moment of measuring.
 """
 from __future__ import annotations
@@ -18,7 +18,7 @@ import torch
 
 from gpt.config import ConfigError, GPTConfig, TrainConfig
 from gpt.model import GPT
-from gpt.trainer import Trainer, resolve_device, resolve_dtype
+from gpt.training.trainer import Trainer, resolve_device, resolve_dtype
 
 
 def time_training(model_cfg: GPTConfig, train_cfg: TrainConfig, steps: int = 5, warmup: int = 2,
@@ -62,7 +62,7 @@ def time_training(model_cfg: GPTConfig, train_cfg: TrainConfig, steps: int = 5, 
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m gpt.calibrate",
+    p = argparse.ArgumentParser(prog="python -m gpt.training.calibrate",
                                 description="Time a few training steps of a shape; prints one JSON line.")
     p.add_argument("--model", required=True, help="GPTConfig as JSON")
     p.add_argument("--train", required=True, help="TrainConfig as JSON")

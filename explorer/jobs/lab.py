@@ -1,5 +1,5 @@
 """Lab experiments as jobs: `python -m gpt.lab induction|grokking --out checkpoints/lab-<kind>-<stamp>`, started
-under the same launch lock and job limit as any training job (explorer/jobs.py), stopped the same way. Each lab
+under the same launch lock and job limit as any training job (explorer/jobs/training.py), stopped the same way. Each lab
 folder's status.json names the lab process, so a lab counts as one job (the induction lab's two trainers
 are nested inside its folder, each at one thread). Nothing here imports streamlit."""
 from __future__ import annotations
@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from explorer import jobs
+from explorer.jobs import training as jobs
 from gpt import runs
 
 KINDS = ("induction", "grokking")

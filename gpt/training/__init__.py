@@ -1,0 +1,1 @@
+"""Training: the Trainer and its loop, optimizers, low-precision copies, DDP, timing a shape."""
