@@ -55,7 +55,8 @@ def worker(spec: dict) -> dict:
     torch.set_num_threads(spec["threads"])
     from gpt.config import GPTConfig, TrainConfig, preset
     from gpt.data import split_ids
-    from gpt.model import GPT, memory_estimate
+    from gpt.model import GPT
+    from gpt.sizing import memory_estimate
     from gpt.training.trainer import Trainer
     if spec["model"] == "gpt2":
         model_cfg, _ = preset("gpt2")

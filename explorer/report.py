@@ -24,7 +24,7 @@ from gpt import runs
 from gpt.config import GPTConfig
 from gpt.interp.capture import attention_patterns
 from gpt.interp.detectors import head_scores
-from gpt.model import count_params
+from gpt.sizing import count_params
 
 MAX_ATTENTION_TOKENS = 32  # the overview is L x H small multiples: keep each one small
 

@@ -129,7 +129,7 @@ def available_memory_bytes() -> int | None:
 
 def check_memory(model_cfg: GPTConfig, train_cfg: TrainConfig, device: torch.device, dtype: torch.dtype) -> None:
     """Refuse (before allocating anything) a CPU run whose memory estimate exceeds the available RAM."""
-    from gpt.model import memory_estimate
+    from gpt.sizing import memory_estimate
     available = available_memory_bytes()
     if device.type != "cpu" or not available:
         return

@@ -9,7 +9,7 @@ import pytest
 from explorer.jobs import training as jobs
 from explorer.jobs.train_form import FormValues, estimate, ladder_options, problems, train_options
 from gpt.config import GPTConfig
-from gpt.model import count_params
+from gpt.sizing import count_params
 
 TINY = dict(arch="gpt", n_layer=1, n_head=2, n_embd=16, block_size=16, batch_size=4, eval_iters=2,
             sample_tokens=10, dtype="float32", log_interval=5, threads=1)

@@ -18,8 +18,9 @@ from gpt import train as train_cli
 from gpt.config import GPTConfig
 from gpt.data import MAX_CORPUS_BYTES, CorpusError, decode_bytes, load_corpus
 from gpt.generate import GenerationError, generate_text, stream_text
-from gpt.model import GPT, memory_estimate
+from gpt.model import GPT
 from gpt.runs import RunError, load_run
+from gpt.sizing import memory_estimate
 from gpt.tokenizers import BPETokenizer, CharTokenizer, UnknownCharactersError
 from gpt.training import trainer
 

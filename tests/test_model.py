@@ -2,7 +2,8 @@ import pytest
 import torch
 
 from gpt.config import ConfigError, GPTConfig, preset
-from gpt.model import GPT, Trace, capture_names, count_params, flops_per_token, memory_estimate
+from gpt.model import GPT, Trace, capture_names
+from gpt.sizing import count_params, flops_per_token, memory_estimate
 
 ARCHS = ["bigram", "single_head", "multi_head", "gpt"]
 

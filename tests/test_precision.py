@@ -7,7 +7,8 @@ import torch
 from conftest import run_cli
 
 from gpt.config import GPTConfig, TrainConfig, preset
-from gpt.model import GPT, count_params, memory_estimate
+from gpt.model import GPT
+from gpt.sizing import count_params, memory_estimate
 from gpt.training.trainer import Trainer, TrainError, resolve_dtype
 
 GPT2_SMALL_PARAMS = 124_439_808  # OpenAI's GPT-2 small with tied embeddings (wte + wpe + 12 blocks + ln_f)

@@ -8,7 +8,8 @@ from conftest import TINY_TRAIN, run_cli
 from gpt import runs
 from gpt.config import ConfigError, GPTConfig, TrainConfig
 from gpt.hf import gpt2 as hf
-from gpt.model import GPT, Trace, capture_names, count_params, flops_per_token
+from gpt.model import GPT, Trace, capture_names
+from gpt.sizing import count_params, flops_per_token
 from gpt.tokenizers import CharTokenizer, save_tokenizer
 
 OPTIONS = {

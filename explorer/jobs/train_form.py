@@ -16,7 +16,7 @@ import torch
 
 from gpt.config import PRESETS, ConfigError, GPTConfig, TrainConfig
 from gpt.data import cache_dir, min_corpus_length
-from gpt.model import count_params, flops_per_token, memory_estimate
+from gpt.sizing import count_params, flops_per_token, memory_estimate
 from gpt.training.trainer import resolve_device, resolve_dtype
 
 ARCH_LABELS = {"bigram": "bigram (no attention)", "single_head": "single head", "multi_head": "multi-head",

@@ -20,10 +20,11 @@ from pathlib import Path
 
 from gpt import runs
 from gpt.data import decode_bytes
+from gpt.runs import log_tail  # noqa: F401  (pages read a job's log as jobs.log_tail)
 from gpt.training import distributed
 
 ROOT = Path(__file__).resolve().parents[2]  # the project folder
-LOG = "train.log"
+LOG = runs.LOG
 USER_CORPUS = "corpus.txt"
 OWNER = "owner.json"          # classroom mode: the learner a run belongs to (explorer/classroom/policy.py)
 LIVE_STATES = ("queued", "starting", "running")
@@ -76,14 +77,6 @@ class JobState:
         return self.state in LIVE_STATES
 
 
-def log_tail(run_dir: Path, n_chars: int = 1500) -> str:
-    try:
-        data = (Path(run_dir) / LOG).read_bytes()[-n_chars:]
-    except OSError:
-        return ""
-    return data.decode("utf-8", errors="replace").strip()
-
-
 def job_state(run_dir: str | Path) -> JobState:
     """The run's state from status.json, checked against the process table."""
     run_dir = Path(run_dir)
@@ -95,19 +88,12 @@ def job_state(run_dir: str | Path) -> JobState:
                           "Resume continues from its last checkpoint")
     elif state == "starting" and not _alive(status.get("pid")):
         state = "failed"
-        error = error or _startup_error(run_dir)
+        error = error or runs.startup_error(run_dir) or "the trainer exited before it started; see train.log"
     elif state == "queued" and not _alive(status.get("chain_pid")):
         state = "cancelled"
     stopping = state in LIVE_STATES and (run_dir / runs.STOP_REQUEST).exists()
     return JobState(state, int(status.get("step") or 0), int(status.get("max_iters") or 0),
                     status.get("loss"), None if stopping else status.get("eta_s"), error, stopping)
-
-
-def _startup_error(run_dir: Path) -> str:
-    lines = [line for line in log_tail(run_dir).splitlines() if line.strip()]
-    errors = [line for line in lines if line.startswith("error:")]
-    return (errors[-1][len("error:"):].strip() if errors else (lines[-1] if lines else
-            "the trainer exited before it started; see train.log"))
 
 
 def live_jobs(root: str | Path | None = None) -> list[tuple[str, JobState]]:

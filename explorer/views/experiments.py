@@ -13,8 +13,8 @@ from explorer.ui.text import token_label
 from gpt.config import GPTConfig
 from gpt.interp.capture import attention_patterns
 from gpt.interp.experiments import TASKS, build_probe, check, task_of_run, train_command, write_corpus
-from gpt.model import count_params
 from gpt.runs import RunError, checkpoints_root
+from gpt.sizing import count_params
 
 st.title("Guided experiments")
 st.caption("Tiny tasks whose solutions need a known attention circuit. Each trains in a minute or two on a CPU; "

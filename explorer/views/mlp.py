@@ -20,7 +20,7 @@ from gpt.interp.neurons import (
     scan_length,
     scan_seconds,
 )
-from gpt.model import count_params
+from gpt.sizing import count_params
 
 SHOWN_NEURONS = 40   # rows of the heatmap: the neurons most active somewhere in the prompt
 

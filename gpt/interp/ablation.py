@@ -63,7 +63,7 @@ LOSS_BUDGET = 5e10
 
 def loss_windows(config) -> tuple[int, int]:
     """(window length, number of windows) of the ablation loss for a model of this config."""
-    from gpt.model import count_params
+    from gpt.sizing import count_params
     window = min(LOSS_WINDOW, config.block_size)
     return window, max(2, min(8, int(LOSS_BUDGET // (count_params(config) * window))))
 

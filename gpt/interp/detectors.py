@@ -56,7 +56,7 @@ PROBE_BUDGET = 2e10
 
 
 def probe_batch(model: GPT, half: int, batch: int = 4) -> int:
-    from gpt.model import count_params
+    from gpt.sizing import count_params
     return max(1, min(batch, int(PROBE_BUDGET // (count_params(model.config) * 2 * half))))
 
 

@@ -42,7 +42,7 @@ MAX_SCAN = 1.05e12
 def scan_length(config, n_tokens: int, budget: float = MAX_SCAN) -> int:
     """How many tokens of an n_tokens text a scan within `budget` reads: whole windows of the block size, at least
     one (a text shorter than one window is returned whole, for top_contexts to refuse with its length)."""
-    from gpt.model import count_params
+    from gpt.sizing import count_params
     T = config.block_size
     affordable = int(budget // max(1, count_params(config)))
     return min(n_tokens, max(T, affordable // T * T))
@@ -51,7 +51,7 @@ def scan_length(config, n_tokens: int, budget: float = MAX_SCAN) -> int:
 def scan_seconds(config, n_tokens: int) -> float:
     """About how long a scan of n_tokens takes here (2 FLOPs per parameter and token at SCAN_FLOPS), for the
     button that asks before a big one."""
-    from gpt.model import count_params
+    from gpt.sizing import count_params
     return 2 * count_params(config) * n_tokens / SCAN_FLOPS
 
 

@@ -76,7 +76,7 @@ AUTO_PATCH = 2.5e11
 def patching_cost(config, n_tokens: int) -> float:
     """Parameter x token products of the three grids: one forward of the prompt per patch (every layer boundary at
     every position, every head, every MLP) plus the two baselines."""
-    from gpt.model import count_params
+    from gpt.sizing import count_params
     L, H = config.n_layer, config.effective_n_head
     rows = (L + 1) * n_tokens + L * H + (L if config.has_mlp else 0) + 2
     return float(count_params(config)) * n_tokens * rows
