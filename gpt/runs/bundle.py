@@ -264,7 +264,7 @@ def import_bundle(archive_path: str | Path, name: str | None = None, root: str |
 
 # ---- CLI ----
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m gpt.runs.bundle", description="Export/import offline run bundles")
+    p = argparse.ArgumentParser(prog="python -m gpt.bundle", description="Export/import offline run bundles")
     sub = p.add_subparsers(dest="command", required=True)
     exp = sub.add_parser("export", help="run folder -> .tar.gz or .zip")
     exp.add_argument("run")
