@@ -17,6 +17,10 @@ venv and run this file with its python; it puts the repository on sys.path itsel
 3. The graph JSON: the README's worked example as `to_json(schema="circuit-tracer")`, validated by circuit-tracer's
    own pydantic Model and by the schema the tests use (tests/data/circuit_tracer_graph_schema.json); written with
    graph-metadata.json into a folder `circuit-tracer start-server --graph_file_dir` serves.
+4. Edges: circuit-tracer's own `attribute()` on the shipped model (exported with `python -m gpt.hf export`, loaded
+   into its TransformerLens replacement model unfolded) with the exported transcoders, against our
+   `attribution_graph` with our conventions and with circuit-tracer's; max |diff| per kind of edge, over sources
+   after position 0 (circuit-tracer treats position 0 as BOS and drops its features and error nodes).
 """
 from __future__ import annotations
 
@@ -156,6 +160,70 @@ def check_graph(tmp: Path):
     return results, tmp / "graphs"
 
 
+def check_edges(tmp: Path, ct_folder: Path, prompt: str = PROMPT) -> tuple[float, dict]:
+    import time
+
+    from circuit_tracer import attribute
+    from circuit_tracer.replacement_model.replacement_model_transformerlens import TransformerLensReplacementModel
+    from circuit_tracer.utils.caching import load_transcoders_from_cache
+    from transformer_lens import HookedTransformerConfig
+    from transformer_lens.pretrained.weight_conversions import convert_gpt2_weights
+    from transformers import GPT2LMHeadModel
+
+    from gpt.hf.gpt2 import export_gpt2
+    from gpt.interp.circuits import attribution_graph, load_transcoders
+    from gpt.runs import load_run
+    run = load_run(RUN)
+    c = run.config
+    hf = GPT2LMHeadModel.from_pretrained(str(export_gpt2(RUN, tmp / "hf"))).eval()
+    cfg = HookedTransformerConfig(
+        n_layers=c.n_layer, d_model=c.n_embd, n_heads=c.n_head, d_head=c.n_embd // c.n_head, d_mlp=4 * c.n_embd,
+        n_ctx=c.block_size, d_vocab=c.vocab_size, act_fn="gelu", normalization_type="LN", eps=c.layer_norm_eps,
+        positional_embedding_type="standard", original_architecture="GPT2LMHeadModel", default_prepend_bos=False,
+        model_name=RUN.name, device="cpu", dtype=torch.float32)
+    tset, _ = load_transcoders_from_cache(ct_folder.name, cache_dir=ct_folder.parent, device=torch.device("cpu"),
+                                          dtype=torch.float32, lazy_decoder=False)
+    tcs = load_transcoders(run.path, run.model)
+    for t, d in zip(tset, tcs):
+        t.activation_function = TopKReLU(d.config.k)
+    model = TransformerLensReplacementModel(cfg)
+    model.load_and_process_state_dict(convert_gpt2_weights(hf, cfg), fold_ln=False, center_writing_weights=False,
+                                      center_unembed=False, fold_value_biases=False)
+    model._configure_replacement_model(tset)
+
+    class Tokenizer:  # what attribute() asks of a tokenizer: our char tokenizer behind it
+        vocab_size, padding_side = c.vocab_size, "right"
+
+        def decode(self, ids):
+            return run.tokenizer.decode([ids] if isinstance(ids, int) else list(ids))
+
+    model.tokenizer = Tokenizer()
+    ids = run.tokenizer.encode(prompt)
+    t0 = time.perf_counter()
+    g = attribute(torch.tensor(ids), model, max_n_logits=10, desired_logit_prob=0.95, batch_size=256)
+    seconds = time.perf_counter() - t0
+    T, L = len(ids), c.n_layer
+    keys = [f"{layer}_{f}_{p}" for layer, p, f in (g.active_features[g.selected_features[i]].tolist()
+                                                   for i in range(len(g.selected_features)))]
+    keys += [f"{layer}_err_{p}" for layer in range(L) for p in range(T)] + [f"E_{ids[p]}_{p}" for p in range(T)]
+    keys += [f"L_{t.vocab_idx}_{T - 1}" for t in g.logit_targets]
+    results = {}
+    for label, opts in (("ours", {}), ("ct", {"demean_unembedding": True, "token_embeddings_only": True})):
+        graph = attribution_graph(run.model, ids, tcs, **opts)
+        index = {n.key: i for i, n in enumerate(graph.nodes)}
+        mine = torch.tensor([index[k] for k in keys])  # KeyError = a node of theirs we do not have
+        theirs_a, ours_a = g.adjacency_matrix.double(), graph.adjacency[mine][:, mine].double()
+        kind = [graph.nodes[i].kind for i in mine.tolist()]
+        after0 = torch.tensor([graph.nodes[i].position > 0 for i in mine.tolist()])
+        for tk in ("feature", "logit"):
+            for sk in ("feature", "error", "embedding"):
+                tm = torch.tensor([k == tk for k in kind])
+                sm = torch.tensor([k == sk for k in kind]) & after0
+                diff = float((theirs_a[tm][:, sm] - ours_a[tm][:, sm]).abs().max())
+                results[label, f"{sk} -> {tk}"] = (diff, float(ours_a[tm][:, sm].abs().max()))
+    return seconds, results, len(keys)
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--threads", type=int, default=1)
@@ -200,6 +268,13 @@ def main() -> int:
         print("\ngraph JSON of the worked example: circuit-tracer's pydantic Model.model_validate passes")
         for label, (n, e, errors) in results.items():
             print(f"  {label}: {n} nodes, {e} links; derived-schema errors: {errors}")
+        seconds, edges, n = check_edges(tmp, tmp / "ct" / "shipped-topk")
+        print(f"\ncircuit-tracer attribute() on the worked example: {n} nodes in {seconds:.1f} s (1 thread); "
+              "max |theirs - ours| per kind of edge (sources after position 0), largest edge beside it")
+        print("| edges | our conventions | circuit-tracer's conventions | largest edge |\n| --- | --- | --- | --- |")
+        for kind in dict.fromkeys(k for _, k in edges):
+            print(f"| {kind} | {edges['ours', kind][0]:.1e} | {edges['ct', kind][0]:.1e} "
+                  f"| {edges['ours', kind][1]:.2f} |")
         print(f"  viewer: circuit-tracer start-server --graph_file_dir {folder} ({'kept' if args.keep else 'removed at exit: pass --keep DIR to view it'})")
     return 0
 
