@@ -142,9 +142,6 @@ def check_graph(tmp: Path):
     tcs = load_transcoders(run.path, run.model)
     ids = run.tokenizer.encode(PROMPT)
     results = {}
-    t0 = time.perf_counter()
-    attribution_graph(run.model, ids, tcs)
-    results["ours_seconds"] = time.perf_counter() - t0
     for label, opts in (("ours", {}), ("circuit-tracer conventions",
                                        {"demean_unembedding": True, "token_embeddings_only": True})):
         graph = attribution_graph(run.model, ids, tcs, **opts).prune()
