@@ -18,9 +18,11 @@ loader chooses JumpReLU when the threshold tensor is there, else ReLU: it has no
 written only when asked (allow_topk) and then need their activation set after loading (README). Our
 `blocks.{i}.mlp.in` (ln_2's output) is its `mlp.hook_in`; `blocks.{i}.mlp.out` its `mlp.hook_out`.
 
-Cross-layer transcoders (a later format of ours) would go to circuit-tracer's CLT layout instead: per source layer
-`W_enc_{l}.safetensors` (W_enc_{l} (n, d), b_enc_{l} (n), b_dec_{l} (d), threshold_{l} (n)) and
-`W_dec_{l}.safetensors` (W_dec_{l} (n, L - l, d): the decoders to layers l..L-1), model_kind cross_layer_transcoder.
+Cross-layer transcoders (a later format of ours) go to circuit-tracer's CLT layout instead (cross_layer_transcoder.py,
+load_clt): per layer l, `W_enc_{l}.safetensors` holding W_enc_{l} (n, d), b_enc_{l} (n), b_dec_{l} (d: the bias of
+layer l's *output*) and, for JumpReLU, threshold_{l} (n); and `W_dec_{l}.safetensors` holding W_dec_{l} (n, L - l, d),
+the decoders of layer l's features to the outputs of layers l..L-1; config.yaml with model_kind
+cross_layer_transcoder. Its loader reads no W_skip from these files, and it too has no TopK.
 """
 from __future__ import annotations
 
