@@ -367,3 +367,20 @@ def test_circuit_tracer_conventions_keep_the_graph_exact(variant):
         assert math.isclose(effect, float(theirs.adjacency[top, s]), rel_tol=1e-6, abs_tol=1e-9)
     else:  # rotary: no position table, the embedding nodes are the same
         torch.testing.assert_close(theirs.adjacency[feats][:, emb], base.adjacency[feats][:, emb])
+
+
+@pytest.mark.slow  # where they are installed, importing them takes ~20 s (transformer-lens, transformers)
+def test_the_real_libraries_when_installed(tmp_path):
+    """Runs only where SAELens and circuit-tracer are installed (never the project's venv: bench/interop.py says how)."""
+    sae_lens = pytest.importorskip("sae_lens")
+    graph_models = pytest.importorskip("circuit_tracer.frontend.graph_models")
+    x = torch.randn(32, 16, generator=torch.Generator().manual_seed(5))
+    for kind, activation, skip in VARIANTS:
+        d = dictionary(kind, activation, skip=skip)
+        sae = sae_lens.SAE.load_from_disk(str(export_saelens(d, tmp_path / f"{kind}-{activation}-{skip}")))
+        with torch.no_grad():
+            torch.testing.assert_close(sae.encode(x), d.module.encode(x), atol=1e-5, rtol=0)
+            torch.testing.assert_close(sae(x), d.module(x), atol=1e-5, rtol=0)
+    model = tiny_model()
+    graph = attribution_graph(model, IDS, graph_transcoders(model)).prune()
+    graph_models.Model.model_validate(json.loads(json.dumps(graph.to_json(decode=DECODE, schema="circuit-tracer"))))
