@@ -18,6 +18,7 @@ from explorer.ui.text import esc, token_label, visible
 from gpt.interp.capture import InterpError
 from gpt.interp.circuits import attribution_graph, intervene
 from gpt.interp.circuits.replacement import CircuitError, pick_transcoders, refuse_model
+from gpt.interp.features.export import feature_names
 
 run = selected_attention_run("Circuit", "no layers, so there is no circuit to trace: its prediction is a lookup of "
                                        "the current token's row")
@@ -216,5 +217,13 @@ else:
 # ---- export ----
 data = pruned.to_json(decode=tok.decode, labels={f"{k}": g for g, ks in groups.items() for k in ks},
                       metadata={"model": run.path.name, "position": pos})
-st.download_button("Download the graph (JSON, close to circuit-tracer's format)", json.dumps(data, indent=1),
-                   file_name=f"circuit-{run.path.name}-{pos}.json", mime="application/json", key="circ_download")
+slug = f"{run.path.name}-{pos}"
+theirs = pruned.to_json(decode=tok.decode, schema="circuit-tracer", metadata={"model": run.path.name, "position": pos},
+                        feature_labels=feature_names(transcoders), pinned=pins, supernodes=groups, slug=slug)
+d1, d2 = st.columns(2)
+d1.download_button("Download the graph (JSON, ours)", json.dumps(data, indent=1),
+                   file_name=f"circuit-{slug}.json", mime="application/json", key="circ_download")
+d2.download_button("Download for circuit-tracer's viewer", json.dumps(theirs),
+                   file_name=f"{theirs['metadata']['slug']}.json", mime="application/json", key="circ_download_ct")
+st.caption("Ours keeps every field of this page; circuit-tracer's opens in its viewer with your pins, groups "
+           "(supernodes) and feature labels: README, *Open our files in SAELens and circuit-tracer*.")

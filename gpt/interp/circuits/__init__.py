@@ -2,6 +2,7 @@
 
     replacement  the local replacement model: transcoders + error vectors for MLPs, norms and attention frozen
     graph        attribution_graph(), AttributionGraph (nodes, adjacency, prune, scores, JSON export)
+    export       the graph as circuit-tracer's graph JSON (its viewer opens it): AttributionGraph.to_json(schema=...)
     intervene    set features in the replacement model and in the real one, and see the next token change
 """
 from gpt.interp.circuits.graph import AttributionGraph, Node, attribution_graph

@@ -22,6 +22,7 @@ from typing import Callable, NamedTuple
 import torch
 
 from gpt.interp.capture import check_ids
+from gpt.interp.circuits.export import circuit_tracer_json, cumulative_share
 from gpt.interp.circuits.replacement import (
     CircuitError,
     FrozenPrompt,
@@ -70,6 +71,8 @@ class AttributionGraph:
     original_index: list[int] | None = None    # after prune(): each node's index in the full graph
     thresholds: tuple[float, float] | None = None
     transcoders: list[str] = field(default_factory=list)
+    conventions: dict = field(default_factory=dict)  # {"demean_unembedding": bool, "token_embeddings_only": bool}
+    influence_share: torch.Tensor | None = None  # (N,) after prune(): circuit-tracer's cumulative share at each rank
     _influence_cache: torch.Tensor | None = field(default=None, repr=False)
 
     # ---- node groups ----
@@ -123,12 +126,13 @@ class AttributionGraph:
                 break
         final = node_mask.nonzero().flatten()
         kept = keep[final]
+        share = cumulative_share(influence)
         base = self.original_index or list(range(len(self.nodes)))
         return replace(self, nodes=[self.nodes[i] for i in kept.tolist()],
                        adjacency=(sub * edge_mask)[final][:, final], bias=self.bias[kept],
                        target_input=self.target_input[kept], influence=influence[kept],
                        original_index=[base[i] for i in kept.tolist()], thresholds=(node_threshold, edge_threshold),
-                       _influence_cache=None)
+                       influence_share=share[kept], _influence_cache=None)
 
     def replacement_score(self) -> float:
         """Share of the embeddings' and errors' total influence on the logits that belongs to the embeddings: 1 when
@@ -150,10 +154,17 @@ class AttributionGraph:
 
     # ---- export ----
     def to_json(self, decode: Callable[[list[int]], str] | None = None, labels: dict[str, str] | None = None,
-                metadata: dict | None = None) -> dict:
-        """A JSON-ready dict close to circuit-tracer's graph files: metadata, nodes (node_id, feature, layer,
-        ctx_idx, feature_type, activation, influence, token_prob, is_target_logit, clerp) and links (source,
-        target, weight) for every non-zero edge."""
+                metadata: dict | None = None, schema: str = "gpt-explorer", **circuit_tracer) -> dict:
+        """A JSON-ready dict. schema="gpt-explorer" (ours): metadata, nodes (node_id, feature, layer, ctx_idx,
+        feature_type, activation, influence, token_prob, is_target_logit, clerp = labels[node key]) and links
+        (source, target, weight) for every non-zero edge. schema="circuit-tracer": a file that validates against
+        circuit-tracer's graph schema and opens in its viewer (gpt.interp.circuits.export.circuit_tracer_json, which
+        takes the extra keyword arguments: feature_labels, pinned, supernodes, slug, scan)."""
+        if schema == "circuit-tracer":
+            return circuit_tracer_json(self, decode, labels=labels, metadata=metadata, **circuit_tracer)
+        if schema != "gpt-explorer" or circuit_tracer:
+            raise CircuitError(f"schema must be 'gpt-explorer' or 'circuit-tracer' (got {schema!r}"
+                               + (f" with {', '.join(circuit_tracer)}" if circuit_tracer else "") + ")")
         decode = decode or (lambda ids: " ".join(map(str, ids)))
         probs = dict(zip(self.logit_ids, self.logit_probs.tolist()))
         influence = self.influence if self.influence is not None else self.node_influence()
@@ -178,7 +189,8 @@ class AttributionGraph:
                 "token_ids": self.tokens, "n_layers": self.n_layer, "transcoders": self.transcoders,
                 "node_threshold": self.thresholds[0] if self.thresholds else None,
                 "edge_threshold": self.thresholds[1] if self.thresholds else None,
-                "replacement_score": self.replacement_score(), "completeness_score": self.completeness_score()}
+                "replacement_score": self.replacement_score(), "completeness_score": self.completeness_score(),
+                "conventions": self.conventions}
         meta.update(metadata or {})
         return {"metadata": meta, "nodes": nodes, "links": links}
 
@@ -229,8 +241,16 @@ def select_logits(logits: torch.Tensor, max_logits: int, prob_mass: float) -> tu
 
 @torch.no_grad()
 def attribution_graph(model: GPT, ids, transcoders: list[LoadedDictionary], position: int = -1,
-                      max_logits: int = 10, prob_mass: float = 0.95, batch_size: int = 256) -> AttributionGraph:
-    """The attribution graph of the prediction after `position` of ids (the prompt is cut there)."""
+                      max_logits: int = 10, prob_mass: float = 0.95, batch_size: int = 256,
+                      demean_unembedding: bool = False, token_embeddings_only: bool = False) -> AttributionGraph:
+    """The attribution graph of the prediction after `position` of ids (the prompt is cut there).
+
+    Two conventions of circuit-tracer, off by default (ours: a logit node is the logit itself, an embedding node is
+    everything that enters the first block): demean_unembedding attributes each logit minus the mean of all logits
+    (its edges read the unembedding row minus the mean row); token_embeddings_only makes embedding nodes the token
+    embedding alone, the position embedding becoming part of each target's constant term. With both on, the edges
+    equal circuit-tracer's for the same prompt and transcoders (circuit-tracer also drops position 0's features
+    and error nodes, treating it as a BOS token: edges between the remaining nodes are unchanged)."""
     ids = check_ids(model, ids)[0]
     T_full = ids.numel()
     pos = position + T_full if position < 0 else position
@@ -252,7 +272,8 @@ def attribution_graph(model: GPT, ids, transcoders: list[LoadedDictionary], posi
     error_start = len(nodes)
     nodes += [Node("error", layer, p, -1, float(frozen.errors[layer, p].norm())) for layer in range(L) for p in range(T)]
     embed_start = len(nodes)
-    nodes += [Node("embedding", -1, p, int(ids[p]), float(frozen.embeddings[p].norm())) for p in range(T)]
+    embed_vectors = frozen.token_embeddings if token_embeddings_only else frozen.embeddings
+    nodes += [Node("embedding", -1, p, int(ids[p]), float(embed_vectors[p].norm())) for p in range(T)]
     logit_start = len(nodes)
     nodes += [Node("logit", L, T - 1, v, float(frozen.raw_logits[-1, v])) for v in logit_ids]
     N = len(nodes)
@@ -260,7 +281,7 @@ def attribution_graph(model: GPT, ids, transcoders: list[LoadedDictionary], posi
     adjacency = torch.zeros(N, N, dtype=dt)
 
     # what each residual slot receives: slot 0 the embeddings, slot l+1 layer l's features and error vectors
-    slots = [(frozen.embeddings[:, None], torch.arange(embed_start, embed_start + T)[:, None])]
+    slots = [(embed_vectors[:, None], torch.arange(embed_start, embed_start + T)[:, None])]
     for layer, t in enumerate(transcoders):
         positions, feats, rows = feature_rows[layer]
         slots.append(_feature_slot(t, frozen, layer, positions, feats, rows, error_start + layer * T, T))
@@ -290,14 +311,19 @@ def attribution_graph(model: GPT, ids, transcoders: list[LoadedDictionary], posi
             grad[torch.arange(len(chunk)), p] += at_mid
             collect(grad, layer, rows[chunk])
     w_u = model.lm_head.weight[logit_ids].to(dt)  # (n_logits, C): logits read the final residual through ln_f
+    if demean_unembedding:
+        w_u = w_u - model.lm_head.weight.to(dt).mean(0)
     grad = torch.zeros(len(logit_ids), T, model.config.n_embd, dtype=dt)
     grad[:, T - 1] = frozen_norm_backward(model.ln_f, w_u, frozen.final_scales[T - 1].expand(len(logit_ids)))
     collect(grad, L, torch.arange(logit_start, N))
 
-    bias, target_input = _constant_terms(model, frozen, transcoders, nodes, logit_start)
+    bias, target_input = _constant_terms(model, frozen, transcoders, nodes, logit_start,
+                                         frozen.embeddings - embed_vectors, demean_unembedding)
     return AttributionGraph(tokens=ids.tolist(), nodes=nodes, adjacency=adjacency, logit_ids=logit_ids,
                             logit_probs=logit_probs, bias=bias, target_input=target_input, n_layer=L,
-                            transcoders=[t.name for t in transcoders])
+                            transcoders=[t.name for t in transcoders],
+                            conventions={"demean_unembedding": demean_unembedding,
+                                         "token_embeddings_only": token_embeddings_only})
 
 
 def _feature_slot(t: LoadedDictionary, frozen: FrozenPrompt, layer: int, positions, feats, rows, error_row0: int,
@@ -318,11 +344,12 @@ def _feature_slot(t: LoadedDictionary, frozen: FrozenPrompt, layer: int, positio
     return vectors, cols
 
 
-def _constant_terms(model, frozen, transcoders, nodes, logit_start):
-    """Each target's constant term (the replacement model with every node zeroed: only biases remain) and its
-    actual input in the real model."""
+def _constant_terms(model, frozen, transcoders, nodes, logit_start, embedding_rest, demean):
+    """Each target's constant term (the replacement model with every node zeroed: only biases and the part of the
+    embedding that is no node remain) and its actual input in the real model (a logit minus the mean logit when
+    demean)."""
     T = frozen.embeddings.size(0)
-    zeros = replacement_forward(model, frozen, transcoders, embeddings=torch.zeros_like(frozen.embeddings),
+    zeros = replacement_forward(model, frozen, transcoders, embeddings=embedding_rest,
                                 errors=torch.zeros_like(frozen.errors),
                                 activations=[torch.zeros_like(a) for a in frozen.activations])
     bias = torch.zeros(len(nodes), dtype=frozen.embeddings.dtype)
@@ -331,8 +358,11 @@ def _constant_terms(model, frozen, transcoders, nodes, logit_start):
         if n.kind == "feature":
             bias[i] = zeros.pre_activations[n.layer][n.position, n.index]
             actual[i] = frozen.pre_activations[n.layer][n.position, n.index]
+    zero_logits, real_logits = zeros.raw_logits[T - 1], frozen.raw_logits[T - 1]
+    if demean:
+        zero_logits, real_logits = zero_logits - zero_logits.mean(), real_logits - real_logits.mean()
     for i in range(logit_start, len(nodes)):
         v = nodes[i].index
-        bias[i] = zeros.raw_logits[T - 1, v]
-        actual[i] = frozen.raw_logits[T - 1, v]
+        bias[i] = zero_logits[v]
+        actual[i] = real_logits[v]
     return bias, actual

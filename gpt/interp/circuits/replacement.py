@@ -154,7 +154,7 @@ def work_dtype(model: GPT) -> torch.dtype:
 class FrozenPrompt:
     """Everything the replacement model holds fixed for one prompt (T tokens, L layers, C wide, n features)."""
     ids: torch.Tensor               # (T,)
-    embeddings: torch.Tensor        # (T, C) token (+ position) embedding: the embedding nodes' vectors
+    embeddings: torch.Tensor        # (T, C) token (+ position) embedding: what enters the first block
     attn_scales: torch.Tensor       # (L, T) ln_1's scale per layer and position
     mlp_scales: torch.Tensor        # (L, T) ln_2's scale
     final_scales: torch.Tensor      # (T,) ln_f's scale
@@ -164,6 +164,7 @@ class FrozenPrompt:
     errors: torch.Tensor            # (L, T, C) mlp.out - transcoder(mlp.in): the error nodes' vectors
     logits: torch.Tensor            # (T, V) the model's own logits (after any soft cap)
     raw_logits: torch.Tensor        # (T, V) before the soft cap (what logit nodes attribute)
+    token_embeddings: torch.Tensor | None = None  # (T, C) the token embedding alone (circuit-tracer's embedding nodes)
 
 
 @torch.no_grad()
@@ -206,7 +207,7 @@ def freeze(model: GPT, ids, transcoders: list[LoadedDictionary]) -> FrozenPrompt
         final_scales=norm_scale(model.ln_f, final_resid),
         patterns=torch.stack([cache[f"blocks.{i}.attn.pattern"][0] for i in range(L)]),
         pre_activations=pre, activations=act, errors=torch.stack(errors),
-        logits=cache["logits"][0], raw_logits=raw)
+        logits=cache["logits"][0], raw_logits=raw, token_embeddings=cache["embed.tok"][0])
 
 
 # ---- the frozen attention layer and its transpose ----

@@ -5,6 +5,7 @@ their file format, training, evaluation and the feature cards the app shows.
     training    streaming training from the run's training text (TopK / JumpReLU / ReLU, AuxK)
     evaluate    whole-split metrics: variance explained, L0, dead/dense features, CE loss recovered
     cards       feature cards: density, top and quantile contexts, promoted tokens, features at a prompt
+    export      SAELens and circuit-tracer layouts (`gpt-features export`), the reader of labels.json
 """
 from gpt.interp.features.dictionary import (
     Dictionary,

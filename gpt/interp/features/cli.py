@@ -4,11 +4,14 @@
                                [--k K] [--tokens N] [--name NAME] [--activation topk|jumprelu|relu]
     gpt-features eval RUN_DIR [NAME]
     gpt-features list RUN_DIR
+    gpt-features export RUN_DIR NAME OUT --format saelens|circuit-tracer [--allow-topk]
 
 train streams activations from the run's training text and writes features/<name>/ (config.json +
 dictionary.safetensors) atomically, then evaluates each new dictionary on the whole validation split (--no-eval
 skips it). eval prints variance explained, mean L0, dead and dense features and CE loss recovered and writes them
-to features/<name>/metrics.json. The file format and formula: gpt/interp/features/dictionary.py and the README.
+to features/<name>/metrics.json. export writes dictionaries in the layouts SAELens and circuit-tracer load (NAME: one
+dictionary, or a prefix P naming P-L0, P-L1, ...). The file format and formula: gpt/interp/features/dictionary.py and
+the README.
 """
 from __future__ import annotations
 
@@ -186,6 +189,41 @@ def cmd_list(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    """NAME is one dictionary or a prefix P of P-L0..P-L{n-1}; saelens writes one folder per dictionary (OUT itself
+    for one, OUT/<name> for several), circuit-tracer one transcoder set (a prefix, one per layer) in OUT."""
+    from gpt.interp.features.export import export_circuit_tracer, export_saelens
+    run = load_run(args.run_dir)
+    good, broken = list_dictionaries(run.path, run.config)
+    by_name = {d.name: d for d in good}
+    refused = {b.name: b.error for b in broken}
+    layered = [by_name.get(f"{args.name}-L{layer}") for layer in range(run.config.n_layer)]
+    if args.name in by_name:
+        chosen = [by_name[args.name]]
+    elif any(layered):
+        chosen = [d for d in layered if d is not None]
+        if args.format == "circuit-tracer" and len(chosen) < len(layered):
+            missing = [f"{args.name}-L{i}" for i, d in enumerate(layered) if d is None]
+            raise DictionaryError(f"circuit-tracer needs one transcoder per layer; missing {', '.join(missing)}"
+                                  + "".join(f" ({m}: {refused[m]})" for m in missing if m in refused))
+    else:
+        why = refused.get(args.name)
+        raise DictionaryError(f"{args.name} is not usable: {why}" if why else
+                              f"no dictionary {args.name} (nor {args.name}-L0...) in {run.path / FOLDER}; "
+                              f"have: {', '.join(by_name) or 'none'}")
+    out = Path(args.out)
+    if args.format == "circuit-tracer":
+        export_circuit_tracer(chosen, out, scan=f"{run.path.name}/{args.name}", model_name=run.path.name,
+                              allow_topk=args.allow_topk)
+        print(f"wrote {len(chosen)} layer file(s) and config.yaml to {out}; load with circuit_tracer.utils.caching."
+              f"load_transcoders_from_cache({out.name!r}, cache_dir={str(out.parent)!r})")
+        return 0
+    for d in chosen:
+        folder = export_saelens(d, out if len(chosen) == 1 else out / d.name, model_name=run.path.name)
+        print(f"wrote {folder}: sae_lens.SAE.load_from_disk({str(folder)!r})")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="gpt-features", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -215,12 +253,21 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("--threads", type=int, default=None)
     ls = sub.add_parser("list", help="the run's dictionaries and their metrics")
     ls.add_argument("run_dir")
+    x = sub.add_parser("export", help="write dictionaries in SAELens' or circuit-tracer's layout")
+    x.add_argument("run_dir")
+    x.add_argument("name", help="a dictionary, or a prefix P of P-L0, P-L1, ... (e.g. transcoder)")
+    x.add_argument("out", help="the folder to write")
+    x.add_argument("--format", choices=["saelens", "circuit-tracer"], required=True)
+    x.add_argument("--allow-topk", action="store_true",
+                   help="circuit-tracer: write TopK transcoders although its loader reads them as ReLU (README)")
     args = p.parse_args(argv)
     if getattr(args, "threads", None):
         torch.set_num_threads(args.threads)
     try:
         if args.command == "train":
             return cmd_train(args)
+        if args.command == "export":
+            return cmd_export(args)
         if args.command == "eval":
             evaluate_run(load_run(args.run_dir), args.names or None, args.corpus)
             return 0
