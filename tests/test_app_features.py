@@ -90,7 +90,7 @@ def test_browser_click_a_feature_opens_its_card(tmp_path):
         assert not errors, errors
 
 
-def steering_on_feature(feature: str = "transcoder-L3#543") -> "AppTest":
+def steering_on_feature(feature: str = "transcoder-L3#952") -> "AppTest":
     """The Steering page with a feature picked on the Features page (the place carries it) and its kind chosen."""
     at = AppTest.from_file(str(ROOT / "explorer" / "app.py"), default_timeout=180)
     at.session_state["selected_run"] = "shakespeare-char"
@@ -106,8 +106,8 @@ def test_steering_page_steers_with_a_feature_chosen_on_the_features_page():
     at = steering_on_feature()
     assert not at.exception, [e.value for e in at.exception]
     assert next(b for b in at.selectbox if b.label == "Dictionary").value == "transcoder-L3"
-    assert next(n for n in at.number_input if n.label == "Feature").value == 543
-    assert any("feature #543 of transcoder-L3" in c.value for c in at.caption)
+    assert next(n for n in at.number_input if n.label == "Feature").value == 952
+    assert any("feature #952 of transcoder-L3" in c.value for c in at.caption)
     at.button[0].click().run()
     assert not at.exception, [e.value for e in at.exception]
     assert any("coefficient 0" in m.value for m in at.markdown)
@@ -118,7 +118,7 @@ def test_steering_page_clamps_a_feature():
     at = steering_on_feature()
     next(t for t in at.toggle if t.label.startswith("Clamp its activation")).set_value(True).run()
     assert not at.exception, [e.value for e in at.exception]
-    assert any("Feature #543 of transcoder-L3 fires up to" in c.value for c in at.caption)
+    assert any("Feature #952 of transcoder-L3 fires up to" in c.value for c in at.caption)
     next(t for t in at.text_input if t.label == "Clamp values (comma-separated)").input("0, 30").run()
     next(b for b in at.button if b.label == "Generate side by side").click().run()
     assert not at.exception, [e.value for e in at.exception]

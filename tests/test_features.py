@@ -226,15 +226,15 @@ def test_steering_with_a_feature_at_coefficient_zero_is_plain_generation():
     from gpt.runs import load_run
     run = load_run("checkpoints/shakespeare-char")
     (tc,) = [d for d in list_dictionaries(run.path, run.config)[0] if d.name == "transcoder-L3"]
-    vector = feature_direction(tc, 543)
+    vector = feature_direction(tc, 952)
     torch.testing.assert_close(vector.norm(), torch.tensor(1.0))
     ids = run.tokenizer.encode("ROMEO:\nI will co")
     plain, steered = generate_side_by_side(run.model, ids, vector, 4, [0.0, 30.0], max_new_tokens=40,
                                            temperature=0.8, seed=3)
     assert plain == [s.token_id for s in stream_tokens(run.model, ids, 40, temperature=0.8, seed=3, alternatives=0)]
     assert steered != plain
-    with pytest.raises(InterpError, match="features 0..1023"):
-        feature_direction(tc, 1024)
+    with pytest.raises(InterpError, match="features 0..4095"):
+        feature_direction(tc, 4096)
 
 
 def test_skip_transcoder_format_and_formula(tmp_path):

@@ -74,8 +74,11 @@ with st.expander("Train dictionaries for this run" + (" (none yet)" if not good 
         k = c5.number_input("Active features per token (k)", 1, 512, d.k, step=1)
         tokens = c6.number_input("Training tokens", 10_000, 100_000_000, d.tokens, step=100_000)
         submitted = st.form_submit_button("Start training", disabled=feature_jobs.running(run.path))
-    st.caption("Defaults as `gpt-features train`: about 2 minutes per transcoder on 2 CPU cores for the shipped "
-               "model; it runs in the background and evaluates each dictionary on the validation split when done.")
+    st.caption("Defaults as `gpt-features train` (1,024 features, 800,000 tokens): all four transcoders of the shipped "
+               "model in 2-9 minutes on 2 CPU cores, recovering 0.84-0.99 of the CE loss. Wider and longer buys "
+               "quality: the shipped layers 1-3 (4,096 features, 2-3.2M tokens, 5-9 minutes of one core per layer) "
+               "recover 0.95-0.98 (measured table in the README). It runs in the background and evaluates each "
+               "dictionary on the validation split when done.")
     if submitted:
         if not cfg.has_mlp and kind == "transcoder":
             st.error("This model has no MLP layers: train an SAE instead.")

@@ -2,16 +2,19 @@
 
     gpt-features train RUN_DIR [--kind transcoder|sae] [--layers all|0,2] [--site resid_mid] [--n-features N]
                                [--k K] [--tokens N] [--name NAME] [--activation topk|jumprelu|relu]
+                               [--save-dtype float32|float16|bfloat16]
     gpt-features eval RUN_DIR [NAME]
+    gpt-features cast RUN_DIR [NAME ...] --dtype float16|bfloat16|float32
     gpt-features list RUN_DIR
     gpt-features export RUN_DIR NAME OUT --format saelens|circuit-tracer [--allow-topk]
 
 train streams activations from the run's training text and writes features/<name>/ (config.json +
 dictionary.safetensors) atomically, then evaluates each new dictionary on the whole validation split (--no-eval
 skips it). eval prints variance explained, mean L0, dead and dense features and CE loss recovered and writes them
-to features/<name>/metrics.json. export writes dictionaries in the layouts SAELens and circuit-tracer load (NAME: one
-dictionary, or a prefix P naming P-L0, P-L1, ...). The file format and formula: gpt/interp/features/dictionary.py and
-the README.
+to features/<name>/metrics.json. cast re-saves dictionaries with their tensors in another dtype (half precision
+halves the files; loading upcasts to float32), dropping their metrics: evaluate the saved files again. export writes
+dictionaries in the layouts SAELens and circuit-tracer load (NAME: one dictionary, or a prefix P naming P-L0, P-L1, ...).
+The file format and formula: gpt/interp/features/dictionary.py and the README.
 """
 from __future__ import annotations
 
@@ -27,6 +30,7 @@ import torch
 
 from gpt.data import CorpusError, load_corpus, split_ids
 from gpt.interp.features.dictionary import (
+    DTYPES,
     FOLDER,
     DictionaryError,
     check_name,
@@ -69,12 +73,12 @@ def training_splits(run, corpus: str | None):
     return split_ids(run.tokenizer.encode(text), run.config.block_size)
 
 
-def install(folder_root: Path, name: str, dictionary) -> Path:
+def install(folder_root: Path, name: str, dictionary, dtype: str | None = None) -> Path:
     """Save into a temporary folder, then rename it into place: a stopped or killed training never leaves a
     half-written dictionary that a listing shows (temporary folders start with '.')."""
     tmp = folder_root / f"{atomic.TMP_PREFIX}{name}.{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
-    save_dictionary(tmp, dictionary)
+    save_dictionary(tmp, dictionary, dtype)
     final = folder_root / name
     old = folder_root / f"{atomic.TMP_PREFIX}old-{name}.{os.getpid()}"
     if final.exists():
@@ -164,12 +168,34 @@ def cmd_train(args) -> int:
         print("stopped: nothing was saved")
         return 1
     for name, d in zip(names, dictionaries):
-        install(root, name, d)
+        install(root, name, d, args.save_dtype)
     print(f"trained in {time.perf_counter() - t0:.1f} s; saved to {root}", flush=True)
     if args.eval:
         atomic.write_json(progress_file, {"state": "evaluating", "pid": os.getpid(), "names": names})
         evaluate_run(run, names, args.corpus)
     atomic.write_json(progress_file, {"state": "done", "names": names, "seconds": time.perf_counter() - t0})
+    return 0
+
+
+def cmd_cast(args) -> int:
+    """Re-save dictionaries in another on-disk dtype (atomically, folder by folder); their metrics are dropped,
+    since they were measured on the old weights."""
+    run = load_run(args.run_dir)
+    good, broken = list_dictionaries(run.path, run.config, weights_digest(run.path / WEIGHTS))
+    names = args.names or [d.name for d in good]
+    unusable = {b.name: b.error for b in broken if b.name in names}
+    missing = set(names) - {d.name for d in good} - set(unusable)
+    if unusable or missing:
+        why = [f"{n}: {e}" for n, e in unusable.items()] + [f"no dictionary named {n}" for n in sorted(missing)]
+        raise DictionaryError("; ".join(why) + " (nothing was changed)")
+    for d in good:
+        if d.name in names and d.config.dtype == args.dtype:
+            print(f"{d.name:<24} already {args.dtype}: unchanged")
+        elif d.name in names:
+            install(run.path / FOLDER, d.name, d.module, args.dtype)
+            size = (run.path / FOLDER / d.name / "dictionary.safetensors").stat().st_size
+            print(f"{d.name:<24} {d.config.dtype} -> {args.dtype} ({size / 1e6:.2f} MB); evaluate it again: "
+                  f"gpt-features eval {args.run_dir} {d.name}")
     return 0
 
 
@@ -246,11 +272,17 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--corpus", default=None, help="text to learn from (default: the run's own corpus)")
     t.add_argument("--threads", type=int, default=None, help="torch threads (default: every core)")
     t.add_argument("--no-eval", dest="eval", action="store_false", help="skip the evaluation after training")
+    t.add_argument("--save-dtype", choices=list(DTYPES), default="float32",
+                   help="how the weights are stored on disk (half precision halves the files; loading upcasts)")
     e = sub.add_parser("eval", help="metrics over the whole validation split")
     e.add_argument("run_dir")
     e.add_argument("names", nargs="*", help="dictionaries to evaluate (default: all)")
     e.add_argument("--corpus", default=None)
     e.add_argument("--threads", type=int, default=None)
+    c = sub.add_parser("cast", help="re-save dictionaries with their tensors in another dtype")
+    c.add_argument("run_dir")
+    c.add_argument("names", nargs="*", help="dictionaries to re-save (default: all)")
+    c.add_argument("--dtype", choices=list(DTYPES), required=True)
     ls = sub.add_parser("list", help="the run's dictionaries and their metrics")
     ls.add_argument("run_dir")
     x = sub.add_parser("export", help="write dictionaries in SAELens' or circuit-tracer's layout")
@@ -268,6 +300,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_train(args)
         if args.command == "export":
             return cmd_export(args)
+        if args.command == "cast":
+            return cmd_cast(args)
         if args.command == "eval":
             evaluate_run(load_run(args.run_dir), args.names or None, args.corpus)
             return 0

@@ -17,14 +17,17 @@ path x @ W_skip that carries the MLP's linear part, so its features spend their 
 On disk, in the run folder: features/<name>/config.json (kind, input, output, activation, k, n_features, d_in,
 d_out, weights_digest = sha256 of the model.safetensors it was trained on, plus how it was trained) and
 features/<name>/dictionary.safetensors (W_enc (d_in, n), b_enc (n), W_dec (n, d_out), b_dec (d_out), and
-threshold (n) for JumpReLU, W_skip (d_in, d_out) for a skip transcoder). Metrics written by evaluation live in features/<name>/metrics.json.
+threshold (n) for JumpReLU, W_skip (d_in, d_out) for a skip transcoder), stored in the dtype config.json names
+("dtype": "float32", "float16" or "bfloat16"; absent = float32, as files written before it existed). Loading upcasts
+to float32: half precision halves the file, not the arithmetic. Metrics written by evaluation live in
+features/<name>/metrics.json.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -42,6 +45,7 @@ METRICS_FILE = "metrics.json"
 KINDS = ("transcoder", "sae")
 ACTIVATIONS = ("topk", "jumprelu", "relu")
 SAE_SITES = ("resid_pre", "resid_mid", "resid_post")
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}  # on-disk dtypes
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _SITE_RE = re.compile(r"^blocks\.(\d+)\.(mlp\.in|mlp\.out|resid_pre|resid_mid|resid_post)$")
 
@@ -89,6 +93,7 @@ class DictionaryConfig:
     k: int | None = None
     training: dict = field(default_factory=dict)
     skip: bool = False  # a skip transcoder: y_hat also gets x @ W_skip
+    dtype: str = "float32"  # how the tensors are stored on disk (loaded as float32 whatever it is)
 
     @property
     def layer(self) -> int:
@@ -123,6 +128,8 @@ class DictionaryConfig:
             bad(f"skip must be true or false, got {self.skip!r}")
         if self.skip and self.kind != "transcoder":
             bad("only a transcoder has a skip connection (an SAE reconstructs its own input)")
+        if not isinstance(self.dtype, str) or self.dtype not in DTYPES:
+            bad(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
         if not isinstance(self.weights_digest, str) or not re.fullmatch(r"[0-9a-f]{64}", self.weights_digest):
             bad("weights_digest must be the sha256 (64 hex digits) of the weights it was trained on")
         return self
@@ -131,7 +138,7 @@ class DictionaryConfig:
         d = {"kind": self.kind, "input": self.input, "output": self.output, "activation": self.activation,
              "n_features": self.n_features, "d_in": self.d_in, "d_out": self.d_out,
              "weights_digest": self.weights_digest, "formula": "f = act(x @ W_enc + b_enc); y_hat = f @ W_dec + b_dec"
-             + (" + x @ W_skip" if self.skip else ""), "training": self.training}
+             + (" + x @ W_skip" if self.skip else ""), "dtype": self.dtype, "training": self.training}
         if self.activation == "topk":
             d["k"] = self.k
         if self.skip:
@@ -150,7 +157,8 @@ class DictionaryConfig:
             raise DictionaryError(f"{where}: missing field(s) {', '.join(missing)}")
         training = d.get("training") if isinstance(d.get("training"), dict) else {}
         return cls(d["kind"], d["input"], d["output"], d["activation"], d["n_features"], d["d_in"], d["d_out"],
-                   d["weights_digest"], d.get("k"), training, d.get("skip", False)).validate(where)
+                   d["weights_digest"], d.get("k"), training, d.get("skip", False),
+                   d.get("dtype", "float32")).validate(where)
 
 
 class Dictionary(nn.Module):
@@ -211,7 +219,7 @@ class Dictionary(nn.Module):
             self.log_threshold += norms.log()
 
     def tensors(self) -> dict[str, torch.Tensor]:
-        """The file's tensors (fp32, contiguous), named as the format says."""
+        """The file's tensors (fp32, contiguous), named as the format says; save_dictionary casts them."""
         out = {"W_enc": self.W_enc, "b_enc": self.b_enc, "W_dec": self.W_dec, "b_dec": self.b_dec}
         if self.log_threshold is not None:
             out["threshold"] = self.threshold
@@ -239,13 +247,21 @@ class LoadedDictionary:
     metrics: dict | None
 
 
-def save_dictionary(folder: str | Path, dictionary: Dictionary, dtype: torch.dtype = torch.float32) -> Path:
+def save_dictionary(folder: str | Path, dictionary: Dictionary, dtype: str | None = None) -> Path:
     """Write config.json then dictionary.safetensors, each atomically; the weights file goes last, so a folder
-    without it (a stopped training) is never listed as a dictionary."""
+    without it (a stopped training) is never listed as a dictionary. dtype ("float32", "float16", "bfloat16";
+    default: the dictionary's config.dtype) is how the tensors are stored, and config.json records it."""
     folder = Path(folder)
+    dtype = dtype or dictionary.config.dtype
+    if dtype not in DTYPES:
+        raise DictionaryError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+    tensors = {k: v.to(DTYPES[dtype]).contiguous() for k, v in dictionary.tensors().items()}
+    for name, t in tensors.items():
+        if not torch.isfinite(t).all():  # float16 tops out at 65504: refuse rather than write infinities
+            raise DictionaryError(f"{name} does not fit in {dtype} (values beyond its range); save it as float32")
     folder.mkdir(parents=True, exist_ok=True)
-    tensors = {k: v.to(dtype).contiguous() for k, v in dictionary.tensors().items()}
-    atomic.write_text(folder / CONFIG_FILE, json.dumps(dictionary.config.to_dict(), indent=2))
+    config = replace(dictionary.config, dtype=dtype)
+    atomic.write_text(folder / CONFIG_FILE, json.dumps(config.to_dict(), indent=2))
     atomic.write_bytes(folder / WEIGHTS_FILE, save_tensors(tensors, metadata={"format": "gpt-explorer dictionary"}))
     (folder / METRICS_FILE).unlink(missing_ok=True)  # metrics of the weights this folder held before are stale
     return folder
@@ -288,6 +304,9 @@ def load_dictionary(folder: str | Path, model_config=None, digest: str | None = 
             raise DictionaryError(f"{wwhere}: tensor {name} is missing")
         if tuple(tensors[name].shape) != shape:
             raise DictionaryError(f"{wwhere}: {name} is {list(tensors[name].shape)}, config.json implies {list(shape)}")
+        if tensors[name].dtype != DTYPES[cfg.dtype]:
+            raise DictionaryError(f"{wwhere}: {name} is stored as {str(tensors[name].dtype).removeprefix('torch.')}, "
+                                  f"config.json says {cfg.dtype}")
         if not torch.isfinite(tensors[name].float()).all():
             raise DictionaryError(f"{wwhere}: {name} holds NaN or infinite values")
     module = Dictionary(cfg)
