@@ -177,8 +177,9 @@ class Learner:
         elif kind == "navigation":
             # the default page's url path is "": it is also known by the name given as default_page
             self.pages = {p.url_pathname: p.page_script_hash for p in msg.navigation.app_pages}
-            self.pages.update({self.default_page: p.page_script_hash for p in msg.navigation.app_pages
-                               if p.is_default and self.default_page})
+            default = [p.page_script_hash for p in msg.navigation.app_pages if p.is_default]
+            if default and self.default_page:
+                self.pages[self.default_page] = default[0]
             self.page_hash = msg.navigation.page_script_hash or self.page_hash
         elif kind == "auto_rerun":
             self.timers[msg.auto_rerun.fragment_id] = msg.auto_rerun.interval
