@@ -33,12 +33,22 @@ class ProtocolError(RuntimeError):
     pass
 
 
+def _page_cookies(url: str, timeout_s: float) -> dict[str, str]:
+    """The cookies a page load sets (Set-Cookie of a GET), name -> value."""
+    import urllib.request
+    with urllib.request.urlopen(url, timeout=timeout_s) as response:
+        found = response.headers.get_all("Set-Cookie") or []
+    return dict(c.split(";", 1)[0].split("=", 1) for c in found if "=" in c.split(";", 1)[0])
+
+
 @dataclass
 class RunResult:
     """What one interaction brought back: its wall time, the exceptions and error boxes shown, widgets seen."""
     seconds: float = 0.0
     exceptions: list[str] = field(default_factory=list)     # st.exception elements: a traceback on the page
     cache_misses: list[str] = field(default_factory=list)   # references to messages the client no longer holds
+    cache_refs: int = 0        # messages sent as a reference to the browser's cache (ref_hash)
+    cacheable: int = 0         # messages the server marked for the browser to cache
     widgets: dict[str, object] = field(default_factory=dict)  # label -> widget proto (the last of that label)
     texts: list[str] = field(default_factory=list)          # markdown/caption/heading bodies, for assertions
     page_hash: str = ""
@@ -48,8 +58,10 @@ class Learner:
     """One websocket session = one browser tab. Use as `async with Learner(url) as s: await s.open()`."""
 
     def __init__(self, url: str, timeout_s: float = 120.0, follow_timer: bool = True, cache_age: int | None = None,
-                 default_page: str = "inside"):
-        self.default_page = default_page
+                 default_page: str = "inside", sticky: bool = False):
+        self.default_page, self.sticky = default_page, sticky
+        self.cookies: dict[str, str] = {}
+        self.handshake_headers: dict[str, str] = {}
         self.url = url.rstrip("/").replace("http://", "ws://") + "/_stcore/stream"
         self.timeout_s, self.follow_timer = timeout_s, follow_timer
         self.pages: dict[str, str] = {}          # url path ("inside") -> page_script_hash
@@ -70,8 +82,14 @@ class Learner:
         self.timer_exceptions: list[str] = []
 
     async def __aenter__(self):
+        base = self.url.replace("ws://", "http://").split("/_stcore")[0]
+        headers = {}
+        if self.sticky:   # as a browser: load the page first, then open the websocket with the cookies it set
+            self.cookies = await asyncio.to_thread(_page_cookies, base + "/", self.timeout_s)
+            headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
         self._ws = await connect(self.url, subprotocols=["streamlit"], max_size=None, open_timeout=self.timeout_s,
-                                 ping_interval=None, origin=self.url.replace("ws://", "http://").split("/_stcore")[0])
+                                 ping_interval=None, origin=base, additional_headers=headers)
+        self.handshake_headers = dict(self._ws.response.headers)
         self._reader = asyncio.create_task(self._read())
         return self
 
@@ -162,7 +180,9 @@ class Learner:
         run = self._current if self._busy and self._current is not None else RunResult()
         if msg.metadata.cacheable and msg.hash:
             self.cache[msg.hash] = self.run_count
+            run.cacheable += 1
         if kind == "ref_hash":
+            run.cache_refs += 1
             if msg.ref_hash in self.cache:
                 self.cache[msg.ref_hash] = self.run_count
             else:
@@ -196,7 +216,8 @@ class Learner:
             elif which in ("markdown", "heading", "text", "alert"):
                 run.texts.append(getattr(getattr(element, which), "body", ""))
         elif kind == "script_finished":
-            self.run_count += 1   # the browser ages its cache once per finished run
+            if msg.script_finished != FINISHED.FINISHED_EARLY_FOR_RERUN:
+                self.run_count += 1   # the browser ages its cache once per finished run (a fragment's too)
             age = self.cache_age if self.cache_age is not None else 2
             self.cache = {h: used for h, used in self.cache.items() if self.run_count - used <= age}
             if msg.script_finished in FULL_RUN_DONE and self._busy and self._started:
