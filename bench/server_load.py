@@ -32,6 +32,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -144,11 +145,11 @@ async def walk(learner: Learner, index: int, deadline: float, rate: float, quick
 
 
 async def learners_walk(url: str, n: int, seconds: float, rate: float, quick: bool, classroom: bool,
-                        timeout_s: float, marks: list) -> tuple[Tally, list[Learner]]:
+                        timeout_s: float, marks: list, sticky: bool = False) -> tuple[Tally, list[Learner]]:
     """Join n learners one at a time (not measured), then walk them all for `seconds`; marks gets
     (time.monotonic(), server CPU ticks) at the walk's start and end (CPU: the caller's ticks())."""
     tally = Tally()
-    learners = [Learner(url, timeout_s=timeout_s) for _ in range(n)]
+    learners = [Learner(url, timeout_s=timeout_s, sticky=sticky) for _ in range(n)]
     for i, learner in enumerate(learners):     # join one at a time, as a class arrives (not measured)
         await learner.__aenter__()
         try:
@@ -237,7 +238,7 @@ def warm_up(url: str, timeout_s: float) -> None:
 
 
 def cell(url: str, pids: list[int], mode: str, n: int, rate: float, seconds: float, quick: bool, timeout_s: float,
-         log_tracebacks=None) -> dict:
+         log_tracebacks=None, sticky: bool = False) -> dict:
     hz = os.sysconf("SC_CLK_TCK")
     peak = [max(rss_bytes(p) for p in pids)] if pids else [0]
     stop = threading.Event()
@@ -255,7 +256,7 @@ def cell(url: str, pids: list[int], mode: str, n: int, rate: float, seconds: flo
         return time.monotonic(), sum(proc_ticks(p) for p in pids)
     marks = [now, now]
     tally, learners = asyncio.run(learners_walk(url, n, seconds, rate, quick, mode == "classroom", timeout_s,
-                                                marks))
+                                                marks, sticky))
     (t0, cpu0), (t1, cpu1) = marks
     cpu_s, wall = (cpu1 - cpu0) / hz, t1 - t0
     stop.set()
@@ -264,7 +265,9 @@ def cell(url: str, pids: list[int], mode: str, n: int, rate: float, seconds: flo
             "median": statistics.median(xs) if xs else float("nan"), "p95": pct(xs, 0.95), "errors": tally.errors,
             "cpu_per": cpu_s / max(1, len(xs)), "cpu_cores": cpu_s / wall, "rss_mb": peak[0] / 2**20,
             "tracebacks": (log_tracebacks() - tb0) if log_tracebacks else None,
-            "timer_runs": sum(s.timer_runs for s in learners), "by_kind": tally.latencies}
+            "timer_runs": sum(s.timer_runs for s in learners), "by_kind": tally.latencies,
+            # behind scripts/classroom-cluster's proxy: learners per replica (the proxy's X-GX-Replica header)
+            "replicas": Counter(s.handshake_headers.get("x-gx-replica", "-") for s in learners)}
 
 
 HEADER = ("| mode | learners | per min | quick | interactions | median s | p95 s | errors | server CPU s / interaction "
@@ -292,6 +295,8 @@ def main() -> int:
     ap.add_argument("--no-training", action="store_true", help="no training job during the walk")
     ap.add_argument("--url", help="bench a server already running (loopback); --pids: its processes, for CPU")
     ap.add_argument("--pids", type=int, nargs="*", default=[])
+    ap.add_argument("--sticky", action="store_true", help="as a browser: load the page (its cookies) before the "
+                    "websocket; for --url of scripts/classroom-cluster's proxy")
     ap.add_argument("--timeout-s", type=float, default=120.0)
     ap.add_argument("--profile", help="write a cProfile of the server's full script runs to this pstats file")
     args = ap.parse_args()
@@ -309,7 +314,8 @@ def main() -> int:
     if args.url:
         warm_up(args.url, args.timeout_s)
         for mode, n, rate in cells:
-            results.append(cell(args.url, args.pids, mode, n, rate, args.seconds, args.quick, args.timeout_s))
+            results.append(cell(args.url, args.pids, mode, n, rate, args.seconds, args.quick, args.timeout_s,
+                                sticky=args.sticky))
             print(row(results[-1]), flush=True)
     else:
         tmp = Path(tempfile.mkdtemp(prefix="gx-server-load-"))
@@ -333,7 +339,8 @@ def main() -> int:
                 Path(args.profile + ".on").unlink(missing_ok=True)
     print(f"load average at the end {os.getloadavg()[0]:.1f}")
     for r in results:
-        print(f"{r['mode']} N={r['n']} rate={r['rate']:g}: {by_kind(r)}; status-poll reruns {r['timer_runs']}")
+        print(f"{r['mode']} N={r['n']} rate={r['rate']:g}: {by_kind(r)}; status-poll reruns {r['timer_runs']}; "
+              f"learners per replica {dict(r['replicas'])}")
         for e in r["errors"][:5]:
             print(f"  error: {e}")
         failed |= bool(r["errors"]) or bool(r["tracebacks"])
