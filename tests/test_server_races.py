@@ -80,8 +80,8 @@ def test_sessions_whose_first_runs_import_the_figure_libraries_at_once_show_no_e
             await asyncio.gather(*(s.open() for s in (a, b, c, d)))   # the landing page everywhere first
             return await asyncio.gather(*(s.rerun(page) for s, page in zip((a, b, c, d), PAGES)))
 
-    # the landing page alone would import everything in the first session; a fresh server per page order instead:
-    # the first runs above already race (four landing pages at once), then four different pages at once
+    # a fresh server: four first runs at once import the figure libraries together (3 of 3 runs showed the
+    # half-imported pandas error without app.py's up-front imports), then four different pages at once
     results = asyncio.run(first_runs())
     assert [r.exceptions for r in results] == [[]] * 4
     assert tracebacks(log) == []
