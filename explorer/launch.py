@@ -26,6 +26,8 @@ CLASSROOM_HELP = """classroom mode (gpt-explorer --classroom [flags] [streamlit 
   --max-jobs N           training jobs at once; the rest wait in a queue (default: one per two cores)
   --share-runs           learners see each other's runs (read-only); the teacher can switch it in the sidebar
   --allow-network        required with --server.address other than 127.0.0.1/localhost
+  --replica              another server of a class already started on the same checkpoints folder (a scale-out,
+                         scripts/classroom-cluster): keeps that class's settings and teacher token
 The teacher's token is printed at launch; enter it in the sidebar's Teacher box (never put it in a URL)."""
 
 
@@ -89,7 +91,21 @@ def start_classroom(args: list[str]) -> list[str]:
     """Write the teacher's settings (with a fresh token's digest), switch the app into classroom mode (env), print
     the token, the address and any warning; returns the flags for streamlit."""
     from explorer.classroom import policy as classroom
-    settings_kw, allow_network, max_jobs, rest = parse_classroom(args)
+    replica = "--replica" in args
+    settings_kw, allow_network, max_jobs, rest = parse_classroom([a for a in args if a != "--replica"])
+    if replica:
+        path = classroom.class_dir() / classroom.SETTINGS
+        if settings_kw or not path.is_file():
+            raise LaunchError("--replica joins a class already started on this checkpoints folder: start the first "
+                              "server without it (its flags set the class's limits), then the replicas with "
+                              "--classroom --replica only")
+        settings = classroom.load_settings()
+        flags = classroom_server_flags(rest, allow_network, settings.max_upload_mb)
+        os.environ[classroom.ENV] = "1"
+        if max_jobs:
+            os.environ["GPT_EXPLORER_MAX_JOBS"] = str(max_jobs)
+        print(f"GPT Explorer classroom replica (settings: {path}); the teacher token is the first server's.")
+        return flags
     token = secrets.token_urlsafe(12)
     settings = classroom.Settings(**settings_kw, teacher_token_sha256=classroom.token_digest(token))
     flags = classroom_server_flags(rest, allow_network, settings.max_upload_mb)

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from explorer.jobs import training as jobs
 from gpt import runs
+from gpt.runs.cached import read_json as read_cached_json
 
 ENV = "GPT_EXPLORER_CLASSROOM"      # "1" when `gpt-explorer --classroom` started this server
 CLASS_DIR = ".classroom"
@@ -78,9 +79,9 @@ def save_settings(settings: Settings, root: str | Path | None = None) -> Path:
 def load_settings(root: str | Path | None = None) -> Settings:
     """The teacher's settings; the defaults when the file is missing or damaged (the strict side: no sharing,
     no teacher token that anything could match)."""
-    try:
-        return Settings.from_dict(json.loads((class_dir(root) / SETTINGS).read_text(encoding="utf-8")))
-    except (OSError, ValueError, TypeError):
+    try:   # read again only when the file changed (gpt/runs/cached.py): every rerun of every tab asks
+        return Settings.from_dict(read_cached_json(class_dir(root) / SETTINGS, {}))
+    except (ValueError, TypeError):
         return Settings()
 
 
@@ -141,20 +142,20 @@ def register_learner(name: str, root: str | Path | None = None) -> tuple[str, Ac
 def learner_for_key(key: str | None, root: str | Path | None = None) -> Actor | None:
     if not key:
         return None
-    entry = _read_json(class_dir(root) / LEARNERS, {}).get(token_digest(key))
+    entry = read_cached_json(class_dir(root) / LEARNERS, {}).get(token_digest(key))
     return Actor(entry["id"], entry["name"]) if isinstance(entry, dict) and "id" in entry else None
 
 
 def learner_names(root: str | Path | None = None) -> dict[str, str]:
     """learner id -> name, to say whose a run is."""
-    return {e["id"]: e.get("name", "?") for e in _read_json(class_dir(root) / LEARNERS, {}).values()
+    return {e["id"]: e.get("name", "?") for e in read_cached_json(class_dir(root) / LEARNERS, {}).values()
             if isinstance(e, dict) and "id" in e}
 
 
 # ---- ownership ----
 def owner_of(run_dir: str | Path) -> str | None:
     """The learner id that owns a run, or None: the teacher's."""
-    return _read_json(Path(run_dir) / OWNER, {}).get("learner")
+    return read_cached_json(Path(run_dir) / OWNER, {}).get("learner")
 
 
 def owner_record(actor: Actor) -> dict | None:

@@ -81,8 +81,11 @@ def _teacher_sign_in() -> None:
 
 
 def _set_sharing() -> None:
-    if st.session_state.get(_TEACHER):   # checked again: only a teacher's session draws the toggle
-        classroom.save_settings(replace(settings(), share_runs=bool(st.session_state.classroom_share)))
+    # checked again: only a teacher's session draws the toggle; .get, as a callback may run at the start of a
+    # rerun another request asked for (a quick click)
+    share = st.session_state.get("classroom_share")
+    if st.session_state.get(_TEACHER) and isinstance(share, bool):
+        classroom.save_settings(replace(settings(), share_runs=share))
 
 
 def sidebar() -> None:

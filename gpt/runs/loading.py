@@ -1,8 +1,9 @@
 """Loading a run folder: its config, the weights (checked against the config stored with them), snapshots, and the
 listing of every run (with the folders that failed and why)."""
 import json
+import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -11,7 +12,7 @@ from safetensors.torch import load_model
 
 from gpt.config import ConfigError, GPTConfig, TrainConfig
 from gpt.model import GPT
-from gpt.runs import atomic
+from gpt.runs import atomic, cached
 from gpt.runs.folder import (
     _SNAPSHOT_RE,
     CONFIG,
@@ -25,7 +26,6 @@ from gpt.runs.folder import (
     checkpoints_root,
     effective_state,
     pid_is_trainer,
-    read_jsonl,
     read_status,
     startup_error,
 )
@@ -205,21 +205,45 @@ class RunInfo:
     config: dict
 
 
+_summaries: dict[str, tuple] = {}   # run folder -> (signature of its three files, RunInfo, status)
+_summaries_lock = threading.Lock()
+
+
 def run_summary(run_dir: Path) -> RunInfo | None:
+    """The run's RunInfo, or None when its config cannot be read. Computed again only when config.json,
+    metrics.jsonl or status.json changed (gpt/runs/cached.py; metrics are read incrementally while a run trains);
+    the state is checked on every call (a trainer that died leaves its status file as it was: 'orphaned').
+    The config dict is shared between callers: do not mutate it."""
+    run_dir = Path(run_dir)
+    key = str(run_dir)
+    sig = tuple(cached.signature(run_dir / name) for name in (CONFIG, METRICS, STATUS))
+    with _summaries_lock:
+        hit = _summaries.get(key)
+    if hit is None or hit[0] != sig:
+        hit = (sig, *_summarise(run_dir, sig))
+        with _summaries_lock:
+            if len(_summaries) >= cached.MAX_FILES:
+                _summaries.clear()
+            _summaries[key] = hit
+    _, info, status = hit
+    return None if info is None else replace(info, state=effective_state(status))
+
+
+def _summarise(run_dir: Path, sig: tuple) -> tuple[RunInfo | None, dict]:
     try:
         cfg = read_config(run_dir)
     except RunError:
-        return None
+        return None, {}
     from gpt.sizing import count_params
-    metrics = read_jsonl(run_dir / METRICS)
+    metrics = cached.read_jsonl_rows(run_dir / METRICS)
     vals = [r["val_loss"] for r in metrics if isinstance(r.get("val_loss"), (int, float))]
     status = read_status(run_dir)
     steps = [r["step"] for r in metrics if type(r.get("step")) is int] + [status.get("step")]
     step = max(s for s in steps if type(s) is int) if any(type(s) is int for s in steps) else 0
-    modified = max((p.stat().st_mtime for p in (run_dir / METRICS, run_dir / STATUS, run_dir / CONFIG)
-                    if p.exists()), default=0.0)
-    return RunInfo(run_dir.name, run_dir, cfg["model"].arch, count_params(cfg["model"]), int(step),
-                   cfg["train"].max_iters, min(vals) if vals else None, effective_state(status), modified, cfg)
+    modified = max((s[3] / 1e9 for s in sig if s is not None), default=0.0)
+    info = RunInfo(run_dir.name, run_dir, cfg["model"].arch, count_params(cfg["model"]), int(step),
+                   cfg["train"].max_iters, min(vals) if vals else None, "unknown", modified, cfg)
+    return info, status
 
 
 @dataclass
