@@ -6,9 +6,10 @@ Every step records every layer's MLP input and output in one forward pass and ta
 The loss is the sum over output layers j of the reconstruction error of blocks.{j}.mlp.out as a share of its
 variance (the per-layer trainer's normalised MSE, one per output), with TopK per encoder layer (k per layer; as
 Gao et al., the sparsity is the k). Inputs and targets are scaled to E||v||^2 = width per layer while training, as
-the per-layer trainer does; each feature's decoder is kept at unit norm *in the model's units* (its L - i output
-vectors divided by their targets' scales), so saving only divides by the scales: no feature is rescaled, and the
-TopK choice in the file is the trained one.
+the per-layer trainer does; each feature's decoder is kept at unit norm *in the model's units up to one factor per
+source layer* (its L - i output vectors divided by their targets' scales, times its own layer's), so saving folds
+one scale per layer into the encoder, as the per-layer trainer's export does: every feature of a layer is scaled
+alike, and the TopK choice in the file is the trained one.
 """
 from __future__ import annotations
 
@@ -32,13 +33,15 @@ class CrossLayerTrainer:
         self.cfg, L = cfg, config.n_layers
         self.x_scale = [float(config.d_in ** 0.5 / x.norm(dim=-1).mean().clamp(min=1e-6)) for x in first_xs]
         self.y_scale = [float(config.d_out ** 0.5 / y.norm(dim=-1).mean().clamp(min=1e-6)) for y in first_ys]
-        # per source layer i: (L - i,) the factor from a scaled decoder vector of output j to the model's units
-        self.unscale = [torch.tensor([1 / s for s in self.y_scale[i:]]) for i in range(L)]
+        # per source layer i: (L - i,) the factor from a scaled decoder vector of output j to the model's units,
+        # times layer i's own scale (1 for j = i): the decoders then start and stay near unit size while training
+        self.unscale = [torch.tensor([self.y_scale[i] / s for s in self.y_scale[i:]]) for i in range(L)]
         self.clt = CrossLayerTranscoder(config)
         c = self.clt
         with torch.no_grad():
             for i in range(L):
                 w = torch.randn(config.n_features, L - i, config.d_out, generator=generator)
+                w[:, 1:] *= 0.1  # start mostly as a per-layer transcoder; the later outputs grow where they help
                 c.W_dec[i].copy_(w)
                 same = w[:, 0] / w[:, 0].norm(dim=-1, keepdim=True)
                 c.W_enc[i].copy_(same.T if config.d_in == config.d_out else
@@ -50,7 +53,7 @@ class CrossLayerTrainer:
         self.last = {}
 
     def _weighted(self, i: int) -> torch.Tensor:
-        """(n, L - i, d_out) layer i's decoders in the model's units (unit norm per feature)."""
+        """(n, L - i, d_out) layer i's decoders in the model's units times y_scale[i] (unit norm per feature)."""
         return self.clt.W_dec[i] * self.unscale[i][None, :, None]
 
     @torch.no_grad()
@@ -155,12 +158,13 @@ class CrossLayerTrainer:
 
     @torch.no_grad()
     def export(self) -> CrossLayerTranscoder:
-        """The CLT in the model's units: f_i is unchanged (the encoder takes the input's scale), decoders and
-        biases are divided by their outputs' scales (and are then unit-norm per feature)."""
+        """The CLT in the model's units: layer i's features are the trained ones divided by y_scale[i] (the
+        encoder takes x_scale[i] / y_scale[i]), decoders become unit-norm per feature, and each output's bias is
+        divided by its scale: y_hat_j of the file on raw activations = the trained one / y_scale[j]."""
         c, out = self.clt, CrossLayerTranscoder(self.clt.config)
         for i in range(c.config.n_layers):
-            out.W_enc[i].copy_(c.W_enc[i] * self.x_scale[i])
-            out.b_enc[i].copy_(c.b_enc[i])
+            out.W_enc[i].copy_(c.W_enc[i] * (self.x_scale[i] / self.y_scale[i]))
+            out.b_enc[i].copy_(c.b_enc[i] / self.y_scale[i])
             out.W_dec[i].copy_(self._weighted(i))
             out.b_dec[i].copy_(c.b_dec[i] / self.y_scale[i])
         return out.eval().requires_grad_(False)
