@@ -31,7 +31,8 @@ def measure(model, ids, dictionaries) -> dict:
     total = (graph.adjacency.sum(1) + graph.bias)[targets]
     exact = float(((total - graph.target_input[targets]).abs() / graph.target_input[targets].abs().clamp(min=1)).max())
     logits = replacement_forward(model, freeze(model, ids, dictionaries), dictionaries).logits[-1]
-    logit_diff = float((logits - model(torch.tensor([ids]))[0][0, -1]).abs().max())
+    with torch.no_grad():
+        logit_diff = float((logits - model(torch.tensor([ids]))[0][0, -1]).abs().max())
     feats = [(float(v), n) for n, v in zip(pruned.nodes, pruned.influence) if n.kind == "feature"]
     top = max(feats, key=lambda x: x[0]) if feats else (0.0, None)
     return {"features": int(graph.kind_mask("feature").sum()), "nodes": len(pruned.nodes),

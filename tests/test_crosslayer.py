@@ -139,10 +139,12 @@ def test_model_mismatch_and_listing(tmp_path):
     assert plts == [] and plt_broken == []
 
 
-def test_transcoders_interface_agrees_with_each_dictionary():
-    """Transcoders over PLTs decodes as each PLT does; over a CLT as the CLT does; a PLT in the wrong layer is refused."""
+def test_transcoders_interface_agrees_with_each_dictionary(tmp_path):
+    """Transcoders over PLTs decodes as each PLT does; over a CLT as the CLT does; a PLT in the wrong layer is refused.
+    A CLT layer's feature card reads its encoder and, as its direction, the feature's total write."""
     clt = random_clt()
-    loaded = LoadedCrossLayer("clt", None, clt.config, clt, None)
+    loaded = LoadedCrossLayer("clt", tmp_path / "clt", clt.config, clt, None)
+    (tmp_path / "clt").mkdir()
     xs = [torch.randn(4, 16) for _ in range(3)]
     tc = Transcoders(clt=loaded)
     feats = [tc.encode(i, x) for i, x in enumerate(xs)]
@@ -150,6 +152,10 @@ def test_transcoders_interface_agrees_with_each_dictionary():
         torch.testing.assert_close(tc.decode(j, feats), want)
     assert list(tc.sources(2)) == [0, 1, 2] and tc.names == ["clt"] * 3
     torch.testing.assert_close(tc.writes(0), clt.W_dec[0].sum(1))
+    card = tc.card(1)
+    torch.testing.assert_close(card.module.encode(xs[1]), feats[1])
+    torch.testing.assert_close(card.module.W_dec, clt.W_dec[1].sum(1))
+    assert card.path == tmp_path / "clt" / "layer-1" and card.path.is_dir() and card.name == "clt L1"
     plts = []
     for layer in range(3):
         cfg = DictionaryConfig("transcoder", f"blocks.{layer}.mlp.in", f"blocks.{layer}.mlp.out", "relu", 8, 16, 16,
