@@ -4,7 +4,8 @@ README's worked example and of a few validation windows from each, side by side 
 For every prompt and both dictionaries: active features, the pruned graph's node count (the page's thresholds,
 0.8 / 0.98), its replacement score, the full graph's completeness score, the most influential feature, the seconds
 to build the graph, and the two exactness checks (the replacement model's logits against the model's, edges +
-bias against every target's input, relative where the input is large). Then each dictionary's CE loss recovered
+bias against every target's input, relative where the input is large; the logits with the features held at their
+activations, as the graph's linear model has them, and recomputed, as interventions run). Then each dictionary's CE loss recovered
 with every MLP replaced at once, from its metrics.json (`gpt-features eval` writes it).
 
 usage: python bench/circuits_clt.py RUN_DIR [--clt NAME] [--windows 4] [--tokens 64] [--threads 1]
@@ -30,15 +31,22 @@ def measure(model, ids, dictionaries) -> dict:
     targets = graph.kind_mask("feature") | graph.kind_mask("logit")
     total = (graph.adjacency.sum(1) + graph.bias)[targets]
     exact = float(((total - graph.target_input[targets]).abs() / graph.target_input[targets].abs().clamp(min=1)).max())
-    logits = replacement_forward(model, freeze(model, ids, dictionaries), dictionaries).logits[-1]
+    frozen = freeze(model, ids, dictionaries)
     with torch.no_grad():
-        logit_diff = float((logits - model(torch.tensor([ids]))[0][0, -1]).abs().max())
+        real = model(torch.tensor([ids]))[0][0, -1]
+    # the graph's model (features held at their activations), and the replacement model recomputing its features
+    # (what interventions run): TopK can swap the k-th and (k+1)-th feature where their pre-activations tie within
+    # fp32 noise, which moves the output by that feature's size
+    held = replacement_forward(model, frozen, dictionaries, activations=frozen.activations).logits[-1]
+    recomputed = replacement_forward(model, frozen, dictionaries).logits[-1]
+    logit_diff = float((held - real).abs().max())
+    recomputed_diff = float((recomputed - real).abs().max())
     feats = [(float(v), n) for n, v in zip(pruned.nodes, pruned.influence) if n.kind == "feature"]
     top = max(feats, key=lambda x: x[0]) if feats else (0.0, None)
     return {"features": int(graph.kind_mask("feature").sum()), "nodes": len(pruned.nodes),
             "kept_features": int(pruned.kind_mask("feature").sum()), "replacement": pruned.replacement_score(),
             "completeness": graph.completeness_score(), "seconds": seconds, "edges_bias_rel": exact,
-            "logit_diff": logit_diff, "top": (f"L{top[1].layer} #{top[1].index} @{top[1].position} ({top[0]:.2f})"
+            "logit_diff": logit_diff, "recomputed_diff": recomputed_diff, "top": (f"L{top[1].layer} #{top[1].index} @{top[1].position} ({top[0]:.2f})"
                                               if top[1] else "-"),
             "p_top": float(graph.logit_probs[0]), "token": graph.logit_ids[0]}
 
@@ -63,8 +71,9 @@ def main() -> None:
     step = max(1, (len(val) - args.tokens) // max(1, args.windows))
     prompts += [(f"validation @{i * step}", val[i * step:i * step + args.tokens].tolist()) for i in range(args.windows)]
     print("| prompt | dictionary | active features | pruned nodes (features) | replacement score | completeness | "
-          "top feature (influence) | graph s | max rel. edges+bias err | max logit err |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+          "top feature (influence) | graph s | max rel. edges+bias err | max logit err, held | "
+          "recomputed |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     sums = {"PLTs": [], clt.name: []}
     for label, ids in prompts:
         for name, dictionaries in (("PLTs", plts), (clt.name, clt)):
@@ -72,7 +81,7 @@ def main() -> None:
             sums[name].append(m)
             print(f"| {label} | {name} | {m['features']:,} | {m['nodes']} ({m['kept_features']}) | "
                   f"{m['replacement']:.3f} | {m['completeness']:.3f} | {m['top']} | {m['seconds']:.2f} | "
-                  f"{m['edges_bias_rel']:.1e} | {m['logit_diff']:.1e} |", flush=True)
+                  f"{m['edges_bias_rel']:.1e} | {m['logit_diff']:.1e} | {m['recomputed_diff']:.1e} |", flush=True)
     for name, ms in sums.items():
         mean = {k: sum(m[k] for m in ms) / len(ms) for k in ("nodes", "replacement", "completeness", "features")}
         print(f"mean over {len(ms)} prompts, {name}: nodes {mean['nodes']:.0f}, replacement {mean['replacement']:.3f}, "

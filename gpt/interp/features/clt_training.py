@@ -41,7 +41,6 @@ class CrossLayerTrainer:
         with torch.no_grad():
             for i in range(L):
                 w = torch.randn(config.n_features, L - i, config.d_out, generator=generator)
-                w[:, 1:] *= 0.1  # start mostly as a per-layer transcoder; the later outputs grow where they help
                 c.W_dec[i].copy_(w)
                 same = w[:, 0] / w[:, 0].norm(dim=-1, keepdim=True)
                 c.W_enc[i].copy_(same.T if config.d_in == config.d_out else
