@@ -68,9 +68,22 @@ def run_dictionaries(run_dir: str | Path):
     return _dictionaries(str(run_dir), weights_mtime(run_dir))
 
 
+@st.cache_resource(max_entries=8, show_spinner="Reading the run's cross-layer transcoders...")
+def _crosslayers(run_dir: str, weights_mtime: float):
+    del weights_mtime  # new weights: the digest check must run again
+    from gpt.interp.features.crosslayer import list_crosslayers
+    return list_crosslayers(run_dir, cached_run(run_dir).config)
+
+
+def run_crosslayers(run_dir: str | Path):
+    """(usable cross-layer transcoders, refused ones with their reason) of a run, as run_dictionaries."""
+    return _crosslayers(str(run_dir), weights_mtime(run_dir))
+
+
 def forget_dictionaries() -> None:
     """A dictionary training just finished: list the run's folders again."""
     _dictionaries.clear()
+    _crosslayers.clear()
 
 
 # ---- computed results ----

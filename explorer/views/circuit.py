@@ -9,7 +9,7 @@ import json
 import streamlit as st
 
 from explorer.figures.circuit import circuit_figure, circuit_view, node_label
-from explorer.ui.cache import run_dictionaries
+from explorer.ui.cache import run_crosslayers, run_dictionaries
 from explorer.ui.feature_card import draw_feature_card
 from explorer.ui.prompts import teaching_prompt_ids
 from explorer.ui.run_picker import selected_attention_run
@@ -19,6 +19,7 @@ from gpt.interp.capture import InterpError
 from gpt.interp.circuits import attribution_graph, intervene
 from gpt.interp.circuits.replacement import CircuitError, pick_transcoders, refuse_model
 from gpt.interp.features.export import feature_names
+from gpt.interp.features.stack import as_transcoders
 
 run = selected_attention_run("Circuit", "no layers, so there is no circuit to trace: its prediction is a lookup of "
                                        "the current token's row")
@@ -30,12 +31,27 @@ st.caption("How did the model get to its prediction? The **attribution graph** r
 try:
     refuse_model(run.model)
     good, broken = run_dictionaries(run.path)
-    transcoders = pick_transcoders(good, broken, cfg.n_layer, run.path.name)
+    clts = run_crosslayers(run.path)[0]
+    try:
+        choices = {"per-layer transcoders": pick_transcoders(good, broken, cfg.n_layer, run.path.name)}
+    except CircuitError:
+        if not clts:
+            raise
+        choices = {}
+    choices.update({f"cross-layer transcoder {c.name}": c for c in clts})
 except CircuitError as e:
     st.info(str(e))
     if cfg.has_mlp:
         st.page_link("views/features.py", label="Train transcoders on the Features page", icon=":material/category:")
     st.stop()
+if len(choices) > 1:  # a run with a CLT (gpt-features train --kind clt) as well
+    which = st.radio("Replace the MLPs with", list(choices), horizontal=True, key="circ_dictionary",
+                     help="Per-layer transcoders: each layer's features write that layer's MLP output. A cross-layer "
+                          "transcoder's features write their layer's MLP output and every later one, so a chain of "
+                          "features that only pass something on can be one feature.")
+else:
+    which = next(iter(choices))
+transcoders = choices[which]
 
 
 
@@ -83,7 +99,7 @@ def _intervention(run_dir: str, weights_key: tuple, ids: tuple[int, ...], names:
 
 
 graph_key = (str(run.path), (run.step, run.path.stat().st_mtime), tuple(ids[:pos + 1]),
-             tuple(str(t.path) for t in transcoders))
+             tuple(str(p) for p in as_transcoders(transcoders).paths))
 try:
     graph = _graph(*graph_key)
 except InterpError as e:
@@ -144,7 +160,7 @@ elif selected in by_key:
         st.rerun()
     if node.kind == "feature":
         with st.expander(f"Feature card: L{node.layer} #{node.index}", expanded=True):
-            draw_feature_card(run, transcoders[node.layer], node.index, key="circ_card")
+            draw_feature_card(run, as_transcoders(transcoders).card(node.layer), node.index, key="circ_card")
     elif node.kind == "error":
         st.caption("An error node is the part of this layer's MLP output its transcoder does not reproduce at this "
                    "token. A large, influential error node means the graph cannot explain this step in features.")

@@ -1,14 +1,17 @@
 """Attribution graphs: the direct linear effects between the nodes of one prompt's replacement model.
 
 Nodes (in this order, as circuit-tracer lays them out): the active transcoder features (by layer, position,
-feature), one error node per layer and position, one embedding node per position, and logit nodes for the most
-likely next tokens. `adjacency[target, source]` is the direct effect of source on target's input: for a feature
-its pre-activation `x @ W_enc + b_enc`, for a logit the logit before any soft cap. Sources are leaves with a
-vector they write: a feature writes activation * W_dec[feature], an error node its error vector, an embedding
-node the token (+ position) embedding. So edge = (vector written) . (gradient of the target's input with respect
-to the residual slot it is written into) through the frozen attention layers only: the direct path, no other
-node in between. Each target's input = sum of its incoming edges + `bias[target]` (the biases of norms,
-attention, transcoder decoders and encoders, carried along the same paths); tests check both sides.
+feature; a cross-layer transcoder's feature belongs to its encoder's layer), one error node per layer and
+position, one embedding node per position, and logit nodes for the most likely next tokens.
+`adjacency[target, source]` is the direct effect of source on target's input: for a feature its pre-activation
+`x @ W_enc + b_enc`, for a logit the logit before any soft cap. Sources are leaves with a vector they write: a
+feature writes activation * W_dec[feature], an error node its error vector, an embedding node the token
+(+ position) embedding. So edge = (vector written) . (gradient of the target's input with respect to the
+residual slot it is written into) through the frozen attention layers only: the direct path, no other node in
+between; a cross-layer transcoder's feature of layer i writes activation * W_dec_i[feature, j - i] into every MLP
+output j >= i, and its edge is the sum of those direct paths. Each target's input = sum of its incoming edges +
+`bias[target]` (the biases of norms, attention, transcoder decoders and encoders, carried along the same paths);
+tests check both sides.
 
 Influence and pruning follow the paper (and circuit-tracer): normalise |adjacency| so each target's incoming
 weights sum to 1, weight the logit nodes by their probabilities, and sum over paths of every length
@@ -26,6 +29,7 @@ from gpt.interp.circuits.export import circuit_tracer_json, cumulative_share
 from gpt.interp.circuits.replacement import (
     CircuitError,
     FrozenPrompt,
+    check_transcoders,
     freeze,
     frozen_attention_backward,
     frozen_attention_backward_from,
@@ -33,7 +37,6 @@ from gpt.interp.circuits.replacement import (
     replacement_forward,
     skip_backward,
 )
-from gpt.interp.features.dictionary import LoadedDictionary
 from gpt.model import GPT
 
 KINDS = ("feature", "error", "embedding", "logit")
@@ -240,10 +243,11 @@ def select_logits(logits: torch.Tensor, max_logits: int, prob_mass: float) -> tu
 
 
 @torch.no_grad()
-def attribution_graph(model: GPT, ids, transcoders: list[LoadedDictionary], position: int = -1,
+def attribution_graph(model: GPT, ids, transcoders, position: int = -1,
                       max_logits: int = 10, prob_mass: float = 0.95, batch_size: int = 256,
                       demean_unembedding: bool = False, token_embeddings_only: bool = False) -> AttributionGraph:
-    """The attribution graph of the prediction after `position` of ids (the prompt is cut there).
+    """The attribution graph of the prediction after `position` of ids (the prompt is cut there). transcoders: one
+    per layer (a list of LoadedDictionary), a cross-layer transcoder (LoadedCrossLayer), or Transcoders.
 
     Two conventions of circuit-tracer, off by default (ours: a logit node is the logit itself, an embedding node is
     everything that enters the first block): demean_unembedding attributes each logit minus the mean of all logits
@@ -251,13 +255,14 @@ def attribution_graph(model: GPT, ids, transcoders: list[LoadedDictionary], posi
     embedding alone, the position embedding becoming part of each target's constant term. With both on, the edges
     equal circuit-tracer's for the same prompt and transcoders (circuit-tracer also drops position 0's features
     and error nodes, treating it as a BOS token: edges between the remaining nodes are unchanged)."""
+    tc = check_transcoders(model, transcoders)
     ids = check_ids(model, ids)[0]
     T_full = ids.numel()
     pos = position + T_full if position < 0 else position
     if not 0 <= pos < T_full:
         raise CircuitError(f"position {position} is outside the prompt of {T_full} tokens")
     ids = ids[:pos + 1]
-    frozen = freeze(model, ids, transcoders)
+    frozen = freeze(model, ids, tc)
     T, L = ids.numel(), model.config.n_layer
     logit_ids, logit_probs = select_logits(frozen.logits[-1], max_logits, prob_mass)
 
@@ -280,11 +285,11 @@ def attribution_graph(model: GPT, ids, transcoders: list[LoadedDictionary], posi
     dt = frozen.embeddings.dtype
     adjacency = torch.zeros(N, N, dtype=dt)
 
-    # what each residual slot receives: slot 0 the embeddings, slot l+1 layer l's features and error vectors
+    # what each residual slot receives: slot 0 the embeddings, slot l+1 layer l's MLP output: the features that
+    # write it (layer l's; with a CLT every layer's up to l) and layer l's error vectors
     slots = [(embed_vectors[:, None], torch.arange(embed_start, embed_start + T)[:, None])]
-    for layer, t in enumerate(transcoders):
-        positions, feats, rows = feature_rows[layer]
-        slots.append(_feature_slot(t, frozen, layer, positions, feats, rows, error_start + layer * T, T))
+    for layer in range(L):
+        slots.append(_feature_slot(tc, frozen, layer, feature_rows, error_start + layer * T, T))
 
     def collect(grad: torch.Tensor, slot: int, target_rows: torch.Tensor) -> None:
         """grad (B, T', C) of B targets' inputs at residual slot `slot` -> their edges from every slot below."""
@@ -293,18 +298,20 @@ def attribution_graph(model: GPT, ids, transcoders: list[LoadedDictionary], posi
             vectors, cols = slots[s]
             edges = torch.einsum("btc,tsc->bts", grad, vectors[:Tp])  # (B, T', S)
             valid = cols[:Tp] >= 0
-            adjacency[target_rows[:, None], cols[:Tp][valid][None, :]] = edges[:, valid]
+            # += : a CLT feature writes several slots, and its edge is the sum of those direct paths
+            adjacency[target_rows[:, None], cols[:Tp][valid][None, :]] += edges[:, valid]
             if s > 0:  # slot s -> resid_mid of layer s-1 (residual + any skip path) -> slot s-1 (+ attention)
-                if transcoders[s - 1].module.W_skip is not None:
-                    grad = grad + skip_backward(model, frozen, s - 1, transcoders[s - 1], grad)
+                w_skip = tc.W_skip(s - 1)
+                if w_skip is not None:
+                    grad = grad + skip_backward(model, frozen, s - 1, w_skip, grad)
                 grad = grad + frozen_attention_backward(model, frozen, s - 1, grad)
 
-    for layer, t in enumerate(transcoders):  # feature targets read resid_mid of their layer through ln_2
+    for layer in range(L):  # feature targets read resid_mid of their layer through ln_2
         positions, feats, rows = feature_rows[layer]
         for chunk in torch.arange(len(rows)).split(batch_size):
             p, f = positions[chunk], feats[chunk]
             Tp = int(p.max()) + 1
-            w_enc = t.module.W_enc.to(dt)[:, f].T  # (B, C)
+            w_enc = tc.W_enc(layer).to(dt)[:, f].T  # (B, C)
             at_mid = frozen_norm_backward(model.blocks[layer].ln_2, w_enc, frozen.mlp_scales[layer, p])  # (B, C)
             # resid_mid -> slot `layer`: the residual path plus the layer's attention, from one position each
             grad = frozen_attention_backward_from(model, frozen, layer, at_mid, p, Tp)
@@ -317,27 +324,35 @@ def attribution_graph(model: GPT, ids, transcoders: list[LoadedDictionary], posi
     grad[:, T - 1] = frozen_norm_backward(model.ln_f, w_u, frozen.final_scales[T - 1].expand(len(logit_ids)))
     collect(grad, L, torch.arange(logit_start, N))
 
-    bias, target_input = _constant_terms(model, frozen, transcoders, nodes, logit_start,
+    bias, target_input = _constant_terms(model, frozen, tc, nodes, logit_start,
                                          frozen.embeddings - embed_vectors, demean_unembedding)
     return AttributionGraph(tokens=ids.tolist(), nodes=nodes, adjacency=adjacency, logit_ids=logit_ids,
                             logit_probs=logit_probs, bias=bias, target_input=target_input, n_layer=L,
-                            transcoders=[t.name for t in transcoders],
+                            transcoders=sorted(set(tc.names), key=tc.names.index),
                             conventions={"demean_unembedding": demean_unembedding,
                                          "token_embeddings_only": token_embeddings_only})
 
 
-def _feature_slot(t: LoadedDictionary, frozen: FrozenPrompt, layer: int, positions, feats, rows, error_row0: int,
+def _feature_slot(tc, frozen: FrozenPrompt, layer: int, feature_rows, error_row0: int,
                   T: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Slot layer+1's sources per position: (T, S, C) vectors (activation * decoder row, then the error vector)
-    and (T, S) node indices (-1 where a position has fewer active features than the widest)."""
+    """Slot layer+1's sources per position: (T, S, C) vectors (activation * the decoder row to this layer's MLP
+    output, for the active features of every layer that writes it; then the error vector) and (T, S) node indices
+    (-1 where a position has fewer active features than the widest)."""
     C = frozen.errors.size(-1)
+    sources = list(tc.sources(layer))
+    positions = torch.cat([feature_rows[i][0] for i in sources])
+    feats = [feature_rows[i][1] for i in sources]
+    rows = torch.cat([feature_rows[i][2] for i in sources])
+    written = torch.cat([frozen.activations[i][feature_rows[i][0], f][:, None]
+                         * tc.decoder(i, layer).to(frozen.errors.dtype)[f] for i, f in zip(sources, feats)])
+    order = torch.sort(positions, stable=True).indices  # by position, as the slot offsets below assume
+    positions, rows, written = positions[order], rows[order], written[order]
     counts = torch.bincount(positions, minlength=T)
     S = int(counts.max()) + 1 if len(positions) else 1
     vectors = torch.zeros(T, S, C, dtype=frozen.errors.dtype)
     cols = torch.full((T, S), -1, dtype=torch.long)
     slot_in_pos = torch.arange(len(positions)) - torch.cumsum(counts, 0)[positions] + counts[positions]
-    act = frozen.activations[layer][positions, feats]
-    vectors[positions, slot_in_pos] = act[:, None] * t.module.W_dec.to(act.dtype)[feats]
+    vectors[positions, slot_in_pos] = written
     cols[positions, slot_in_pos] = rows
     vectors[:, S - 1] = frozen.errors[layer]
     cols[:, S - 1] = error_row0 + torch.arange(T)

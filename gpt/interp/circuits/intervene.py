@@ -5,7 +5,8 @@ Two ways, shown side by side:
   fixed, later features recomputed by their transcoders) — the model the graph describes;
 * in the real model (nothing frozen): at the feature's layer and position the MLP output gets
   (value - the feature's current activation) * its decoder row, where the current activation is re-read from the
-  MLP input as it is after earlier interventions; everything else runs as usual.
+  MLP input as it is after earlier interventions (a cross-layer transcoder's feature: every later MLP output at
+  that position gets the same difference times its decoder row to that layer); everything else runs as usual.
 """
 from __future__ import annotations
 
@@ -15,8 +16,8 @@ import torch
 
 from gpt.interp.capture import check_ids, run_with_cache
 from gpt.interp.circuits.graph import Node
-from gpt.interp.circuits.replacement import CircuitError, freeze, replacement_forward
-from gpt.interp.features.dictionary import LoadedDictionary
+from gpt.interp.circuits.replacement import CircuitError, check_transcoders, freeze, replacement_forward
+from gpt.interp.features.stack import Transcoders
 from gpt.model import GPT
 
 FeatureKey = tuple[int, int, int]  # (layer, position, feature)
@@ -39,7 +40,7 @@ class InterventionResult:
         return sorted(rows, key=lambda r: -max(r[1:]))[:k]
 
 
-def _feature_key(node, transcoders: list[LoadedDictionary], T: int) -> FeatureKey:
+def _feature_key(node, transcoders: Transcoders, T: int) -> FeatureKey:
     if isinstance(node, Node):
         if node.kind != "feature":
             raise CircuitError(f"only features can be switched; {node.key} is a {node.kind} node")
@@ -49,20 +50,23 @@ def _feature_key(node, transcoders: list[LoadedDictionary], T: int) -> FeatureKe
         if len(key) != 3:
             raise CircuitError(f"a feature is (layer, position, feature); got {node!r}")
     layer, pos, feat = key
-    if not 0 <= layer < len(transcoders):
-        raise CircuitError(f"layer {layer} does not exist (0..{len(transcoders) - 1})")
+    if not 0 <= layer < transcoders.n_layer:
+        raise CircuitError(f"layer {layer} does not exist (0..{transcoders.n_layer - 1})")
     if not 0 <= pos < T:
         raise CircuitError(f"position {pos} is outside the prompt of {T} tokens")
-    n = transcoders[layer].config.n_features
+    n = transcoders.n_features(layer)
     if not 0 <= feat < n:
-        raise CircuitError(f"feature {feat} does not exist: {transcoders[layer].name} has 0..{n - 1}")
+        raise CircuitError(f"feature {feat} does not exist: {transcoders.names[layer]} has 0..{n - 1} in layer "
+                           f"{layer}")
     return key
 
 
 @torch.no_grad()
-def intervene(model: GPT, ids, transcoders: list[LoadedDictionary], settings: dict) -> InterventionResult:
+def intervene(model: GPT, ids, transcoders, settings: dict) -> InterventionResult:
     """Set features ({Node or (layer, position, feature): value}, 0 = off) and return the next-token distribution
-    after the last token of ids, before and after, in the replacement model and in the real one."""
+    after the last token of ids, before and after, in the replacement model and in the real one. transcoders: one
+    per layer, a cross-layer transcoder, or Transcoders."""
+    transcoders = check_transcoders(model, transcoders)
     ids = check_ids(model, ids)
     T = ids.size(1)
     clamp = {_feature_key(node, transcoders, T): float(value) for node, value in settings.items()}
@@ -77,24 +81,26 @@ def intervene(model: GPT, ids, transcoders: list[LoadedDictionary], settings: di
     by_layer: dict[int, list[tuple[int, int, float]]] = {}
     for (layer, pos, feat), value in clamp.items():
         by_layer.setdefault(layer, []).append((pos, feat, value))
-    seen_input: dict[int, torch.Tensor] = {}
+    seen_acts: dict[int, torch.Tensor] = {}  # a clamped layer's features, as its MLP input is now
     interventions = {}
-    for layer, items in by_layer.items():
-        module = transcoders[layer].module
-
+    for layer in by_layer:
         def remember(x, layer=layer):
-            seen_input[layer] = x
+            seen_acts[layer] = transcoders.encode(layer, x[0].float())  # (T, n)
             return x
-
-        def steer(out, layer=layer, items=items, module=module):
-            acts = module.encode(seen_input[layer][0])  # (T, n) as the layer sees it now
-            out = out.clone()
-            for pos, feat, value in items:
-                out[0, pos] += ((value - acts[pos, feat]) * module.W_dec[feat]).to(out.dtype)
-            return out
-
         interventions[f"blocks.{layer}.mlp.in"] = remember
-        interventions[f"blocks.{layer}.mlp.out"] = steer
+    for output in range(min(by_layer, default=transcoders.n_layer), transcoders.n_layer):
+        sources = [i for i in transcoders.sources(output) if i in by_layer]
+        if not sources:
+            continue
+
+        def steer(out, output=output, sources=sources):
+            out = out.clone()
+            for i in sources:
+                decoder = transcoders.decoder(i, output)
+                for pos, feat, value in by_layer[i]:
+                    out[0, pos] += ((value - seen_acts[i][pos, feat]) * decoder[feat]).to(out.dtype)
+            return out
+        interventions[f"blocks.{output}.mlp.out"] = steer
     cache = run_with_cache(model, ids, {"logits"}, interventions)
     probs_model = torch.softmax(cache["logits"][0, -1].float(), -1)
     return InterventionResult(probs_before, probs_replacement, probs_model, clamp)

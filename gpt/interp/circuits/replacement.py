@@ -4,7 +4,9 @@ Three things make a GPT nonlinear in its residual stream: the MLPs, the norms' d
 attention softmax. For one prompt we
 * replace each MLP by its transcoder plus an *error* vector per position, the exact difference
   `mlp.out - transcoder(mlp.in)`, so the replacement reproduces the model's activations exactly (a skip
-  transcoder's dense path `mlp.in @ W_skip` stays in the model as one more linear path, like attention);
+  transcoder's dense path `mlp.in @ W_skip` stays in the model as one more linear path, like attention). With a
+  cross-layer transcoder (gpt.interp.features.crosslayer) layer j's MLP output is the sum over i <= j of layer i's
+  features through W_dec_i[:, j - i], plus b_dec_j and layer j's error vector;
 * freeze every norm's scale (LayerNorm's sqrt(var + eps), RMSNorm's rms) at this prompt's values, so a norm becomes
   `(x - mean(x)) / scale * weight + bias`, affine in x;
 * freeze the attention patterns, so attention becomes `pattern @ (norm(x) @ W_V + b_V) @ W_O + b_O`, affine in x.
@@ -16,7 +18,9 @@ pass through the frozen attention layers.
 
 Residual slots: r_0 = the embeddings, r_s = the residual entering block s, r_L = the final residual. Block l reads
 r_l, adds attention (giving resid_mid, which its transcoder reads through ln_2) and writes its MLP output into
-r_{l+1}. So transcoder features and error nodes of layer l write slot l+1; embeddings write slot 0.
+r_{l+1}. So transcoder features and error nodes of layer l write slot l+1 (a CLT's layer-l features also write
+every later slot); embeddings write slot 0. `Transcoders` (gpt.interp.features.stack) gives PLTs and a CLT one
+interface; every function here takes either (a list of per-layer LoadedDictionary, a LoadedCrossLayer, or one).
 """
 from __future__ import annotations
 
@@ -27,7 +31,9 @@ import torch
 import torch.nn as nn
 
 from gpt.interp.capture import InterpError, check_ids, run_with_cache
+from gpt.interp.features.crosslayer import LoadedCrossLayer, list_crosslayers
 from gpt.interp.features.dictionary import LoadedDictionary, list_dictionaries, weights_digest
+from gpt.interp.features.stack import Transcoders, as_transcoders
 from gpt.model import GPT
 from gpt.runs import WEIGHTS
 
@@ -118,6 +124,25 @@ def pick_transcoders(good: list[LoadedDictionary], broken: list, n_layer: int | 
     return chosen
 
 
+def load_crosslayer_transcoder(run_dir: str | Path, model: GPT | None = None,
+                               name: str | None = None) -> LoadedCrossLayer:
+    """The run's cross-layer transcoder (the one called `name`, else the first by name), checked against the run's
+    weights and the model. CircuitError when there is none or it is refused (with the reason)."""
+    run_dir = Path(run_dir)
+    if model is not None:
+        refuse_model(model)
+    weights = run_dir / WEIGHTS
+    good, broken = list_crosslayers(run_dir, model.config if model is not None else None,
+                                    weights_digest(weights) if weights.is_file() else None)
+    chosen = [c for c in good if name is None or c.name == name]
+    if not chosen:
+        refused = "; ".join(f"{b.name}: {b.error}" for b in broken if name is None or b.name == name)
+        raise CircuitError(f"{run_dir.name} has no cross-layer transcoder{f' named {name}' if name else ''} (train "
+                           f"one with `gpt-features train {run_dir} --kind clt`)" + (f". Refused: {refused}"
+                                                                                      if refused else ""))
+    return chosen[0]
+
+
 def refuse_model(model: GPT) -> None:
     """Models an attribution graph does not apply to, with the reason a learner can act on."""
     cfg = model.config
@@ -129,19 +154,24 @@ def refuse_model(model: GPT) -> None:
                            "circuits are attention heads (see Attention, Heads & detectors and Why this token)")
 
 
-def check_transcoders(model: GPT, transcoders: list[LoadedDictionary]) -> None:
+def check_transcoders(model: GPT, transcoders) -> Transcoders:
+    """transcoders (a list of per-layer transcoders, a CLT, or Transcoders) as Transcoders, checked against the
+    model: one per layer, as wide as the model."""
     refuse_model(model)
-    n_layer = model.config.n_layer
-    if len(transcoders) != n_layer:
-        raise CircuitError(f"an attribution graph needs one transcoder per layer ({n_layer}); got {len(transcoders)}")
-    for layer, t in enumerate(transcoders):
-        cfg = t.config
-        if cfg.kind != "transcoder" or cfg.input != f"blocks.{layer}.mlp.in" or cfg.output != f"blocks.{layer}.mlp.out":
-            raise CircuitError(f"{t.name} is not the transcoder of layer {layer} (it reads {cfg.input} and writes "
-                               f"{cfg.output})")
-        if cfg.d_in != model.config.n_embd or cfg.d_out != model.config.n_embd:
-            raise CircuitError(f"{t.name}: d_in/d_out are {cfg.d_in}/{cfg.d_out}, but the model is "
-                               f"{model.config.n_embd} wide")
+    n_layer, width = model.config.n_layer, model.config.n_embd
+    try:
+        tc = as_transcoders(transcoders)
+    except ValueError as e:  # DictionaryError: a transcoder in the wrong place
+        raise CircuitError(str(e)) from None
+    if tc.n_layer != n_layer:
+        raise CircuitError(f"{tc.names[0]} spans {tc.n_layer} layers, but the model has {n_layer}" if tc.is_crosslayer
+                           else f"an attribution graph needs one transcoder per layer ({n_layer}); got {tc.n_layer}")
+    configs = [tc.clt] if tc.is_crosslayer else tc.plts
+    for t in configs:
+        if t.config.d_in != width or t.config.d_out != width:
+            raise CircuitError(f"{t.name}: d_in/d_out are {t.config.d_in}/{t.config.d_out}, but the model is "
+                               f"{width} wide")
+    return tc
 
 
 # ---- one prompt, frozen ----
@@ -168,9 +198,9 @@ class FrozenPrompt:
 
 
 @torch.no_grad()
-def freeze(model: GPT, ids, transcoders: list[LoadedDictionary]) -> FrozenPrompt:
+def freeze(model: GPT, ids, transcoders) -> FrozenPrompt:
     """One forward pass of the real model on ids (T,), recording what the replacement model freezes."""
-    check_transcoders(model, transcoders)
+    tc = check_transcoders(model, transcoders)
     ids = check_ids(model, ids)
     if ids.size(0) != 1:
         raise CircuitError("an attribution graph explains one prompt at a time")
@@ -189,13 +219,11 @@ def freeze(model: GPT, ids, transcoders: list[LoadedDictionary]) -> FrozenPrompt
         emb = emb + cache["embed.pos"]
     final_resid = cache[f"blocks.{L - 1}.resid_mid"][0] + cache[f"blocks.{L - 1}.mlp.out"][0]
     pre, act, errors = [], [], []
-    for layer, t in enumerate(transcoders):
+    for layer in range(L):
         mlp_in = cache[f"blocks.{layer}.mlp.in"][0]
-        p = t.module.pre_activations(mlp_in)
-        a = t.module.activate(p)
-        pre.append(p)
-        act.append(a)
-        errors.append(cache[f"blocks.{layer}.mlp.out"][0] - t.module.decode(a) - t.module.skip_term(mlp_in))
+        pre.append(tc.pre_activations(layer, mlp_in))
+        act.append(tc.activate(layer, pre[-1]))
+        errors.append(cache[f"blocks.{layer}.mlp.out"][0] - tc.decode(layer, act, mlp_in))
     blocks = model.blocks
     raw = model.lm_head(cache["ln_f.out"][0])
     return FrozenPrompt(
@@ -257,11 +285,10 @@ def frozen_attention_backward_from(model: GPT, frozen: FrozenPrompt, layer: int,
     return frozen_norm_backward(model.blocks[layer].ln_1, gh, frozen.attn_scales[layer, :T])
 
 
-def skip_backward(model: GPT, frozen: FrozenPrompt, layer: int, transcoder: LoadedDictionary,
+def skip_backward(model: GPT, frozen: FrozenPrompt, layer: int, w_skip: torch.Tensor,
                   grad: torch.Tensor) -> torch.Tensor:
-    """A skip transcoder's linear path resid_mid -> ln_2 (frozen scale) -> @ W_skip, transposed: grad (B, T, C) at
-    the MLP's output -> the gradient it adds at resid_mid (the caller skips plain transcoders)."""
-    w_skip = transcoder.module.W_skip
+    """A skip transcoder's linear path resid_mid -> ln_2 (frozen scale) -> @ W_skip (d_in, d_out), transposed:
+    grad (B, T, C) at the MLP's output -> the gradient it adds at resid_mid (the caller skips plain transcoders)."""
     T = grad.size(-2)
     return frozen_norm_backward(model.blocks[layer].ln_2, grad @ w_skip.to(grad.dtype).T, frozen.mlp_scales[layer, :T])
 
@@ -277,7 +304,7 @@ class ReplacementOutput:
 
 
 @torch.no_grad()
-def replacement_forward(model: GPT, frozen: FrozenPrompt, transcoders: list[LoadedDictionary],
+def replacement_forward(model: GPT, frozen: FrozenPrompt, transcoders,
                         embeddings: torch.Tensor | None = None, errors: torch.Tensor | None = None,
                         activations: list[torch.Tensor] | None = None,
                         clamp: dict[tuple[int, int, int], float] | None = None) -> ReplacementOutput:
@@ -287,21 +314,22 @@ def replacement_forward(model: GPT, frozen: FrozenPrompt, transcoders: list[Load
     constants (the linear model the graph's edges live in); None recomputes them from the frozen pre-activations
     with each transcoder's activation function (the model interventions run). clamp: {(layer, position, feature):
     value} set after that, both ways."""
+    tc = as_transcoders(transcoders)
     emb = frozen.embeddings if embeddings is None else embeddings
     errs = frozen.errors if errors is None else errors
     resid = emb
     pres, acts = [], []
-    for layer, t in enumerate(transcoders):
+    for layer in range(tc.n_layer):
         resid = resid + frozen_attention(model, frozen, layer, resid)
         mlp_in = frozen_norm(model.blocks[layer].ln_2, resid, frozen.mlp_scales[layer, :resid.size(-2)])
-        pre = t.module.pre_activations(mlp_in)
-        act = t.module.activate(pre) if activations is None else activations[layer].clone()
+        pre = tc.pre_activations(layer, mlp_in)
+        act = tc.activate(layer, pre) if activations is None else activations[layer].clone()
         for (cl, cp, cf), value in (clamp or {}).items():
             if cl == layer:
                 act[cp, cf] = value
         pres.append(pre)
         acts.append(act)
-        resid = resid + t.module.decode(act) + t.module.skip_term(mlp_in) + errs[layer]
+        resid = resid + tc.decode(layer, acts, mlp_in) + errs[layer]
     final = frozen_norm(model.ln_f, resid, frozen.final_scales[:resid.size(-2)])
     raw = model.lm_head(final)
     return ReplacementOutput(pres, acts, raw, model.unembed(final))

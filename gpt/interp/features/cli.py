@@ -1,6 +1,6 @@
 """`python -m gpt.interp.features` (console script `gpt-features`): sparse dictionaries of a run's activations.
 
-    gpt-features train RUN_DIR [--kind transcoder|sae] [--layers all|0,2] [--site resid_mid] [--n-features N]
+    gpt-features train RUN_DIR [--kind transcoder|sae|clt] [--layers all|0,2] [--site resid_mid] [--n-features N]
                                [--k K] [--tokens N] [--name NAME] [--activation topk|jumprelu|relu]
                                [--save-dtype float32|float16|bfloat16]
     gpt-features eval RUN_DIR [NAME]
@@ -29,6 +29,8 @@ from pathlib import Path
 import torch
 
 from gpt.data import CorpusError, load_corpus, split_ids
+from gpt.interp.features.clt_training import train_crosslayer
+from gpt.interp.features.crosslayer import CrossLayerTranscoder, list_crosslayers, save_crosslayer
 from gpt.interp.features.dictionary import (
     DTYPES,
     FOLDER,
@@ -39,7 +41,8 @@ from gpt.interp.features.dictionary import (
     weights_digest,
     write_metrics,
 )
-from gpt.interp.features.evaluate import evaluate_dictionaries
+from gpt.interp.features.evaluate import evaluate_all_replaced, evaluate_dictionaries
+from gpt.interp.features.stack import Transcoders
 from gpt.interp.features.training import FeatureTrainConfig, train_dictionaries
 from gpt.runs import WEIGHTS, RunError, atomic, load_run
 
@@ -48,6 +51,8 @@ STOP = ".stop_request"        # features/.stop_request: the app's request to sto
 
 
 def default_names(cfg: FeatureTrainConfig, layers: list[int], name: str | None) -> list[str]:
+    if cfg.kind == "clt":  # one folder for every layer
+        return [check_name(name or "clt")]
     if name and len(layers) == 1:
         return [check_name(name)]
     prefix = name or ("transcoder" if cfg.kind == "transcoder" else f"sae-{cfg.site.replace('_', '-')}")
@@ -78,7 +83,13 @@ def install(folder_root: Path, name: str, dictionary, dtype: str | None = None) 
     half-written dictionary that a listing shows (temporary folders start with '.')."""
     tmp = folder_root / f"{atomic.TMP_PREFIX}{name}.{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
-    save_dictionary(tmp, dictionary, dtype)
+    if isinstance(dictionary, CrossLayerTranscoder):
+        if dtype not in (None, "float32"):
+            raise DictionaryError("a cross-layer transcoder is saved in float32 only (--save-dtype is for per-layer "
+                                  "dictionaries and SAEs)")
+        save_crosslayer(tmp, dictionary)
+    else:
+        save_dictionary(tmp, dictionary, dtype)
     final = folder_root / name
     old = folder_root / f"{atomic.TMP_PREFIX}old-{name}.{os.getpid()}"
     if final.exists():
@@ -95,28 +106,69 @@ def print_metrics(name: str, m: dict) -> None:
           f"{m['loss_spliced']:.3f}, zero {m['loss_zero']:.3f})")
 
 
+def print_crosslayer_metrics(name: str, m: dict) -> None:
+    per_layer = " · ".join(f"L{i}: VE {ve:.3f}, L0 {l0:.1f}, dead {dead}" for i, (ve, l0, dead) in
+                           enumerate(zip(m["variance_explained"], m["mean_l0"], m["dead"])))
+    print(f"{name:<24} {per_layer} · CE loss recovered, every MLP replaced: {m['ce_loss_recovered_all']:.3f} "
+          f"(clean {m['loss_clean']:.3f}, spliced {m['loss_spliced_all']:.3f}, zero {m['loss_zero_all']:.3f})")
+
+
 def evaluate_run(run, names: list[str] | None, corpus: str | None = None) -> dict[str, dict]:
     digest = weights_digest(run.path / WEIGHTS)
     good, broken = list_dictionaries(run.path, run.config, digest)
     for b in broken:
         if names is None or b.name in names:
             print(f"skipped {b.name}: {b.error}", file=sys.stderr)
+    clts, broken_clts = list_crosslayers(run.path, run.config, digest)
+    for b in broken_clts:
+        if names is None or b.name in names:
+            print(f"skipped {b.name}: {b.error}", file=sys.stderr)
     chosen = [d for d in good if names is None or d.name in names]
-    missing = set(names or []) - {d.name for d in chosen} - {b.name for b in broken}
+    found = {d.name for d in chosen} | {c.name for c in clts if names is None or c.name in names}
+    missing = set(names or []) - found - {b.name for b in broken + broken_clts}
     if missing:
         raise DictionaryError(f"no dictionary named {', '.join(sorted(missing))} in {run.path / FOLDER}")
-    if not chosen:
+    if len(found) == 0:
         raise DictionaryError(f"no usable dictionaries in {run.path / FOLDER}; train some with gpt-features train")
     val = training_splits(run, corpus).val
     t0 = time.perf_counter()
-    results = evaluate_dictionaries(run.model, [d.module for d in chosen], val)
+    results = evaluate_dictionaries(run.model, [d.module for d in chosen], val) if chosen else []
+    plt_set = transcoder_set(good, run.config.n_layer) if run.config.has_mlp else None
+    all_replaced = {}
+    if plt_set is not None and (names is None or set(names) & set(plt_set.names)):
+        m = evaluate_all_replaced(run.model, plt_set, val)
+        all_replaced = {k: m[k] for k in ("ce_loss_recovered_all", "loss_spliced_all", "loss_zero_all", "dictionaries")}
+        print(f"{'every MLP replaced':<24} by {', '.join(plt_set.names)}: CE loss recovered "
+              f"{m['ce_loss_recovered_all']:.3f} (clean {m['loss_clean']:.3f}, spliced {m['loss_spliced_all']:.3f}, "
+              f"zero {m['loss_zero_all']:.3f})")
     out = {}
     for d, m in zip(chosen, results):
         m["eval_seconds"] = round(time.perf_counter() - t0, 1)
+        if plt_set is not None and d.name in plt_set.names:
+            m.update(all_replaced)
         write_metrics(d.path, m)
         print_metrics(d.name, m)
         out[d.name] = m
+    for clt in clts:
+        if names is None or clt.name in names:
+            m = evaluate_all_replaced(run.model, Transcoders(clt=clt), val)
+            m["eval_seconds"] = round(time.perf_counter() - t0, 1)
+            write_metrics(clt.path, m)
+            print_crosslayer_metrics(clt.name, m)
+            out[clt.name] = m
     return out
+
+
+def transcoder_set(good: list, n_layer: int) -> Transcoders | None:
+    """One transcoder per layer (transcoder-L{i} where there are several, else the first by name), or None."""
+    chosen = []
+    for layer in range(n_layer):
+        options = sorted((d for d in good if d.config.kind == "transcoder" and d.config.layer == layer),
+                         key=lambda d: (d.name != f"transcoder-L{layer}", d.name))
+        if not options:
+            return None
+        chosen.append(options[0])
+    return Transcoders(plts=chosen)
 
 
 def cmd_train(args) -> int:
@@ -157,8 +209,8 @@ def cmd_train(args) -> int:
           f"{cfg.tokens:,} tokens)", flush=True)
     t0 = time.perf_counter()
     try:
-        dictionaries = train_dictionaries(run.model, splits.train, cfg, digest, progress,
-                                          should_stop=stop_file.exists)
+        trainer = train_crosslayer if cfg.kind == "clt" else train_dictionaries
+        dictionaries = trainer(run.model, splits.train, cfg, digest, progress, should_stop=stop_file.exists)
     finally:
         if bar is not None:
             bar.close()
@@ -208,9 +260,16 @@ def cmd_list(args) -> int:
         print(f"{d.name:<24} {c.kind:<10} {c.input} -> {c.output} · {c.n_features} features · {c.activation}{k}")
         if d.metrics:
             print_metrics("", d.metrics)
-    for b in broken:
+    clts, broken_clts = list_crosslayers(run.path, run.config)
+    for c in clts:
+        k = f" k={c.config.k}" if c.config.activation == "topk" else ""
+        print(f"{c.name:<24} {'clt':<10} blocks.i.mlp.in -> blocks.j.mlp.out (j >= i), {c.config.n_layers} layers · "
+              f"{c.config.n_features} features per layer · {c.config.activation}{k}")
+        if c.metrics:
+            print_crosslayer_metrics("", c.metrics)
+    for b in broken + broken_clts:
         print(f"{b.name:<24} not usable: {b.error}")
-    if not good and not broken:
+    if not good and not broken and not clts and not broken_clts:
         print(f"no dictionaries in {run.path / FOLDER}")
     return 0
 
@@ -257,7 +316,8 @@ def main(argv: list[str] | None = None) -> int:
     d = FeatureTrainConfig()
     t = sub.add_parser("train", help="train dictionaries on a run's activations")
     t.add_argument("run_dir")
-    t.add_argument("--kind", choices=["transcoder", "sae"], default=d.kind)
+    t.add_argument("--kind", choices=["transcoder", "sae", "clt"], default=d.kind,
+                   help="clt: one cross-layer transcoder over every layer (one folder, default name 'clt')")
     t.add_argument("--layers", default="all", help="'all' or comma-separated layers, e.g. 0,2")
     t.add_argument("--site", default=d.site, help="SAEs: resid_pre, resid_mid or resid_post")
     t.add_argument("--activation", choices=["topk", "jumprelu", "relu"], default=d.activation)

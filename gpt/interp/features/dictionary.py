@@ -324,6 +324,16 @@ def load_dictionary(folder: str | Path, model_config=None, digest: str | None = 
     return LoadedDictionary(folder.name, folder, cfg, module, metrics)
 
 
+def folder_kind(folder: str | Path) -> str | None:
+    """The "kind" a dictionary folder's config.json names (None if unreadable): list_dictionaries leaves the
+    cross-layer transcoders ("clt", gpt.interp.features.crosslayer) to their own listing."""
+    try:
+        raw = json.loads((Path(folder) / CONFIG_FILE).read_text())
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    return raw.get("kind") if isinstance(raw, dict) else None
+
+
 @dataclass
 class BrokenDictionary:
     name: str
@@ -333,8 +343,8 @@ class BrokenDictionary:
 def list_dictionaries(run_dir: str | Path, model_config=None, digest: str | None = None,
                       ) -> tuple[list[LoadedDictionary], list[BrokenDictionary]]:
     """Every dictionary folder of a run, loaded and checked; the ones that cannot be used come back with their
-    reason (the rest are still listed). Temporary folders of a training in progress are skipped. When digest is
-    None it is computed from the run's weights file."""
+    reason (the rest are still listed); cross-layer transcoders are left out. Temporary folders of a training in
+    progress are skipped. When digest is None it is computed from the run's weights file."""
     root = Path(run_dir) / FOLDER
     if not root.is_dir():
         return [], []
@@ -342,6 +352,8 @@ def list_dictionaries(run_dir: str | Path, model_config=None, digest: str | None
         digest = weights_digest(Path(run_dir) / WEIGHTS)
     good, broken = [], []
     for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        if folder_kind(folder) == "clt":
+            continue  # listed by gpt.interp.features.crosslayer.list_crosslayers
         try:
             good.append(load_dictionary(folder, model_config, digest))
         except DictionaryError as e:

@@ -5,6 +5,11 @@
 * dead features: never active on the split; dense features: active on more than 10% of its tokens;
 * CE loss recovered = (L_zero - L_spliced) / (L_zero - L_clean), where L_spliced runs the model with the output
   site replaced by y_hat and L_zero with it set to zero (1 = the model loses nothing, 0 = as bad as no layer).
+
+For what replaces every MLP at once (a cross-layer transcoder, or one transcoder per layer: `Transcoders`),
+evaluate_all_replaced gives CE loss recovered with *every* MLP output replaced in one forward (each layer's
+features read the MLP input the replaced layers below produced) against every MLP output set to zero, and per
+layer the variance explained of its MLP output (from the clean forward's MLP inputs), mean L0 and dead features.
 """
 from __future__ import annotations
 
@@ -14,6 +19,7 @@ import torch
 from torch.nn import functional as F
 
 from gpt.interp.features.dictionary import Dictionary
+from gpt.interp.features.stack import Transcoders
 from gpt.model import GPT, Trace
 
 DENSE_SHARE = 0.1
@@ -109,3 +115,53 @@ def evaluate_dictionaries(model: GPT, dictionaries: list[Dictionary], val_ids: t
             "tokens": tokens, "n_features": d.config.n_features,
         })
     return out
+
+
+@torch.no_grad()
+def evaluate_all_replaced(model: GPT, transcoders: Transcoders, val_ids: torch.Tensor,
+                          progress: Callable[[int, int], None] | None = None) -> dict:
+    """The module docstring's every-MLP-replaced metrics over val_ids (1-D token ids)."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    L, T = transcoders.n_layer, model.config.block_size
+    names = {f"blocks.{i}.mlp.{s}" for i in range(L) for s in ("in", "out")}
+    zero_all = {f"blocks.{i}.mlp.out": torch.zeros_like for i in range(L)}
+    clean = spliced = zeroed = 0.0
+    sse, sum_y2, l0 = [0.0] * L, [0.0] * L, [0.0] * L
+    sum_y: list = [0.0] * L
+    fired = [torch.zeros(transcoders.n_features(i), dtype=torch.long) for i in range(L)]
+    tokens = 0
+    batches = list(validation_windows(val_ids, T))
+    for b, (x, y) in enumerate(batches):
+        x, y = x.to(device), y.to(device)
+        trace = Trace(names)
+        logits, _ = model(x, trace=trace)
+        clean += F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), reduction="sum").item()
+        tokens += y.numel()
+        zeroed += _loss_sum(model, x, y, zero_all)
+        spliced += _loss_sum(model, x, y, transcoders.all_mlps_replaced())
+        ins = [trace.acts[f"blocks.{i}.mlp.in"].float().flatten(0, 1) for i in range(L)]
+        features = [transcoders.encode(i, ins[i]) for i in range(L)]
+        for j in range(L):
+            out = trace.acts[f"blocks.{j}.mlp.out"].float().flatten(0, 1)
+            sse[j] += ((transcoders.decode(j, features, ins[j]) - out) ** 2).sum().item()
+            sum_y[j] = sum_y[j] + out.sum(0)
+            sum_y2[j] += (out ** 2).sum().item()
+            active = features[j] > 0
+            l0[j] += active.sum().item()
+            fired[j] += active.sum(0).cpu()
+        if progress is not None:
+            progress(b + 1, len(batches))
+    model.train(was_training)
+    l_clean, l_spliced, l_zero = clean / tokens, spliced / tokens, zeroed / tokens
+    variance = [sum_y2[j] - float((sum_y[j] ** 2).sum()) / tokens for j in range(L)]
+    return {
+        "ce_loss_recovered_all": (l_zero - l_spliced) / (l_zero - l_clean) if l_zero != l_clean else float("nan"),
+        "loss_clean": l_clean, "loss_spliced_all": l_spliced, "loss_zero_all": l_zero,
+        "variance_explained": [1 - sse[j] / max(variance[j], 1e-12) for j in range(L)],
+        "mean_l0": [l0[j] / tokens for j in range(L)],
+        "dead": [int((fired[j] == 0).sum()) for j in range(L)],
+        "tokens": tokens, "n_features": [transcoders.n_features(j) for j in range(L)],
+        "dictionaries": sorted(set(transcoders.names), key=transcoders.names.index),
+    }

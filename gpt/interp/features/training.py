@@ -31,7 +31,7 @@ BANDWIDTH = 0.05  # JumpReLU's straight-through kernel width, in units of the ta
 @dataclass
 class FeatureTrainConfig:
     """How to train a set of dictionaries (one per layer). Defaults: the ones the shipped transcoders use."""
-    kind: str = "transcoder"
+    kind: str = "transcoder"            # transcoder | sae | clt (gpt.interp.features.clt_training)
     layers: list[int] | None = None      # None = every layer
     site: str = "resid_mid"              # SAEs only: resid_pre, resid_mid or resid_post
     activation: str = "topk"
@@ -53,15 +53,18 @@ class FeatureTrainConfig:
     def validate(self, model_config) -> FeatureTrainConfig:
         def bad(msg):
             raise DictionaryError(msg)
-        if self.kind not in KINDS:
-            bad(f"--kind must be one of {', '.join(KINDS)}, got {self.kind!r}")
+        if self.kind not in KINDS + ("clt",):
+            bad(f"--kind must be one of {', '.join(KINDS)}, clt, got {self.kind!r}")
         if self.activation not in ACTIVATIONS:
             bad(f"--activation must be one of {', '.join(ACTIVATIONS)}, got {self.activation!r}")
         if not model_config.has_attention:
             bad("a bigram model has no blocks: there are no activations inside it to learn features of")
-        if self.kind == "transcoder" and not model_config.has_mlp:
+        if self.kind in ("transcoder", "clt") and not model_config.has_mlp:
             bad(f"a {model_config.arch.replace('_', '-')} model has no MLP layers, so there is nothing for a "
                 "transcoder to replace; train an SAE on the residual stream instead (--kind sae)")
+        if self.kind == "clt" and (self.activation != "topk" or self.skip or self.layers):
+            bad("a cross-layer transcoder (--kind clt) trains with --activation topk, no --skip, on every layer "
+                "(--layers all)")
         if self.skip and self.kind != "transcoder":
             bad("--skip is for transcoders (an SAE reconstructs its own input)")
         if self.kind == "sae" and self.site not in SAE_SITES:
@@ -285,6 +288,44 @@ def lr_at(step: int, total: int, lr: float) -> float:
     return lr
 
 
+class ActivationStream:
+    """Batches of activations for training: B random block_size windows of the training ids per batch (B * T
+    about cfg.batch_tokens), run once through the model (no grad, bf16 where native), the named sites recorded
+    as fp32 (B*T, C) tensors. `total` steps cover cfg.tokens."""
+
+    def __init__(self, model: GPT, train_ids: torch.Tensor, cfg: FeatureTrainConfig, names: set[str],
+                 generator: torch.Generator):
+        mc = model.config
+        self.model, self.names, self.generator = model, names, generator
+        self.device = next(model.parameters()).device
+        self.dtype = resolve_dtype(cfg.dtype, self.device)
+        self.T = mc.block_size
+        self.train_ids = torch.as_tensor(train_ids, dtype=torch.long).flatten()
+        if len(self.train_ids) < self.T + 1:
+            raise DictionaryError(f"the training text has {len(self.train_ids)} tokens, fewer than one window of "
+                                  f"{self.T}")
+        self.B = max(1, cfg.batch_tokens // self.T)
+        self.total = max(1, cfg.tokens // (self.B * self.T))
+
+    def autocast(self):
+        return torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype != torch.float32)
+
+    def next(self) -> dict[str, torch.Tensor]:
+        ix = torch.randint(len(self.train_ids) - self.T, (self.B,), generator=self.generator)
+        x = self.train_ids[ix[:, None] + torch.arange(self.T)].to(self.device)  # (B, T)
+        trace = Trace(self.names)
+        with torch.no_grad(), self.autocast():
+            self.model(x, trace=trace)
+        return {k: v.float().reshape(-1, v.size(-1)).cpu() for k, v in trace.acts.items()}  # (B*T, C)
+
+    def training_record(self, cfg: FeatureTrainConfig, seconds: float) -> dict:
+        """What config.json's "training" records (every dictionary of the run adds its own extras)."""
+        return {"tokens": self.total * self.B * self.T, "steps": self.total, "batch_tokens": self.B * self.T,
+                "lr": cfg.lr, "seconds": round(seconds, 1), "seed": cfg.seed,
+                "dtype": str(self.dtype).replace("torch.", ""), "aux_k": cfg.aux_k,
+                "dead_after_tokens": cfg.dead_after_tokens, **cfg.extra}
+
+
 def train_dictionaries(model: GPT, train_ids: torch.Tensor, cfg: FeatureTrainConfig, digest: str,
                        progress: Callable[[int, int, dict], None] | None = None,
                        should_stop: Callable[[], bool] | None = None) -> list[Dictionary]:
@@ -293,33 +334,16 @@ def train_dictionaries(model: GPT, train_ids: torch.Tensor, cfg: FeatureTrainCon
     should_stop() returning True ends training early (the result is then None, nothing to save)."""
     mc = model.config
     cfg.validate(mc)
+    if cfg.kind == "clt":
+        raise DictionaryError("a cross-layer transcoder trains with gpt.interp.features.clt_training.train_crosslayer")
     layers = list(range(mc.n_layer)) if not cfg.layers else list(cfg.layers)
-    device = next(model.parameters()).device
-    dtype = resolve_dtype(cfg.dtype, device)
-    T = mc.block_size
-    train_ids = torch.as_tensor(train_ids, dtype=torch.long).flatten()
-    if len(train_ids) < T + 1:
-        raise DictionaryError(f"the training text has {len(train_ids)} tokens, fewer than one window of {T}")
-    B = max(1, cfg.batch_tokens // T)
-    total = max(1, cfg.tokens // (B * T))
     generator = torch.Generator().manual_seed(cfg.seed)
     sites = [site_names(cfg.kind, layer, cfg.site) for layer in layers]
-    names = {n for pair in sites for n in pair}
+    stream = ActivationStream(model, train_ids, cfg, {n for pair in sites for n in pair}, generator)
+    total = stream.total
     was_training = model.training
     model.eval()
-
-    def autocast():
-        return torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32)
-
-    def batch_acts() -> dict[str, torch.Tensor]:
-        ix = torch.randint(len(train_ids) - T, (B,), generator=generator)
-        x = train_ids[ix[:, None] + torch.arange(T)].to(device)  # (B, T)
-        trace = Trace(names)
-        with torch.no_grad(), autocast():
-            model(x, trace=trace)
-        return {k: v.float().reshape(-1, v.size(-1)).cpu() for k, v in trace.acts.items()}  # (B*T, C)
-
-    acts = batch_acts()
+    acts = stream.next()
     trainers = []
     for inp, out in sites:
         config = DictionaryConfig(cfg.kind, inp, out, cfg.activation, cfg.n_features, acts[inp].size(-1),
@@ -330,11 +354,11 @@ def train_dictionaries(model: GPT, train_ids: torch.Tensor, cfg: FeatureTrainCon
     try:
         for step in range(total):
             if step:
-                acts = batch_acts()
+                acts = stream.next()
             lr = lr_at(step, total, cfg.lr)
             resample = step in {int(total * f) for f in cfg.resample_at}
             for tr, (inp, out) in zip(trainers, sites):
-                tr.step(acts[inp], acts[out], lr, autocast)
+                tr.step(acts[inp], acts[out], lr, stream.autocast)
                 if resample:
                     tr.resample_dead(acts[inp], acts[out], generator)
             if progress is not None:
@@ -350,9 +374,6 @@ def train_dictionaries(model: GPT, train_ids: torch.Tensor, cfg: FeatureTrainCon
     out = []
     for tr in trainers:
         d = tr.export()
-        d.config.training = {"tokens": total * B * T, "steps": total, "batch_tokens": B * T, "lr": cfg.lr,
-                             "seconds": round(seconds, 1), "seed": cfg.seed, "dtype": str(dtype).replace("torch.", ""),
-                             "sparsity_coeff": tr.sparsity, "aux_k": cfg.aux_k,
-                             "dead_after_tokens": cfg.dead_after_tokens, **cfg.extra}
+        d.config.training = {**stream.training_record(cfg, seconds), "sparsity_coeff": tr.sparsity}
         out.append(d)
     return out
