@@ -73,8 +73,12 @@ def read_labels(folder: str | Path) -> dict[int, str]:
     return out
 
 
-def feature_names(dictionaries: list[LoadedDictionary]) -> list[dict[int, str]]:
-    """Per dictionary, {index: label} read from its folder (empty where it has no labels)."""
+def feature_names(dictionaries) -> list[dict[int, str]]:
+    """Per layer, {index: label} read from the dictionaries' folders (empty where there are no labels).
+    dictionaries: one per layer (a list of LoadedDictionary), or a cross-layer transcoder (one folder for every
+    layer: no per-layer labels yet, so empty)."""
+    if not isinstance(dictionaries, (list, tuple)):
+        return [{} for _ in range(dictionaries.config.n_layers)]
     return [read_labels(d.path) for d in dictionaries]
 
 
@@ -144,9 +148,22 @@ def export_saelens(d: LoadedDictionary, out: str | Path, model_name: str = "") -
 
 # ---- circuit-tracer ----
 
-def circuit_tracer_layer(d: LoadedDictionary) -> dict[str, torch.Tensor]:
-    """The tensors of circuit-tracer's layer_{i}.safetensors for one of our per-layer transcoders."""
+def circuit_tracer_layer(d: LoadedDictionary, width: int | None = None) -> dict[str, torch.Tensor]:
+    """The tensors of circuit-tracer's layer_{i}.safetensors for one of our per-layer transcoders, padded to `width`
+    features when given: circuit-tracer stacks one width for every layer, and a padded feature (zero encoder column,
+    bias and decoder row) has pre-activation 0, so it never fires under ReLU, JumpReLU or TopK and changes nothing."""
     t = d.module.tensors()
+    n = t["W_enc"].size(1)
+    pad = (width or n) - n
+    if pad < 0:
+        raise DictionaryError(f"{d.name} has {n} features, more than the {width} it is padded to")
+    if pad:
+        t = dict(t)
+        t["W_enc"] = torch.cat([t["W_enc"], t["W_enc"].new_zeros(t["W_enc"].size(0), pad)], 1)
+        t["b_enc"] = torch.cat([t["b_enc"], t["b_enc"].new_zeros(pad)])
+        t["W_dec"] = torch.cat([t["W_dec"], t["W_dec"].new_zeros(pad, t["W_dec"].size(1))])
+        if "threshold" in t:
+            t["threshold"] = torch.cat([t["threshold"], t["threshold"].new_zeros(pad)])
     out = {"W_enc": t["W_enc"].T.contiguous(), "W_dec": t["W_dec"], "b_enc": t["b_enc"], "b_dec": t["b_dec"]}
     if "threshold" in t:
         out["activation_function.threshold"] = t["threshold"]
@@ -156,8 +173,9 @@ def circuit_tracer_layer(d: LoadedDictionary) -> dict[str, torch.Tensor]:
 
 
 def check_transcoder_set(transcoders: list[LoadedDictionary], allow_topk: bool = False) -> None:
-    """What circuit-tracer's TranscoderSet needs: one transcoder per layer 0..L-1, in order, all of one width and one
-    kind of activation; TopK only when asked (its loader would read them as ReLU)."""
+    """What circuit-tracer's TranscoderSet needs: one transcoder per layer 0..L-1, in order, one kind of activation
+    (narrower layers are padded to the widest: circuit_tracer_layer); TopK only when asked (its loader would read
+    them as ReLU)."""
     if not transcoders:
         raise DictionaryError("no transcoders to export")
     for layer, d in enumerate(transcoders):
@@ -165,10 +183,6 @@ def check_transcoder_set(transcoders: list[LoadedDictionary], allow_topk: bool =
         if c.kind != "transcoder" or c.layer != layer:
             raise DictionaryError(f"{d.name} is not a transcoder of layer {layer}: circuit-tracer needs one "
                                   f"transcoder per layer, 0..{len(transcoders) - 1}")
-    widths = {d.config.n_features for d in transcoders}
-    if len(widths) > 1:
-        raise DictionaryError(f"circuit-tracer needs every layer's transcoder to have the same number of features; "
-                              f"these have {sorted(widths)}")
     if len({d.config.skip for d in transcoders}) > 1:
         raise DictionaryError("circuit-tracer needs all transcoders with a skip connection or none")
     if len({(d.config.activation, d.config.k) for d in transcoders}) > 1:
@@ -200,8 +214,9 @@ def export_circuit_tracer(transcoders: list[LoadedDictionary], out: str | Path, 
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     try:
+        width = max(d.config.n_features for d in transcoders)
         for layer, d in enumerate(transcoders):
-            (tmp / f"layer_{layer}.safetensors").write_bytes(save_tensors(circuit_tracer_layer(d)))
+            (tmp / f"layer_{layer}.safetensors").write_bytes(save_tensors(circuit_tracer_layer(d, width)))
         config = {"model_kind": "transcoder_set", "model_name": model_name, "scan": scan,
                   "feature_input_hook": CT_INPUT_HOOK, "feature_output_hook": CT_OUTPUT_HOOK,
                   "activation_function": transcoders[0].config.activation}
