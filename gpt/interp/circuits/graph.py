@@ -34,6 +34,7 @@ from gpt.interp.circuits.replacement import (
 )
 from gpt.interp.features.dictionary import LoadedDictionary
 from gpt.model import GPT
+from gpt.tokenizers import display_text, display_token
 
 KINDS = ("feature", "error", "embedding", "logit")
 
@@ -150,11 +151,19 @@ class AttributionGraph:
 
     # ---- export ----
     def to_json(self, decode: Callable[[list[int]], str] | None = None, labels: dict[str, str] | None = None,
-                metadata: dict | None = None) -> dict:
+                metadata: dict | None = None, tokenizer=None) -> dict:
         """A JSON-ready dict close to circuit-tracer's graph files: metadata, nodes (node_id, feature, layer,
         ctx_idx, feature_type, activation, influence, token_prob, is_target_logit, clerp) and links (source,
-        target, weight) for every non-zero edge."""
-        decode = decode or (lambda ids: " ".join(map(str, ids)))
+        target, weight) for every non-zero edge. Token labels (a node's "token", "prompt_tokens") are in the one
+        display form (gpt.tokenizers.display_token: ↵ newline, · space, as circuit-tracer's viewer files show a
+        newline as a symbol); "prompt" is the raw text and "token_ids" the exact ids. Pass the tokenizer (or a decode
+        function)."""
+        if tokenizer is not None:
+            decode = tokenizer.decode
+            shown = lambda i: display_token(tokenizer, i)  # noqa: E731
+        else:
+            decode = decode or (lambda ids: " ".join(map(str, ids)))
+            shown = lambda i: display_text(decode([i]))  # noqa: E731
         probs = dict(zip(self.logit_ids, self.logit_probs.tolist()))
         influence = self.influence if self.influence is not None else self.node_influence()
         types = {"feature": "cross layer transcoder", "error": "mlp reconstruction error",
@@ -165,7 +174,7 @@ class AttributionGraph:
                 "node_id": n.key, "feature": n.index if n.kind == "feature" else None,
                 "layer": "E" if n.kind == "embedding" else str(n.layer), "ctx_idx": n.position,
                 "feature_type": types[n.kind], "activation": n.activation, "influence": float(influence[i]),
-                "token": decode([n.index]) if n.kind in ("embedding", "logit") else None,
+                "token": shown(n.index) if n.kind in ("embedding", "logit") else None,
                 "token_prob": probs.get(n.index, 0.0) if n.kind == "logit" else 0.0,
                 "is_target_logit": n.kind == "logit" and n.index == self.logit_ids[0],
                 "clerp": (labels or {}).get(n.key, ""),
@@ -174,7 +183,7 @@ class AttributionGraph:
         links = [{"source": self.nodes[s].key, "target": self.nodes[t].key, "weight": float(self.adjacency[t, s])}
                  for t, s in zip(target.tolist(), source.tolist())]
         meta = {"format": "gpt-explorer attribution graph v1 (after circuit-tracer's graph JSON)",
-                "prompt_tokens": [decode([t]) for t in self.tokens], "prompt": decode(self.tokens),
+                "prompt_tokens": [shown(t) for t in self.tokens], "prompt": decode(self.tokens),
                 "token_ids": self.tokens, "n_layers": self.n_layer, "transcoders": self.transcoders,
                 "node_threshold": self.thresholds[0] if self.thresholds else None,
                 "edge_threshold": self.thresholds[1] if self.thresholds else None,
