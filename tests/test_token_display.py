@@ -11,8 +11,10 @@ from __future__ import annotations
 import html
 import json
 import re
+from pathlib import Path
 
 import pytest
+import torch
 from conftest import ROOT, checkpoints_env
 from token_display_support import CORRUPTED, FORBIDDEN, PROMPT, make_awkward_run
 
@@ -208,3 +210,26 @@ def test_bpe_tokens_show_once_escaped_too(awkward_root, page):
     bad = [(kind, s) for kind, s in strings if any(f in s for f in FORBIDDEN)]
     assert not bad, bad[:5]
     assert "↵" in "\n".join(s for _, s in strings)
+
+
+def test_graph_json_labels_tokens_in_the_display_form():
+    """The attribution graph's JSON (the Circuit page's download, the report's embedded graph): token labels as the
+    pages show them (circuit-tracer's files show a newline as a symbol too), the prompt raw, the ids exact."""
+    from gpt.config import GPTConfig
+    from gpt.interp.circuits import attribution_graph
+    from gpt.interp.features.dictionary import Dictionary, DictionaryConfig, LoadedDictionary
+    from gpt.model import GPT
+    tok = CharTokenizer.train(NASTY)
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=tok.vocab_size, n_layer=1, n_head=2, n_embd=16, block_size=32)).eval()
+    cfg = DictionaryConfig("transcoder", "blocks.0.mlp.in", "blocks.0.mlp.out", "topk", 24, 16, 16, "ab" * 32, 4)
+    d = Dictionary(cfg)
+    with torch.no_grad():
+        for p in (d.W_enc, d.W_dec):
+            p.normal_()
+    ids = tok.encode(NASTY)
+    graph = attribution_graph(model, ids, [LoadedDictionary("transcoder-L0", Path("."), cfg, d.eval(), None)])
+    data = json.loads(json.dumps(graph.to_json(tokenizer=tok)))
+    assert data["metadata"]["prompt_tokens"] == [display_text(c) for c in NASTY]
+    assert data["metadata"]["prompt"] == NASTY and data["metadata"]["token_ids"] == ids
+    assert {n["token"] for n in data["nodes"] if n["feature_type"] == "embedding"} <= set(display_text(NASTY))
