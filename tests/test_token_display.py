@@ -233,3 +233,16 @@ def test_graph_json_labels_tokens_in_the_display_form():
     assert data["metadata"]["prompt_tokens"] == [display_text(c) for c in NASTY]
     assert data["metadata"]["prompt"] == NASTY and data["metadata"]["token_ids"] == ids
     assert {n["token"] for n in data["nodes"] if n["feature_type"] == "embedding"} <= set(display_text(NASTY))
+
+
+def test_report_shows_the_prompt_and_the_guess_in_the_display_form_escaped_once():
+    from explorer.report import dla_html
+    from gpt.config import GPTConfig
+    from gpt.model import GPT
+    tok = CharTokenizer.train(PROMPT)
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=tok.vocab_size, n_layer=1, n_head=2, n_embd=16, block_size=96)).eval()
+    out = dla_html(model, tok, PROMPT)
+    read = html.unescape(re.sub(r"<[^>]*>", "", out))   # what the report's reader sees
+    assert display_text(PROMPT[-40:]) in read and not any(f in read for f in FORBIDDEN)
+    assert "&lt;·5" in out and "&amp;·Tybalt" in out   # the prompt's '<' and '&' escaped for HTML, once
