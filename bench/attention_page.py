@@ -16,7 +16,7 @@ from explorer.figures.attention import attention_heatmap, attention_overview
 from gpt import GPT, GPTConfig
 from gpt.data import python_docs
 from gpt.interp.attention import attention_trace, head_summary, head_table, pool_pattern
-from gpt.tokenizers import CharTokenizer
+from gpt.tokenizers import CharTokenizer, display_token
 
 BUDGET_S = 0.5
 THUMB = 32  # as explorer/views/attention.py
@@ -26,7 +26,7 @@ def one_render(model, tokenizer, prompt: str) -> dict[str, float]:
     times = {}
     t = time.perf_counter()
     ids = tokenizer.encode(prompt)
-    labels = [tokenizer.token_str(i) for i in ids]
+    labels = [display_token(tokenizer, i) for i in ids]
     times["encode"] = time.perf_counter() - t
     t = time.perf_counter()
     trace = attention_trace(model, ids)

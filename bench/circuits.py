@@ -65,6 +65,7 @@ def one(T: int, rounds: int) -> dict:
     from gpt.interp.circuits import attribution_graph, load_transcoders
     from gpt.interp.circuits.replacement import freeze
     from gpt.runs import load_run
+    from gpt.tokenizers import display_token
     run = load_run(RUN)
     tcs = load_transcoders(RUN, run.model)
     val = run_validation_ids(run)
@@ -79,7 +80,7 @@ def one(T: int, rounds: int) -> dict:
         t2 = time.perf_counter()
         graph_s.append(t1 - t0)
         prune_s.append(t2 - t1)
-        tokens = [run.tokenizer.token_str(i) for i in ids]
+        tokens = [display_token(run.tokenizer, i) for i in ids]
         labels = {n.key: node_label(n, tokens[n.position]) for n in pruned.nodes}
         t3 = time.perf_counter()
         nodes, edges = circuit_view(pruned, labels)

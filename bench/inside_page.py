@@ -25,6 +25,7 @@ from common import machine
 from explorer.figures.attention_views import line_view
 from gpt.interp.attention import attention_trace
 from gpt.runs import load_run
+from gpt.tokenizers import display_token
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = str(ROOT / "explorer" / "app.py")
@@ -74,7 +75,7 @@ def main() -> None:
     os.environ.setdefault("GPT_EXPLORER_CHECKPOINTS", str(RUN.parent))
     run = load_run(RUN)
     ids = run.tokenizer.encode(PROMPT_128)
-    labels = [run.tokenizer.token_str(i) for i in ids]
+    labels = [display_token(run.tokenizer, i) for i in ids]
 
     def lines(_r: int) -> None:
         trace = attention_trace(run.model, ids)

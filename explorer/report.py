@@ -20,6 +20,7 @@ import torch
 
 from explorer.figures.attention import attention_overview, detector_heatmaps
 from explorer.figures.training import loss_curves
+from explorer.ui.text import display_text, esc, token_html, token_text
 from gpt import runs
 from gpt.config import GPTConfig
 from gpt.interp.capture import attention_patterns
@@ -70,9 +71,9 @@ def dla_html(model, tokenizer, text: str, k: int = 8) -> str:
     target = predicted_token(model, ids, -1)
     result = direct_logit_attribution(model, ids, -1, target)
     rows = "".join(f"<tr><td>{html.escape(name)}</td><td>{value:+.3f}</td></tr>" for name, value in result.top(k))
-    shown = html.escape(tokenizer.token_str(target))
+    shown = token_html(tokenizer, target)
     cap = f" (before the soft cap {result.softcap:g})" if result.softcap else ""
-    return (f"<h2>Why this token</h2><p>After <code>{html.escape(text[-40:])}</code> the model's first guess is "
+    return (f"<h2>Why this token</h2><p>After <code>{esc(display_text(text[-40:]))}</code> the model's first guess is "
             f"<code>{shown}</code>, logit {result.total:.2f}{cap}. The parts that wrote it most directly (through the "
             f"final norm with its scale frozen; all parts sum to the logit):</p>"
             f"<table><tr><th>part</th><th>contribution</th></tr>{rows}</table>"
@@ -91,14 +92,14 @@ def circuit_section(run_dir: Path, model, tokenizer, text: str):
         return None, f"<h2>Circuit</h2><p><em>{html.escape(str(e))}</em></p>"
     ids = tokenizer.encode(text)
     graph = attribution_graph(model, ids, transcoders).prune()
-    tokens = [tokenizer.token_str(i) for i in ids]
-    labels = {n.key: node_label(n, tokenizer.token_str(n.index) if n.kind == "logit" else tokens[n.position])
+    tokens = [token_text(tokenizer, i) for i in ids]
+    labels = {n.key: node_label(n, token_text(tokenizer, n.index) if n.kind == "logit" else tokens[n.position])
               for n in graph.nodes}
     nodes, edges = circuit_view(graph, labels)
-    data = json.dumps(graph.to_json(decode=tokenizer.decode, metadata={"model": run_dir.resolve().name}))
+    data = json.dumps(graph.to_json(tokenizer=tokenizer, metadata={"model": run_dir.resolve().name}))
     data = data.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
     return circuit_figure(nodes, edges, tokens, model.config.n_layer), (
-        f"<h2>Circuit</h2><p>The attribution graph of the guess after <code>{html.escape(text[-40:])}</code>: "
+        f"<h2>Circuit</h2><p>The attribution graph of the guess after <code>{esc(display_text(text[-40:]))}</code>: "
         f"{sum(n.kind == 'feature' for n in graph.nodes)} transcoder features kept (replacement score "
         f"{graph.replacement_score():.2f}). The figure is above; the graph itself is embedded as JSON in the "
         f"element <code>#circuit-graph</code> of this file.</p>"

@@ -34,19 +34,30 @@ class UnknownCharactersError(TokenizerError):
         super().__init__(f"{len(chars)} character(s) not in this tokenizer's vocabulary: {shown}")
 
 
-def printable(s: str) -> str:
-    """Token text for display: control characters and newlines made visible."""
-    out = []
-    for ch in s:
-        if ch == "\n":
-            out.append("\\n")
-        elif ch == "\t":
-            out.append("\\t")
-        elif ord(ch) < 32 or ord(ch) == 127:
-            out.append(f"\\x{ord(ch):02x}")
-        else:
-            out.append(ch)
-    return "".join(out)
+# The one display form of token text, everywhere it is shown (the app's pages, the HTML report, graph JSON labels,
+# feature labels): whitespace made visible, never a backslash escape for a newline or tab, never GPT-2's "Ġ".
+# Other control characters show as their Unicode control pictures (␀ for U+0000, ␍ for a carriage return, ␡ DEL).
+_VISIBLE = {**{code: chr(0x2400 + code) for code in range(32)}, 127: "\u2421",
+            ord(" "): "\u00b7", ord("\n"): "\u21b5", ord("\t"): "\u2192"}   # · ↵ →
+EMPTY = "\u2205"   # ∅: a token with no text (shown, so it never makes an invisible chip)
+
+
+def display_text(text: str) -> str:
+    """Text as a learner sees it: a space shows as ·, a newline as ↵, a tab as →, other control characters as
+    their control pictures; empty text as ∅. Not escaped for any markup: the app (explorer.ui.text) adds the one
+    escaping each context needs (HTML, markdown, plotly)."""
+    return text.translate(_VISIBLE) if text else EMPTY
+
+
+def raw_token(tokenizer, token_id: int) -> str:
+    """One token's own text (a newline is a newline). A byte-level token that is not whole UTF-8 (part of a
+    multi-byte character) keeps its stray bytes as \\xNN escapes, so it stays readable and tells its bytes."""
+    return tokenizer.token_bytes(int(token_id)).decode("utf-8", errors="backslashreplace")
+
+
+def display_token(tokenizer, token_id: int) -> str:
+    """One token as it is shown everywhere: display_text of its own text ("JULIET:↵O", never "JULIET:\\nO")."""
+    return display_text(raw_token(tokenizer, token_id))
 
 
 class CharTokenizer:
@@ -96,7 +107,8 @@ class CharTokenizer:
         return self.chars[token_id].encode("utf-8")
 
     def token_str(self, token_id: int) -> str:
-        return printable(self.chars[token_id])
+        """The token as shown (display_token): kept for callers written before display_token."""
+        return display_token(self, token_id)
 
     def vocab(self) -> list[tuple[int, str]]:
         return [(i, self.token_str(i)) for i in range(self.vocab_size)]
@@ -246,11 +258,8 @@ class BPETokenizer:
         return self.vocab_bytes[token_id]
 
     def token_str(self, token_id: int) -> str:
-        b = self.vocab_bytes[token_id]
-        try:
-            return printable(b.decode("utf-8"))
-        except UnicodeDecodeError:
-            return "".join(f"\\x{x:02x}" for x in b)
+        """The token as shown (display_token): kept for callers written before display_token."""
+        return display_token(self, token_id)
 
     def vocab(self) -> list[tuple[int, str]]:
         return [(i, self.token_str(i)) for i in range(self.vocab_size)]

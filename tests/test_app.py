@@ -102,7 +102,7 @@ def test_tokenizer_page_chips_and_unknown_characters(root):
     assert len(at.dataframe) >= 1
     placed(at, "text_area", "prompt").set_value("Hi 日本").run()
     assert not at.exception
-    assert any("'日'" in e.value and "'本'" in e.value for e in at.error)
+    assert any("`日`" in e.value and "`本`" in e.value for e in at.error)   # each as a code span
 
 
 def test_embeddings_page(root):
@@ -128,7 +128,7 @@ def test_attention_page_overview_head_and_table(root):
     assert any("block size" in w.value for w in at.warning)
     assert len(head_heatmap(at)["layer"][0]["encoding"]["x"]["scale"]["domain"]) == 32
     placed(at, "text_area", "prompt").set_value("ok <>").run()
-    assert not at.exception and any("'<'" in e.value for e in at.error)
+    assert not at.exception and any("`<`" in e.value for e in at.error)
 
 
 def test_generate_page_streams_and_explains_unknown_characters(root):
@@ -143,7 +143,7 @@ def test_generate_page_streams_and_explains_unknown_characters(root):
     assert any("title=\"step 0: p=" in m.value for m in at.markdown)
     assert len(plotly_figures(at)) == 4  # next-token bars, alternatives at a chosen step, the KV cache's step and growth
     placed(at, "text_area", "prompt").set_value("ROMEO ☃").run()
-    assert not at.exception and any("'☃'" in e.value for e in at.error)
+    assert not at.exception and any("`☃`" in e.value for e in at.error)
 
 
 def test_chips_escape_html():

@@ -102,7 +102,7 @@ def test_logit_lens_page(checkpoints):
     assert not at.exception
     # this run's characters have no '<': the page names what it cannot read instead of failing (the escaping of
     # markup the vocabulary does hold is tests/test_security.py's logit-lens test)
-    assert "'<'" in text_of(at) and "'>'" in text_of(at)
+    assert "`<`" in text_of(at) and "`>`" in text_of(at)
 
 
 def test_ablation_page_reports_delta_loss(checkpoints):

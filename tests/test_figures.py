@@ -28,11 +28,12 @@ def test_metric_curve_prefers_training_rows():
 def test_attention_heatmap_masks_the_future_and_labels_tokens():
     T = 4
     pattern = np.tril(np.ones((T, T))) / np.arange(1, T + 1)[:, None]
-    fig = attention.attention_heatmap(pattern, ["a", "b", "<s>", "d"], "L0 H0")
+    fig = attention.attention_heatmap(pattern, ["a", "b", "<s>", "<"], "L0 H0")
     z = np.array(fig.data[0].z, dtype=float)
     assert np.isnan(z[0, 1]) and np.isnan(z[2, 3]) and z[3, 0] == 0.25
-    # token text is escaped (plotly reads tick text as HTML and shows the entity as the character)
-    assert list(fig.layout.xaxis.ticktext) == ["0:a", "1:b", "2:&lt;s&gt;", "3:d"]
+    # "<s>" is a plotly tag (strike-through): its "<" is escaped, and plotly shows the entity as the character; a
+    # lone "<" is drawn as itself, so it stays as typed (no &lt; where none is needed)
+    assert list(fig.layout.xaxis.ticktext) == ["0:a", "1:b", "2:&lt;s>", "3:<"]
     assert fig.layout.plot_bgcolor == base.MASK_COLOR
     assert fig.layout.yaxis.autorange == "reversed"
 
@@ -67,9 +68,9 @@ def test_embedding_scatter_2d_and_3d():
 
 
 def test_token_bars_orders_and_marks_the_chosen_token():
-    fig = tokens.token_bars(["a", " ", "\n"], [0.5, 0.3, 0.2], "next", chosen=1)
+    fig = tokens.token_bars(["a", "·", "↵"], [0.5, 0.3, 0.2], "next", chosen=1)   # display text: space, newline
     bar = fig.data[0]
-    assert list(bar.x) == [0.5, 0.3, 0.2] and list(bar.y) == ["'a'", "' '", "'\\n'"]
+    assert list(bar.x) == [0.5, 0.3, 0.2] and list(bar.y) == ["a", "·", "↵"]   # as given: no repr quotes
     assert bar.marker.color[1] != bar.marker.color[0]
     assert list(bar.text) == ["50.0%", "30.0%", "20.0%"]
 

@@ -33,7 +33,7 @@ def line_view(patterns: np.ndarray, labels: list[str], heads: list[int], positio
     # int32: Arrow's int64 arrives in the browser as BigInt, which Vega's selection tests do not match
     lines = pd.concat(frames, ignore_index=True).astype({"query": "int32", "key": "int32"})
     lines["x"], lines["x2"] = 0.0, 1.0
-    text = [safe(t) for t in labels]
+    text = list(labels)   # Vega draws text as text: no escaping
     # one hover selection over both token columns: "tok" is p for a query on the left, -(p + 1) for a key on the
     # right. (Two selections, one per column, do not work: Vega-Lite's point selection also fires on the other
     # column's marks, storing an undefined value that hides every line.)
@@ -82,7 +82,7 @@ def clickable_heatmap(pattern: np.ndarray, labels: list[str], position: int | No
     pattern = np.asarray(pattern, dtype=np.float32)
     T = pattern.shape[0]
     q, k = np.tril_indices(T)
-    names = [f"{j}:{safe(t)}" for j, t in enumerate(labels)]
+    names = [f"{j}:{t}" for j, t in enumerate(labels)]   # Vega draws text as text: no escaping
     cells = pd.DataFrame({"query": q, "key": k, "weight": np.round(pattern[q, k], 4),
                           "query_token": [names[i] for i in q], "key_token": [names[i] for i in k]})
     cell = int(min(22, max(6, 480 // max(T, 1))))  # 64 tokens: 7 px cells, a 448 px map above the fold

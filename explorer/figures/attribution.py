@@ -1,19 +1,15 @@
 """Figures for "Why this token" and "Patching": the DLA waterfall, a layer x head grid, patching heatmaps.
 
-Pure plotly, no streamlit. Token labels arrive printable (explorer.ui.text.visible); every label and hover text is
-HTML-escaped here, because plotly renders hover templates and titles as HTML.
+Pure plotly, no streamlit. Token labels arrive in their display form (explorer.ui.text.token_text); every label and
+hover text passes explorer.figures.base.safe here, which escapes the little plotly would read as markup.
 """
 from __future__ import annotations
 
-import html
-
 import plotly.graph_objects as go
 
+from explorer.figures.base import safe as _safe
+
 POSITIVE, NEGATIVE, TOTAL = "#2e7d32", "#c62828", "#1f4e99"
-
-
-def _safe(text) -> str:
-    return html.escape(str(text), quote=False)
 
 
 def _rows(values) -> list[list[float]]:

@@ -1,7 +1,7 @@
 """What every figure shares: the palette, the layout, escaping of token text, number checks."""
 from __future__ import annotations
 
-import html
+import re
 
 import plotly.graph_objects as go
 
@@ -18,9 +18,18 @@ def layout(fig: go.Figure, title: str, height: int = 360, **kw) -> go.Figure:
     return fig
 
 
+# What plotly reads as markup in any label, title or hover text (plotly.js svg_text_utils): its few tags (<br>, <b>,
+# <i>, <em>, <sub>, <sup>, <s>, <u>, <a>, <span>) and character entities (&amp;, &#39;, ...). Anything else, a lone
+# "<" or "&" included, is drawn as the text it is (an SVG text node: never HTML), so only these are escaped.
+_PLOTLY_TAG = re.compile(r"<(?=/?(?:br|b|i|em|sub|sup|s|u|a|span)(?:\s[^<>]*)?>)", re.IGNORECASE)
+_PLOTLY_ENTITY = re.compile(r"&(?=#\d+;|#x[\da-fA-F]+;|[a-z]+;)")
+
+
 def safe(text) -> str:
-    """Token text for hover templates and tick labels, which plotly renders as HTML."""
-    return html.escape(str(text), quote=False)
+    """Display text for plotly labels, titles and hover text: unchanged, except the rare tag- or entity-shaped
+    piece plotly would render ("<b>" stays "<b>", not bold); so a label never carries &lt; or &amp; it does not need."""
+    text = _PLOTLY_ENTITY.sub("&amp;", str(text))
+    return _PLOTLY_TAG.sub("&lt;", text)
 
 
 def tick_labels(tokens: list[str]) -> list[str]:

@@ -24,7 +24,7 @@ def embedding_scatter(points, labels: list[str], ids: list[int] | None = None, e
     many = len(ids) > MAX_TEXT
     colors = [PALETTE[3] if i in highlight else PALETTE[0] for i in ids]
     shown = [safe(t) for t in labels]
-    hover = [f"id {i}: {safe(repr(lab))}" for i, lab in zip(ids, labels)]
+    hover = [f"id {i}: {s}" for i, s in zip(ids, shown)]
     axis = ([f"PC{j + 1} ({100 * e:.0f}% var)" for j, e in enumerate(explained)] if explained is not None
             else ["PC1", "PC2", "PC3"])
     common = dict(mode="markers" if many else "markers+text", hovertext=hover, hoverinfo="text",

@@ -142,7 +142,7 @@ def logits_figure(view, token_text: list[str], top: int = 20) -> go.Figure:
     order = np.argsort(-probs, kind="stable")[:top]
     kept = _np(view.kept).astype(bool)
     colors = [SELECT_COLOR if i == view.pick else (PALETTE[0] if kept[i] else "#c7c7c7") for i in order]
-    labels = [f"{safe(repr(token_text[i]))}" for i in order]
+    labels = [safe(token_text[i]) for i in order]
     final = _np(view.final)
     trace = dict(type="bar",
         x=labels, y=probs[order], marker_color=colors, text=[f"{probs[i]:.1%}" if probs[i] >= 0.001 else "" for i in order],
@@ -203,7 +203,7 @@ def neuron_heatmap(acts, neurons: list[int], labels: list[str], selected: int | 
 
 def effect_bars(tokens: list[str], values: list[float], title: str) -> go.Figure:
     """Horizontal bars of signed per-token effects (logit change per unit of activation), largest magnitude on top."""
-    trace = dict(type="bar", x=values, y=[safe(repr(t)) for t in tokens], orientation="h",
+    trace = dict(type="bar", x=values, y=[safe(t) for t in tokens], orientation="h",
                            marker_color=["#2166ac" if v >= 0 else "#b2182b" for v in values],
                            text=[f"{v:+.2f}" for v in values], cliponaxis=False,
                            # outside the bar for positive values; inside for negative ones, which would otherwise

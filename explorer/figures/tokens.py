@@ -10,7 +10,7 @@ def token_bars(tokens: list[str], probs: list[float], title: str, chosen: int | 
     """Horizontal bars of candidate tokens and their probabilities, most likely on top; `chosen` (an index
     into tokens) is drawn in another colour."""
     colors = [PALETTE[1] if i == chosen else PALETTE[0] for i in range(len(tokens))]
-    fig = go.Figure(go.Bar(x=probs, y=[f"{t!r}" for t in tokens], orientation="h", marker_color=colors,
+    fig = go.Figure(go.Bar(x=probs, y=[safe(t) for t in tokens], orientation="h", marker_color=colors,
                            text=[f"{p:.1%}" for p in probs], textposition="outside", cliponaxis=False,
                            hovertemplate="%{y}: %{x:.3f}<extra></extra>"))
     fig.update_yaxes(autorange="reversed", type="category")

@@ -16,7 +16,7 @@ import streamlit as st
 
 from explorer.jobs import training as jobs
 from explorer.ui.scans import all_cores_unless_training
-from explorer.ui.text import token_label
+from explorer.ui.text import token_text
 from gpt.data import CorpusError, load_corpus
 from gpt.evaltext import evaluation_text, source_text
 from gpt.interp.detectors import PROBES, build_probe, head_scores
@@ -168,7 +168,7 @@ class VocabMap:
     """What the Embeddings page draws of a token table, computed once per weights (GPT-2 small: 50,257 rows)."""
     points: np.ndarray      # (V, 3) the tokens on the first three principal components (2D shows the first two)
     explained: np.ndarray   # (3,) share of the variance each component keeps
-    labels: list[str]       # each token as the pages show it (explorer.ui.text.token_label)
+    labels: list[str]       # each token as the pages show it (explorer.ui.text.token_text)
     norms: np.ndarray       # (V,) each row's length, for cosine neighbours without a second pass
 
 
@@ -180,7 +180,7 @@ def _vocab_map(run_dir: str, snapshot_step: int | None, weights_mtime: float) ->
     emb = token_embeddings(run.model)
     proj = pca(emb, 3)
     return VocabMap(proj.points.astype(np.float32), proj.explained,
-                    [token_label(run.tokenizer, i) for i in range(len(emb))], np.linalg.norm(emb, axis=1))
+                    [token_text(run.tokenizer, i) for i in range(len(emb))], np.linalg.norm(emb, axis=1))
 
 
 def vocab_map(run_dir: str | Path, snapshot_step: int | None = None) -> VocabMap:

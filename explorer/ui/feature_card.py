@@ -8,7 +8,7 @@ from explorer.figures.features import activation_histogram, density_figure
 from explorer.figures.inside import effect_bars
 from explorer.ui.eval_text import eval_caption, eval_key, eval_text_or_note
 from explorer.ui.scans import forget_stop, run_scan, was_stopped
-from explorer.ui.text import chips_html
+from explorer.ui.text import chips_html, raw_token, token_text
 from gpt.interp.features.cards import cached_scan, feature_logit_effect, is_card_scanned
 
 
@@ -59,7 +59,7 @@ def draw_feature_card(run, dic, feature: int, key: str = "card") -> None:
                 continue
             before, after = val[max(0, p - 32):p].tolist(), val[p + 1:p + 5].tolist()
             pieces = [(tok.decode(before), "context", "#f2f2f2"),
-                      (tok.token_str(int(val[p])), f"activation {value:.3f}", "#ffb347"),
+                      (raw_token(tok, int(val[p])), f"activation {value:.3f}", "#ffb347"),
                       (tok.decode(after), "after", "#fafafa")]
             rows.append(f"<div style='display:flex;gap:8px;align-items:baseline'><code style='min-width:4em'>"
                         f"{value:.2f}</code>{chips_html(pieces).replace('<br>', '')}</div>")
@@ -81,9 +81,9 @@ def draw_feature_card(run, dic, feature: int, key: str = "card") -> None:
         effect = feature_logit_effect(run.model, dic.module, feature)
         order = effect.argsort(descending=True).tolist()
         up, down = order[:8], order[::-1][:8]
-        st.plotly_chart(effect_bars([tok.token_str(i) for i in up], [float(effect[i]) for i in up], "Promotes"),
+        st.plotly_chart(effect_bars([token_text(tok, i) for i in up], [float(effect[i]) for i in up], "Promotes"),
                         key=f"{key}_promotes")
-        st.plotly_chart(effect_bars([tok.token_str(i) for i in down], [float(effect[i]) for i in down], "Suppresses"),
+        st.plotly_chart(effect_bars([token_text(tok, i) for i in down], [float(effect[i]) for i in down], "Suppresses"),
                         key=f"{key}_suppresses")
         st.caption("Its decoder direction read through the unembedding: how much one unit of this feature raises "
                    "(blue) or lowers (red) each next-token logit directly, ignoring later layers and the final norm.")

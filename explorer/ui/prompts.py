@@ -6,6 +6,7 @@ import streamlit as st
 
 from explorer.ui.eval_text import eval_excerpt_source
 from explorer.ui.state import bind, place, remember
+from explorer.ui.text import code_md
 from gpt.evaltext import excerpt as eval_excerpt
 from gpt.tokenizers import UnknownCharactersError
 
@@ -66,7 +67,7 @@ def encode_or_explain(run, text: str) -> list[int] | None:
     try:
         return run.tokenizer.encode(text)
     except UnknownCharactersError as e:
-        shown = " ".join(f"`{c!r}`" for c in e.chars[:20])
+        shown = " ".join(code_md(c) for c in e.chars[:20])
         st.error(f"This model's character vocabulary has no {shown}. It only knows the "
                  f"{run.tokenizer.vocab_size} characters of its training text; remove or replace them.")
         return None

@@ -1,10 +1,13 @@
-"""Token text as the pages show it: one display form (↵ newline, · space, → tab), HTML-escaped once, token chips,
-probability colours; and uploaded text read safely."""
+"""Token text as the pages show it: one display form (gpt.tokenizers.display_token: ↵ newline, · space, → tab) and
+one escaping per context (token_text for plotly/options/tables, token_html, token_md), token chips, probability
+colours; and uploaded text read safely."""
 from __future__ import annotations
 
 import html
+import re
 
 from gpt.data import CorpusError, decode_bytes
+from gpt.tokenizers import display_text, display_token, raw_token  # noqa: F401  (raw_token: chips from ids)
 
 
 def read_upload(upload) -> tuple[str | None, str | None]:
@@ -16,23 +19,51 @@ def read_upload(upload) -> tuple[str | None, str | None]:
         return None, str(e)
 
 
-def esc(text: str) -> str:
-    """HTML-escape token text (a corpus containing <script> must show as text)."""
-    return html.escape(text, quote=True)
+def esc(text) -> str:
+    """HTML-escape text once, where it goes into HTML (a corpus containing <script> must show as text). Never inside
+    markdown code spans (Streamlit shows &#x27; there literally) nor plotly labels (explorer.figures.base.safe)."""
+    return html.escape(str(text), quote=True)
 
 
-def visible(text: str) -> str:
-    """Whitespace made visible inside token chips."""
-    return text.replace(" ", "\u00b7").replace("\n", "\u21b5").replace("\t", "\u2192") or "\u2205"
+# One token, one display form (gpt.tokenizers.display_token: ↵ newline, · space, → tab), one escaping per context:
+def token_text(tokenizer, token_id: int) -> str:
+    """Display text: plotly labels (the figure builders apply plotly's rule), select options, tables."""
+    return display_token(tokenizer, token_id)
 
 
-def token_label(tokenizer, token_id: int) -> str:
-    """One token as shown everywhere: its own text with whitespace made visible (↵ for a newline, never a
-    literal backslash-n); a byte-level token that is not whole UTF-8 keeps the tokenizer's hex escapes."""
-    try:
-        return visible(tokenizer.token_bytes(int(token_id)).decode("utf-8"))
-    except UnicodeDecodeError:
-        return tokenizer.token_str(int(token_id))
+def token_html(tokenizer, token_id: int) -> str:
+    """Display text HTML-escaped once: for st.markdown(..., unsafe_allow_html=True) and the HTML report."""
+    return esc(display_token(tokenizer, token_id))
+
+
+def token_md(tokenizer, token_id: int) -> str:
+    """The token as a markdown inline code span, for st.markdown/st.caption/st.write text."""
+    return code_md(display_token(tokenizer, token_id))
+
+
+def code_md(text: str) -> str:
+    """Text in its display form as a markdown inline code span: shown literally, so nothing is escaped inside (HTML
+    escaping would show as &#x27;); a backtick inside gets a longer fence (CommonMark), padded where it touches the
+    fence. display_text leaves display text unchanged, so raw and display text both work."""
+    text = display_text(text)
+    runs = [len(r) for r in re.findall(r"`+", text)]
+    fence = "`" * (max(runs, default=0) + 1)
+    pad = " " if text[0] == "`" or text[-1] == "`" else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>&$~:])")
+
+
+def text_md(text: str) -> str:
+    """Display text for markdown outside a code span (labels, pills, expander titles): every character markdown
+    (or Streamlit's :directives: and $math$) would read is backslash-escaped, so it shows as typed."""
+    return _MD_SPECIAL.sub(r"\\\1", text)
+
+
+# the names pages used before this module had one function per context; the same functions, not other ways
+visible = display_text
+token_label = token_text
 
 
 CHIP_STYLE = ("display:inline-block;margin:1px;padding:1px 3px;border-radius:4px;font-family:monospace;"
@@ -40,14 +71,15 @@ CHIP_STYLE = ("display:inline-block;margin:1px;padding:1px 3px;border-radius:4px
 
 
 def chips_html(pieces: list[tuple[str, str, str]]) -> str:
-    """pieces: (token text, hover title, css background colour) -> a row of escaped token chips. Chips between
-    two spaces are kept on one line (a word never wraps in its middle), and a newline token ends the line."""
+    """pieces: (raw text, hover title, css background colour) -> a row of token chips, each shown in the display
+    form and HTML-escaped once. Raw text, because the layout reads it: chips between two spaces are kept on one line
+    (a word never wraps in its middle), and a newline ends the line. Token ids become raw text with raw_token."""
     words, word = [], []
     for text, title, color in pieces:
         if word and text[:1].isspace() and text.strip():   # a BPE token like " the" starts a new word
             words.append(word)
             word = []
-        word.append(f'<span title="{esc(title)}" style="{CHIP_STYLE}background:{esc(color)}">{esc(visible(text))}</span>')
+        word.append(f'<span title="{esc(title)}" style="{CHIP_STYLE}background:{esc(color)}">{esc(display_text(text))}</span>')
         if text[-1:].isspace() or not text:
             words.append(word + (["<br>"] if text.endswith("\n") else []))
             word = []

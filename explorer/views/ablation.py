@@ -7,7 +7,7 @@ from explorer.ui.eval_text import eval_caption, eval_key, eval_text_or_stop
 from explorer.ui.prompts import default_prompt, encode_or_explain
 from explorer.ui.run_picker import selected_attention_run
 from explorer.ui.state import bind
-from explorer.ui.text import esc, token_label
+from explorer.ui.text import esc, text_md, token_text
 from gpt.interp.ablation import all_heads, generate_with_ablation, loss_windows
 from gpt.interp.capture import InterpError
 from gpt.interp.detectors import strongest_head
@@ -44,7 +44,7 @@ c1.metric("Validation loss, intact", f"{result.base_loss:.4f}")
 c2.metric("With the heads removed", f"{result.ablated_loss:.4f}", f"{result.delta_loss:+.4f}", delta_color="inverse")
 c3.metric("Next-token distribution moved", f"{result.total_variation:.0%}",
           help="Total variation distance between the two next-token distributions for the prompt")
-label = lambda i: token_label(run.tokenizer, i)  # noqa: E731
+label = lambda i: token_text(run.tokenizer, i)  # noqa: E731
 st.plotly_chart(prob_bars({"intact": [(label(t), p) for t, p in result.base_top],
                            "heads removed": [(label(t), p) for t, p in result.ablated_top]},
                           "Next token after the prompt"), key="abl_bars")
@@ -63,7 +63,7 @@ if st.button("Generate both", type="primary"):
         ablated = generate_with_ablation(run.model, ids, heads, n_new, seed=int(seed))
     left, right = st.columns(2)
     for col, title, new in ((left, "Intact", intact), (right, f"Without {', '.join(chosen) or 'any head'}", ablated)):
-        col.markdown(f"**{esc(title)}**")
+        col.markdown(f"**{text_md(title)}**")
         # <br> rather than raw newlines: markdown would end the HTML block at a blank line and lose the breaks
         html_text = f"{esc(prompt)}<b>{esc(run.tokenizer.decode(new))}</b>".replace("\n", "<br>")
         col.markdown(f'<div style="font-family:monospace;white-space:pre-wrap">{html_text}</div>',

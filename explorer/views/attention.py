@@ -8,7 +8,7 @@ from explorer.figures.attention_views import PICK_CELL, PICK_QUERY, clickable_he
 from explorer.ui.prompts import teaching_prompt_ids
 from explorer.ui.run_picker import selected_run
 from explorer.ui.state import bind, fresh_click, place, remember
-from explorer.ui.text import token_label
+from explorer.ui.text import code_md, token_text
 from gpt.interp import InterpError, forward_steps
 from gpt.interp.attention import attention_trace, head_table, pool_pattern
 
@@ -31,7 +31,7 @@ except InterpError as e:
     st.error(str(e))
     st.stop()
 T = len(ids)
-labels = [token_label(run.tokenizer, i) for i in ids]
+labels = [token_text(run.tokenizer, i) for i in ids]
 nh = cfg.effective_n_head
 
 c1, c2, c3 = st.columns([1, 1, 2])
@@ -40,7 +40,7 @@ layer = c1.selectbox("Layer", range(cfg.n_layer), format_func=lambda i: f"layer 
 head = c2.selectbox("Head", range(nh), format_func=lambda i: f"head {i}", **bind("head", 0, options=range(nh)))
 pos = place("pos", T - 1)
 pos = pos if isinstance(pos, int) and 0 <= pos < T else T - 1
-c3.markdown(f"Query position **{pos}** `{labels[pos]}` (click a heatmap row or a token on the left of the line "
+c3.markdown(f"Query position **{pos}** {code_md(labels[pos])} (click a heatmap row or a token on the left of the line "
             "view to change it).")
 
 left, right = st.columns([2, 3], gap="large")
@@ -94,7 +94,7 @@ with tab_qk:
     key = st.selectbox("Key position", range(pos + 1), index=default_key,
                        format_func=lambda j: f"{j}: {labels[j]}  (weight {float(hstep.weights[j]):.3f})")
     score = float(hstep.dots[key])
-    st.markdown(f"Query **{pos}** `{labels[pos]}` → key **{key}** `{labels[key]}` in layer {layer}, head {head}: "
+    st.markdown(f"Query **{pos}** {code_md(labels[pos])} → key **{key}** {code_md(labels[key])} in layer {layer}, head {head}: "
                 f"the sum of the bars is q·k = **{score:.3f}**; × 1/√{len(hstep.q)} = score **"
                 f"{float(hstep.scores[key]):.3f}**; softmax over the row gives weight **"
                 f"{float(hstep.weights[key]):.3f}**.")

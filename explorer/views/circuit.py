@@ -14,7 +14,7 @@ from explorer.ui.feature_card import draw_feature_card
 from explorer.ui.prompts import teaching_prompt_ids
 from explorer.ui.run_picker import selected_attention_run
 from explorer.ui.state import bind, fresh_click
-from explorer.ui.text import esc, token_label, visible
+from explorer.ui.text import code_md, text_md, token_md, token_text
 from gpt.interp.capture import InterpError
 from gpt.interp.circuits import attribution_graph, intervene
 from gpt.interp.circuits.replacement import CircuitError, pick_transcoders, refuse_model
@@ -66,7 +66,7 @@ def copy_position(ids: list[int]) -> int:
 
 ids = teaching_prompt_ids(run)
 T = len(ids)
-texts = [token_label(tok, i) for i in ids]
+texts = [token_text(tok, i) for i in ids]
 pos = st.select_slider("Explain the prediction made at token", options=list(range(T)),
                        format_func=lambda j: f"{j}: {texts[j]}", **bind("pos", copy_position(ids), options=range(T)))
 c1, c2, c3 = st.columns(3)
@@ -107,14 +107,14 @@ except InterpError as e:
     st.stop()
 pruned, completeness = _pruned(*graph_key, node_threshold, edge_threshold)
 tokens = texts[:pos + 1]
-labels = {n.key: node_label(n, token_label(tok, n.index) if n.kind == "logit" else tokens[n.position])
+labels = {n.key: node_label(n, token_text(tok, n.index) if n.kind == "logit" else tokens[n.position])
           for n in pruned.nodes}
 
 # ---- what the model predicts, how much the graph explains ----
-top = ", ".join(f"`{esc(token_label(tok, i))}` {float(p):.0%}" for i, p in zip(graph.logit_ids, graph.logit_probs))
+top = ", ".join(f"{token_md(tok, i)} {float(p):.0%}" for i, p in zip(graph.logit_ids, graph.logit_probs))
 n_feat = sum(n.kind == "feature" for n in graph.nodes)
 kept_feat = sum(n.kind == "feature" for n in pruned.nodes)
-st.markdown(f"After `{esc(visible(tok.decode(ids[max(0, pos - 24):pos + 1])))}` the model predicts {top}. "
+st.markdown(f"After {code_md(tok.decode(ids[max(0, pos - 24):pos + 1]))} the model predicts {top}. "
             f"The full graph has **{n_feat:,}** active features; **{kept_feat}** carry the share of influence asked for.")
 m1, m2, m3 = st.columns(3)
 m1.metric("Replacement score", f"{pruned.replacement_score():.2f}",
@@ -151,10 +151,10 @@ if fresh_click("circ_graph", clicked):
 # ---- the selected node ----
 by_key = {n.key: n for n in pruned.nodes}
 if selected and selected.startswith("group:"):
-    st.markdown(f"**Supernode {esc(selected[6:])}**: " + ", ".join(esc(labels.get(k, k)) for k in groups.get(selected[6:], [])))
+    st.markdown(f"**Supernode {text_md(selected[6:])}**: " + ", ".join(text_md(labels.get(k, k)) for k in groups.get(selected[6:], [])))
 elif selected in by_key:
     node = by_key[selected]
-    st.markdown(f"**Selected:** {esc(labels[selected])}")
+    st.markdown(f"**Selected:** {text_md(labels[selected])}")
     if selected not in pins and st.button("Pin this node", key="circ_pin"):
         pins.append(selected)
         st.rerun()
@@ -227,10 +227,10 @@ else:
         first = graph.logit_ids[0]
         what = "switched off" if scale == 0 else f"scaled by {scale:g}"
         st.markdown(f"With {len(settings)} feature{'s' if len(settings) > 1 else ''} {what}, "
-                    f"`{esc(token_label(tok, first))}` goes from **{float(result.probs_before[first]):.1%}** to "
+                    f"{token_md(tok, first)} goes from **{float(result.probs_before[first]):.1%}** to "
                     f"**{float(result.probs_replacement[first]):.1%}** in the replacement model and "
                     f"**{float(result.probs_model[first]):.1%}** in the real model.")
-        rows = [{"next token": token_label(tok, t), "before": 100 * b, "replacement model": 100 * r,
+        rows = [{"next token": token_text(tok, t), "before": 100 * b, "replacement model": 100 * r,
                  "real model": 100 * m} for t, b, r, m in result.top(8)]
         st.dataframe(rows, hide_index=True, column_config={
             c: st.column_config.NumberColumn(c, format="%.1f%%") for c in ("before", "replacement model", "real model")})
@@ -240,7 +240,7 @@ else:
                    "same way, the graph's story holds in the real model too.")
 
 # ---- export ----
-data = pruned.to_json(decode=tok.decode, labels={f"{k}": g for g, ks in groups.items() for k in ks},
+data = pruned.to_json(tokenizer=tok, labels={f"{k}": g for g, ks in groups.items() for k in ks},
                       metadata={"model": run.path.name, "position": pos})
 slug = f"{run.path.name}-{pos}"
 theirs = pruned.to_json(decode=tok.decode, schema="circuit-tracer", metadata={"model": run.path.name, "position": pos},

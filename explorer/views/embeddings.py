@@ -7,7 +7,7 @@ from explorer.figures.embeddings import embedding_scatter, matrix_heatmap
 from explorer.ui.cache import vocab_map
 from explorer.ui.run_picker import selected_run
 from explorer.ui.state import bind, place
-from explorer.ui.text import visible
+from explorer.ui.text import code_md, display_text
 from gpt.interp.embeddings import cosine_matrix, nearest_neighbours, position_embeddings, sample_ids, search_tokens, token_embeddings
 
 MAX_POINTS = 5000      # a bigger vocabulary is drawn as an even sample of its ids (plus the chosen token's circle)
@@ -30,14 +30,14 @@ if V <= MAX_OPTIONS:
 else:
     query = c2.text_input("Find a token", placeholder="e.g. ·the  (· is a space)",
                           help="Tokens whose text is, starts with, or contains this; a space matches ·")
-    found = search_tokens(labels, visible(query) if query else "")
+    found = search_tokens(labels, display_text(query) if query else "")
     if query and not found:
-        c2.caption(f"No token contains {query!r}.")
+        c2.caption(f"No token contains {code_md(query)}.")
     remembered = place("token", default)   # the token chosen before (or in a link) stays on offer
     kept = [remembered] if isinstance(remembered, int) and 0 <= remembered < V else []
     options = list(dict.fromkeys(found + kept + [default]))
 chosen = (c3 if V > MAX_OPTIONS else c2).selectbox(
-    "Nearest neighbours of", options, format_func=lambda i: f"{labels[i]!r} (id {i})",
+    "Nearest neighbours of", options, format_func=lambda i: f"{labels[i]} (id {i})",
     **bind("token", default, options=options))
 
 emb = token_embeddings(run.model)  # (vocab, n_embd): a view of the weights, not a copy
@@ -57,7 +57,7 @@ with right:
     st.dataframe(pd.DataFrame([{"token": labels[i], "id": i, "cosine": s} for i, s in neighbours]),
                  hide_index=True, width="stretch",
                  column_config={"cosine": st.column_config.NumberColumn(format="%.3f")})
-    st.caption(f"The tokens whose vectors point most nearly the same way as {labels[chosen]!r} "
+    st.caption(f"The tokens whose vectors point most nearly the same way as {code_md(labels[chosen])} "
                "(cosine similarity: 1 = same direction, 0 = unrelated).")
 
 st.subheader("Positions")

@@ -9,7 +9,7 @@ from explorer.figures.attention import attention_heatmap, head_grid
 from explorer.jobs import training as jobs
 from explorer.ui.cache import cached_run
 from explorer.ui.run_picker import all_runs, flash_message, follow_started_run
-from explorer.ui.text import token_label
+from explorer.ui.text import token_text
 from gpt.config import GPTConfig
 from gpt.interp.capture import attention_patterns
 from gpt.interp.experiments import TASKS, build_probe, check, task_of_run, train_command, write_corpus
@@ -85,6 +85,6 @@ with right:
     probe = build_probe(task, run.tokenizer, run.config.block_size, n_lines=6, seed=7)
     ids = probe.ids[0].tolist()
     pattern = attention_patterns(run.model, probe.ids[:1])[0, layer, head]
-    st.plotly_chart(attention_heatmap(pattern, [token_label(run.tokenizer, i) for i in ids],
+    st.plotly_chart(attention_heatmap(pattern, [token_text(run.tokenizer, i) for i in ids],
                                   f"L{layer}H{head} on fresh lines"), key="exp_map")
     st.caption("Rows after each bar should light up the source letter that comes next in the answer.")

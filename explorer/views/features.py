@@ -15,7 +15,7 @@ from explorer.ui.feature_card import draw_feature_card
 from explorer.ui.prompts import teaching_prompt_ids
 from explorer.ui.run_picker import selected_attention_run
 from explorer.ui.state import bind, place, remember
-from explorer.ui.text import esc, visible
+from explorer.ui.text import code_md, text_md, token_md, token_text
 from gpt.interp.features.cards import cached_scan, features_at, is_card_scanned
 from gpt.interp.features.training import FeatureTrainConfig
 
@@ -28,7 +28,7 @@ st.caption("A neuron of an MLP fires for many unrelated things. A **sparse dicti
 
 good, broken = run_dictionaries(run.path)
 for b in broken:
-    st.warning(f"Dictionary **{esc(b.name)}** cannot be used: {b.error}")
+    st.warning(f"Dictionary **{text_md(b.name)}** cannot be used: {b.error}")
 
 
 # ---- training ----
@@ -120,12 +120,12 @@ st.caption("Each dictionary over the whole validation split: L0 = active feature
 # ---- which features fire here ----
 st.subheader("Which features fire here")
 ids = teaching_prompt_ids(run)
-texts = [tok.token_str(i) for i in ids]
+texts = [token_text(tok, i) for i in ids]
 T = len(ids)
-pos = st.select_slider("Token", options=list(range(T)), format_func=lambda j: f"{j}: {visible(texts[j])}",
+pos = st.select_slider("Token", options=list(range(T)), format_func=lambda j: f"{j}: {texts[j]}",
                        **bind("pos", T - 1, options=range(T)))
 active = features_at(run.model, good, ids, pos)
-st.caption(f"At token {pos} `{esc(visible(texts[pos]))}`, the strongest active features of each dictionary "
+st.caption(f"At token {pos} {code_md(texts[pos])}, the strongest active features of each dictionary "
            "(number = feature, activation in brackets). Click one to open its card below.")
 names = [dic.name for dic in good]
 picked = place("feature", None)
@@ -147,7 +147,7 @@ def search_by_token() -> None:
                           value="R", max_chars=32)
     unknown = tok.unknown_chars(query) if query else ""
     if unknown:
-        st.warning(f"This tokenizer cannot read {', '.join(repr(c) for c in unknown)}.")
+        st.warning(f"This tokenizer cannot read {', '.join(code_md(c) for c in unknown)}.")
         return
     if not query:
         return
@@ -165,7 +165,7 @@ def search_by_token() -> None:
     scan = cached_scan(cached_run(run.path).model, target, evaluation_ids)
     hits = scan.features_for_token(q_ids[0])
     st.write(f"In **{target.name}**, the features with the highest mean activation on "
-             f"`{esc(visible(tok.token_str(q_ids[0])))}`: " + (", ".join(f"#{i} ({v:.2f})" for i, v in hits) or "none"))
+             f"{token_md(tok, q_ids[0])}: " + (", ".join(f"#{i} ({v:.2f})" for i, v in hits) or "none"))
     st.caption("Mean over every occurrence of the token in the evaluation text (zeros included), so a feature "
                "that fires on it reliably ranks first. The dictionary is the one whose feature is open below.")
 

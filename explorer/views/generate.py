@@ -8,7 +8,7 @@ from explorer.figures.tokens import token_bars
 from explorer.ui.prompts import default_prompt, encode_or_explain
 from explorer.ui.run_picker import selected_run
 from explorer.ui.state import bind, remember
-from explorer.ui.text import chips_html, prob_color, token_label
+from explorer.ui.text import chips_html, prob_color, token_md, token_text
 from gpt.generate import GenerationError, stream_text
 from gpt.interp import forward_steps
 from gpt.interp.next_token import next_token_distribution, top_k
@@ -40,7 +40,7 @@ left, right = st.columns([3, 2], gap="large")
 with right:
     probs = next_token_distribution(run.model, ids)
     top = top_k(probs, 15)
-    st.plotly_chart(token_bars([token_label(tok, i) for i, _ in top], [p for _, p in top],
+    st.plotly_chart(token_bars([token_text(tok, i) for i, _ in top], [p for _, p in top],
                                "Next token after the prompt"), key="next_token_chart")
     st.caption("The model's probability (temperature 1) for each candidate next token, most likely first.")
 
@@ -78,8 +78,8 @@ with left:
         n = st.slider("Inspect generated token", 0, len(steps) - 1, 0) if len(steps) > 1 else 0
         token_id, text, p, alts = steps[n]
         ids_alt = [i for i, _ in alts]
-        st.plotly_chart(token_bars([token_label(tok, i) for i in ids_alt], [q for _, q in alts],
-                                   f"Step {n}: picked '{token_label(tok, token_id)}' (p={p:.3f})",
+        st.plotly_chart(token_bars([token_text(tok, i) for i in ids_alt], [q for _, q in alts],
+                                   f"Step {n}: picked {token_text(tok, token_id)} (p={p:.3f})",
                                    chosen=ids_alt.index(token_id) if token_id in ids_alt else None),
                         key="alternatives_chart")
         st.caption("The top alternatives the model considered at this step; orange is the token that was sampled "
@@ -105,12 +105,12 @@ with left:
             head = k2.selectbox("Head", range(cfg.effective_n_head), format_func=lambda i: f"head {i}",
                                 **bind("head", 0, options=range(cfg.effective_n_head)))
             hstep = forward_steps(run.model, window, len(window) - 1).blocks[layer].attention.heads[head]
-            st.markdown(f"To produce generated token {n} `{token_label(tok, full[t + 1])}`, the model runs "
+            st.markdown(f"To produce generated token {n} {token_md(tok, full[t + 1])}, the model runs "
                         f"only the newest token "
-                        f"`{token_label(tok, window[-1])}` through each block: it computes that one token's "
+                        f"{token_md(tok, window[-1])} through each block: it computes that one token's "
                         f"q, k and v, **appends** k and v as a new row to the cache (orange), and compares the one "
                         f"query with all {len(window)} cached keys. Earlier rows are reused, never recomputed.")
-            st.plotly_chart(decode_step_figure(hstep, [token_label(tok, i) for i in window]), key="kv_step")
+            st.plotly_chart(decode_step_figure(hstep, [token_text(tok, i) for i in window]), key="kv_step")
             st.caption(f"Layer {layer}, head {head}: one row per token so far, {cfg.head_size} channels each (blue = "
                        "positive, red = negative); right: the new query's attention weights over the cache. Move "
                        "'Inspect generated token' to watch the cache grow by one row per token.")

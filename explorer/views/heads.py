@@ -6,7 +6,7 @@ from explorer.ui.cache import run_eval_text, run_head_scores
 from explorer.ui.eval_text import chosen_source, eval_caption, eval_key
 from explorer.ui.run_picker import selected_attention_run
 from explorer.ui.state import bind, remember
-from explorer.ui.text import token_label
+from explorer.ui.text import token_text
 from gpt.data import CorpusError
 from gpt.evaltext import RUN_SPLIT
 from gpt.interp.capture import InterpError, attention_patterns
@@ -68,7 +68,7 @@ half = max(2, min(24, cfg.block_size // 2))  # short enough to read, with the re
 full = build_probe(run.model, kind, int(seed), val.ids if val is not None else None)[:1]
 probe = repeated_passage(full[0, :half], half)
 pattern = attention_patterns(run.model, probe)[0, layer, head]
-labels = [token_label(run.tokenizer, i) for i in probe[0].tolist()]
+labels = [token_text(run.tokenizer, i) for i in probe[0].tolist()]
 st.plotly_chart(attention_heatmap(pattern, labels, f"L{layer}H{head} on a {half}-token sequence and its repeat"),
                 key="probe_map")
 row = {LABELS[d]: f"{float(scores[i, layer, head]):.2f}" for i, d in enumerate(DETECTORS)}

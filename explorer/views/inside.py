@@ -10,7 +10,7 @@ from explorer.ui.cache import run_dictionaries
 from explorer.ui.prompts import teaching_prompt_ids
 from explorer.ui.run_picker import selected_run
 from explorer.ui.state import bind, place
-from explorer.ui.text import chips_html, esc, visible
+from explorer.ui.text import chips_html, code_md, raw_token, text_md, token_md, token_text
 from gpt.interp import InterpError, forward_steps
 from gpt.interp.forward import sampling_view
 
@@ -40,7 +40,7 @@ st.caption(f"Model **{run.path.name}** at step {run.step:,}. A GPT reads the tok
 
 ids = teaching_prompt_ids(run)
 T, C = len(ids), cfg.n_embd
-texts = [tok.token_str(i) for i in ids]
+texts = [token_text(tok, i) for i in ids]   # display form: ↵ for a newline, · for a space
 
 st.plotly_chart(pipeline_figure(cfg, place("layer", 0) if cfg.has_attention else None, T), key="pipeline",
                 config={"displayModeBar": False})
@@ -53,9 +53,8 @@ st.caption(f"The whole model, left to right, with this run's sizes: T = {T} toke
 # copy, so each repeat gets invisible word joiners (U+2060) appended
 pill_labels, seen = [], {}
 for text in texts:
-    shown_text = visible(text)
-    seen[shown_text] = seen.get(shown_text, -1) + 1
-    pill_labels.append(shown_text + "\u2060" * seen[shown_text])
+    seen[text] = seen.get(text, -1) + 1
+    pill_labels.append(text_md(text) + "\u2060" * seen[text])   # pill labels are markdown
 pos = st.pills("Click a token: the stages below show the prediction made at it", range(T), selection_mode="single",
                format_func=lambda j: pill_labels[j], **bind("pos", T - 1, options=range(T)))
 pos = T - 1 if pos is None else pos
@@ -64,14 +63,13 @@ try:
 except InterpError as e:
     st.error(str(e))
     st.stop()
-shown = visible(texts[pos])
-st.markdown(f"Position **{pos}**, token **`{esc(shown)}`** (id {steps.token_id}): the model predicts the token "
+st.markdown(f"Position **{pos}**, token **{token_md(tok, ids[pos])}** (id {steps.token_id}): the model predicts the token "
             f"that comes after it, reading only positions 0..{pos}.")
 
 with st.expander(f"1 · Tokenizer: the text becomes {T} token ids", expanded=True):
-    st.markdown(chips_html([(t, f"position {j}, id {i}", "#ffd8a8" if j == pos else "#eeeeee")
-                            for j, (t, i) in enumerate(zip(texts, ids))]), unsafe_allow_html=True)
-    st.write(f"This model's tokenizer has a vocabulary of {cfg.vocab_size} tokens; `{shown}` is token id "
+    st.markdown(chips_html([(raw_token(tok, i), f"position {j}, id {i}", "#ffd8a8" if j == pos else "#eeeeee")
+                            for j, i in enumerate(ids)]), unsafe_allow_html=True)
+    st.write(f"This model's tokenizer has a vocabulary of {cfg.vocab_size} tokens; {token_md(tok, ids[pos])} is token id "
              f"**{steps.token_id}**. The model never sees letters, only these numbers.")
     st.latex(r"\text{text} \;\to\; (t_0, \dots, t_{T-1}),\quad t_i \in \{0, \dots, %d\}" % (cfg.vocab_size - 1))
     st.caption(f"Shape: ({T},) token ids.")
@@ -134,7 +132,7 @@ if cfg.has_attention:
                 (" Then both are rotated by an angle proportional to their position (rotary)." if cfg.uses_rotary else "")
         if extra:
             st.write(extra.strip())
-        st.plotly_chart(keys_figure(hstep, [visible(t) for t in texts]), key="keys")
+        st.plotly_chart(keys_figure(hstep, texts), key="keys")
         st.latex(r"q = h_p W_Q^{(h)},\qquad k_j = h_j W_K^{(h)},\qquad v_j = h_j W_V^{(h)}")
         st.caption(f"Shapes: h ({T}, {C}) × W_QKV ({C}, {3 * C}) → q, k, v ({nh} heads, {T}, {hs}); shown: q ({hs},) "
                    f"and keys ({pos + 1}, {hs}). Blue = positive, red = negative; hover for values.")
@@ -142,17 +140,17 @@ if cfg.has_attention:
         st.write(f"The dot product q·k says how well each key matches; dividing by √{hs} keeps the scores in a "
                  "range where softmax does not saturate. Future positions are masked to −∞ so the model cannot "
                  "peek at the token it must predict. Softmax turns scores into weights that sum to 1.")
-        st.plotly_chart(attention_row_figure(hstep, [visible(t) for t in texts], pos), key="scores")
+        st.plotly_chart(attention_row_figure(hstep, texts, pos), key="scores")
         st.latex(r"w_j = \mathrm{softmax}_j\!\left(\frac{q \cdot k_j}{\sqrt{%d}} + m_j\right),\quad "
                  r"m_j = \begin{cases} 0 & j \le %d \\ -\infty & j > %d \end{cases}" % (hs, pos, pos))
         best = int(hstep.weights.argmax())
         st.caption(f"One column per token (darker = larger within its row, the value written in the cell). Grey "
                    f"= future, masked. Head {head} puts {float(hstep.weights[best]):.0%} of its attention on "
-                   f"position {best} `{visible(texts[best])}`. Shapes: scores and weights ({pos + 1},) here, "
+                   f"position {best} {code_md(texts[best])}. Shapes: scores and weights ({pos + 1},) here, "
                    f"({nh}, {T}, {T}) for the whole prompt.")
     with st.expander("3d · Weighted sum of values, all heads concatenated, W_O, residual add"):
         top = sorted(range(pos + 1), key=lambda j: -float(hstep.weights[j]))[:3]
-        rows = [(f"v {j}:{visible(texts[j])} × {float(hstep.weights[j]):.2f}", hstep.values[j]) for j in top]
+        rows = [(f"v {j}:{texts[j]} × {float(hstep.weights[j]):.2f}", hstep.values[j]) for j in top]
         rows.append((f"head {head} output Σ w·v", hstep.out))
         st.plotly_chart(strips(rows, x_name="head channel"), key="values")
         st.write(f"Head {head} returns the weighted average of the values (the rows above are the three it weighs "
@@ -219,12 +217,11 @@ def output_stage() -> None:
         except InterpError as e:
             st.error(str(e))
             return
-        names = [tok.token_str(i) for i in range(cfg.vocab_size)]
+        names = [token_text(tok, i) for i in range(cfg.vocab_size)]
         st.plotly_chart(logits_figure(view, names), key="logits")
-        picked = visible(names[view.pick])
-        st.markdown(f"Sampling with seed {seed} picks **`{esc(picked)}`** (probability "
+        st.markdown(f"Sampling with seed {seed} picks **{code_md(names[view.pick])}** (probability "
                     f"{float(view.final[view.pick]):.1%} after the cut-offs). "
-                    + (f"The actual next token in the prompt is `{esc(visible(texts[pos + 1]))}`."
+                    + (f"The actual next token in the prompt is {token_md(tok, ids[pos + 1])}."
                        if pos + 1 < T else ""))
         st.latex(r"p_i = \frac{e^{\ell_i / \tau}}{\sum_j e^{\ell_j / \tau}},\quad \tau = %.2f" % temperature)
         st.caption(f"Bars: the 20 most likely tokens after temperature; blue = kept by top-k/top-p, grey = cut, "

@@ -6,7 +6,7 @@ from explorer.figures.tokens import lens_heatmap
 from explorer.ui.prompts import default_prompt, encode_or_explain
 from explorer.ui.run_picker import selected_attention_run
 from explorer.ui.state import bind
-from explorer.ui.text import token_label
+from explorer.ui.text import code_md, token_text
 from gpt.interp.lens import lens_column, logit_lens
 
 MAX_SHOWN = 48
@@ -24,8 +24,8 @@ if len(ids) > min(MAX_SHOWN, cfg.block_size):
     st.warning(f"Showing the last {min(MAX_SHOWN, cfg.block_size)} of {len(ids)} tokens.")
     ids = ids[-min(MAX_SHOWN, cfg.block_size):]
 lens = logit_lens(run.model, ids)
-tokens = [token_label(run.tokenizer, i) for i in ids]
-top_tokens = [[token_label(run.tokenizer, int(i)) for i in row] for row in lens.top_ids]
+tokens = [token_text(run.tokenizer, i) for i in ids]
+top_tokens = [[token_text(run.tokenizer, int(i)) for i in row] for row in lens.top_ids]
 st.plotly_chart(lens_heatmap(lens.labels, tokens, top_tokens, lens.top_probs), key="lens_map")
 st.caption("Columns: prompt positions (the token written there). Rows: depth, from the raw embedding to the "
            "last block (the last row is the model's real prediction). Each cell shows the most likely *next* "
@@ -38,8 +38,8 @@ position = st.slider("Position", 0, max(1, len(ids) - 1), format="%d", disabled=
                      **bind("pos", len(ids) - 1, options=range(len(ids))))
 column = lens_column(lens, position, k=5)
 st.dataframe(pd.DataFrame(
-    [{"depth": label, **{f"#{r + 1}": f"{token_label(run.tokenizer, t)} {p:.2f}" for r, (t, p) in enumerate(row)},
+    [{"depth": label, **{f"#{r + 1}": f"{token_text(run.tokenizer, t)} {p:.2f}" for r, (t, p) in enumerate(row)},
       "p(actual next)": None if position == len(ids) - 1 else round(float(lens.target_probs[d, position]), 3)}
      for d, (label, row) in enumerate(zip(lens.labels, column))]), hide_index=True, width="stretch")
-st.caption(f"Position {position} holds `{tokens[position]}`"
-           + ("" if position == len(ids) - 1 else f"; the token that really follows is `{tokens[position + 1]}`."))
+st.caption(f"Position {position} holds {code_md(tokens[position])}"
+           + ("" if position == len(ids) - 1 else f"; the token that really follows is {code_md(tokens[position + 1])}."))

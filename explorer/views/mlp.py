@@ -9,7 +9,7 @@ from explorer.ui.prompts import teaching_prompt_ids
 from explorer.ui.run_picker import selected_run
 from explorer.ui.scans import forget_stop, run_scan, was_stopped
 from explorer.ui.state import bind, fresh_click, remember
-from explorer.ui.text import chips_html, esc, visible
+from explorer.ui.text import chips_html, code_md, raw_token, token_text
 from gpt.interp import InterpError
 from gpt.interp.neurons import (
     AUTO_SCAN,
@@ -36,7 +36,7 @@ st.caption(f"Model **{run.path.name}** at step {run.step:,}. Each block's MLP ha
            "reads the residual stream at one position, fires (or not), and writes a direction back.")
 
 ids = teaching_prompt_ids(run)
-labels = [visible(tok.token_str(i)) for i in ids]
+labels = [token_text(tok, i) for i in ids]
 c1, c2 = st.columns([1, 3])
 layer = c1.selectbox("Layer", range(cfg.n_layer), format_func=lambda i: f"layer {i}",
                      **bind("layer", 0, options=range(cfg.n_layer)))
@@ -106,7 +106,7 @@ def top_contexts_column() -> None:
     rows = []
     for value, before, token, after in contexts.contexts(val, layer, neuron):
         pieces = [(tok.decode(before), "context", "#f2f2f2"),
-                  (tok.token_str(token), f"activation {value:.3f}", "#ffb347"),
+                  (raw_token(tok, token), f"activation {value:.3f}", "#ffb347"),
                   (tok.decode(after), "after", "#fafafa")]
         rows.append(f"<div style='display:flex;gap:8px;align-items:baseline'><code style='min-width:4em'>"
                     f"{value:.2f}</code>{chips_html(pieces).replace('<br>', '')}</div>")
@@ -126,11 +126,11 @@ with right:
     effect = neuron_logit_effect(run.model, layer, neuron)
     order = effect.argsort(descending=True).tolist()
     up, down = order[:8], order[::-1][:8]
-    st.plotly_chart(effect_bars([tok.token_str(i) for i in up], [float(effect[i]) for i in up], "Promotes"),
+    st.plotly_chart(effect_bars([token_text(tok, i) for i in up], [float(effect[i]) for i in up], "Promotes"),
                     key="promotes")
-    st.plotly_chart(effect_bars([tok.token_str(i) for i in down], [float(effect[i]) for i in down], "Suppresses"),
+    st.plotly_chart(effect_bars([token_text(tok, i) for i in down], [float(effect[i]) for i in down], "Suppresses"),
                     key="suppresses")
     st.caption("The neuron's output direction (its column of W_out) times the unembedding W_U: how much one unit "
                "of activation raises (blue) or lowers (red) each next token's logit directly, before later layers "
                f"and the final norm. On this prompt it peaks at {float(acts[:, neuron].max()):.2f} on "
-               f"`{esc(labels[int(acts[:, neuron].argmax())])}`.")
+               f"{code_md(labels[int(acts[:, neuron].argmax())])}.")

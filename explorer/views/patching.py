@@ -7,7 +7,7 @@ from explorer.ui.cache import known_patching_grids, patching_grids, weights_mtim
 from explorer.ui.prompts import encode_or_explain
 from explorer.ui.run_picker import selected_attention_run
 from explorer.ui.scans import forget_stop, run_scan, was_stopped
-from explorer.ui.text import esc, visible
+from explorer.ui.text import code_md, token_md, token_text
 from gpt.interp.capture import InterpError
 from gpt.interp.patching import (
     AUTO_PATCH,
@@ -80,8 +80,8 @@ except InterpError as e:
     st.error(str(e))
     st.stop()
 
-show = lambda i: visible(run.tokenizer.token_str(i))  # noqa: E731
-metric = f"logit(`{esc(show(answer))}`) − logit(`{esc(show(wrong))}`)"
+show = lambda i: token_text(run.tokenizer, i)  # noqa: E731
+metric = f"logit({token_md(run.tokenizer, answer)}) − logit({token_md(run.tokenizer, wrong)})"
 st.markdown(f"Metric at the last position: {metric} = **{grids['clean']:.2f}** on the clean prompt, "
             f"**{grids['corrupted']:.2f}** on the corrupted one. Each cell below is the fraction of that gap "
             "recovered by one patch: 0 = nothing, 1 = all of it.")
@@ -104,7 +104,7 @@ if grids["mlps"] is not None:
 layer, pos = np.unravel_index(np.abs(residual[:-1]).argmax(), residual[:-1].shape) if len(residual) > 1 else (0, 0)
 hl, hh = np.unravel_index(np.abs(heads).argmax(), heads.shape)
 summary = (f"Strongest residual cell before the last block: {boundary_labels(run.model)[layer]} at position {pos} "
-           f"(`{esc(tokens[pos])}`), {residual[layer, pos]:.2f}. Strongest head: L{hl}H{hh}, {heads[hl, hh]:.2f}.")
+           f"({code_md(tokens[pos])}), {residual[layer, pos]:.2f}. Strongest head: L{hl}H{hh}, {heads[hl, hh]:.2f}.")
 if grids["mlps"] is not None:
     m = int(np.abs(grids["mlps"]).argmax())
     summary += f" Strongest MLP: L{m}.mlp, {grids['mlps'][m]:.2f}."

@@ -7,7 +7,7 @@ from explorer.figures.tokens import delta_bars
 from explorer.ui.cache import cached_run
 from explorer.ui.prompts import default_prompt
 from explorer.ui.run_picker import all_runs, selected_run_info
-from explorer.ui.text import token_label
+from explorer.ui.text import token_text
 from gpt.interp.rundiff import diff_runs
 from gpt.interp.timemachine import snapshot_steps
 from gpt.runs import RunError
@@ -75,7 +75,7 @@ try:
 except Exception as e:  # unknown characters, different tokenizers, too short: all explained in the message
     st.error(str(e))
     st.stop()
-tokens = [token_label(run_b.tokenizer, i) for i in diff.ids]
+tokens = [token_text(run_b.tokenizer, i) for i in diff.ids]
 st.subheader("Per-token log-probability, B − A")
 st.plotly_chart(delta_bars(tokens[1:], diff.logprob_delta.tolist()), key="diff_lp")
 st.caption(f"Mean log-prob: A {float(diff.logprob_a.mean()):.3f}, B {float(diff.logprob_b.mean()):.3f}. "

@@ -9,7 +9,7 @@ from explorer.jobs.training import read_metrics
 from explorer.ui.cache import cached_run, run_head_scores, snapshot_embedding_frames
 from explorer.ui.prompts import default_prompt
 from explorer.ui.run_picker import selected_run_info
-from explorer.ui.text import token_label
+from explorer.ui.text import code_md, token_text
 from gpt.interp.capture import attention_patterns
 from gpt.interp.detectors import DETECTORS, LABELS
 from gpt.interp.timemachine import loss_curve, score_curves, snapshot_steps
@@ -75,12 +75,12 @@ with tab_attn:
     prompt_ids = snap.tokenizer.encode(default_prompt(snap, max_tokens=min(32, snap.config.block_size)))
     patterns = attention_patterns(snap.model, prompt_ids)[0]
     st.plotly_chart(attention_overview(patterns, max_tokens=32), key="tm_attention")
-    text = "".join(token_label(snap.tokenizer, i) for i in prompt_ids)
-    st.caption(f"Every head at step {step:,} on the prompt `{text[:80]}` (rows = layers, columns = heads).")
+    text = "".join(token_text(snap.tokenizer, i) for i in prompt_ids)
+    st.caption(f"Every head at step {step:,} on the prompt {code_md(text[:80])} (rows = layers, columns = heads).")
 with tab_emb:
     points = snapshot_embedding_frames(str(info.path), tuple(steps))
     span = 1.1 * max(float(p.abs().max()) for p in points)
-    labels = [token_label(snap.tokenizer, i) for i in range(snap.config.vocab_size)][:400]
+    labels = [token_text(snap.tokenizer, i) for i in range(snap.config.vocab_size)][:400]
     st.plotly_chart(embedding_scatter(points[steps.index(step)][:400], labels, axis_range=span,
                                       title=f"Token embeddings at step {step:,}"), key="tm_embed")
     st.caption("Each token's embedding vector projected to 2-D (PCA), with every step rotated onto the next by "

@@ -9,7 +9,7 @@ from explorer.figures.attention import attention_heatmap
 from explorer.ui.eval_text import eval_caption, eval_text_or_stop
 from explorer.ui.run_picker import selected_run
 from explorer.ui.state import bind
-from explorer.ui.text import chips_html, esc, token_label
+from explorer.ui.text import chips_html, code_md, raw_token, token_md, token_text
 from gpt.interp.capture import attention_patterns
 from gpt.interp.lens import lens_at
 from gpt.interp.token_loss import token_losses, validation_passage
@@ -31,7 +31,7 @@ offset = c2.number_input("Start at token", 0, max(0, len(val) - n_tokens), step=
                          **bind("offset", 0, options=range(max(0, len(val) - n_tokens) + 1)))
 ids = validation_passage(val, n_tokens, offset)
 result = token_losses(run.model, ids, k=5)
-tokens = [token_label(run.tokenizer, i) for i in ids]   # for labels: a newline shows as ↵, as on every page
+tokens = [token_text(run.tokenizer, i) for i in ids]   # for labels: a newline shows as ↵, as on every page
 worst = max(3.0, float(result.losses[1:].max())) if len(ids) > 1 else 3.0
 
 
@@ -42,23 +42,23 @@ def color(loss: float) -> str:
     return f"hsl({hue}, 75%, 80%)"
 
 
-chips = [(run.tokenizer.decode([i]),
+chips = [(raw_token(run.tokenizer, i),
           f"#{t} loss {loss:.2f}" if not math.isnan(loss) else f"#{t} (first token: nothing predicts it)", color(loss))
          for t, (i, loss) in enumerate(zip(ids, result.losses.tolist()))]
 st.markdown(chips_html(chips), unsafe_allow_html=True)  # the passage keeps its line breaks
 st.caption(f"Mean loss {result.mean_loss:.3f} nats/token. Hover a token for its loss; green = expected, "
            "red = surprising. The most surprising: "
-           + ", ".join(f"#{p} `{tokens[p]}` ({float(result.losses[p]):.2f})" for p in result.worst(5)))
+           + ", ".join(f"#{p} {code_md(tokens[p])} ({float(result.losses[p]):.2f})" for p in result.worst(5)))
 
 st.subheader("One token")
 position = st.slider("Token", 1, len(ids) - 1, format="%d", help="Defaults to the most surprising token",
                      **bind("pos", result.worst(1)[0] if len(ids) > 1 else 1, options=range(1, len(ids))))
-st.markdown(f"Token #{position} is `{esc(tokens[position])}`, loss "
+st.markdown(f"Token #{position} is {token_md(run.tokenizer, ids[position])}, loss "
             f"**{float(result.losses[position]):.3f}** (p = {math.exp(-float(result.losses[position])):.3f}).")
 left, right = st.columns(2)
 with left:
     st.markdown("**The model's top 5 guesses**")
-    st.dataframe(pd.DataFrame({"token": [token_label(run.tokenizer, int(i)) for i in result.top_ids[position]],
+    st.dataframe(pd.DataFrame({"token": [token_text(run.tokenizer, int(i)) for i in result.top_ids[position]],
                                "probability": [round(float(p), 4) for p in result.top_probs[position]]}),
                  hide_index=True, width="stretch")
     if cfg.has_attention:
@@ -66,7 +66,7 @@ with left:
         depths, probs = lens_at(run.model, ids[:position], position - 1)   # (L+1, V) at that position only
         top = torch.topk(probs, 3, dim=-1)
         st.dataframe(pd.DataFrame([{"depth": label, "top 3": "  ".join(
-            f"{token_label(run.tokenizer, t)} {p:.2f}" for t, p in zip(top.indices[d].tolist(), top.values[d].tolist())),
+            f"{token_text(run.tokenizer, t)} {p:.2f}" for t, p in zip(top.indices[d].tolist(), top.values[d].tolist())),
             "p(this token)": round(float(probs[d, ids[position]]), 3)}
             for d, label in enumerate(depths)]), hide_index=True, width="stretch")
 with right:

@@ -32,7 +32,7 @@ from explorer.jobs.train_form import (
 )
 from explorer.ui.cache import corpus_text, training_timing
 from explorer.ui.run_picker import all_runs, select_run, selected_run_info
-from explorer.ui.text import read_upload
+from explorer.ui.text import code_md, read_upload
 from explorer.ui.train_live import WATCH_KEY, live_view, watched_run
 from gpt.config import ARCHS, PRESETS
 from gpt.data import BUILTIN_CORPORA, CorpusError
@@ -187,7 +187,7 @@ def form() -> None:
         unknown = load_tokenizer(info.path / "tokenizer.json").unknown_chars(corpus_text)
         if unknown:
             issues.append(f"the text holds {len(unknown)} character(s) the parent's tokenizer does not know: "
-                          + ", ".join(repr(c) for c in unknown[:10]))
+                          + ", ".join(code_md(c) for c in unknown[:10]))
 
     expected_s = None
     if not issues:

@@ -6,7 +6,7 @@ from explorer.figures.attribution import dla_waterfall, head_heatmap
 from explorer.ui.prompts import default_prompt, encode_or_explain
 from explorer.ui.run_picker import selected_run
 from explorer.ui.state import bind
-from explorer.ui.text import chips_html, esc, visible
+from explorer.ui.text import chips_html, raw_token, token_md, token_text
 from gpt.interp.attribution import describe_top_heads, direct_logit_attribution
 from gpt.interp.capture import InterpError, run_with_cache
 
@@ -24,20 +24,19 @@ if len(ids) > run.config.block_size:
     st.warning(f"Using the last {run.config.block_size} of {len(ids)} tokens (this model's context).")
     ids = ids[-run.config.block_size:]
 T = len(ids)
-tokens = [run.tokenizer.token_str(i) for i in ids]
 # the query position is shared with the other pages that pick one (a new or shorter prompt: its last token)
 position = st.slider("Position", 0, max(T - 1, 1), disabled=T == 1,
                      help="The prediction made after this token (0 = the first token)",
                      **bind("pos", T - 1, options=range(T)))
 position = min(position, T - 1)
-st.markdown(chips_html([(t, f"position {i}", "#ffd54f" if i == position else "#eceff1")
-                        for i, t in enumerate(tokens)]), unsafe_allow_html=True)
+st.markdown(chips_html([(raw_token(run.tokenizer, t), f"position {i}", "#ffd54f" if i == position else "#eceff1")
+                        for i, t in enumerate(ids)]), unsafe_allow_html=True)
 
 logits = run_with_cache(run.model, ids, names=set()).logits[0, position].float()
 probs = torch.softmax(logits, -1)
 top = torch.topk(probs, min(N_CHOICES, probs.numel()))
 choices = top.indices.tolist()
-label = lambda i: f"{visible(run.tokenizer.token_str(i))}  ({float(probs[i]):.1%})"  # noqa: E731
+label = lambda i: f"{token_text(run.tokenizer, i)}  ({float(probs[i]):.1%})"  # noqa: E731
 left, right = st.columns(2)
 target = left.selectbox("Explain the logit of", choices, format_func=label, key="why_target",
                         help="The model's top guesses after this position, most likely first")
@@ -51,11 +50,10 @@ except InterpError as e:
     st.error(str(e))
     st.stop()
 
-what = (f"logit of `{esc(visible(run.tokenizer.token_str(target)))}`" if contrast is None else
-        f"logit difference `{esc(visible(run.tokenizer.token_str(target)))}` − "
-        f"`{esc(visible(run.tokenizer.token_str(contrast)))}`")
+what = (f"logit of {token_md(run.tokenizer, target)}" if contrast is None else
+        f"logit difference {token_md(run.tokenizer, target)} − {token_md(run.tokenizer, contrast)}")
 cap = f" before the soft cap ({result.softcap:g}); the model outputs {result.model_logit:.2f}" if result.softcap else ""
-st.markdown(f"After position {position} (`{esc(visible(tokens[position]))}`), the {what} is "
+st.markdown(f"After position {position} ({token_md(run.tokenizer, ids[position])}), the {what} is "
             f"**{result.total:.2f}**{cap}.")
 st.plotly_chart(dla_waterfall(result.parts, result.total, title="What wrote this logit: the largest parts"),
                 key="why_waterfall")
@@ -67,4 +65,4 @@ if result.n_head:
     st.plotly_chart(head_heatmap(result.heads, title="Every head's direct contribution"), key="why_heads")
     st.caption("One cell per head: blue pushed towards the token, red away from it. \"Direct\" means straight to "
                "the logits; a head that only feeds later heads shows up in theirs (the Patching page measures that).")
-    st.markdown(esc(describe_top_heads(result)))
+    st.markdown(describe_top_heads(result))  # names and numbers only: nothing to escape

@@ -22,7 +22,7 @@ import torch
 from gpt.interp.capture import InterpError, check_ids, require_attention, run_with_cache
 from gpt.interp.lens import residual_names
 from gpt.model import GPT, Trace
-from gpt.tokenizers import UnknownCharactersError
+from gpt.tokenizers import UnknownCharactersError, display_text
 
 TOKENS_PER_FORWARD = 32768  # rows x tokens per batched forward: ~40 MB of attention per layer at 6 heads
 
@@ -106,10 +106,10 @@ def single_token_id(tokenizer, text: str, what: str = "answer") -> int:
     try:
         ids = tokenizer.encode(text)
     except UnknownCharactersError as e:
-        raise InterpError(f"the {what} {text!r} has characters this model does not know: "
-                          f"{' '.join(repr(c) for c in e.chars[:10])}") from None
+        raise InterpError(f"the {what} '{display_text(text)}' has characters this model does not know: "
+                          f"{' '.join(display_text(c) for c in e.chars[:10])}") from None
     if len(ids) != 1:
-        raise InterpError(f"the {what} {text!r} is {len(ids)} tokens for this tokenizer; patching compares two "
+        raise InterpError(f"the {what} '{display_text(text)}' is {len(ids)} tokens for this tokenizer; patching compares two "
                           f"single tokens: pick one token (for a character model, one character)")
     return int(ids[0])
 

@@ -38,6 +38,7 @@ from gpt.interp.circuits.replacement import (
     skip_backward,
 )
 from gpt.model import GPT
+from gpt.tokenizers import display_text, display_token
 
 KINDS = ("feature", "error", "embedding", "logit")
 
@@ -157,18 +158,27 @@ class AttributionGraph:
 
     # ---- export ----
     def to_json(self, decode: Callable[[list[int]], str] | None = None, labels: dict[str, str] | None = None,
-                metadata: dict | None = None, schema: str = "gpt-explorer", **circuit_tracer) -> dict:
+                metadata: dict | None = None, schema: str = "gpt-explorer", tokenizer=None,
+                **circuit_tracer) -> dict:
         """A JSON-ready dict. schema="gpt-explorer" (ours): metadata, nodes (node_id, feature, layer, ctx_idx,
         feature_type, activation, influence, token_prob, is_target_logit, clerp = labels[node key]) and links
-        (source, target, weight) for every non-zero edge. schema="circuit-tracer": a file that validates against
-        circuit-tracer's graph schema and opens in its viewer (gpt.interp.circuits.export.circuit_tracer_json, which
-        takes the extra keyword arguments: feature_labels, pinned, supernodes, slug, scan)."""
+        (source, target, weight) for every non-zero edge. Token labels (a node's "token", "prompt_tokens") are in the
+        one display form (gpt.tokenizers.display_token: ↵ newline, · space); "prompt" is the raw text and "token_ids"
+        the exact ids. Pass the tokenizer (or a decode function). schema="circuit-tracer": a file that validates
+        against circuit-tracer's graph schema and opens in its viewer (gpt.interp.circuits.export.circuit_tracer_json,
+        which takes the extra keyword arguments: feature_labels, pinned, supernodes, slug, scan)."""
+        if tokenizer is not None:
+            decode = tokenizer.decode
         if schema == "circuit-tracer":
             return circuit_tracer_json(self, decode, labels=labels, metadata=metadata, **circuit_tracer)
         if schema != "gpt-explorer" or circuit_tracer:
             raise CircuitError(f"schema must be 'gpt-explorer' or 'circuit-tracer' (got {schema!r}"
                                + (f" with {', '.join(circuit_tracer)}" if circuit_tracer else "") + ")")
-        decode = decode or (lambda ids: " ".join(map(str, ids)))
+        if tokenizer is not None:
+            shown = lambda i: display_token(tokenizer, i)  # noqa: E731
+        else:
+            decode = decode or (lambda ids: " ".join(map(str, ids)))
+            shown = lambda i: display_text(decode([i]))  # noqa: E731
         probs = dict(zip(self.logit_ids, self.logit_probs.tolist()))
         influence = self.influence if self.influence is not None else self.node_influence()
         types = {"feature": "cross layer transcoder", "error": "mlp reconstruction error",
@@ -179,7 +189,7 @@ class AttributionGraph:
                 "node_id": n.key, "feature": n.index if n.kind == "feature" else None,
                 "layer": "E" if n.kind == "embedding" else str(n.layer), "ctx_idx": n.position,
                 "feature_type": types[n.kind], "activation": n.activation, "influence": float(influence[i]),
-                "token": decode([n.index]) if n.kind in ("embedding", "logit") else None,
+                "token": shown(n.index) if n.kind in ("embedding", "logit") else None,
                 "token_prob": probs.get(n.index, 0.0) if n.kind == "logit" else 0.0,
                 "is_target_logit": n.kind == "logit" and n.index == self.logit_ids[0],
                 "clerp": (labels or {}).get(n.key, ""),
@@ -188,7 +198,7 @@ class AttributionGraph:
         links = [{"source": self.nodes[s].key, "target": self.nodes[t].key, "weight": float(self.adjacency[t, s])}
                  for t, s in zip(target.tolist(), source.tolist())]
         meta = {"format": "gpt-explorer attribution graph v1 (after circuit-tracer's graph JSON)",
-                "prompt_tokens": [decode([t]) for t in self.tokens], "prompt": decode(self.tokens),
+                "prompt_tokens": [shown(t) for t in self.tokens], "prompt": decode(self.tokens),
                 "token_ids": self.tokens, "n_layers": self.n_layer, "transcoders": self.transcoders,
                 "node_threshold": self.thresholds[0] if self.thresholds else None,
                 "edge_threshold": self.thresholds[1] if self.thresholds else None,
