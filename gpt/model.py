@@ -20,6 +20,20 @@ from gpt.config import GPTConfig
 from gpt.layers import Activation, Rotary, activation_functional, make_norm, norm_functional, rms_normalise, softcap
 
 
+def position_wise(fn: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Mark a Trace intervention as position-wise: what it does at a position depends only on that position's
+    activations (a steering vector added everywhere, a clamped feature, a zeroed head's z). Such an intervention
+    gives the same numbers whether a forward call sees the whole sequence or, with a KV cache, only the new
+    positions, so gpt.generate.stream_tokens keeps its cache; an unmarked one makes it recompute every step."""
+    fn.position_wise = True
+    return fn
+
+
+def all_position_wise(interventions: dict | None) -> bool:
+    """Whether every intervention is marked with `position_wise` (True for none at all)."""
+    return all(getattr(fn, "position_wise", False) for fn in (interventions or {}).values())
+
+
 class Trace:
     """Named capture points for one forward call.
 

@@ -12,7 +12,7 @@ import torch
 from torch.nn import functional as F
 
 from gpt.interp.capture import InterpError, check_ids, run_with_cache
-from gpt.model import GPT, Trace
+from gpt.model import GPT, Trace, position_wise
 
 Head = tuple[int, int]  # (layer, head)
 
@@ -46,6 +46,7 @@ def ablation_interventions(model: GPT, heads) -> dict:
         by_layer.setdefault(layer, []).append(head)
 
     def zero(head_list):
+        @position_wise  # each position's z on its own: exact with a KV cache
         def fn(z):  # z (B, nh, T, hs)
             z = z.clone()
             z[:, head_list] = 0

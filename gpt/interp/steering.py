@@ -25,7 +25,7 @@ from torch.nn import functional as F
 from gpt.generate import GenerationError, check_sampling, filter_logits, stream_tokens
 from gpt.interp.capture import InterpError, check_ids, require_attention, run_with_cache
 from gpt.interp.patching import residual_points
-from gpt.model import GPT, Trace
+from gpt.model import GPT, Trace, position_wise
 
 
 def boundary_point(model: GPT, boundary: int) -> str:
@@ -88,6 +88,7 @@ def typical_residual_norm(model: GPT, ids, boundary: int) -> float:
 
 
 def steer_intervention(vector: torch.Tensor, coefficient: float):
+    @position_wise
     def add(x):  # x (B, T, C): every position of this forward call
         return x + coefficient * vector.to(x.dtype)
     return add
@@ -108,10 +109,12 @@ def clamp_feature(loaded, feature: int, value: float) -> dict[str, Callable[[tor
     row = module.W_dec[feature].detach()
     seen: dict[str, torch.Tensor] = {}
 
+    @position_wise  # the input seen at these very positions, in this very forward call
     def remember(x):
         seen["in"] = x
         return x
 
+    @position_wise
     def clamp(out):
         act = module.encode(seen.get("in", out).float())[..., feature]  # (B, T)
         return out + ((value - act)[..., None] * row).to(out.dtype)
