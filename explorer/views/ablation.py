@@ -59,8 +59,8 @@ seed = st.number_input("Seed", 0, 10_000, **bind("seed", 1, options=range(10_001
 if st.button("Generate both", type="primary"):
     heads = [names[n] for n in chosen]
     with st.spinner("Sampling..."):
-        intact = generate_with_ablation(run.model, ids, [], n_new, seed=int(seed))
-        ablated = generate_with_ablation(run.model, ids, heads, n_new, seed=int(seed))
+        intact = generate_with_ablation(run.model, ids, [], n_new, temperature=0.8, seed=int(seed))
+        ablated = generate_with_ablation(run.model, ids, heads, n_new, temperature=0.8, seed=int(seed))
     left, right = st.columns(2)
     for col, title, new in ((left, "Intact", intact), (right, f"Without {', '.join(chosen) or 'any head'}", ablated)):
         col.markdown(f"**{esc(title)}**")
@@ -68,4 +68,5 @@ if st.button("Generate both", type="primary"):
         html_text = f"{esc(prompt)}<b>{esc(run.tokenizer.decode(new))}</b>".replace("\n", "<br>")
         col.markdown(f'<div style="font-family:monospace;white-space:pre-wrap">{html_text}</div>',
                      unsafe_allow_html=True)
-    st.caption("Same seed and sampling for both, so every difference comes from the removed heads.")
+    st.caption("Same seed and sampling (temperature 0.8) for both, so every difference comes from the removed heads; "
+               "the intact column is exactly what the Generate page writes with this seed and temperature.")

@@ -11,8 +11,9 @@ from dataclasses import dataclass
 import torch
 from torch.nn import functional as F
 
+from gpt.generate import GenerationError, crop_prompt, new_token_ids
 from gpt.interp.capture import InterpError, check_ids, run_with_cache
-from gpt.model import GPT, Trace, position_wise
+from gpt.model import GPT, position_wise
 
 Head = tuple[int, int]  # (layer, head)
 
@@ -134,30 +135,17 @@ def ablate(model: GPT, prompt_ids, val_ids, heads, k: int = 10, n_windows: int =
     return AblationResult(heads, base_loss, ablated_loss, top(base), top(ablated), base, ablated)
 
 
-@torch.no_grad()
-def generate_with_ablation(model: GPT, prompt_ids, heads=(), max_new_tokens: int = 100, temperature: float = 0.8,
-                           seed: int = 0, greedy: bool = False) -> list[int]:
-    """New token ids sampled with the heads removed. The same seed with no heads gives the intact model's
-    text, so the two can be compared side by side (each step recomputes the window; small models only)."""
-    if max_new_tokens < 0 or max_new_tokens > 2000:
+def generate_with_ablation(model: GPT, prompt_ids, heads=(), max_new_tokens: int = 100, **sampling) -> list[int]:
+    """New token ids sampled with the heads removed, by the one sampler (gpt.generate.stream_tokens: its sampling
+    keywords and defaults; the zeroed heads are position-wise, so the KV cache stays exact). The same seed with no
+    heads gives the intact model's text, so the two can be compared side by side."""
+    if not isinstance(max_new_tokens, int) or not 0 <= max_new_tokens <= 2000:
         raise InterpError("max_new_tokens must be between 0 and 2000")
-    if temperature <= 0 and not greedy:
-        raise InterpError("temperature must be > 0 (or use greedy)")
-    interventions = ablation_interventions(model, heads)
-    ids = torch.as_tensor(prompt_ids, dtype=torch.long).flatten().tolist()
-    if not ids:
+    if len(torch.as_tensor(prompt_ids).flatten()) == 0:
         raise InterpError("the prompt is empty")
-    check_ids(model, torch.tensor(ids[-model.config.block_size:]))
-    gen = torch.Generator().manual_seed(seed)
-    new = []
-    for _ in range(max_new_tokens):
-        window = torch.tensor([ids[-model.config.block_size:]])
-        logits, _ = model(window, trace=Trace(set(), interventions))
-        last = logits[0, -1].float()
-        if greedy:
-            nxt = int(last.argmax())
-        else:
-            nxt = int(torch.multinomial(F.softmax(last / temperature, -1), 1, generator=gen))
-        ids.append(nxt)
-        new.append(nxt)
-    return new
+    ids, _ = crop_prompt(torch.as_tensor(prompt_ids, dtype=torch.long).flatten().tolist(), model.config.block_size)
+    check_ids(model, ids)
+    try:
+        return new_token_ids(model, ids, max_new_tokens, interventions=ablation_interventions(model, heads), **sampling)
+    except GenerationError as e:
+        raise InterpError(str(e)) from None

@@ -16,16 +16,14 @@ activation at a value (0 = off) wherever the model runs.
 from __future__ import annotations
 
 import math
-import secrets
 from typing import Callable
 
 import torch
-from torch.nn import functional as F
 
-from gpt.generate import GenerationError, check_sampling, filter_logits, stream_tokens
+from gpt.generate import GenerationError, crop_prompt, new_token_ids
 from gpt.interp.capture import InterpError, check_ids, require_attention, run_with_cache
 from gpt.interp.patching import residual_points
-from gpt.model import GPT, Trace, position_wise
+from gpt.model import GPT, position_wise
 
 
 def boundary_point(model: GPT, boundary: int) -> str:
@@ -43,8 +41,9 @@ def mean_residual(model: GPT, prompts: list, boundary: int) -> torch.Tensor:
     name = boundary_point(model, boundary)
     if not prompts:
         raise InterpError("give at least one prompt for each side")
-    # a prompt longer than the context counts by its last block_size tokens
-    means = [run_with_cache(model, list(ids)[-model.config.block_size:], {name})[name][0].mean(0) for ids in prompts]
+    # a prompt longer than the context counts by its last block_size tokens (the one crop policy)
+    means = [run_with_cache(model, crop_prompt(ids, model.config.block_size)[0], {name})[name][0].mean(0)
+             for ids in prompts]
     return torch.stack(means).mean(0).float()
 
 
@@ -124,51 +123,17 @@ def clamp_feature(loaded, feature: int, value: float) -> dict[str, Callable[[tor
     return {cfg.input: remember, cfg.output: clamp}
 
 
-@torch.inference_mode()
 def generate_with(model: GPT, prompt_ids: list[int], interventions: dict | None, max_new_tokens: int = 100,
-                  temperature: float = 1.0, top_k: int | None = None, greedy: bool = False,
-                  seed: int | None = None) -> list[int]:
-    """New token ids with `interventions` (capture point -> fn) applied at every position of every forward call.
-
-    None or {} is plain generation (stream_tokens). Otherwise the same sampling loop with a KV cache, the prompt
-    and each new token passing through the interventions as they enter the cache; past block_size the window
-    slides and is recomputed (with the interventions) each step, as stream_tokens does."""
+                  **sampling) -> list[int]:
+    """New token ids with `interventions` (capture point -> fn) at every position of every forward call: the one
+    sampler, gpt.generate.stream_tokens (its sampling keywords and defaults; None or {} is plain generation).
+    The prompt is cropped to its last block_size tokens."""
+    ids, _ = crop_prompt(prompt_ids, model.config.block_size)
+    check_ids(model, ids)
     try:
-        check_sampling(temperature, top_k, None, max_new_tokens)
+        return new_token_ids(model, ids, max_new_tokens, interventions=interventions, **sampling)
     except GenerationError as e:
         raise InterpError(str(e)) from None
-    ids = check_ids(model, list(prompt_ids)[-model.config.block_size:])[0].tolist()
-    if not interventions:
-        return [s.token_id for s in stream_tokens(model, ids, max_new_tokens, temperature=temperature, top_k=top_k,
-                                                  greedy=greedy, seed=seed, alternatives=0)]
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    block = model.config.block_size
-    gen = torch.Generator(device=device)
-    gen.manual_seed(seed if seed is not None else secrets.randbits(62))
-    cache = model.new_kv_cache()
-    new: list[int] = []
-    try:
-        logits, _ = model(torch.tensor([ids], device=device), trace=Trace(set(), interventions), kv_cache=cache)
-        for _ in range(max_new_tokens):
-            last = logits[0, -1].float()
-            if greedy:
-                next_id = int(torch.argmax(last))
-            else:
-                probs = F.softmax(filter_logits(last, temperature, top_k, None), dim=-1)
-                next_id = int(torch.multinomial(probs, 1, generator=gen))
-            ids.append(next_id)
-            new.append(next_id)
-            if cache is not None and cache.length < block:
-                logits, _ = model(torch.tensor([[next_id]], device=device), trace=Trace(set(), interventions),
-                                  kv_cache=cache)
-            else:
-                cache = None
-                logits, _ = model(torch.tensor([ids[-block:]], device=device), trace=Trace(set(), interventions))
-    finally:
-        model.train(was_training)
-    return new
 
 
 def generate_steered(model: GPT, prompt_ids: list[int], vector: torch.Tensor, boundary: int, coefficient: float,
