@@ -4,6 +4,8 @@ recomputes the whole window every step (the Ablation page's former generate_with
 reference)."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 from torch.nn import functional as F
@@ -11,8 +13,6 @@ from torch.nn import functional as F
 from gpt.config import GPTConfig
 from gpt.generate import crop_prompt, filter_logits, new_token_ids, stream_tokens
 from gpt.interp.ablation import ablation_interventions
-from pathlib import Path
-
 from gpt.interp.features.dictionary import Dictionary, DictionaryConfig, LoadedDictionary
 from gpt.interp.steering import boundary_point, clamp_feature, steer_intervention
 from gpt.model import GPT, Trace, all_position_wise
