@@ -42,8 +42,8 @@ def logit_lens(model: GPT, ids, interventions=None) -> LensResult:
     points = residual_names(model)
     cache = run_with_cache(model, ids, {name for _, name in points}, interventions)
     resid = torch.stack([cache[name][0] for _, name in points])  # (L+1, T, C)
-    # the model's own final LayerNorm and unembedding, called as plain functions (nothing is mutated)
-    logits = model.unembed(model.ln_f(resid.to(model.lm_head.weight.dtype))).float()  # (L+1, T, V)
+    # the model's own final norm and unembedding: the model run from after its last block (nothing is mutated)
+    logits = model.forward_from(len(model.blocks), resid.to(model.lm_head.weight.dtype))[0].float()  # (L+1, T, V)
     probs = F.softmax(logits, dim=-1)
     top_probs, top_ids = probs.max(-1)
     T = ids.size(1)
@@ -64,7 +64,7 @@ def lens_at(model: GPT, ids, position: int) -> tuple[list[str], torch.Tensor]:
     points = residual_names(model)
     cache = run_with_cache(model, ids[:, :position + 1], {name for _, name in points})
     resid = torch.stack([cache[name][0, position] for _, name in points])  # (L+1, C)
-    logits = model.unembed(model.ln_f(resid.to(model.lm_head.weight.dtype))).float()
+    logits = model.forward_from(len(model.blocks), resid[:, None].to(model.lm_head.weight.dtype))[0][:, 0].float()
     return [label for label, _ in points], F.softmax(logits, dim=-1)
 
 

@@ -169,7 +169,8 @@ def recovered_fractions(model: GPT, clean_ids, corrupted_ids, answer: int, wrong
             chunk = rows[i:i + rows_per_forward]
             interventions = patch_interventions(clean_cache, [patches[r] for r in chunk])
             x = corrupted_cache[f"blocks.{first}.resid_pre"].expand(len(chunk), T, -1)
-            patched[chunk] = metric(run_blocks_from(model, x, first, Trace(set(), interventions)))
+            logits, _ = model.forward_from(first, x, Trace(set(), interventions), last_only=True)  # (rows, 1, V)
+            patched[chunk] = metric(logits)
             done += len(chunk)
             if progress is not None:
                 progress(done / len(patches))
@@ -179,15 +180,6 @@ def recovered_fractions(model: GPT, clean_ids, corrupted_ids, answer: int, wrong
 
 def layer_of(name: str) -> int:
     return int(name.split(".")[1])  # "blocks.{i}.…"
-
-
-def run_blocks_from(model: GPT, x: torch.Tensor, first: int, trace: Trace) -> torch.Tensor:
-    """The end of GPT.forward from the residual stream x (B, T, C) entering block `first`: the remaining blocks
-    (through their capture points, so `trace`'s interventions apply), the final norm and the unembedding.
-    Returns logits (B, 1, vocab) at the last position only (the metric's)."""
-    for i in range(first, len(model.blocks)):
-        x = model.blocks[i](x, trace, f"blocks.{i}.")
-    return model.unembed(model.ln_f(x[:, -1:]))
 
 
 def patch_interventions(clean_cache, rows: list[list[Patch]]) -> dict:
