@@ -10,7 +10,7 @@ from explorer.ui.state import bind
 from explorer.ui.text import esc, token_label
 from gpt.interp.ablation import all_heads, generate_with_ablation, loss_windows
 from gpt.interp.capture import InterpError
-from gpt.interp.detectors import strongest_head
+from gpt.interp.detectors import detector_grid, strongest_head
 
 run = selected_attention_run("Ablation", "no attention heads to remove")
 cfg = run.config
@@ -26,7 +26,7 @@ if quick == "all heads":
     preset = list(names)
 elif quick != "my choice":   # the head scores are computed only when asked for (GPT-2 small: seconds)
     scores = run_head_scores(run.path).scores
-    layer, head, _ = strongest_head(scores, "induction" if "induction" in quick else "previous_token")
+    layer, head, _ = strongest_head(detector_grid(scores, "induction" if "induction" in quick else "previous_token"))
     preset = [f"L{layer}H{head}"]
 chosen = st.multiselect("Heads to zero", list(names), default=preset, key=f"abl_heads_{run.path.name}_{quick}")
 prompt = st.text_area("Prompt", height=90, **bind("prompt", default_prompt(run, max_tokens=min(64, cfg.block_size))))
