@@ -29,7 +29,7 @@ top_tokens = [[token_label(run.tokenizer, int(i)) for i in row] for row in lens.
 st.plotly_chart(lens_heatmap(lens.labels, tokens, top_tokens, lens.top_probs), key="lens_map")
 st.caption("Columns: prompt positions (the token written there). Rows: depth, from the raw embedding to the "
            "last block (the last row is the model's real prediction). Each cell shows the most likely *next* "
-           "token at that depth, coloured by its probability. The embed row usually just repeats the current "
+           "token at that depth, coloured by its probability. The embeddings row usually just repeats the current "
            "token: the unembedding shares its weights with the embedding, so an untouched embedding points at "
            "itself. Watch where each column first turns into its final answer.")
 

@@ -70,7 +70,7 @@ kind = st.radio("Steering vector", kinds, horizontal=True,
                 help="A feature direction needs a dictionary of this run (the Features page trains them)")
 labels = boundary_labels(run.model)
 boundary = st.selectbox("Add it to the residual stream", range(len(labels)), index=min(2, len(labels) - 1),
-                        format_func=lambda b: "entering block 0" if b == 0 else f"after block {b - 1}",
+                        format_func=lambda b: labels[b],
                         help="Earlier layers change more of the computation; later ones mostly the next token")
 prompt = st.text_area("Prompt to continue", default_prompt(run, max_tokens=min(32, cfg.block_size)), height=70,
                       key=f"steer_prompt_{run.path.name}",

@@ -11,22 +11,15 @@ from dataclasses import dataclass
 import torch
 from torch.nn import functional as F
 
-from gpt.interp.capture import InterpError, check_ids, run_with_cache
+from gpt.interp.capture import InterpError, check_ids, residual_boundaries, run_with_cache
 from gpt.model import GPT
 
-
-def residual_names(model: GPT) -> list[tuple[str, str]]:
-    """(label, capture point) for the residual stream before the first block and after each block."""
-    if not model.config.has_attention:
-        raise InterpError("a bigram model has no layers to look through")
-    after = "resid_post" if model.config.has_mlp else "resid_mid"
-    points = [("embed", "blocks.0.resid_pre")]
-    return points + [(f"block {i}", f"blocks.{i}.{after}") for i in range(model.config.n_layer)]
+residual_names = residual_boundaries  # (boundary label, capture point) at every boundary: gpt.interp.capture
 
 
 @dataclass
 class LensResult:
-    labels: list[str]         # one per layer boundary: "embed", "block 0", ...
+    labels: list[str]         # one per residual boundary: "embeddings", "after block 0", ... (boundary_label)
     top_ids: torch.Tensor     # (L+1, T) most likely next token at each depth and position
     top_probs: torch.Tensor   # (L+1, T) its probability
     target_probs: torch.Tensor | None  # (L+1, T) probability of the token that actually follows (None at T-1)

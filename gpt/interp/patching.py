@@ -19,8 +19,7 @@ from dataclasses import dataclass
 
 import torch
 
-from gpt.interp.capture import InterpError, check_ids, require_attention, run_with_cache
-from gpt.interp.lens import residual_names
+from gpt.interp.capture import InterpError, check_ids, require_attention, residual_boundaries, run_with_cache
 from gpt.model import GPT, Trace
 from gpt.tokenizers import UnknownCharactersError
 
@@ -202,14 +201,14 @@ def patch_interventions(clean_cache, rows: list[list[Patch]]) -> dict:
 
 
 def boundary_labels(model: GPT) -> list[str]:
-    """Row labels of the residual grid: 'embed' (into block 0), then 'after L0', 'after L1', ..."""
-    return ["embed"] + [f"after L{i}" for i in range(model.config.n_layer)]
+    """Row labels of the residual grid: "embeddings" (into block 0), then "after block 0", ... (boundary_label)."""
+    return [label for label, _ in residual_boundaries(model)]
 
 
 def residual_points(model: GPT) -> list[str]:
     """Capture points of the residual stream at every layer boundary: the input of block 0, then each block's
     output (the last one enters the final norm)."""
-    return [name for _, name in residual_names(model)]
+    return [name for _, name in residual_boundaries(model)]
 
 
 def patch_residual(model: GPT, clean_ids, corrupted_ids, answer: int, wrong: int, progress=None) -> torch.Tensor:

@@ -21,17 +21,17 @@ from typing import Callable
 import torch
 
 from gpt.generate import GenerationError, crop_prompt, new_token_ids
-from gpt.interp.capture import InterpError, check_ids, require_attention, run_with_cache
+from gpt.interp.capture import InterpError, boundary_label, check_ids, require_attention, run_with_cache
 from gpt.interp.patching import residual_points
 from gpt.model import GPT, position_wise
 
 
 def boundary_point(model: GPT, boundary: int) -> str:
-    """The capture point of layer boundary `boundary`: 0 = into block 0, l = out of block l - 1."""
+    """The capture point of residual boundary `boundary` (boundary_label: 0 = embeddings, b = after block b-1)."""
     points = residual_points(model)  # refuses a bigram (no layers)
     if not isinstance(boundary, int) or not 0 <= boundary < len(points):
-        raise InterpError(f"layer boundary {boundary!r} does not exist: this model has 0 (before block 0) .. "
-                          f"{len(points) - 1} (after the last block)")
+        raise InterpError(f"layer boundary {boundary!r} does not exist: this model has 0 ({boundary_label(0)}) .. "
+                          f"{len(points) - 1} ({boundary_label(len(points) - 1)})")
     return points[boundary]
 
 
