@@ -4,7 +4,7 @@ import streamlit as st
 from explorer.figures.tokens import prob_bars
 from explorer.ui.cache import run_ablation, run_head_scores
 from explorer.ui.eval_text import eval_caption, eval_key, eval_text_or_stop
-from explorer.ui.prompts import default_prompt, encode_or_explain
+from explorer.ui.prompts import crop_note, default_prompt, encode_or_explain
 from explorer.ui.run_picker import selected_attention_run
 from explorer.ui.state import bind
 from explorer.ui.text import esc, token_label
@@ -33,6 +33,7 @@ prompt = st.text_area("Prompt", height=90, **bind("prompt", default_prompt(run, 
 ids = encode_or_explain(run, prompt)
 if ids is None:
     st.stop()
+ids = crop_note(run, ids)
 evaluation = eval_text_or_stop(run, "Ablation's loss")
 try:
     result = run_ablation(run.path, eval_key(run), tuple(names[n] for n in chosen), tuple(ids))

@@ -3,7 +3,7 @@ import pandas as pd
 import streamlit as st
 
 from explorer.figures.tokens import lens_heatmap
-from explorer.ui.prompts import default_prompt, encode_or_explain
+from explorer.ui.prompts import crop_note, default_prompt, encode_or_explain
 from explorer.ui.run_picker import selected_attention_run
 from explorer.ui.state import bind
 from explorer.ui.text import token_label
@@ -20,9 +20,7 @@ prompt = st.text_area("Prompt", height=90,
 ids = encode_or_explain(run, prompt)
 if ids is None:
     st.stop()
-if len(ids) > min(MAX_SHOWN, cfg.block_size):
-    st.warning(f"Showing the last {min(MAX_SHOWN, cfg.block_size)} of {len(ids)} tokens.")
-    ids = ids[-min(MAX_SHOWN, cfg.block_size):]
+ids = crop_note(run, ids, MAX_SHOWN, reason="this page shows")
 lens = logit_lens(run.model, ids)
 tokens = [token_label(run.tokenizer, i) for i in ids]
 top_tokens = [[token_label(run.tokenizer, int(i)) for i in row] for row in lens.top_ids]

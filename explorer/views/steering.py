@@ -2,7 +2,7 @@
 import streamlit as st
 
 from explorer.ui.cache import run_dictionaries
-from explorer.ui.prompts import default_prompt, encode_or_explain
+from explorer.ui.prompts import crop_note, default_prompt, encode_or_explain
 from explorer.ui.run_picker import selected_attention_run
 from explorer.ui.state import place
 from explorer.ui.text import esc
@@ -78,7 +78,7 @@ prompt = st.text_area("Prompt to continue", default_prompt(run, max_tokens=min(3
 ids = encode_or_explain(run, prompt)
 if ids is None:
     st.stop()
-ids = ids[-cfg.block_size:]
+ids = crop_note(run, ids)
 
 try:
     if kind == KINDS[0]:

@@ -121,7 +121,7 @@ def ablate(model: GPT, prompt_ids, val_ids, heads, k: int = 10, n_windows: int =
     heads = check_heads(model, heads)
     window = min(window or model.config.block_size, model.config.block_size)
     x, y = validation_windows(val_ids, window, n_windows, seed)
-    prompt = check_ids(model, torch.as_tensor(prompt_ids, dtype=torch.long)[-model.config.block_size:])
+    prompt = check_ids(model, crop_prompt(torch.as_tensor(prompt_ids).flatten().tolist(), model.config.block_size)[0])
     base = F.softmax(logits_with_ablation(model, prompt)[0, -1], -1)
     # no head removed (the page's default): the intact model twice over; one pass of each is enough
     ablated = F.softmax(logits_with_ablation(model, prompt, heads)[0, -1], -1) if heads else base
