@@ -50,7 +50,7 @@ st.plotly_chart(prob_bars({"intact": [(label(t), p) for t, p in result.base_top]
                            "heads removed": [(label(t), p) for t, p in result.ablated_top]},
                           "Next token after the prompt"), key="abl_bars")
 window, n_windows = loss_windows(cfg)
-st.caption(f"Loss on {n_windows} fixed windows of {window} tokens of the evaluation text (fewer for a big model, so "
+st.caption(f"Loss on {n_windows} windows of {window} tokens spread evenly over the evaluation text (fewer for a big model, so "
            "the page stays quick). Zeroing is blunt: a head that is usually quiet can still matter when its output was never zero during training. "
            + eval_caption(evaluation))
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import torch
 from torch.nn import functional as F
 
+from gpt.evaluate import consecutive_windows
 from gpt.generate import GenerationError, crop_prompt, new_token_ids
 from gpt.interp.capture import InterpError, check_ids, run_with_cache
 from gpt.model import GPT, position_wise
@@ -76,15 +77,17 @@ def logits_with_ablation(model: GPT, ids, heads=()) -> torch.Tensor:
     return run_with_cache(model, ids, set(), ablation_interventions(model, heads)).logits.float()
 
 
-def validation_windows(val_ids: torch.Tensor, block_size: int, n_windows: int = 8, seed: int = 0):
-    """Fixed random windows (x, y) of the validation split, the same for every call with the same seed."""
-    val_ids = torch.as_tensor(val_ids, dtype=torch.long)
+def loss_sample_windows(val_ids: torch.Tensor, block_size: int, n_windows: int = 8):
+    """n_windows (x, y) windows spread evenly over the evaluation text, taken from its consecutive non-overlapping
+    windows (gpt.evaluate.consecutive_windows, whole ones only so the batch is square): a fixed sample, the same
+    for every call, of the windows the whole-split loss reads."""
+    val_ids = torch.as_tensor(val_ids, dtype=torch.long).flatten()
     if len(val_ids) < block_size + 1:
         raise InterpError(f"the evaluation text has {len(val_ids)} tokens; this needs at least {block_size + 1}")
-    gen = torch.Generator().manual_seed(seed)
-    ix = torch.randint(len(val_ids) - block_size, (n_windows,), generator=gen)
-    windows = val_ids[ix[:, None] + torch.arange(block_size + 1)]
-    return windows[:, :-1], windows[:, 1:]
+    n_full = (len(val_ids) - 1) // block_size
+    x, y = next(consecutive_windows(val_ids[:n_full * block_size + 1], block_size, batch=n_full))
+    pick = torch.linspace(0, n_full - 1, min(n_windows, n_full)).round().long()
+    return x[pick], y[pick]
 
 
 @torch.no_grad()
@@ -114,13 +117,13 @@ class AblationResult:
 
 
 @torch.no_grad()
-def ablate(model: GPT, prompt_ids, val_ids, heads, k: int = 10, n_windows: int = 8, seed: int = 0,
+def ablate(model: GPT, prompt_ids, val_ids, heads, k: int = 10, n_windows: int = 8,
            window: int | None = None) -> AblationResult:
     """Δ validation loss and the changed next-token distribution when `heads` are zeroed. The loss is measured on
     n_windows windows of `window` tokens (default and at most: the model's block size)."""
     heads = check_heads(model, heads)
     window = min(window or model.config.block_size, model.config.block_size)
-    x, y = validation_windows(val_ids, window, n_windows, seed)
+    x, y = loss_sample_windows(val_ids, window, n_windows)
     prompt = check_ids(model, crop_prompt(torch.as_tensor(prompt_ids).flatten().tolist(), model.config.block_size)[0])
     base = F.softmax(logits_with_ablation(model, prompt)[0, -1], -1)
     # no head removed (the page's default): the intact model twice over; one pass of each is enough

@@ -20,8 +20,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load as load_tensors
 from safetensors.torch import save as save_tensors
 
+from gpt.evaluate import consecutive_windows
 from gpt.interp.features.dictionary import LoadedDictionary
-from gpt.interp.features.evaluate import validation_windows
 from gpt.model import GPT, Trace
 from gpt.runs import atomic
 
@@ -71,7 +71,7 @@ def scan_features(model: GPT, dictionary, seq: torch.Tensor, vocab_size: int | N
     device = next(model.parameters()).device
     feats, poss, vals = [], [], []
     offset = 0
-    for x, _ in validation_windows(seq, model.config.block_size):
+    for x, _ in consecutive_windows(seq, model.config.block_size, targets=False):
         trace = Trace({cfg.input})
         model(x.to(device), trace=trace)
         f = dictionary.encode(trace.acts[cfg.input].float().reshape(-1, cfg.d_in)).cpu()  # (B*T, n)
@@ -81,7 +81,7 @@ def scan_features(model: GPT, dictionary, seq: torch.Tensor, vocab_size: int | N
         vals.append(f[tok_idx, feat_idx])
         offset += f.size(0)
         if progress is not None:
-            progress(offset / max(1, len(seq) - 1))
+            progress(offset / max(1, len(seq)))
     n, n_tokens = cfg.n_features, offset
     F_, P, V = torch.cat(feats), torch.cat(poss), torch.cat(vals)
     counts = torch.bincount(F_, minlength=n)
