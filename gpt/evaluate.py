@@ -13,7 +13,7 @@ import torch
 from torch.nn import functional as F
 
 from gpt import runs
-from gpt.data import CorpusError, load_corpus, split_ids
+from gpt.data import CorpusError, corpus_splits, load_corpus
 from gpt.model import GPT
 
 WINDOWS_PER_BATCH = 32
@@ -69,7 +69,7 @@ def run_validation_ids(run: "runs.LoadedRun") -> torch.Tensor:
         raise CorpusError("this run does not record its corpus, so it has no validation split of its own; "
                           "choose a built-in corpus or give a text as the evaluation text")
     text, _ = load_corpus(str(spec))
-    return split_ids(run.tokenizer.encode(text), run.config.block_size).val
+    return corpus_splits(text, run.tokenizer, run.config.block_size).val
 
 
 def run_validation_loss(run_dir: str | Path, step: int | None = None) -> float:
