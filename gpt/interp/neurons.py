@@ -11,19 +11,15 @@
 """
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load as load_tensors
-from safetensors.torch import save as save_tensors
 
 from gpt.evaluate import consecutive_windows
 from gpt.interp.capture import InterpError, run_with_cache
+from gpt.interp.scan_cache import cached_tensors, scan_file
 from gpt.model import GPT
-from gpt.runs import atomic_write_bytes
 from gpt.training.trainer import resolve_dtype
 
 TOP_K = 8              # contexts kept per neuron
@@ -146,32 +142,23 @@ def top_contexts(model: GPT, seq: torch.Tensor, k: int = TOP_K, max_tokens: int 
 
 def cache_path(run_dir: str | Path, step: int, seq: torch.Tensor) -> Path:
     """Where the scan of `seq` at `step` is kept: one file per step and text (the learner may switch texts)."""
-    digest = hashlib.sha256(torch.as_tensor(seq, dtype=torch.long).numpy().tobytes()).hexdigest()[:16]
-    return Path(run_dir) / FOLDER / f"neurons-step{int(step)}-{digest}.safetensors"
+    return scan_file(Path(run_dir) / FOLDER, f"neurons-step{int(step)}", seq)
 
 
 def cached_top_contexts(run, seq: torch.Tensor, progress=None) -> TopContexts:
     """top_contexts for a loaded run (gpt.runs.LoadedRun) over the whole of seq (its validation text), read from /
     written to its run folder (one file per step and text). A scan stopped by progress raising writes nothing."""
-    path = cache_path(run.path, run.step, seq)
-    try:
-        stored = load_tensors(path.read_bytes())
-        # a scan of part of it (an older scan left the tail out) is stale
-        if stored["values"].shape[:2] == (run.config.n_layer, 4 * run.config.n_embd) and int(stored["n_tokens"]) == len(seq):
-            return TopContexts(stored["values"], stored["positions"], int(stored["n_tokens"]))
-    except (OSError, SafetensorError, KeyError):
-        pass  # absent or unreadable: compute it again
-    device = next(run.model.parameters()).device
-    # bf16 where native: a page waits
-    result = top_contexts(run.model, seq, dtype=resolve_dtype("auto", device), progress=progress)
-    try:
-        path.parent.mkdir(exist_ok=True)
-        atomic_write_bytes(path, save_tensors({"values": result.values.contiguous(),
-                                               "positions": result.positions.contiguous(),
-                                               "n_tokens": torch.tensor(result.n_tokens)}))
-    except OSError:
-        pass  # a read-only run folder (e.g. an installed copy): the result still serves this session
-    return result
+    cfg = run.config
+
+    def fresh(stored) -> bool:  # a scan of part of it (an older scan left the tail out) is stale
+        return stored["values"].shape[:2] == (cfg.n_layer, 4 * cfg.n_embd) and int(stored["n_tokens"]) == len(seq)
+
+    def compute() -> dict[str, torch.Tensor]:
+        device = next(run.model.parameters()).device  # bf16 where native: a page waits
+        result = top_contexts(run.model, seq, dtype=resolve_dtype("auto", device), progress=progress)
+        return {"values": result.values, "positions": result.positions, "n_tokens": torch.tensor(result.n_tokens)}
+    stored = cached_tensors(cache_path(run.path, run.step, seq), fresh, compute)
+    return TopContexts(stored["values"], stored["positions"], int(stored["n_tokens"]))
 
 
 @torch.no_grad()
