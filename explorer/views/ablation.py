@@ -70,4 +70,5 @@ if st.button("Generate both", type="primary"):
         col.markdown(f'<div style="font-family:monospace;white-space:pre-wrap">{html_text}</div>',
                      unsafe_allow_html=True)
     st.caption("Same seed and sampling (temperature 0.8) for both, so every difference comes from the removed heads; "
-               "the intact column is exactly what the Generate page writes with this seed and temperature.")
+               "the intact column is exactly what the Generate page writes with this seed, temperature 0.8 and no "
+               "top-k or top-p.")
