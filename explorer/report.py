@@ -23,6 +23,7 @@ from explorer.figures.training import loss_curves
 from explorer.ui.text import display_text, esc, token_html, token_text
 from gpt import runs
 from gpt.config import GPTConfig
+from gpt.generate import crop_prompt
 from gpt.interp.capture import attention_patterns
 from gpt.interp.detectors import head_scores
 from gpt.sizing import count_params
@@ -31,12 +32,13 @@ MAX_ATTENTION_TOKENS = 32  # the overview is L x H small multiples: keep each on
 
 
 def attention_text(run_dir: Path, tokenizer, block_size: int) -> str:
-    """A short text to show attention on: the start of the latest sample, else a fixed phrase."""
+    """A short text to show attention on: the latest sample cropped to its last tokens (the one crop policy,
+    gpt.generate.crop_prompt), else a fixed phrase."""
     samples = runs.read_jsonl(run_dir / runs.SAMPLES)
     text = next((s["text"] for s in reversed(samples) if isinstance(s.get("text"), str) and s["text"]), "")
     if not text or tokenizer.unknown_chars(text):
         text = "".join(c for c in "To be, or not to be: that is the question." if not tokenizer.unknown_chars(c))
-    ids = tokenizer.encode(text)[:min(MAX_ATTENTION_TOKENS, block_size)]
+    ids, _ = crop_prompt(tokenizer.encode(text), min(MAX_ATTENTION_TOKENS, block_size))
     return tokenizer.decode(ids)
 
 

@@ -131,6 +131,13 @@ def split_ids(ids: list[int] | torch.Tensor, block_size: int, val_fraction: floa
     return splits
 
 
+def corpus_splits(text: str, tokenizer, block_size: int, val_fraction: float = VAL_FRACTION) -> Splits:
+    """THE split of a corpus for a model: its token ids, the first 90% to train on, the last 10% to validate on.
+    The trainer splits this way, and so does everything that reads "the run's validation split" afterwards
+    (whole-split loss, the app's evaluation text, the features CLI), so they all read the very same tokens."""
+    return split_ids(tokenizer.encode(text), block_size, val_fraction)
+
+
 def get_batch(data: torch.Tensor, block_size: int, batch_size: int, generator: torch.Generator | None = None,
               device: str | torch.device = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
     """batch_size random windows: x (B, T) and the next-token targets y (B, T)."""

@@ -99,8 +99,9 @@ def evaluation_text(run, source: str, pasted: str | None = None, pasted_name: st
     with a message a learner can act on when it cannot be read or holds nothing this tokenizer can read."""
     run_corpus = run.extra.get("corpus")
     label, text = source_text(run_corpus, source, pasted, pasted_name)
-    if source == RUN_SPLIT:
-        return EvalText(source, label, text, run_validation_ids(run))
+    if source == RUN_SPLIT:  # the trainer's own split of the token ids; its text is exactly those tokens
+        ids = run_validation_ids(run)
+        return EvalText(source, label, run.tokenizer.decode(ids.tolist()), ids)
     kept, dropped, n_dropped = readable_part(run.tokenizer, text)
     ids = torch.tensor(run.tokenizer.encode(kept), dtype=torch.long)
     if len(ids) < MIN_TOKENS:

@@ -7,13 +7,36 @@ consecutive non-overlapping windows of the block size (the last one may be short
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Iterator
 
 import torch
 from torch.nn import functional as F
 
 from gpt import runs
-from gpt.data import CorpusError, load_corpus, split_ids
+from gpt.data import CorpusError, corpus_splits, load_corpus
 from gpt.model import GPT
+
+WINDOWS_PER_BATCH = 32
+
+
+def consecutive_windows(ids, block_size: int, batch: int = WINDOWS_PER_BATCH, targets: bool = True
+                        ) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
+    """The one way a whole text (the validation split) is read: batches of consecutive non-overlapping windows of
+    block_size tokens, the last one shorter (alone in its batch) so nothing at the end is dropped.
+
+    targets=True: (x, y) with x (B, T) inputs and y (B, T) the next tokens; every token but the first is
+    predicted exactly once (losses). targets=False: (x, None), every token of ids in exactly one window
+    (activation scans: positions are the running count of x's tokens)."""
+    ids = torch.as_tensor(ids, dtype=torch.long).flatten()
+    n = ids.numel() - 1 if targets else ids.numel()  # how many input tokens
+    n_full = max(0, n) // block_size
+    xs = ids[:n_full * block_size].view(n_full, block_size)
+    ys = ids[1:n_full * block_size + 1].view(n_full, block_size) if targets else None
+    for start in range(0, n_full, batch):
+        yield xs[start:start + batch], None if ys is None else ys[start:start + batch]
+    end = n_full * block_size
+    if n - end >= 1:  # the shorter last window
+        yield ids[None, end:n], ids[None, end + 1:n + 1] if targets else None
 
 
 @torch.no_grad()
@@ -29,20 +52,11 @@ def validation_loss(model: GPT, ids: torch.Tensor, block_size: int | None = None
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    n_full = (ids.numel() - 1) // T  # windows of T inputs with T targets each
     total, count = 0.0, 0
-    x_all = ids[:n_full * T].view(n_full, T)
-    y_all = ids[1:n_full * T + 1].view(n_full, T)
-    for start in range(0, n_full, batch_size):
-        x, y = x_all[start:start + batch_size].to(device), y_all[start:start + batch_size].to(device)
-        logits, _ = model(x)
-        total += F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), reduction="sum").item()
+    for x, y in consecutive_windows(ids, T, batch_size):
+        logits, _ = model(x.to(device))
+        total += F.cross_entropy(logits.float().flatten(0, 1), y.to(device).flatten(), reduction="sum").item()
         count += y.numel()
-    tail = ids[n_full * T:]  # the last, shorter window
-    if tail.numel() >= 2:
-        logits, _ = model(tail[None, :-1].to(device))
-        total += F.cross_entropy(logits[0].float(), tail[1:].to(device), reduction="sum").item()
-        count += tail.numel() - 1
     model.train(was_training)
     return total / count
 
@@ -55,7 +69,7 @@ def run_validation_ids(run: "runs.LoadedRun") -> torch.Tensor:
         raise CorpusError("this run does not record its corpus, so it has no validation split of its own; "
                           "choose a built-in corpus or give a text as the evaluation text")
     text, _ = load_corpus(str(spec))
-    return split_ids(run.tokenizer.encode(text), run.config.block_size).val
+    return corpus_splits(text, run.tokenizer, run.config.block_size).val
 
 
 def run_validation_loss(run_dir: str | Path, step: int | None = None) -> float:

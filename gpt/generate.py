@@ -1,4 +1,5 @@
-"""Sampling with a KV cache: temperature, top-k, top-p, greedy, seed, stop strings, streaming with probabilities.
+"""Sampling with a KV cache: temperature, top-k, top-p, greedy, seed, stop strings, streaming with probabilities,
+and interventions (steering, clamping, ablation) for the pages that compare texts.
 
 `stream_tokens` yields one `TokenStep` per generated token: its id, its probability under the model (T=1,
 unfiltered: how expected it was), and the top alternatives; `generate_text` wraps it for plain text.
@@ -13,7 +14,7 @@ from typing import Iterator
 import torch
 from torch.nn import functional as F
 
-from gpt.model import GPT
+from gpt.model import GPT, Trace, all_position_wise
 
 
 class GenerationError(ValueError):
@@ -54,13 +55,31 @@ def check_sampling(temperature: float, top_k: int | None, top_p: float | None, m
         raise GenerationError(f"top_p must be in (0, 1], got {top_p!r}")
 
 
+def crop_prompt(ids, block_size: int) -> tuple[list[int], int]:
+    """The one crop policy for a prompt longer than the context: keep its LAST block_size tokens, what the model
+    sees when it generates the next token. Returns (the kept ids, how many were dropped from the front); pages
+    that crop say so with that count (explorer/ui/prompts.py crop_note)."""
+    ids = [int(i) for i in ids]
+    dropped = max(0, len(ids) - block_size)
+    return ids[dropped:], dropped
+
+
 @torch.inference_mode()
 def stream_tokens(model: GPT, prompt_ids: list[int], max_new_tokens: int, temperature: float = 1.0,
                   top_k: int | None = None, top_p: float | None = None, greedy: bool = False,
-                  seed: int | None = None, alternatives: int = 5, use_cache: bool = True) -> Iterator[TokenStep]:
-    """Generate token by token. Within block_size the KV cache makes each step one token's work; past it the
-    window slides, positions shift, and each step recomputes the last block_size tokens (exactly what an
-    uncached model sees)."""
+                  seed: int | None = None, alternatives: int = 5, use_cache: bool = True,
+                  interventions: dict | None = None) -> Iterator[TokenStep]:
+    """Generate token by token: the one sampler of the library (Generate, Steering, Ablation, `gpt.sample`).
+
+    interventions: capture point -> fn, as gpt.model.Trace takes (a steering vector, a clamped feature, zeroed
+    heads), applied at every position of every forward call, the prompt's included. The prompt is cropped to its
+    last block_size tokens (crop_prompt). Within block_size a KV cache makes each step one token's work; it is
+    kept when there are no interventions or every one is marked gpt.model.position_wise (then cached and
+    recomputed logits agree, tests/test_sampler.py), otherwise every step recomputes the window. Past block_size
+    the window slides, positions shift, and each step recomputes the last block_size tokens (exactly what an
+    uncached model sees). Sampling: greedy = argmax; else temperature, then top-k, then top-p, drawn with a
+    generator seeded by `seed` (the global RNG is never touched). Defaults: temperature 1 (the model's own
+    distribution), no top-k/top-p, a fresh random seed."""
     check_sampling(temperature, top_k, top_p, max_new_tokens)
     if len(prompt_ids) == 0:
         raise GenerationError("the prompt is empty: give at least one token to continue from")
@@ -70,9 +89,11 @@ def stream_tokens(model: GPT, prompt_ids: list[int], max_new_tokens: int, temper
     block = model.config.block_size
     gen = torch.Generator(device=device)
     gen.manual_seed(seed if seed is not None else secrets.randbits(62))  # never reseeds the global RNG
-    ids = list(prompt_ids)
+    ids, _ = crop_prompt(prompt_ids, block)
+    trace = (lambda: Trace(set(), interventions)) if interventions else (lambda: None)
+    use_cache = use_cache and all_position_wise(interventions)
     cache = model.new_kv_cache() if use_cache else None
-    logits, _ = model(torch.tensor([ids[-block:]], device=device), kv_cache=cache)
+    logits, _ = model(torch.tensor([ids], device=device), trace=trace(), kv_cache=cache)
     last = logits[0, -1].float()  # (V,)
     try:
         for _ in range(max_new_tokens):
@@ -91,13 +112,23 @@ def stream_tokens(model: GPT, prompt_ids: list[int], max_new_tokens: int, temper
             yield TokenStep(next_id, float(probs[next_id]), top_alternatives)
             ids.append(next_id)
             if cache is not None and cache.length < block:
-                last = model.decode_next(torch.tensor([[next_id]], device=device), cache)[0].float()
+                step = torch.tensor([[next_id]], device=device)
+                if interventions:  # through the capture points, so the interventions see the new position
+                    last = model(step, trace=trace(), kv_cache=cache)[0][0, -1].float()
+                else:  # the lean one-token path
+                    last = model.decode_next(step, cache)[0].float()
             else:
                 cache = None
-                logits, _ = model(torch.tensor([ids[-block:]], device=device))
+                logits, _ = model(torch.tensor([ids[-block:]], device=device), trace=trace())
                 last = logits[0, -1].float()
     finally:
         model.train(was_training)
+
+
+def new_token_ids(model: GPT, prompt_ids: list[int], max_new_tokens: int, **sampling) -> list[int]:
+    """stream_tokens' new ids as a list (no probabilities or alternatives): what the side-by-side pages show."""
+    sampling.setdefault("alternatives", 0)
+    return [step.token_id for step in stream_tokens(model, prompt_ids, max_new_tokens, **sampling)]
 
 
 def stream_text(model: GPT, tokenizer, prompt: str, max_new_tokens: int, stop: str | None = None,

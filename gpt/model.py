@@ -20,6 +20,20 @@ from gpt.config import GPTConfig
 from gpt.layers import Activation, Rotary, activation_functional, make_norm, norm_functional, rms_normalise, softcap
 
 
+def position_wise(fn: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Mark a Trace intervention as position-wise: what it does at a position depends only on that position's
+    activations (a steering vector added everywhere, a clamped feature, a zeroed head's z). Such an intervention
+    gives the same numbers whether a forward call sees the whole sequence or, with a KV cache, only the new
+    positions, so gpt.generate.stream_tokens keeps its cache; an unmarked one makes it recompute every step."""
+    fn.position_wise = True
+    return fn
+
+
+def all_position_wise(interventions: dict | None) -> bool:
+    """Whether every intervention is marked with `position_wise` (True for none at all)."""
+    return all(getattr(fn, "position_wise", False) for fn in (interventions or {}).values())
+
+
 class Trace:
     """Named capture points for one forward call.
 
@@ -286,13 +300,31 @@ class GPT(nn.Module):
             x = self.drop(tok + pos)
         else:
             x = tok
-        for i, block in enumerate(self.blocks):
+        return self.forward_from(0, x, trace, kv_cache, targets)
+
+    def forward_from(self, layer: int, x: torch.Tensor, trace: Trace | None = None, kv_cache: KVCache | None = None,
+                     targets: torch.Tensor | None = None, last_only: bool = False):
+        """The model from the residual stream x (B, T, C) entering block `layer` (0: the embeddings, what forward
+        passes; n_layer: after the last block) to (logits, loss): blocks layer.. , the final norm and the head,
+        through the same capture points as forward (blocks.i.*, ln_f.out, logits), so a trace records and
+        intervenes exactly as in a full forward (patching and the lab start mid-model with it; the logit lens is
+        layer n_layer). last_only: only the last position goes through the final norm and the head (ln_f.out and
+        logits are then (B, 1, ...)): a metric read at the last position needs no (B, T, vocab) logits."""
+        if not 0 <= layer <= len(self.blocks):
+            raise ValueError(f"layer {layer} is not a residual boundary of this model (0..{len(self.blocks)})")
+        if kv_cache is not None and layer != 0:
+            raise ValueError("a KV cache is filled by whole forward passes: start at layer 0")
+        T = x.size(1)
+        for i in range(layer, len(self.blocks)):
+            block = self.blocks[i]
             if self.grad_checkpoint and self.training and trace is None and kv_cache is None:
                 x = checkpoint(block, x, use_reentrant=False)
             else:
                 x = block(x, trace, f"blocks.{i}.", kv_cache, i)
         if kv_cache is not None:
             kv_cache.length += T
+        if last_only:
+            x = x[:, -1:]
         x = self.ln_f(x)
         if trace is not None:
             x = trace("ln_f.out", x)

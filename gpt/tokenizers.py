@@ -364,11 +364,14 @@ def _bytes_to_unicode() -> dict[int, str]:
 Tokenizer = CharTokenizer | BPETokenizer
 
 
+BPE_DEFAULT_VOCAB = 512  # a BPE vocabulary when none is asked for (gpt.train, the Train form)
+
+
 def train_tokenizer(kind: str, text: str, vocab_size: int | None = None) -> Tokenizer:
     if kind == "char":
         return CharTokenizer.train(text)
     if kind == "bpe":
-        return BPETokenizer.train(text, vocab_size or 512)
+        return BPETokenizer.train(text, vocab_size or BPE_DEFAULT_VOCAB)
     raise TokenizerError(f"unknown tokenizer kind {kind!r}; use 'char' or 'bpe'")
 
 

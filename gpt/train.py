@@ -19,7 +19,7 @@ import torch
 
 from gpt import runs
 from gpt.config import ACTIVATIONS, NORMS, POS_EMBEDDINGS, ConfigError, GPTConfig, TrainConfig
-from gpt.data import CorpusError, load_corpus, split_ids
+from gpt.data import CorpusError, corpus_splits, load_corpus
 from gpt.lab.induction_lab import repeated_corpus
 from gpt.lab.probes import eval_probes
 from gpt.model import GPT
@@ -218,8 +218,7 @@ def prepare(args) -> tuple[Trainer, dict]:
         model_cfg.validate()
         extra = {"corpus": corpus_spec, "corpus_sha256": corpus_digest(text), "tokenizer": tokenizer.kind,
                  "init_from": str(Path(args.init_from).resolve()) if args.init_from else None}
-    ids = tokenizer.encode(text)
-    splits = split_ids(ids, model_cfg.block_size)
+    splits = corpus_splits(text, tokenizer, model_cfg.block_size)
     # under torchrun: join the process group (every rank has passed the checks above before rank 0 writes)
     dist_info, device_name = distributed.init(train_cfg.device)
     device = resolve_device(device_name)

@@ -51,7 +51,7 @@ def test_patching_page_shows_three_heatmaps_and_refuses_clearly(checkpoints):
     at.text_input(key="patch_wrong").input("B").run()
     assert not at.exception, [e.value for e in at.exception]
     resid, heads, mlps = figures(at)[:3]
-    assert resid["data"][0]["y"] == ["embed", "after L0", "after L1"]
+    assert resid["data"][0]["y"] == ["embeddings", "after block 0", "after block 1"]
     assert resid["layout"]["xaxis"]["ticktext"][0] == "J→B"  # the changed positions are labelled with both tokens
     assert len(heads["data"][0]["z"]) == 2 and len(mlps["data"][0]["y"]) == 2
     assert "Strongest head" in text_of(at)

@@ -97,7 +97,7 @@ def test_time_machine_replays_snapshots(checkpoints):
 def test_logit_lens_page(checkpoints):
     at = open_page("logit_lens")
     lens = figures(at)[0]["data"][0]
-    assert lens["y"] == ["embed", "block 0", "block 1"]
+    assert lens["y"] == ["embeddings", "after block 0", "after block 1"]
     at.text_area[0].input("<b>to be</b>").run()
     assert not at.exception
     # this run's characters have no '<': the page names what it cannot read instead of failing (the escaping of

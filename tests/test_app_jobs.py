@@ -87,7 +87,7 @@ def test_ladder_trains_each_rung_in_turn(root, corpus_file):
 
 
 def test_form_problems_estimates_and_options():
-    ok = FormValues(corpus="python-docs", n_embd=32, n_head=2)
+    ok = FormValues(corpus="python-docs", n_layer=2, block_size=32, n_embd=32, n_head=2)
     assert problems(ok) == []
     est = estimate(ok)
     assert est["params"] == count_params(GPTConfig(vocab_size=65, block_size=32, n_layer=2, n_head=2, n_embd=32))

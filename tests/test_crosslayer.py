@@ -9,6 +9,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from gpt.config import GPTConfig
+from gpt.evaluate import consecutive_windows
 from gpt.interp.features.clt_training import CrossLayerTrainer, train_crosslayer
 from gpt.interp.features.crosslayer import (
     CrossLayerConfig,
@@ -25,7 +26,7 @@ from gpt.interp.features.dictionary import (
     LoadedDictionary,
     list_dictionaries,
 )
-from gpt.interp.features.evaluate import evaluate_all_replaced, validation_windows
+from gpt.interp.features.evaluate import evaluate_all_replaced
 from gpt.interp.features.stack import Transcoders
 from gpt.interp.features.training import FeatureTrainConfig
 from gpt.model import GPT, Trace
@@ -223,7 +224,7 @@ def test_every_mlp_replaced_matches_a_direct_computation():
     spliced = zeroed = clean = 0.0
     n = 0
     ce = torch.nn.functional.cross_entropy
-    for x, y in validation_windows(val, 16):
+    for x, y in consecutive_windows(val, 16):
         feats = {}
 
         def read(v, i):

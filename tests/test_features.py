@@ -9,6 +9,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from gpt.config import GPTConfig
+from gpt.evaluate import consecutive_windows
 from gpt.interp.features.cli import install, main
 from gpt.interp.features.dictionary import (
     Dictionary,
@@ -18,7 +19,7 @@ from gpt.interp.features.dictionary import (
     load_dictionary,
     save_dictionary,
 )
-from gpt.interp.features.evaluate import evaluate_dictionaries, validation_windows
+from gpt.interp.features.evaluate import evaluate_dictionaries
 from gpt.interp.features.training import FeatureTrainConfig, train_dictionaries
 from gpt.model import GPT, Trace, capture_names
 
@@ -97,7 +98,7 @@ def test_training_learns_and_evaluation_metrics_recompute_from_files(tmp_path):
     k = json.loads((tmp_path / "tc" / "config.json").read_text())["k"]
     sse = tot = fired = l0 = 0.0
     xs, ys, spliced, zero, clean, n = [], [], 0.0, 0.0, 0.0, 0
-    for x, y in validation_windows(val, 16):
+    for x, y in consecutive_windows(val, 16):
         tr = Trace({"blocks.1.mlp.in", "blocks.1.mlp.out"})
         logits, _ = model(x, trace=tr)
         xin, out = tr.acts["blocks.1.mlp.in"].reshape(-1, 16), tr.acts["blocks.1.mlp.out"].reshape(-1, 16)
@@ -278,7 +279,7 @@ def test_evaluation_counts_the_skip_path():
     val = torch.randint(0, 12, (200,), generator=torch.Generator().manual_seed(1))
     (m,) = evaluate_dictionaries(model, [d], val)
     ins, outs = [], []
-    for x, _ in validation_windows(val, 16):
+    for x, _ in consecutive_windows(val, 16):
         trace = Trace({"blocks.1.mlp.in", "blocks.1.mlp.out"})
         model(x, trace=trace)
         ins.append(trace.acts["blocks.1.mlp.in"].reshape(-1, 16))

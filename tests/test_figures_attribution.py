@@ -20,7 +20,7 @@ def test_grids_label_layers_heads_and_tokens_escaped():
     assert list(heads.data[0].x) == ["H0", "H1"] and list(heads.data[0].y) == ["L0", "L1"]
     assert heads.data[0].zmid == 0
     tokens = ["<", "<i>", "b→c"]   # a lone "<" is drawn as itself; "<i>" would be italics
-    resid = residual_patching_heatmap(torch.zeros(3, 3), tokens, ["embed", "after L0", "after L1"])
+    resid = residual_patching_heatmap(torch.zeros(3, 3), tokens, ["embeddings", "after block 0", "after block 1"])
     assert list(resid.layout.xaxis.ticktext) == ["<", "&lt;i>", "b→c"] and list(resid.layout.xaxis.tickvals) == [0, 1, 2]
     assert resid.data[0].customdata[0][1] == "&lt;i>" and resid.data[0].zmin == -1 and resid.data[0].zmax == 1
     bars = mlp_patching_bars([0.9, -0.1])

@@ -58,7 +58,7 @@ def test_probes_score_heads_on_repeated_held_out_text():
     the token after the previous occurrence of the current one scores 1 on it."""
     from gpt.config import GPTConfig
     from gpt.interp.capture import attention_patterns
-    from gpt.interp.detectors import detector_scores, target_masks
+    from gpt.interp.detectors import detector_scores
     model = GPT(GPTConfig(vocab_size=65, block_size=32, n_layer=2, n_head=2, n_embd=16, arch="multi_head"))
     val = torch.randint(65, (5000,), generator=torch.Generator().manual_seed(3))
     probe = repeated_text_probe(model, val)
@@ -68,10 +68,11 @@ def test_probes_score_heads_on_repeated_held_out_text():
         start = next(i for i in range(len(val) - 16) if torch.equal(val[i:i + 16], row[:16]))
         assert start >= 0
     assert len({tuple(r.tolist()) for r in probe}) == 16  # different passages
-    # a perfect induction head, built from the probe's own target mask, scores 1 (rows with no target: uniform)
-    mask = target_masks(probe)["induction"].float()
-    perfect = torch.where(mask.sum(-1, keepdim=True) > 0, mask / mask.sum(-1, keepdim=True).clamp(min=1),
-                          torch.tril(torch.ones(32, 32)) / torch.arange(1, 33)[:, None])
+    # a perfect induction head scores 1: in the second copy each token attends to the token after its earlier
+    # occurrence (query q -> key q - 16 + 1); the first copy attends uniformly
+    perfect = torch.tril(torch.ones(32, 32)) / torch.arange(1, 33)[:, None]
+    perfect[16:] = 0
+    perfect[torch.arange(16, 32), torch.arange(1, 17)] = 1
     patterns = attention_patterns(model, probe).clone()
     patterns[:, 1, 0] = perfect
     assert float(detector_scores(patterns, probe)[3, 1, 0]) == pytest.approx(1.0)

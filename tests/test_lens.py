@@ -14,7 +14,7 @@ def test_last_layer_of_the_lens_is_the_models_own_prediction(arch):
     lens = logit_lens(model, ids)
     logits, _ = model(ids[None])
     probs = torch.softmax(logits[0].float(), -1)  # (T, V)
-    assert lens.labels == ["embed", "block 0", "block 1", "block 2"]
+    assert lens.labels == ["embeddings", "after block 0", "after block 1", "after block 2"]
     assert lens.top_ids.shape == (4, 12) and lens.probs.shape == (4, 12, 40)
     assert torch.equal(lens.top_ids[-1], probs.argmax(-1))
     assert torch.allclose(lens.probs[-1], probs, atol=1e-5)

@@ -19,10 +19,10 @@ def model_and_text(arch="gpt"):
 def test_top_context_has_the_highest_activation_over_the_text():
     model, seq = model_and_text()
     result = top_contexts(model, seq, k=3)
-    assert result.n_tokens == 320  # whole windows only
-    windows = seq[:320].view(40, 8)
+    assert result.n_tokens == 323  # 40 whole windows and the last 3 tokens (gpt.evaluate.consecutive_windows)
+    windows = list(seq[:320].view(40, 8)) + [seq[320:]]
     for layer in range(2):
-        every = torch.cat([neuron_activations(model, w, layer) for w in windows])  # (320, 32), window by window
+        every = torch.cat([neuron_activations(model, w, layer) for w in windows])  # (323, 32), window by window
         for neuron in (0, 5, 31):
             top_pos = int(result.positions[layer, neuron, 0])  # ties are possible: a window's first token
             assert float(every[top_pos, neuron]) == pytest.approx(float(every[:, neuron].max()), abs=1e-5)

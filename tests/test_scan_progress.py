@@ -37,10 +37,10 @@ def check_rises_to_one(seen, batches):
 def test_neuron_scan_reports_each_batch_and_a_stopped_one_writes_nothing(tmp_path, monkeypatch):
     import gpt.interp.neurons as neurons
     monkeypatch.setattr(neurons, "TOKENS_PER_BATCH", 32 * 8)
-    model, seq = model_and_text()          # 40 windows of 8 tokens
+    model, seq = model_and_text()          # 40 windows of 8 tokens and a last one of 3
     seen, progress = recorder()
     with_progress = top_contexts(model, seq, k=3, progress=progress)
-    check_rises_to_one(seen, 2)            # 32 windows per batch: two batches
+    check_rises_to_one(seen, 3)            # 32 windows per batch: two batches, then the shorter last window
     assert torch.equal(with_progress.positions, top_contexts(model, seq, k=3).positions)
 
     class Run:
@@ -49,7 +49,7 @@ def test_neuron_scan_reports_each_batch_and_a_stopped_one_writes_nothing(tmp_pat
     seen, stop = recorder(stop_after=1)
     with pytest.raises(Stop):
         cached_top_contexts(Run, seq, progress=stop)
-    assert seen == [pytest.approx(32 / 40)] and not cache_path(tmp_path, 3, seq).exists()
+    assert seen == [pytest.approx(32 * 8 / len(seq))] and not cache_path(tmp_path, 3, seq).exists()
 
 
 def test_feature_card_scan_reports_progress_and_a_stopped_one_writes_nothing(tmp_path):

@@ -161,7 +161,7 @@ def circuit_figure(nodes: list[ViewNode], edges: list[tuple[int, int, float]], t
                      range=[-0.3, sum(widths) + 0.3], showgrid=False, zeroline=False,
                      title=dict(text="token position (the prediction is made after the last one)", font=dict(size=12)))
     fig.update_yaxes(tickmode="array", tickvals=list(range(n_layer + 2)),
-                     ticktext=["embeddings"] + [f"layer {i}" for i in range(n_layer)] + ["logits"],
+                     ticktext=["embeddings"] + [f"block {i} MLP" for i in range(n_layer)] + ["logits"],
                      range=[-0.5, n_layer + 1.6], showgrid=True, gridcolor="#f0f0f0", zeroline=False)
     return layout(fig, "Attribution graph (pruned)", height=170 + 95 * (n_layer + 2),
                   legend=dict(orientation="h", yanchor="bottom", y=1.0, x=0.25), clickmode="event+select",

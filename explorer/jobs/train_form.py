@@ -17,6 +17,7 @@ import torch
 from gpt.config import PRESETS, ConfigError, GPTConfig, TrainConfig
 from gpt.data import cache_dir, min_corpus_length
 from gpt.sizing import count_params, flops_per_token, memory_estimate
+from gpt.tokenizers import BPE_DEFAULT_VOCAB
 from gpt.training.trainer import resolve_device, resolve_dtype
 
 ARCH_LABELS = {"bigram": "bigram (no attention)", "single_head": "single head", "multi_head": "multi-head",
@@ -24,27 +25,31 @@ ARCH_LABELS = {"bigram": "bigram (no attention)", "single_head": "single head", 
 BPE_MIN_VOCAB = 256
 
 
+_MODEL, _TRAIN = GPTConfig(), TrainConfig()  # the defaults the form's fields take: gpt/config.py's, not copies
+
+
 @dataclass
 class FormValues:
-    """Everything the Train form asks for, as plain values."""
+    """Everything the Train form asks for, as plain values. The model and training fields default to gpt/config.py's
+    GPTConfig and TrainConfig defaults (the page itself opens on DEFAULT_PRESET's values: preset_form_values)."""
     corpus: str | None = "tiny-shakespeare"   # built-in name or a file path; None with corpus_text
     corpus_text: str | None = None            # uploaded or pasted text
     tokenizer: str = "char"
-    vocab_size: int = 512                     # BPE only
-    char_vocab: int = 65                      # char only: distinct characters of the corpus (for estimates)
-    arch: str = "gpt"
-    n_layer: int = 2
-    n_head: int = 2
-    n_embd: int = 32
-    block_size: int = 32
-    dropout: float = 0.0
-    batch_size: int = 8
-    max_iters: int = 200
-    lr: float = 1e-3
-    warmup_iters: int = 10
-    eval_interval: int = 50
-    seed: int = 1337
-    bf16: bool = False
+    vocab_size: int = BPE_DEFAULT_VOCAB       # BPE only
+    char_vocab: int = _MODEL.vocab_size       # char only: distinct characters of the corpus (for estimates)
+    arch: str = _MODEL.arch
+    n_layer: int = _MODEL.n_layer
+    n_head: int = _MODEL.n_head
+    n_embd: int = _MODEL.n_embd
+    block_size: int = _MODEL.block_size
+    dropout: float = _MODEL.dropout
+    batch_size: int = _TRAIN.batch_size
+    max_iters: int = _TRAIN.max_iters
+    lr: float = _TRAIN.lr
+    warmup_iters: int = _TRAIN.warmup_iters
+    eval_interval: int = _TRAIN.eval_interval
+    seed: int = _TRAIN.seed
+    bf16: bool = False                        # TrainConfig.dtype "auto" picks it where native: preset_form_values
     preset: str | None = None                 # a PRESETS name: its settings the form does not show still apply
     init_from: str | None = None              # fine-tune: the parent run folder (its shape and tokenizer)
     parent_config: GPTConfig | None = field(default=None, repr=False)

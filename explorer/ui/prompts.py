@@ -8,6 +8,7 @@ from explorer.ui.eval_text import eval_excerpt_source
 from explorer.ui.state import bind, place, remember
 from explorer.ui.text import code_md
 from gpt.evaltext import excerpt as eval_excerpt
+from gpt.generate import crop_prompt
 from gpt.tokenizers import UnknownCharactersError
 
 _PROMPT_RUN_KEY = "_prompt_run"  # the run the remembered prompt was last shown with (prompt_for_run)
@@ -73,9 +74,22 @@ def encode_or_explain(run, text: str) -> list[int] | None:
         return None
 
 
+def crop_note(run, ids: list[int], limit: int | None = None, reason: str = "this model reads") -> list[int]:
+    """The one crop policy (gpt.generate.crop_prompt: keep the LAST tokens, what the model sees when it writes the
+    next one), with a note on the page when it cropped: how many tokens were dropped. limit: at most this many
+    (default and at most: the block size)."""
+    limit = min(limit or run.config.block_size, run.config.block_size)
+    kept, dropped = crop_prompt(ids, limit)
+    if dropped:
+        what = f"{reason} at most {limit}" + (" (its block size)" if limit == run.config.block_size else "")
+        st.warning(f"The prompt has {len(ids)} tokens; {what}, so its last {limit} are used and the first "
+                   f"{dropped} left out (as when the model generates).")
+    return kept
+
+
 def teaching_prompt_ids(run) -> list[int]:
     """The prompt box of the pipeline pages (Inside a prediction, Attention, MLP neurons): bound to the learner's
-    remembered prompt (teaching_prompt by default), encoded, and cropped to the model's block size with a note.
+    remembered prompt (teaching_prompt by default), encoded, and cropped to the model's block size (crop_note).
     Stops the page, after saying why, when there is nothing this model can read."""
     default = teaching_prompt(run)
     prompt_for_run(run, default)
@@ -83,8 +97,4 @@ def teaching_prompt_ids(run) -> list[int]:
     ids = encode_or_explain(run, prompt)
     if ids is None:
         st.stop()
-    block = run.config.block_size
-    if len(ids) > block:
-        st.warning(f"The prompt has {len(ids)} tokens; this model reads at most {block} (its block size), so only "
-                   f"the first {block} are used.")
-    return ids[:block]
+    return crop_note(run, ids)

@@ -4,13 +4,13 @@ import streamlit as st
 from explorer.figures.tokens import prob_bars
 from explorer.ui.cache import run_ablation, run_head_scores
 from explorer.ui.eval_text import eval_caption, eval_key, eval_text_or_stop
-from explorer.ui.prompts import default_prompt, encode_or_explain
+from explorer.ui.prompts import crop_note, default_prompt, encode_or_explain
 from explorer.ui.run_picker import selected_attention_run
 from explorer.ui.state import bind
 from explorer.ui.text import esc, text_md, token_text
 from gpt.interp.ablation import all_heads, generate_with_ablation, loss_windows
 from gpt.interp.capture import InterpError
-from gpt.interp.detectors import strongest_head
+from gpt.interp.detectors import detector_grid, strongest_head
 
 run = selected_attention_run("Ablation", "no attention heads to remove")
 cfg = run.config
@@ -26,13 +26,14 @@ if quick == "all heads":
     preset = list(names)
 elif quick != "my choice":   # the head scores are computed only when asked for (GPT-2 small: seconds)
     scores = run_head_scores(run.path).scores
-    layer, head, _ = strongest_head(scores, "induction" if "induction" in quick else "previous_token")
+    layer, head, _ = strongest_head(detector_grid(scores, "induction" if "induction" in quick else "previous_token"))
     preset = [f"L{layer}H{head}"]
 chosen = st.multiselect("Heads to zero", list(names), default=preset, key=f"abl_heads_{run.path.name}_{quick}")
 prompt = st.text_area("Prompt", height=90, **bind("prompt", default_prompt(run, max_tokens=min(64, cfg.block_size))))
 ids = encode_or_explain(run, prompt)
 if ids is None:
     st.stop()
+ids = crop_note(run, ids)
 evaluation = eval_text_or_stop(run, "Ablation's loss")
 try:
     result = run_ablation(run.path, eval_key(run), tuple(names[n] for n in chosen), tuple(ids))
@@ -49,7 +50,7 @@ st.plotly_chart(prob_bars({"intact": [(label(t), p) for t, p in result.base_top]
                            "heads removed": [(label(t), p) for t, p in result.ablated_top]},
                           "Next token after the prompt"), key="abl_bars")
 window, n_windows = loss_windows(cfg)
-st.caption(f"Loss on {n_windows} fixed windows of {window} tokens of the evaluation text (fewer for a big model, so "
+st.caption(f"Loss on {n_windows} windows of {window} tokens spread evenly over the evaluation text (fewer for a big model, so "
            "the page stays quick). Zeroing is blunt: a head that is usually quiet can still matter when its output was never zero during training. "
            + eval_caption(evaluation))
 
@@ -59,8 +60,8 @@ seed = st.number_input("Seed", 0, 10_000, **bind("seed", 1, options=range(10_001
 if st.button("Generate both", type="primary"):
     heads = [names[n] for n in chosen]
     with st.spinner("Sampling..."):
-        intact = generate_with_ablation(run.model, ids, [], n_new, seed=int(seed))
-        ablated = generate_with_ablation(run.model, ids, heads, n_new, seed=int(seed))
+        intact = generate_with_ablation(run.model, ids, [], n_new, temperature=0.8, seed=int(seed))
+        ablated = generate_with_ablation(run.model, ids, heads, n_new, temperature=0.8, seed=int(seed))
     left, right = st.columns(2)
     for col, title, new in ((left, "Intact", intact), (right, f"Without {', '.join(chosen) or 'any head'}", ablated)):
         col.markdown(f"**{text_md(title)}**")
@@ -68,4 +69,6 @@ if st.button("Generate both", type="primary"):
         html_text = f"{esc(prompt)}<b>{esc(run.tokenizer.decode(new))}</b>".replace("\n", "<br>")
         col.markdown(f'<div style="font-family:monospace;white-space:pre-wrap">{html_text}</div>',
                      unsafe_allow_html=True)
-    st.caption("Same seed and sampling for both, so every difference comes from the removed heads.")
+    st.caption("Same seed and sampling (temperature 0.8) for both, so every difference comes from the removed heads; "
+               "the intact column is exactly what the Generate page writes with this seed, temperature 0.8 and no "
+               "top-k or top-p.")

@@ -5,7 +5,7 @@ import streamlit as st
 
 from explorer.figures.kv_cache import cache_growth_figure, decode_step_figure
 from explorer.figures.tokens import token_bars
-from explorer.ui.prompts import default_prompt, encode_or_explain
+from explorer.ui.prompts import crop_note, default_prompt, encode_or_explain
 from explorer.ui.run_picker import selected_run
 from explorer.ui.state import bind, remember
 from explorer.ui.text import chips_html, prob_color, token_md, token_text
@@ -35,6 +35,7 @@ greedy = c6.checkbox("Greedy", help="Always take the most likely token (ignores 
 ids = encode_or_explain(run, prompt)
 if ids is None:
     st.stop()
+ids = crop_note(run, ids)  # stream_text crops the same way (gpt.generate.crop_prompt)
 
 left, right = st.columns([3, 2], gap="large")
 with right:

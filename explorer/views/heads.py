@@ -10,7 +10,17 @@ from explorer.ui.text import token_text
 from gpt.data import CorpusError
 from gpt.evaltext import RUN_SPLIT
 from gpt.interp.capture import InterpError, attention_patterns
-from gpt.interp.detectors import DETECTORS, LABELS, PROBES, build_probe, describe_heads, repeated_passage, strongest_head
+from gpt.interp.detectors import (
+    DETECTORS,
+    LABELS,
+    PROBES,
+    STRONGEST_RULE,
+    build_probe,
+    describe_heads,
+    detector_grid,
+    repeated_passage,
+    strongest_head,
+)
 
 run = selected_attention_run("Heads & detectors", "no attention heads")
 cfg = run.config
@@ -46,9 +56,9 @@ st.plotly_chart(detector_heatmaps(scores), key="detector_grid")
 st.caption(
     f"Probe: {kind} (a sequence followed by itself), filling the context. **previous-token**: weight on the "
     "token just before. **first-token (sink)**: weight on position 0 (often a head's way of doing nothing). "
-    "**duplicate-token**: weight on earlier copies of the current token. **induction**: weight on the token "
-    "that *followed* an earlier copy of the current token — the move that lets a model continue a pattern it "
-    f"has seen once. In-context gain on the probe: loss falls by **{gain:.2f} nats/token** in the second copy "
+    "**duplicate-token**: weight on earlier copies of the current token. **induction**: in the second copy, the "
+    "weight each token puts on the token that *followed* its earlier copy (TransformerLens' induction pattern) — "
+    f"the move that lets a model continue a pattern it has seen once. In-context gain on the probe: loss falls by **{gain:.2f} nats/token** in the second copy "
     "(a model with induction heads predicts the repeat)." + (" " + eval_caption(val) if val is not None else ""))
 
 st.subheader("Look at one head on the probe")
@@ -57,9 +67,10 @@ layer = c1.selectbox("Layer", range(cfg.n_layer), format_func=lambda i: f"layer 
                      **bind("layer", 0, options=range(cfg.n_layer)))
 head = c2.selectbox("Head", range(cfg.effective_n_head), format_func=lambda i: f"head {i}",
                     **bind("head", 0, options=range(cfg.effective_n_head)))
-ind_layer, ind_head, ind_score = strongest_head(scores, "induction")
+ind_layer, ind_head, ind_score = strongest_head(detector_grid(scores, "induction"))
 if (layer, head) != (ind_layer, ind_head) and c3.button(
-        f"Show the strongest induction head, L{ind_layer}H{ind_head} ({ind_score:.2f})", key="heads_show_induction"):
+        f"Show the strongest induction head, L{ind_layer}H{ind_head} ({ind_score:.2f})", key="heads_show_induction",
+        help=f"The strongest head is the one with {STRONGEST_RULE[False]} on that detector."):
     remember("layer", ind_layer)
     remember("head", ind_head)
     st.rerun()

@@ -3,7 +3,7 @@ import pandas as pd
 import streamlit as st
 
 from explorer.figures.tokens import lens_heatmap
-from explorer.ui.prompts import default_prompt, encode_or_explain
+from explorer.ui.prompts import crop_note, default_prompt, encode_or_explain
 from explorer.ui.run_picker import selected_attention_run
 from explorer.ui.state import bind
 from explorer.ui.text import code_md, token_text
@@ -20,16 +20,14 @@ prompt = st.text_area("Prompt", height=90,
 ids = encode_or_explain(run, prompt)
 if ids is None:
     st.stop()
-if len(ids) > min(MAX_SHOWN, cfg.block_size):
-    st.warning(f"Showing the last {min(MAX_SHOWN, cfg.block_size)} of {len(ids)} tokens.")
-    ids = ids[-min(MAX_SHOWN, cfg.block_size):]
+ids = crop_note(run, ids, MAX_SHOWN, reason="this page shows")
 lens = logit_lens(run.model, ids)
 tokens = [token_text(run.tokenizer, i) for i in ids]
 top_tokens = [[token_text(run.tokenizer, int(i)) for i in row] for row in lens.top_ids]
 st.plotly_chart(lens_heatmap(lens.labels, tokens, top_tokens, lens.top_probs), key="lens_map")
 st.caption("Columns: prompt positions (the token written there). Rows: depth, from the raw embedding to the "
            "last block (the last row is the model's real prediction). Each cell shows the most likely *next* "
-           "token at that depth, coloured by its probability. The embed row usually just repeats the current "
+           "token at that depth, coloured by its probability. The embeddings row usually just repeats the current "
            "token: the unembedding shares its weights with the embedding, so an untouched embedding points at "
            "itself. Watch where each column first turns into its final answer.")
 

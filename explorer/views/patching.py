@@ -9,6 +9,7 @@ from explorer.ui.run_picker import selected_attention_run
 from explorer.ui.scans import forget_stop, run_scan, was_stopped
 from explorer.ui.text import code_md, token_md, token_text
 from gpt.interp.capture import InterpError
+from gpt.interp.detectors import STRONGEST_RULE, head_name, strongest_head
 from gpt.interp.patching import (
     AUTO_PATCH,
     boundary_labels,
@@ -102,9 +103,10 @@ if grids["mlps"] is not None:
     st.caption("One bar per MLP: the fraction recovered by pasting in its clean output (all positions).")
 
 layer, pos = np.unravel_index(np.abs(residual[:-1]).argmax(), residual[:-1].shape) if len(residual) > 1 else (0, 0)
-hl, hh = np.unravel_index(np.abs(heads).argmax(), heads.shape)
-summary = (f"Strongest residual cell before the last block: {boundary_labels(run.model)[layer]} at position {pos} "
-           f"({code_md(tokens[pos])}), {residual[layer, pos]:.2f}. Strongest head: L{hl}H{hh}, {heads[hl, hh]:.2f}.")
+hl, hh, hv = strongest_head(heads, signed=True)
+summary = (f"Strongest ({STRONGEST_RULE[True]}) residual cell before the last block: "
+           f"{boundary_labels(run.model)[layer]} at position {pos} ({code_md(tokens[pos])}), {residual[layer, pos]:.2f}. "
+           f"Strongest head: {head_name(hl, hh)}, {hv:.2f}.")
 if grids["mlps"] is not None:
     m = int(np.abs(grids["mlps"]).argmax())
     summary += f" Strongest MLP: L{m}.mlp, {grids['mlps'][m]:.2f}."

@@ -2,7 +2,7 @@
 import streamlit as st
 
 from explorer.ui.cache import run_dictionaries
-from explorer.ui.prompts import default_prompt, encode_or_explain
+from explorer.ui.prompts import crop_note, default_prompt, encode_or_explain
 from explorer.ui.run_picker import selected_attention_run
 from explorer.ui.state import place
 from explorer.ui.text import esc
@@ -70,7 +70,7 @@ kind = st.radio("Steering vector", kinds, horizontal=True,
                 help="A feature direction needs a dictionary of this run (the Features page trains them)")
 labels = boundary_labels(run.model)
 boundary = st.selectbox("Add it to the residual stream", range(len(labels)), index=min(2, len(labels) - 1),
-                        format_func=lambda b: "entering block 0" if b == 0 else f"after block {b - 1}",
+                        format_func=lambda b: labels[b],
                         help="Earlier layers change more of the computation; later ones mostly the next token")
 prompt = st.text_area("Prompt to continue", default_prompt(run, max_tokens=min(32, cfg.block_size)), height=70,
                       key=f"steer_prompt_{run.path.name}",
@@ -78,7 +78,7 @@ prompt = st.text_area("Prompt to continue", default_prompt(run, max_tokens=min(3
 ids = encode_or_explain(run, prompt)
 if ids is None:
     st.stop()
-ids = ids[-cfg.block_size:]
+ids = crop_note(run, ids)
 
 try:
     if kind == KINDS[0]:

@@ -3,7 +3,7 @@ import streamlit as st
 import torch
 
 from explorer.figures.attribution import dla_waterfall, head_heatmap
-from explorer.ui.prompts import default_prompt, encode_or_explain
+from explorer.ui.prompts import crop_note, default_prompt, encode_or_explain
 from explorer.ui.run_picker import selected_run
 from explorer.ui.state import bind
 from explorer.ui.text import chips_html, raw_token, token_md, token_text
@@ -20,9 +20,7 @@ prompt = st.text_area("Prompt", height=90, **bind("prompt", default_prompt(run, 
 ids = encode_or_explain(run, prompt)
 if ids is None:
     st.stop()
-if len(ids) > run.config.block_size:
-    st.warning(f"Using the last {run.config.block_size} of {len(ids)} tokens (this model's context).")
-    ids = ids[-run.config.block_size:]
+ids = crop_note(run, ids)
 T = len(ids)
 # the query position is shared with the other pages that pick one (a new or shorter prompt: its last token)
 position = st.slider("Position", 0, max(T - 1, 1), disabled=T == 1,

@@ -11,8 +11,10 @@ from dataclasses import dataclass
 import torch
 from torch.nn import functional as F
 
+from gpt.evaluate import consecutive_windows
+from gpt.generate import GenerationError, crop_prompt, new_token_ids
 from gpt.interp.capture import InterpError, check_ids, run_with_cache
-from gpt.model import GPT, Trace
+from gpt.model import GPT, position_wise
 
 Head = tuple[int, int]  # (layer, head)
 
@@ -46,6 +48,7 @@ def ablation_interventions(model: GPT, heads) -> dict:
         by_layer.setdefault(layer, []).append(head)
 
     def zero(head_list):
+        @position_wise  # each position's z on its own: exact with a KV cache
         def fn(z):  # z (B, nh, T, hs)
             z = z.clone()
             z[:, head_list] = 0
@@ -74,15 +77,17 @@ def logits_with_ablation(model: GPT, ids, heads=()) -> torch.Tensor:
     return run_with_cache(model, ids, set(), ablation_interventions(model, heads)).logits.float()
 
 
-def validation_windows(val_ids: torch.Tensor, block_size: int, n_windows: int = 8, seed: int = 0):
-    """Fixed random windows (x, y) of the validation split, the same for every call with the same seed."""
-    val_ids = torch.as_tensor(val_ids, dtype=torch.long)
+def loss_sample_windows(val_ids: torch.Tensor, block_size: int, n_windows: int = 8):
+    """n_windows (x, y) windows spread evenly over the evaluation text, taken from its consecutive non-overlapping
+    windows (gpt.evaluate.consecutive_windows, whole ones only so the batch is square): a fixed sample, the same
+    for every call, of the windows the whole-split loss reads."""
+    val_ids = torch.as_tensor(val_ids, dtype=torch.long).flatten()
     if len(val_ids) < block_size + 1:
         raise InterpError(f"the evaluation text has {len(val_ids)} tokens; this needs at least {block_size + 1}")
-    gen = torch.Generator().manual_seed(seed)
-    ix = torch.randint(len(val_ids) - block_size, (n_windows,), generator=gen)
-    windows = val_ids[ix[:, None] + torch.arange(block_size + 1)]
-    return windows[:, :-1], windows[:, 1:]
+    n_full = (len(val_ids) - 1) // block_size
+    x, y = next(consecutive_windows(val_ids[:n_full * block_size + 1], block_size, batch=n_full))
+    pick = torch.linspace(0, n_full - 1, min(n_windows, n_full)).round().long()
+    return x[pick], y[pick]
 
 
 @torch.no_grad()
@@ -112,14 +117,14 @@ class AblationResult:
 
 
 @torch.no_grad()
-def ablate(model: GPT, prompt_ids, val_ids, heads, k: int = 10, n_windows: int = 8, seed: int = 0,
+def ablate(model: GPT, prompt_ids, val_ids, heads, k: int = 10, n_windows: int = 8,
            window: int | None = None) -> AblationResult:
     """Δ validation loss and the changed next-token distribution when `heads` are zeroed. The loss is measured on
     n_windows windows of `window` tokens (default and at most: the model's block size)."""
     heads = check_heads(model, heads)
     window = min(window or model.config.block_size, model.config.block_size)
-    x, y = validation_windows(val_ids, window, n_windows, seed)
-    prompt = check_ids(model, torch.as_tensor(prompt_ids, dtype=torch.long)[-model.config.block_size:])
+    x, y = loss_sample_windows(val_ids, window, n_windows)
+    prompt = check_ids(model, crop_prompt(torch.as_tensor(prompt_ids).flatten().tolist(), model.config.block_size)[0])
     base = F.softmax(logits_with_ablation(model, prompt)[0, -1], -1)
     # no head removed (the page's default): the intact model twice over; one pass of each is enough
     ablated = F.softmax(logits_with_ablation(model, prompt, heads)[0, -1], -1) if heads else base
@@ -133,30 +138,17 @@ def ablate(model: GPT, prompt_ids, val_ids, heads, k: int = 10, n_windows: int =
     return AblationResult(heads, base_loss, ablated_loss, top(base), top(ablated), base, ablated)
 
 
-@torch.no_grad()
-def generate_with_ablation(model: GPT, prompt_ids, heads=(), max_new_tokens: int = 100, temperature: float = 0.8,
-                           seed: int = 0, greedy: bool = False) -> list[int]:
-    """New token ids sampled with the heads removed. The same seed with no heads gives the intact model's
-    text, so the two can be compared side by side (each step recomputes the window; small models only)."""
-    if max_new_tokens < 0 or max_new_tokens > 2000:
+def generate_with_ablation(model: GPT, prompt_ids, heads=(), max_new_tokens: int = 100, **sampling) -> list[int]:
+    """New token ids sampled with the heads removed, by the one sampler (gpt.generate.stream_tokens: its sampling
+    keywords and defaults; the zeroed heads are position-wise, so the KV cache stays exact). The same seed with no
+    heads gives the intact model's text, so the two can be compared side by side."""
+    if not isinstance(max_new_tokens, int) or not 0 <= max_new_tokens <= 2000:
         raise InterpError("max_new_tokens must be between 0 and 2000")
-    if temperature <= 0 and not greedy:
-        raise InterpError("temperature must be > 0 (or use greedy)")
-    interventions = ablation_interventions(model, heads)
-    ids = torch.as_tensor(prompt_ids, dtype=torch.long).flatten().tolist()
-    if not ids:
+    if len(torch.as_tensor(prompt_ids).flatten()) == 0:
         raise InterpError("the prompt is empty")
-    check_ids(model, torch.tensor(ids[-model.config.block_size:]))
-    gen = torch.Generator().manual_seed(seed)
-    new = []
-    for _ in range(max_new_tokens):
-        window = torch.tensor([ids[-model.config.block_size:]])
-        logits, _ = model(window, trace=Trace(set(), interventions))
-        last = logits[0, -1].float()
-        if greedy:
-            nxt = int(last.argmax())
-        else:
-            nxt = int(torch.multinomial(F.softmax(last / temperature, -1), 1, generator=gen))
-        ids.append(nxt)
-        new.append(nxt)
-    return new
+    ids, _ = crop_prompt(torch.as_tensor(prompt_ids, dtype=torch.long).flatten().tolist(), model.config.block_size)
+    check_ids(model, ids)
+    try:
+        return new_token_ids(model, ids, max_new_tokens, interventions=ablation_interventions(model, heads), **sampling)
+    except GenerationError as e:
+        raise InterpError(str(e)) from None

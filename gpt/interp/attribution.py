@@ -19,6 +19,7 @@ import torch
 import torch.nn as nn
 
 from gpt.interp.capture import InterpError, check_ids, run_with_cache
+from gpt.interp.detectors import head_name, ranked_heads
 from gpt.model import GPT
 
 
@@ -40,8 +41,10 @@ class Attribution:
         return sorted(self.parts.items(), key=lambda kv: -abs(kv[1]))[:k]
 
     def top_heads(self, k: int = 3) -> list[tuple[str, float]]:
-        heads = [(n, v) for n, v in self.parts.items() if n.startswith("L") and "H" in n and "." not in n]
-        return sorted(heads, key=lambda kv: -abs(kv[1]))[:k]
+        """The k strongest heads: a signed effect, so the largest in size, either sign (detectors.ranked_heads)."""
+        if self.heads.numel() == 0:
+            return []
+        return [(head_name(layer, head), value) for layer, head, value in ranked_heads(self.heads, signed=True)[:k]]
 
 
 def check_token(model: GPT, token, what: str = "target") -> int:

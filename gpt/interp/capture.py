@@ -48,6 +48,22 @@ def check_ids(model: GPT, ids) -> torch.Tensor:
     return ids.to(next(model.parameters()).device)
 
 
+def boundary_label(boundary: int) -> str:
+    """THE name of a residual boundary, on every page and figure: 0 = "embeddings" (the stream entering block 0),
+    b = "after block {b-1}" (the stream leaving block b-1; the last one enters the final norm)."""
+    return "embeddings" if boundary == 0 else f"after block {boundary - 1}"
+
+
+def residual_boundaries(model: GPT) -> list[tuple[str, str]]:
+    """(boundary_label, capture point) of the residual stream at every boundary: before the first block, then
+    after each block. The logit lens reads them, patching pastes into them, steering adds to them."""
+    if not model.config.has_attention:
+        raise InterpError("a bigram model has no layers to look through")
+    after = "resid_post" if model.config.has_mlp else "resid_mid"
+    return [(boundary_label(0), "blocks.0.resid_pre")] + [
+        (boundary_label(i + 1), f"blocks.{i}.{after}") for i in range(model.config.n_layer)]
+
+
 def require_attention(model: GPT) -> None:
     if not model.config.has_attention:
         raise InterpError("a bigram model has no attention: each prediction looks only at the current token")

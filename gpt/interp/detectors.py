@@ -4,11 +4,14 @@ Every score is the average attention mass a head puts where a given circuit woul
 * previous-token: on position i-1 (the token just before);
 * first-token (sink): on position 0, measured from position 2 on so it never overlaps previous-token;
 * duplicate-token: on earlier positions holding the same token as the query;
-* induction: on positions right after an earlier occurrence of the query's token ("A B ... A -> look at B").
+* induction (`induction_scores`, THE definition used by every page, the trainer's log and the lab): on a sequence
+  followed by itself (r1..rn r1..rn), the attention each token of the second copy pays to the token right after
+  its earlier occurrence ("A B ... A -> look at B"): TransformerLens' induction pattern (Olsson et al. 2022). In the
+  second copy the model can only predict well by finding the earlier occurrence and copying what followed it.
 
-Induction is measured on a repeated random token sequence (r1..rn r1..rn): in the second copy the model can
-only predict well by finding the earlier occurrence and copying what followed it (Olsson et al. 2022).
-Scores lie in [0, 1]; a head that does nothing but that behaviour scores 1.
+Scores lie in [0, 1]; a head that does nothing but that behaviour scores 1. "The strongest head" follows one rule
+per kind of quantity (`strongest_head`): for a score like these, the highest; for a signed effect (patching,
+attribution), the largest in size, either sign.
 """
 from __future__ import annotations
 
@@ -104,11 +107,28 @@ def target_masks(ids: torch.Tensor) -> dict[str, torch.Tensor]:
     prev = (k == q - 1)[None].expand(B, T, T)
     first = ((k == 0) & (q >= 2))[None].expand(B, T, T)
     duplicate = same & earlier
-    # key j is an induction target of query i when token j-1 equals token i (and j-1 < i, j <= i)
-    shifted_same = torch.zeros_like(same)
-    shifted_same[:, :, 1:] = same[:, :, :-1]
-    induction = shifted_same & (k <= q)[None] & (k >= 1)[None]
-    return {"previous_token": prev, "first_token": first, "duplicate_token": duplicate, "induction": induction}
+    return {"previous_token": prev, "first_token": first, "duplicate_token": duplicate}
+
+
+def repeated_half(ids: torch.Tensor) -> int | None:
+    """n when every row of ids (B, 2n) is n tokens followed by the same n tokens, else None."""
+    T = ids.size(-1)
+    n = T // 2
+    if T % 2 or n < 1 or not torch.equal(ids[:, :n], ids[:, n:]):
+        return None
+    return n
+
+
+def induction_scores(patterns: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    """The induction score of every head: patterns (B, L, H, 2n, 2n) on ids (B, 2n), each row n tokens followed by
+    the same n tokens -> (L, H): the attention each query q of the second copy (q = n..2n-1) pays to key q - n + 1,
+    the token right after the earlier occurrence of its own token, averaged over those queries and the rows
+    (TransformerLens' induction pattern; its tutorials' "induction stripe"). 0 for ids that are not a repeat."""
+    n = repeated_half(ids)
+    if n is None:
+        return torch.zeros(patterns.shape[1:3])
+    q = torch.arange(n, 2 * n)
+    return patterns[..., q, q - n + 1].float().mean((0, 3))  # (B, L, H, n) -> (L, H)
 
 
 def detector_scores(patterns: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
@@ -127,6 +147,7 @@ def detector_scores(patterns: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
         has_target = mask.any(-1)[:, None, None].float()  # (B, 1, 1, T)
         denom = has_target.sum((0, 3))  # (1, 1)
         out.append((mass * has_target).sum((0, 3)) / denom.clamp(min=1))
+    out.append(induction_scores(patterns, ids).to(out[0].dtype))
     return torch.stack(out)  # (4, L, H)
 
 
@@ -158,18 +179,37 @@ def in_context_gain(model: GPT, repeated: torch.Tensor) -> float:
     return float(losses[:, : half - 1].mean() - losses[:, half:].mean())
 
 
-def best_head(per_head: torch.Tensor) -> tuple[int, int, float]:
-    """(layer, head, score) of the highest entry of an (L, H) per-head score grid."""
-    per_head = torch.as_tensor(per_head)
-    layer, head = divmod(int(per_head.argmax()), per_head.shape[-1])
-    return layer, head, float(per_head[layer, head])
+# ---- the strongest head: one rule per kind of quantity, said wherever a page names one ----
+STRONGEST_RULE = {False: "the highest score", True: "the largest in size, either sign"}
 
 
-def strongest_head(scores: torch.Tensor, detector: str) -> tuple[int, int, float]:
-    """(layer, head, score) of the head scoring highest on `detector`; scores (4, L, H) in DETECTORS order."""
+def head_name(layer: int, head: int) -> str:
+    return f"L{layer}H{head}"
+
+
+def ranked_heads(per_head, signed: bool = False) -> list[tuple[int, int, float]]:
+    """Every (layer, head, value) of an (L, H) grid, strongest first. A score (a detector's 0..1, higher = more of
+    the behaviour): by value. A signed effect (signed=True: a patching fraction, a direct logit attribution, which
+    push either way): by |value|, the value kept with its sign. Ties: the earlier layer, then the lower head."""
+    grid = torch.as_tensor(per_head, dtype=torch.float64)
+    if grid.dim() != 2 or grid.numel() == 0:
+        raise InterpError(f"a per-head grid is (layers, heads), got {tuple(grid.shape)}")
+    key = grid.abs() if signed else grid
+    order = sorted(range(grid.numel()), key=lambda i: (-float(key.view(-1)[i]), i))
+    H = grid.size(1)
+    return [(i // H, i % H, float(grid.view(-1)[i])) for i in order]
+
+
+def strongest_head(per_head, signed: bool = False) -> tuple[int, int, float]:
+    """(layer, head, value) of the strongest head of an (L, H) grid, by ranked_heads' rule (STRONGEST_RULE)."""
+    return ranked_heads(per_head, signed)[0]
+
+
+def detector_grid(scores: torch.Tensor, detector: str) -> torch.Tensor:
+    """The (L, H) scores of one detector from (4, L, H) scores in DETECTORS order."""
     if detector not in DETECTORS:
         raise InterpError(f"unknown detector {detector!r}; choose one of {', '.join(DETECTORS)}")
-    return best_head(torch.as_tensor(scores)[DETECTORS.index(detector)])
+    return torch.as_tensor(scores)[DETECTORS.index(detector)]
 
 
 def name_heads(scores: torch.Tensor, threshold: float = 0.4) -> list[tuple[int, int, str, float]]:
@@ -183,5 +223,5 @@ def name_heads(scores: torch.Tensor, threshold: float = 0.4) -> list[tuple[int, 
 
 def describe_heads(scores: torch.Tensor, threshold: float = 0.4) -> list[str]:
     """Human sentences naming the heads found, e.g. 'L1H3 is an induction head (0.82)'."""
-    return [f"L{layer}H{head} is {'an' if LABELS[name][0] in 'aeiou' else 'a'} {LABELS[name]} head ({score:.2f})"
+    return [f"{head_name(layer, head)} is {'an' if LABELS[name][0] in 'aeiou' else 'a'} {LABELS[name]} head ({score:.2f})"
             for layer, head, name, score in name_heads(scores, threshold)]

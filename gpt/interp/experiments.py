@@ -19,7 +19,7 @@ import torch
 from gpt.data import cache_dir
 from gpt.interp.ablation import all_heads, logits_with_ablation
 from gpt.interp.capture import attention_patterns
-from gpt.interp.detectors import best_head
+from gpt.interp.detectors import strongest_head
 from gpt.model import GPT
 from gpt.runs import atomic
 
@@ -216,7 +216,7 @@ def check(model: GPT, tokenizer, task: str | Task) -> CheckResult:
     blind = answer_accuracy(model, probe, all_heads(model))
     chance = 1 / 4 if task.groups else 1 / len(ALPHABET)  # a letter's group is guessable without looking back
     pointer = pointer_scores(model, probe)
-    best = best_head(pointer)
+    best = strongest_head(pointer)
     grown = best[2] >= task.pointer_threshold
     learned = acc >= 0.8 and acc - blind >= 0.3  # ... and attention is what made it possible
     passed = learned and grown

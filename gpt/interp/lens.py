@@ -11,22 +11,15 @@ from dataclasses import dataclass
 import torch
 from torch.nn import functional as F
 
-from gpt.interp.capture import InterpError, check_ids, run_with_cache
+from gpt.interp.capture import InterpError, check_ids, residual_boundaries, run_with_cache
 from gpt.model import GPT
 
-
-def residual_names(model: GPT) -> list[tuple[str, str]]:
-    """(label, capture point) for the residual stream before the first block and after each block."""
-    if not model.config.has_attention:
-        raise InterpError("a bigram model has no layers to look through")
-    after = "resid_post" if model.config.has_mlp else "resid_mid"
-    points = [("embed", "blocks.0.resid_pre")]
-    return points + [(f"block {i}", f"blocks.{i}.{after}") for i in range(model.config.n_layer)]
+residual_names = residual_boundaries  # (boundary label, capture point) at every boundary: gpt.interp.capture
 
 
 @dataclass
 class LensResult:
-    labels: list[str]         # one per layer boundary: "embed", "block 0", ...
+    labels: list[str]         # one per residual boundary: "embeddings", "after block 0", ... (boundary_label)
     top_ids: torch.Tensor     # (L+1, T) most likely next token at each depth and position
     top_probs: torch.Tensor   # (L+1, T) its probability
     target_probs: torch.Tensor | None  # (L+1, T) probability of the token that actually follows (None at T-1)
@@ -42,8 +35,8 @@ def logit_lens(model: GPT, ids, interventions=None) -> LensResult:
     points = residual_names(model)
     cache = run_with_cache(model, ids, {name for _, name in points}, interventions)
     resid = torch.stack([cache[name][0] for _, name in points])  # (L+1, T, C)
-    # the model's own final LayerNorm and unembedding, called as plain functions (nothing is mutated)
-    logits = model.unembed(model.ln_f(resid.to(model.lm_head.weight.dtype))).float()  # (L+1, T, V)
+    # the model's own final norm and unembedding: the model run from after its last block (nothing is mutated)
+    logits = model.forward_from(len(model.blocks), resid.to(model.lm_head.weight.dtype))[0].float()  # (L+1, T, V)
     probs = F.softmax(logits, dim=-1)
     top_probs, top_ids = probs.max(-1)
     T = ids.size(1)
@@ -64,7 +57,7 @@ def lens_at(model: GPT, ids, position: int) -> tuple[list[str], torch.Tensor]:
     points = residual_names(model)
     cache = run_with_cache(model, ids[:, :position + 1], {name for _, name in points})
     resid = torch.stack([cache[name][0, position] for _, name in points])  # (L+1, C)
-    logits = model.unembed(model.ln_f(resid.to(model.lm_head.weight.dtype))).float()
+    logits = model.forward_from(len(model.blocks), resid[:, None].to(model.lm_head.weight.dtype))[0][:, 0].float()
     return [label for label, _ in points], F.softmax(logits, dim=-1)
 
 

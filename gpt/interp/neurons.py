@@ -11,18 +11,15 @@
 """
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load as load_tensors
-from safetensors.torch import save as save_tensors
 
+from gpt.evaluate import consecutive_windows
 from gpt.interp.capture import InterpError, run_with_cache
+from gpt.interp.scan_cache import cached_tensors, scan_file
 from gpt.model import GPT
-from gpt.runs import atomic_write_bytes
 from gpt.training.trainer import resolve_dtype
 
 TOP_K = 8              # contexts kept per neuron
@@ -116,8 +113,7 @@ def top_contexts(model: GPT, seq: torch.Tensor, k: int = TOP_K, max_tokens: int 
     if max_tokens is not None:
         seq = seq[:max_tokens]
     T = cfg.block_size
-    n_windows = len(seq) // T
-    if n_windows == 0:
+    if len(seq) < T:
         raise InterpError(f"the evaluation text has {len(seq)} tokens, fewer than one window of {T}: this needs at least {T}")
     L, N = cfg.n_layer, 4 * cfg.n_embd
     best_v = torch.full((L, k, N), float("-inf"))         # kept as (k, N) per layer: top-k along positions
@@ -125,12 +121,13 @@ def top_contexts(model: GPT, seq: torch.Tensor, k: int = TOP_K, max_tokens: int 
     names = {f"blocks.{i}.mlp.post" for i in range(L)}
     device = next(model.parameters()).device
     per_batch = max(1, min(TOKENS_PER_BATCH, LOGITS_PER_BATCH // cfg.vocab_size) // T)
-    for start in range(0, n_windows, per_batch):
-        stop = min(n_windows, start + per_batch)
-        batch = seq[start * T:stop * T].view(stop - start, T).to(device)   # (B, T)
+    done = 0
+    # every token once, the shorter last window included (gpt.evaluate.consecutive_windows)
+    for batch, _ in consecutive_windows(seq, T, per_batch, targets=False):   # (B, T)
         with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
-            cache = run_with_cache(model, batch, names)
-        positions = torch.arange(start * T, stop * T)                     # (B*T,) positions in seq
+            cache = run_with_cache(model, batch.to(device), names)
+        positions = torch.arange(done, done + batch.numel())              # (B*T,) positions in seq
+        done += batch.numel()
         for i in range(L):
             acts = cache[f"blocks.{i}.mlp.post"].float().cpu().reshape(-1, N)   # (B*T, N)
             top = torch.topk(acts, min(k, acts.size(0)), dim=0)                # (k, N)
@@ -139,38 +136,29 @@ def top_contexts(model: GPT, seq: torch.Tensor, k: int = TOP_K, max_tokens: int 
             keep = torch.topk(merged_v, k, dim=0)
             best_v[i], best_p[i] = keep.values, merged_p.gather(0, keep.indices)
         if progress is not None:
-            progress(stop / n_windows)
-    return TopContexts(best_v.transpose(1, 2).contiguous(), best_p.transpose(1, 2).contiguous(), n_windows * T)
+            progress(done / len(seq))
+    return TopContexts(best_v.transpose(1, 2).contiguous(), best_p.transpose(1, 2).contiguous(), done)
 
 
 def cache_path(run_dir: str | Path, step: int, seq: torch.Tensor) -> Path:
     """Where the scan of `seq` at `step` is kept: one file per step and text (the learner may switch texts)."""
-    digest = hashlib.sha256(torch.as_tensor(seq, dtype=torch.long).numpy().tobytes()).hexdigest()[:16]
-    return Path(run_dir) / FOLDER / f"neurons-step{int(step)}-{digest}.safetensors"
+    return scan_file(Path(run_dir) / FOLDER, f"neurons-step{int(step)}", seq)
 
 
 def cached_top_contexts(run, seq: torch.Tensor, progress=None) -> TopContexts:
     """top_contexts for a loaded run (gpt.runs.LoadedRun) over the whole of seq (its validation text), read from /
     written to its run folder (one file per step and text). A scan stopped by progress raising writes nothing."""
-    path = cache_path(run.path, run.step, seq)
-    try:
-        stored = load_tensors(path.read_bytes())
-        whole = len(seq) // run.config.block_size * run.config.block_size  # a scan of part of it is stale
-        if stored["values"].shape[:2] == (run.config.n_layer, 4 * run.config.n_embd) and int(stored["n_tokens"]) == whole:
-            return TopContexts(stored["values"], stored["positions"], int(stored["n_tokens"]))
-    except (OSError, SafetensorError, KeyError):
-        pass  # absent or unreadable: compute it again
-    device = next(run.model.parameters()).device
-    # bf16 where native: a page waits
-    result = top_contexts(run.model, seq, dtype=resolve_dtype("auto", device), progress=progress)
-    try:
-        path.parent.mkdir(exist_ok=True)
-        atomic_write_bytes(path, save_tensors({"values": result.values.contiguous(),
-                                               "positions": result.positions.contiguous(),
-                                               "n_tokens": torch.tensor(result.n_tokens)}))
-    except OSError:
-        pass  # a read-only run folder (e.g. an installed copy): the result still serves this session
-    return result
+    cfg = run.config
+
+    def fresh(stored) -> bool:  # a scan of part of it (an older scan left the tail out) is stale
+        return stored["values"].shape[:2] == (cfg.n_layer, 4 * cfg.n_embd) and int(stored["n_tokens"]) == len(seq)
+
+    def compute() -> dict[str, torch.Tensor]:
+        device = next(run.model.parameters()).device  # bf16 where native: a page waits
+        result = top_contexts(run.model, seq, dtype=resolve_dtype("auto", device), progress=progress)
+        return {"values": result.values, "positions": result.positions, "n_tokens": torch.tensor(result.n_tokens)}
+    stored = cached_tensors(cache_path(run.path, run.step, seq), fresh, compute)
+    return TopContexts(stored["values"], stored["positions"], int(stored["n_tokens"]))
 
 
 @torch.no_grad()

@@ -19,8 +19,7 @@ from dataclasses import dataclass
 
 import torch
 
-from gpt.interp.capture import InterpError, check_ids, require_attention, run_with_cache
-from gpt.interp.lens import residual_names
+from gpt.interp.capture import InterpError, check_ids, require_attention, residual_boundaries, run_with_cache
 from gpt.model import GPT, Trace
 from gpt.tokenizers import UnknownCharactersError, display_text
 
@@ -169,7 +168,8 @@ def recovered_fractions(model: GPT, clean_ids, corrupted_ids, answer: int, wrong
             chunk = rows[i:i + rows_per_forward]
             interventions = patch_interventions(clean_cache, [patches[r] for r in chunk])
             x = corrupted_cache[f"blocks.{first}.resid_pre"].expand(len(chunk), T, -1)
-            patched[chunk] = metric(run_blocks_from(model, x, first, Trace(set(), interventions)))
+            logits, _ = model.forward_from(first, x, Trace(set(), interventions), last_only=True)  # (rows, 1, V)
+            patched[chunk] = metric(logits)
             done += len(chunk)
             if progress is not None:
                 progress(done / len(patches))
@@ -179,15 +179,6 @@ def recovered_fractions(model: GPT, clean_ids, corrupted_ids, answer: int, wrong
 
 def layer_of(name: str) -> int:
     return int(name.split(".")[1])  # "blocks.{i}.…"
-
-
-def run_blocks_from(model: GPT, x: torch.Tensor, first: int, trace: Trace) -> torch.Tensor:
-    """The end of GPT.forward from the residual stream x (B, T, C) entering block `first`: the remaining blocks
-    (through their capture points, so `trace`'s interventions apply), the final norm and the unembedding.
-    Returns logits (B, 1, vocab) at the last position only (the metric's)."""
-    for i in range(first, len(model.blocks)):
-        x = model.blocks[i](x, trace, f"blocks.{i}.")
-    return model.unembed(model.ln_f(x[:, -1:]))
 
 
 def patch_interventions(clean_cache, rows: list[list[Patch]]) -> dict:
@@ -210,14 +201,14 @@ def patch_interventions(clean_cache, rows: list[list[Patch]]) -> dict:
 
 
 def boundary_labels(model: GPT) -> list[str]:
-    """Row labels of the residual grid: 'embed' (into block 0), then 'after L0', 'after L1', ..."""
-    return ["embed"] + [f"after L{i}" for i in range(model.config.n_layer)]
+    """Row labels of the residual grid: "embeddings" (into block 0), then "after block 0", ... (boundary_label)."""
+    return [label for label, _ in residual_boundaries(model)]
 
 
 def residual_points(model: GPT) -> list[str]:
     """Capture points of the residual stream at every layer boundary: the input of block 0, then each block's
     output (the last one enters the final norm)."""
-    return [name for _, name in residual_names(model)]
+    return [name for _, name in residual_boundaries(model)]
 
 
 def patch_residual(model: GPT, clean_ids, corrupted_ids, answer: int, wrong: int, progress=None) -> torch.Tensor:

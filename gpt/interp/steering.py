@@ -16,24 +16,22 @@ activation at a value (0 = off) wherever the model runs.
 from __future__ import annotations
 
 import math
-import secrets
 from typing import Callable
 
 import torch
-from torch.nn import functional as F
 
-from gpt.generate import GenerationError, check_sampling, filter_logits, stream_tokens
-from gpt.interp.capture import InterpError, check_ids, require_attention, run_with_cache
+from gpt.generate import GenerationError, crop_prompt, new_token_ids
+from gpt.interp.capture import InterpError, boundary_label, check_ids, require_attention, run_with_cache
 from gpt.interp.patching import residual_points
-from gpt.model import GPT, Trace
+from gpt.model import GPT, position_wise
 
 
 def boundary_point(model: GPT, boundary: int) -> str:
-    """The capture point of layer boundary `boundary`: 0 = into block 0, l = out of block l - 1."""
+    """The capture point of residual boundary `boundary` (boundary_label: 0 = embeddings, b = after block b-1)."""
     points = residual_points(model)  # refuses a bigram (no layers)
     if not isinstance(boundary, int) or not 0 <= boundary < len(points):
-        raise InterpError(f"layer boundary {boundary!r} does not exist: this model has 0 (before block 0) .. "
-                          f"{len(points) - 1} (after the last block)")
+        raise InterpError(f"layer boundary {boundary!r} does not exist: this model has 0 ({boundary_label(0)}) .. "
+                          f"{len(points) - 1} ({boundary_label(len(points) - 1)})")
     return points[boundary]
 
 
@@ -43,8 +41,9 @@ def mean_residual(model: GPT, prompts: list, boundary: int) -> torch.Tensor:
     name = boundary_point(model, boundary)
     if not prompts:
         raise InterpError("give at least one prompt for each side")
-    # a prompt longer than the context counts by its last block_size tokens
-    means = [run_with_cache(model, list(ids)[-model.config.block_size:], {name})[name][0].mean(0) for ids in prompts]
+    # a prompt longer than the context counts by its last block_size tokens (the one crop policy)
+    means = [run_with_cache(model, crop_prompt(ids, model.config.block_size)[0], {name})[name][0].mean(0)
+             for ids in prompts]
     return torch.stack(means).mean(0).float()
 
 
@@ -88,6 +87,7 @@ def typical_residual_norm(model: GPT, ids, boundary: int) -> float:
 
 
 def steer_intervention(vector: torch.Tensor, coefficient: float):
+    @position_wise
     def add(x):  # x (B, T, C): every position of this forward call
         return x + coefficient * vector.to(x.dtype)
     return add
@@ -108,10 +108,12 @@ def clamp_feature(loaded, feature: int, value: float) -> dict[str, Callable[[tor
     row = module.W_dec[feature].detach()
     seen: dict[str, torch.Tensor] = {}
 
+    @position_wise  # the input seen at these very positions, in this very forward call
     def remember(x):
         seen["in"] = x
         return x
 
+    @position_wise
     def clamp(out):
         act = module.encode(seen.get("in", out).float())[..., feature]  # (B, T)
         return out + ((value - act)[..., None] * row).to(out.dtype)
@@ -121,51 +123,17 @@ def clamp_feature(loaded, feature: int, value: float) -> dict[str, Callable[[tor
     return {cfg.input: remember, cfg.output: clamp}
 
 
-@torch.inference_mode()
 def generate_with(model: GPT, prompt_ids: list[int], interventions: dict | None, max_new_tokens: int = 100,
-                  temperature: float = 1.0, top_k: int | None = None, greedy: bool = False,
-                  seed: int | None = None) -> list[int]:
-    """New token ids with `interventions` (capture point -> fn) applied at every position of every forward call.
-
-    None or {} is plain generation (stream_tokens). Otherwise the same sampling loop with a KV cache, the prompt
-    and each new token passing through the interventions as they enter the cache; past block_size the window
-    slides and is recomputed (with the interventions) each step, as stream_tokens does."""
+                  **sampling) -> list[int]:
+    """New token ids with `interventions` (capture point -> fn) at every position of every forward call: the one
+    sampler, gpt.generate.stream_tokens (its sampling keywords and defaults; None or {} is plain generation).
+    The prompt is cropped to its last block_size tokens."""
+    ids, _ = crop_prompt(prompt_ids, model.config.block_size)
+    check_ids(model, ids)
     try:
-        check_sampling(temperature, top_k, None, max_new_tokens)
+        return new_token_ids(model, ids, max_new_tokens, interventions=interventions, **sampling)
     except GenerationError as e:
         raise InterpError(str(e)) from None
-    ids = check_ids(model, list(prompt_ids)[-model.config.block_size:])[0].tolist()
-    if not interventions:
-        return [s.token_id for s in stream_tokens(model, ids, max_new_tokens, temperature=temperature, top_k=top_k,
-                                                  greedy=greedy, seed=seed, alternatives=0)]
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    block = model.config.block_size
-    gen = torch.Generator(device=device)
-    gen.manual_seed(seed if seed is not None else secrets.randbits(62))
-    cache = model.new_kv_cache()
-    new: list[int] = []
-    try:
-        logits, _ = model(torch.tensor([ids], device=device), trace=Trace(set(), interventions), kv_cache=cache)
-        for _ in range(max_new_tokens):
-            last = logits[0, -1].float()
-            if greedy:
-                next_id = int(torch.argmax(last))
-            else:
-                probs = F.softmax(filter_logits(last, temperature, top_k, None), dim=-1)
-                next_id = int(torch.multinomial(probs, 1, generator=gen))
-            ids.append(next_id)
-            new.append(next_id)
-            if cache is not None and cache.length < block:
-                logits, _ = model(torch.tensor([[next_id]], device=device), trace=Trace(set(), interventions),
-                                  kv_cache=cache)
-            else:
-                cache = None
-                logits, _ = model(torch.tensor([ids[-block:]], device=device), trace=Trace(set(), interventions))
-    finally:
-        model.train(was_training)
-    return new
 
 
 def generate_steered(model: GPT, prompt_ids: list[int], vector: torch.Tensor, boundary: int, coefficient: float,

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from gpt import runs
-from gpt.interp.detectors import DETECTORS, head_scores, strongest_head
+from gpt.interp.detectors import DETECTORS, detector_grid, head_scores, strongest_head
 from gpt.interp.embeddings import pca
 
 
@@ -44,7 +44,7 @@ class ScoreCurves:
 
     def best_curve(self, detector: str) -> tuple[int, int, list[float]]:
         """The head with the highest final score on a detector, and its curve."""
-        layer, head, _ = strongest_head(self.scores[-1], detector)
+        layer, head, _ = strongest_head(detector_grid(self.scores[-1], detector))
         return layer, head, self.curve(detector, layer, head)
 
 

@@ -155,7 +155,8 @@ def answer_logits(model: GPT, x: torch.Tensor) -> torch.Tensor:
     z = (att @ v).view(N, C)
     resid = h[:, -1] + attn.c_proj(z)  # (N, C)
     resid = resid + block.mlp.c_proj(block.mlp.act(block.mlp.c_fc(resid)))
-    return model.unembed(resid).float()  # (N, p+1)
+    logits, _ = model.forward_from(cfg.n_layer, resid[:, None])  # the model's own final norm and head
+    return logits[:, 0].float()  # (N, p+1)
 
 
 @torch.no_grad()

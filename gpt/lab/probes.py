@@ -7,11 +7,12 @@ Two measurements, cheap enough to log at every evaluation of any run with attent
   a window of +-max(0, T//64) positions averaged over several validation windows, so one noisy position does
   not decide it. Negative = the model predicts better once it has more context (a 1-layer attention-only model
   barely can; induction heads make it clearly negative, about -0.4 nats in the paper's small models);
-* the strongest head's induction and previous-token scores (gpt/interp/detectors.py) on the repeated-text probe:
-  16 held-out passages, each followed by itself (p1..pn p1..pn): an induction head attends, in the second
-  copy, to the token after the earlier occurrence of the current one. The paper repeats random tokens; for the
-  small text models here those are far out of distribution (a 2-layer BPE model that copies text well scored
-  0.05 on them, its loss on them 12 nats, while it scored 0.36 on repeated text), so the probe is held-out text,
+* the strongest head's induction and previous-token scores (gpt/interp/detectors.py: the one definition of each,
+  the strongest = the highest score) on the repeated-text probe: 16 held-out passages, each followed by itself
+  (p1..pn p1..pn); the induction score is the attention each token of the second copy pays to the token after
+  its earlier occurrence (TransformerLens' induction pattern). The paper repeats random tokens; for the
+  small text models here those are far out of distribution (the induction lab's 2-layer BPE model scores 0.08
+  on them and 0.22 on repeated text, measured 2026-12-06), so the probe is held-out text,
   as the Heads page's "repeated validation text" probe. Random tokens are used only when the validation text is
   shorter than one context.
 """
@@ -21,7 +22,14 @@ import torch
 from torch.nn import functional as F
 
 from gpt.interp.capture import InterpError, attention_patterns
-from gpt.interp.detectors import DETECTORS, detector_scores, repeated_random_tokens, text_probe
+from gpt.interp.detectors import (
+    detector_grid,
+    detector_scores,
+    head_name,
+    repeated_random_tokens,
+    strongest_head,
+    text_probe,
+)
 from gpt.model import GPT
 
 PAPER_CONTEXT, PAPER_EARLY, PAPER_LATE = 512, 50, 500  # Olsson et al.: loss at token 500 minus token 50 of 512
@@ -102,10 +110,9 @@ def head_probe(model: GPT, probe: torch.Tensor | None = None) -> dict[str, float
     scores = detector_scores(attention_patterns(model, probe), probe)  # (4, L, H)
     out = {}
     for name, key in (("induction", "induction_score"), ("previous_token", "prev_token_score")):
-        grid = scores[DETECTORS.index(name)]
-        layer, head = divmod(int(grid.argmax()), grid.size(-1))
-        out[key] = round(float(grid[layer, head]), 4)
-        out[key.replace("_score", "_head")] = f"L{layer}H{head}"
+        layer, head, score = strongest_head(detector_grid(scores, name))
+        out[key] = round(score, 4)
+        out[key.replace("_score", "_head")] = head_name(layer, head)
     return out
 
 

@@ -11,19 +11,15 @@
 """
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load as load_tensors
-from safetensors.torch import save as save_tensors
 
+from gpt.evaluate import consecutive_windows
 from gpt.interp.features.dictionary import LoadedDictionary
-from gpt.interp.features.evaluate import validation_windows
+from gpt.interp.scan_cache import cached_tensors, scan_file
 from gpt.model import GPT, Trace
-from gpt.runs import atomic
 
 TOP_K = 24            # top contexts kept per feature
 QUANTILES = torch.tensor([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9])  # of each feature's non-zero activations
@@ -71,7 +67,7 @@ def scan_features(model: GPT, dictionary, seq: torch.Tensor, vocab_size: int | N
     device = next(model.parameters()).device
     feats, poss, vals = [], [], []
     offset = 0
-    for x, _ in validation_windows(seq, model.config.block_size):
+    for x, _ in consecutive_windows(seq, model.config.block_size, targets=False):
         trace = Trace({cfg.input})
         model(x.to(device), trace=trace)
         f = dictionary.encode(trace.acts[cfg.input].float().reshape(-1, cfg.d_in)).cpu()  # (B*T, n)
@@ -81,7 +77,7 @@ def scan_features(model: GPT, dictionary, seq: torch.Tensor, vocab_size: int | N
         vals.append(f[tok_idx, feat_idx])
         offset += f.size(0)
         if progress is not None:
-            progress(offset / max(1, len(seq) - 1))
+            progress(offset / max(1, len(seq)))
     n, n_tokens = cfg.n_features, offset
     F_, P, V = torch.cat(feats), torch.cat(poss), torch.cat(vals)
     counts = torch.bincount(F_, minlength=n)
@@ -115,12 +111,8 @@ def scan_features(model: GPT, dictionary, seq: torch.Tensor, vocab_size: int | N
                        quantile_values.float(), quantile_positions, hist, token_means)
 
 
-def text_digest(seq: torch.Tensor) -> str:
-    return hashlib.sha256(torch.as_tensor(seq, dtype=torch.long).numpy().tobytes()).hexdigest()[:16]
-
-
 def scan_path(folder: str | Path, seq: torch.Tensor) -> Path:
-    return Path(folder) / f"cards-{text_digest(seq)}.safetensors"
+    return scan_file(folder, "cards", seq)
 
 
 def is_card_scanned(loaded: LoadedDictionary, seq: torch.Tensor) -> bool:
@@ -132,19 +124,10 @@ def cached_scan(model: GPT, loaded: LoadedDictionary, seq: torch.Tensor, progres
     """scan_features, read from / written to the dictionary's folder (keyed by the text; the folder's own weights
     file replaced means a new folder, so the cache cannot outlive its dictionary). A scan stopped by progress
     raising writes nothing."""
-    path = scan_path(loaded.path, seq)
-    try:
-        stored = load_tensors(path.read_bytes())
-        if stored["density"].numel() == loaded.config.n_features:
-            return FeatureScan.from_tensors(stored)
-    except (OSError, SafetensorError, KeyError):
-        pass  # absent or unreadable: compute again
-    scan = scan_features(model, loaded.module, seq, progress=progress)
-    try:
-        atomic.write_bytes(path, save_tensors(scan.tensors()))
-    except OSError:
-        pass  # a read-only run folder: the result still serves this process
-    return scan
+    stored = cached_tensors(scan_path(loaded.path, seq),
+                            lambda t: t["density"].numel() == loaded.config.n_features,
+                            lambda: scan_features(model, loaded.module, seq, progress=progress).tensors())
+    return FeatureScan.from_tensors(stored)
 
 
 @torch.no_grad()

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import torch
 
-from gpt.data import CorpusError, load_corpus, split_ids
+from gpt.data import CorpusError, corpus_splits, load_corpus
 from gpt.interp.features.clt_training import train_crosslayer
 from gpt.interp.features.crosslayer import CrossLayerTranscoder, list_crosslayers, save_crosslayer
 from gpt.interp.features.dictionary import (
@@ -75,7 +75,7 @@ def training_splits(run, corpus: str | None):
         raise DictionaryError("this run does not record its corpus; pass --corpus (a built-in name or a text file) "
                               "to say which text to learn features from")
     text, _ = load_corpus(str(spec))
-    return split_ids(run.tokenizer.encode(text), run.config.block_size)
+    return corpus_splits(text, run.tokenizer, run.config.block_size)  # the split the run's trainer used
 
 
 def install(folder_root: Path, name: str, dictionary, dtype: str | None = None) -> Path:

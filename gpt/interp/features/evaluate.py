@@ -13,32 +13,17 @@ layer the variance explained of its MLP output (from the clean forward's MLP inp
 """
 from __future__ import annotations
 
-from typing import Callable, Iterator
+from typing import Callable
 
 import torch
 from torch.nn import functional as F
 
+from gpt.evaluate import consecutive_windows
 from gpt.interp.features.dictionary import Dictionary
 from gpt.interp.features.stack import Transcoders
 from gpt.model import GPT, Trace
 
 DENSE_SHARE = 0.1
-WINDOWS_PER_BATCH = 32
-
-
-def validation_windows(ids: torch.Tensor, block_size: int, batch: int = WINDOWS_PER_BATCH
-                       ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """(x, y) batches of consecutive non-overlapping windows of ids: x (B, T) inputs, y (B, T) next tokens. Every
-    token but the first is predicted once (the last window may be shorter, alone in its batch)."""
-    ids = torch.as_tensor(ids, dtype=torch.long).flatten()
-    n_full = (ids.numel() - 1) // block_size
-    xs = ids[:n_full * block_size].view(n_full, block_size)
-    ys = ids[1:n_full * block_size + 1].view(n_full, block_size)
-    for start in range(0, n_full, batch):
-        yield xs[start:start + batch], ys[start:start + batch]
-    tail = ids[n_full * block_size:]
-    if tail.numel() >= 2:
-        yield tail[None, :-1], tail[None, 1:]
 
 
 def splice(dictionary: Dictionary, replace_with: str = "reconstruction") -> dict[str, Callable]:
@@ -76,7 +61,7 @@ def evaluate_dictionaries(model: GPT, dictionaries: list[Dictionary], val_ids: t
               "fired": torch.zeros(d.config.n_features, dtype=torch.long)} for d in dictionaries]
     zero_by_site: dict[str, float] = {d.config.output: 0.0 for d in dictionaries}
     clean, tokens = 0.0, 0
-    batches = list(validation_windows(val_ids, T))
+    batches = list(consecutive_windows(val_ids, T))
     for b, (x, y) in enumerate(batches):
         x, y = x.to(device), y.to(device)
         trace = Trace(names)
@@ -132,7 +117,7 @@ def evaluate_all_replaced(model: GPT, transcoders: Transcoders, val_ids: torch.T
     sum_y: list = [0.0] * L
     fired = [torch.zeros(transcoders.n_features(i), dtype=torch.long) for i in range(L)]
     tokens = 0
-    batches = list(validation_windows(val_ids, T))
+    batches = list(consecutive_windows(val_ids, T))
     for b, (x, y) in enumerate(batches):
         x, y = x.to(device), y.to(device)
         trace = Trace(names)
