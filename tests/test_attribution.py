@@ -3,29 +3,17 @@ the parts add up to the model's own logit on every ladder rung and architecture 
 hold, bad requests are refused with a clear message, and unsteered generation is plain generation."""
 import pytest
 import torch
+from model_support import V, model_for, pair
 
-from gpt.config import GPTConfig
 from gpt.generate import stream_tokens
 from gpt.interp.attribution import describe_top_heads, direct_logit_attribution, predicted_token
 from gpt.interp.capture import InterpError, run_with_cache
 from gpt.interp.patching import Patch, patch_heads, patch_mlps, patch_residual, recovered_fractions, residual_points, single_token_id
 from gpt.interp.steering import default_coefficients, generate_side_by_side, generate_steered, head_direction, mean_difference, neuron_direction
-from gpt.model import GPT
 from gpt.tokenizers import CharTokenizer
 
-V = 20
 OPTIONS = [{}, {"norm": "rmsnorm"}, {"norm": "none"}, {"pos_embedding": "rotary", "qk_norm": True},
            {"tie_embeddings": False, "activation": "relu2", "bias": False}, {"activation": "relu", "bias": False}]
-
-
-def model_for(arch="gpt", seed=0, **options):
-    """A small model with weights shaken away from their init, so every part writes something."""
-    torch.manual_seed(seed)
-    model = GPT(GPTConfig(vocab_size=V, block_size=16, n_layer=2, n_head=2, n_embd=16, arch=arch, **options)).eval()
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(torch.randn_like(p) * 0.3)
-    return model
 
 
 @pytest.mark.parametrize("options", OPTIONS, ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()) or "default")
@@ -82,14 +70,6 @@ def test_attribution_refuses_bad_requests_clearly():
 
 
 # ---- patching ----
-def pair(T=10, seed=1):
-    g = torch.Generator().manual_seed(seed)
-    clean = torch.randint(0, V, (T,), generator=g)
-    corrupted = clean.clone()
-    corrupted[2] = (clean[2] + 5) % V  # one token differs, early, so its effect must travel to the end
-    return clean, corrupted
-
-
 @pytest.mark.parametrize("arch", ["single_head", "multi_head", "gpt"])
 def test_patching_invariants(arch):
     model = model_for(arch)
