@@ -99,4 +99,4 @@ def test_worked_example_on_the_shipped_model():
     assert {tuple(divmod(int(i), heads.size(1))) for i in heads.flatten().topk(2).indices} == {(3, 1), (0, 3)}
     assert float(heads.max()) > 0.8 and float(mlps.max()) < float(heads.max())
     dla = direct_logit_attribution(run.model, clean, -1, args[3], args[4])
-    assert dla.total == pytest.approx(float(dla.model_logit), abs=1e-4) and dla.total > 1
+    assert dla.total == pytest.approx(float(dla.model_logit), rel=1e-5, abs=1e-4) and dla.total > 1

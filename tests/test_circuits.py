@@ -317,9 +317,10 @@ def test_shipped_model_graph_is_exact():
     ids = run.tokenizer.encode("GONZALO:\nI have great comfort from this fellow")
     graph = attribution_graph(run.model, ids, tcs)
     targets = graph.kind_mask("feature") | graph.kind_mask("logit")
+    # fp32 sums of many O(1) edges and logits of a trained model: relative as well, so it holds on AVX2 and AVX-512
     torch.testing.assert_close((graph.adjacency.sum(1) + graph.bias)[targets], graph.target_input[targets],
-                               atol=1e-4, rtol=0)
+                               atol=1e-4, rtol=1e-5)
     out = replacement_forward(run.model, freeze(run.model, ids, tcs), tcs)
-    torch.testing.assert_close(out.logits[-1], run.model(torch.tensor([ids]))[0][0, -1], atol=1e-4, rtol=0)
+    torch.testing.assert_close(out.logits[-1], run.model(torch.tensor([ids]))[0][0, -1], atol=1e-4, rtol=1e-5)
     pruned = graph.prune()
     assert 0.5 < pruned.replacement_score() <= 1 and 0.5 < graph.completeness_score() <= 1

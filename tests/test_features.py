@@ -97,9 +97,9 @@ def test_training_learns_and_evaluation_metrics_recompute_from_files(tmp_path):
     tot = ((ally - ally.mean(0)) ** 2).sum().item()
     del fired, xs
     assert m["variance_explained"] == pytest.approx(1 - sse / tot, abs=1e-4)
-    assert m["mean_l0"] == pytest.approx(l0 / n, abs=1e-6)
+    assert m["mean_l0"] == pytest.approx(l0 / n, rel=1e-6, abs=1e-6)
     assert m["ce_loss_recovered"] == pytest.approx((zero - spliced) / (zero - clean), abs=1e-4)
-    assert m["loss_clean"] == pytest.approx(clean / n, abs=1e-5)
+    assert m["loss_clean"] == pytest.approx(clean / n, rel=1e-5, abs=1e-5)
 
 
 def test_sae_on_the_residual_and_jumprelu_train():
