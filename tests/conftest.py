@@ -19,7 +19,7 @@ App tests (streamlit.testing.v1.AppTest) use two things from here, nothing of th
 job, empties Streamlit's caches and stops any job the test started. A module that needs other runs builds its
 own module-scoped root with `checkpoints_env` and marks itself `pytest.mark.usefixtures("fresh_caches")`.
 Support modules (model_support, run_support, browser_support, gpt2_support) hold shared builders: a test module
-never imports another test module.
+never imports another test module. Commands run through `run_cli` run offline (tests/offline_guard).
 """
 from __future__ import annotations
 
