@@ -37,14 +37,17 @@ def require_chromium() -> None:
 
 
 @contextlib.contextmanager
-def app_server(checkpoints: Path, log_path: Path, env: dict[str, str] | None = None) -> Iterator[str]:
+def app_server(checkpoints: Path, log_path: Path, env: dict[str, str] | None = None,
+               address: str | None = "127.0.0.1") -> Iterator[str]:
     """The app served with `checkpoints` as its runs folder; yields its URL once /_stcore/health answers.
-    env adds to (or overrides) the server's environment, e.g. a PYTHONPATH with a sitecustomize."""
+    env adds to (or overrides) the server's environment, e.g. a PYTHONPATH with a sitecustomize. address None:
+    the address .streamlit/config.toml gives (what `gpt-explorer` serves on), reached through 127.0.0.1."""
     port = free_port()
     server_env = {**os.environ, "GPT_EXPLORER_CHECKPOINTS": str(checkpoints), "PYTHONPATH": str(ROOT), **(env or {})}
+    where = ["--server.address", address] if address else []
     with open(log_path, "wb") as log:
         proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "explorer/app.py", "--server.port", str(port),
-                                 "--server.address", "127.0.0.1", "--server.headless", "true",
+                                 *where, "--server.headless", "true",
                                  "--server.fileWatcherType", "none", "--browser.gatherUsageStats", "false"],
                                 cwd=ROOT, env=server_env, stdout=log, stderr=subprocess.STDOUT)
         url = f"http://127.0.0.1:{port}"

@@ -8,6 +8,18 @@ Two tiers (README, "Tests"): `./scripts/test` runs everything; `./scripts/test -
 Typical slow tests train through the CLI, start trainer processes, or drive a heavy AppTest page. A module
 fixture that several fast tests share may cost more (the session's tiny_run is paid once per tier). Every run
 lists unmarked tests that took longer than SLOW_S at the end, so a new slow test is seen, not silently kept.
+
+App tests (streamlit.testing.v1.AppTest) use two things from here, nothing of their own:
+
+    def test_something(root):                         # a private checkpoints root holding the tiny run as "tiny"
+        at = open_page("attention", run="tiny", layer=1)  # explorer/app.py on views/attention.py, ?layer=1
+        ...
+
+`root` (or `empty_root`, the same without a run) points GPT_EXPLORER_CHECKPOINTS at a fresh folder, allows one
+job, empties Streamlit's caches and stops any job the test started. A module that needs other runs builds its
+own module-scoped root with `checkpoints_env` and marks itself `pytest.mark.usefixtures("fresh_caches")`.
+Support modules (model_support, run_support, browser_support, gpt2_support) hold shared builders: a test module
+never imports another test module. Commands run through `run_cli` run offline (tests/offline_guard).
 """
 from __future__ import annotations
 
@@ -115,12 +127,14 @@ def corpus_file(tmp_path_factory, corpus_text) -> Path:
 
 @pytest.fixture
 def fresh_caches():
-    """Streamlit's caches emptied before the test, for app tests whose runs change between tests
+    """Streamlit's caches emptied before and after the test, for app tests whose runs change between tests
     (use with `pytestmark = pytest.mark.usefixtures("fresh_caches")`)."""
     import streamlit as st
     st.cache_resource.clear()
     st.cache_data.clear()
     yield
+    st.cache_resource.clear()   # and after: the next module's tests never see this test's (deleted) runs
+    st.cache_data.clear()
 
 
 @contextlib.contextmanager
@@ -132,9 +146,16 @@ def checkpoints_env(root: Path):
         yield Path(root)
 
 
-def run_cli(*args: str, timeout: float = 300, check: bool = True, **kwargs) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True,
+OFFLINE_GUARD = Path(__file__).resolve().parent / "offline_guard"   # its sitecustomize.py refuses the network
+
+
+def run_cli(*args: str, timeout: float = 300, check: bool = True, env: dict | None = None, cwd: Path = ROOT,
+            **kwargs) -> subprocess.CompletedProcess:
+    """python <args> (in the repository, importing it), offline: the process cannot open a connection beyond
+    loopback. env replaces the environment; its PYTHONPATH, if any, replaces the repository's."""
+    path = (env or {}).get("PYTHONPATH") or str(ROOT)
+    env = {**(os.environ if env is None else env), "PYTHONPATH": os.pathsep.join([path, str(OFFLINE_GUARD)])}
+    proc = subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True,
                           timeout=timeout, **kwargs)
     if check and proc.returncode != 0:
         raise AssertionError(f"{args} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
@@ -153,6 +174,88 @@ def tiny_run(tmp_path_factory, corpus_file) -> Path:
     run_cli("-m", "gpt.train", "--corpus", str(corpus_file), "--out", str(out), "--max-iters", "60",
             "--eval-interval", "20", *TINY_TRAIN)
     return out
+
+
+# ---- app tests: one run folder fixture, one page opener ----
+APP = str(ROOT / "explorer" / "app.py")
+PAGE_TIMEOUT = 180  # seconds per script run: generous, the machine may be busy training
+
+
+@pytest.fixture
+def empty_root(tmp_path, monkeypatch, fresh_caches):
+    """A private, empty checkpoints root (GPT_EXPLORER_CHECKPOINTS) allowing one job at a time; Streamlit's caches
+    emptied before the test; every job started in it stopped after the test."""
+    from explorer.jobs import training as jobs
+    runs_root = tmp_path / "checkpoints"
+    runs_root.mkdir()
+    monkeypatch.setenv("GPT_EXPLORER_CHECKPOINTS", str(runs_root))
+    monkeypatch.setenv("GPT_EXPLORER_MAX_JOBS", "1")
+    yield runs_root
+    for folder in runs_root.iterdir():   # never leave a trainer behind (stop_job is a no-op on a finished run)
+        if folder.is_dir():
+            jobs.stop_job(folder)
+            jobs.wait_until_done(folder, timeout=60)
+
+
+@pytest.fixture
+def root(empty_root, tiny_run) -> Path:
+    """empty_root holding a copy of the session's tiny trained run as 'tiny' (a test may change or delete it)."""
+    import shutil
+    shutil.copytree(tiny_run, empty_root / "tiny")
+    return empty_root
+
+
+def new_app(timeout: float = PAGE_TIMEOUT, **query):
+    """The app, not yet run, with the URL's query parameters set (for a test that sets session state first)."""
+    from streamlit.testing.v1 import AppTest
+    at = AppTest.from_file(APP, default_timeout=timeout)
+    for key, value in query.items():
+        at.query_params[key] = str(value)
+    return at
+
+
+def open_page(page: str | None = None, run: str | None = None, *, state: dict | None = None,
+              timeout: float = PAGE_TIMEOUT, **query):
+    """The app after a run on views/<page>.py (the landing page, Inside a prediction, if page is None): `run`
+    selected in the sidebar, `state` put in session state and `query` in the URL before the first run, as a
+    browser opening a link would. Fails on an exception (a traceback on the page), not on an st.error box."""
+    at = new_app(timeout, **query)
+    if run is not None:
+        at.session_state["selected_run"] = run
+    for key, value in (state or {}).items():
+        at.session_state[key] = value
+    at.run()
+    assert not at.exception, [(e.message, e.stack_trace) for e in at.exception]
+    if page:
+        at.switch_page(f"views/{page}.py").run()
+        assert not at.exception, (page, [(e.message, e.stack_trace) for e in at.exception])
+    return at
+
+
+def button(at, label: str):
+    """The button labelled `label` on the page now shown."""
+    matches = [b for b in at.button if b.label == label]
+    assert matches, f"no button {label!r}; have {[b.label for b in at.button]}"
+    return matches[0]
+
+
+def figures(at) -> list[dict]:
+    """The plotly figures on the page, as JSON."""
+    import json
+    return [json.loads(el.proto.spec) for el in at.get("plotly_chart") if getattr(el, "proto", None) and el.proto.spec]
+
+
+def text_of(at) -> str:
+    """Every markdown, caption and message box on the page, one per line."""
+    parts = [m.value for m in at.markdown] + [c.value for c in at.caption] + [i.value for i in at.info]
+    parts += [s.value for s in at.success] + [w.value for w in at.warning] + [e.value for e in at.error]
+    return "\n".join(str(p) for p in parts)
+
+
+def tags(html_text: str) -> set[str]:
+    """The HTML tag names in html_text (escaped text holds none)."""
+    import re
+    return set(re.findall(r"</?([A-Za-z]+)", html_text))
 
 
 def placed(at, kind: str, name: str):

@@ -7,45 +7,12 @@ import shutil
 from pathlib import Path
 
 import pytest
-import streamlit as st
-from conftest import placed
+from conftest import button, open_page, placed
 from streamlit.testing.v1 import AppTest
 
 from explorer.jobs import training as jobs
 from explorer.ui.run_picker import default_run_name
 from explorer.ui.text import chips_html
-
-APP = str(Path(__file__).resolve().parent.parent / "explorer" / "app.py")
-TIMEOUT = 120  # seconds per script run: generous, the CI machine may be busy training
-
-
-@pytest.fixture
-def root(tmp_path, tiny_run, monkeypatch):
-    """A private checkpoints root holding a copy of the session's tiny run; caches cleared around each test."""
-    runs_root = tmp_path / "checkpoints"
-    shutil.copytree(tiny_run, runs_root / "tiny")
-    monkeypatch.setenv("GPT_EXPLORER_CHECKPOINTS", str(runs_root))
-    monkeypatch.setenv("GPT_EXPLORER_MAX_JOBS", "1")
-    st.cache_resource.clear()
-    st.cache_data.clear()
-    yield runs_root
-    for folder in runs_root.iterdir():   # never leave a trainer behind
-        if folder.is_dir() and jobs.job_state(folder).live:
-            jobs.stop_job(folder)
-            jobs.wait_until_done(folder, timeout=60)
-    st.cache_resource.clear()
-
-
-def app_at(page: str | None = None) -> AppTest:
-    """The app after its first run (the landing page, Inside a prediction), optionally switched to another page (the entry point's
-    sidebar runs with every page, as in the browser)."""
-    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
-    at.run()
-    assert not at.exception, [e.message for e in at.exception]
-    if page:
-        at.switch_page(f"views/{page}.py").run()
-        assert not at.exception, [(e.message, e.stack_trace) for e in at.exception]
-    return at
 
 
 def plotly_figures(at: AppTest) -> list[dict]:
@@ -74,14 +41,8 @@ def vocab_size(run_dir: Path) -> int:
     return json.loads((run_dir / "config.json").read_text())["model"]["vocab_size"]
 
 
-def button(at: AppTest, label: str):
-    matches = [b for b in at.button if b.label == label]
-    assert matches, f"no button {label!r}; have {[b.label for b in at.button]}"
-    return matches[0]
-
-
 def test_sidebar_picker_lists_runs_and_status(root):
-    at = app_at()
+    at = open_page()
     picker = at.sidebar.selectbox(key="selected_run")
     assert picker.value == "tiny" and picker.options[0].startswith("tiny · gpt")
     assert any("No training running" in c.value for c in at.sidebar.caption)
@@ -97,7 +58,7 @@ def test_default_run_prefers_shipped_model():
 
 
 def test_tokenizer_page_chips_and_unknown_characters(root):
-    at = app_at("tokenizer")
+    at = open_page("tokenizer")
     assert any("Characters per token" == m.label for m in at.metric)
     assert len(at.dataframe) >= 1
     placed(at, "text_area", "prompt").set_value("Hi 日本").run()
@@ -106,7 +67,7 @@ def test_tokenizer_page_chips_and_unknown_characters(root):
 
 
 def test_embeddings_page(root):
-    at = app_at("embeddings")
+    at = open_page("embeddings")
     figs = plotly_figures(at)
     assert figs[0]["data"][0]["type"] == "scatter" and len(arr(figs[0]["data"][0]["x"])) == vocab_size(root / "tiny")
     assert len(figs) == 3  # scatter, positional vectors, position similarity
@@ -115,7 +76,7 @@ def test_embeddings_page(root):
 
 
 def test_attention_page_overview_head_and_table(root):
-    at = app_at("attention")
+    at = open_page("attention")
     overview = plotly_figures(at)[0]
     axes = overview["layout"]["xaxis"]["ticktext"], overview["layout"]["yaxis"]["ticktext"]
     assert axes == (["H0", "H1"], ["L0", "L1"])  # one mosaic of 2 layers x 2 heads
@@ -132,7 +93,7 @@ def test_attention_page_overview_head_and_table(root):
 
 
 def test_generate_page_streams_and_explains_unknown_characters(root):
-    at = app_at("generate")
+    at = open_page("generate")
     assert plotly_figures(at)[0]["layout"]["title"]["text"] == "Next token after the prompt"
     at.number_input[0].set_value(30).run()
     button(at, "Generate").click().run()
@@ -153,7 +114,7 @@ def test_chips_escape_html():
 
 @pytest.mark.slow
 def test_train_form_blocks_impossible_shapes(root):
-    at = app_at("train")
+    at = open_page("train")
     at.number_input(key="tf_n_head").set_value(3).run()   # 32 is not divisible by 3
     assert any("divisible" in e.value for e in at.error)
     assert button(at, "Start training").disabled
@@ -164,7 +125,7 @@ def test_train_form_blocks_impossible_shapes(root):
 
 @pytest.mark.slow
 def test_train_page_starts_a_background_job_and_shows_its_curves(root):
-    at = app_at("train")
+    at = open_page("train")
     at.radio(key="tf_source").set_value("Paste text").run()
     text = ("First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n" * 40)
     at.text_area[0].set_value(text).run()
@@ -178,7 +139,7 @@ def test_train_page_starts_a_background_job_and_shows_its_curves(root):
     assert (run_dir / "corpus.txt").read_text() == text
     state = jobs.wait_until_done(run_dir, timeout=180)
     assert state.state == "finished", (state, jobs.log_tail(run_dir))
-    at = app_at("train")  # a fresh session on the Train page, as after a browser reload: it re-attaches
+    at = open_page("train")  # a fresh session on the Train page, as after a browser reload: it re-attaches
     loss = plotly_figures(at)[0]
     assert loss["layout"]["title"]["text"] == "Loss"
     assert len(arr(loss["data"][0]["x"])) >= 2 and len(arr(loss["data"][1]["x"])) == 3  # train points; val at 0, 10, 20
@@ -188,7 +149,7 @@ def test_train_page_starts_a_background_job_and_shows_its_curves(root):
 
 def test_runs_page_table_curves_and_delete_with_confirmation(root):
     shutil.copytree(root / "tiny", root / "spare")
-    at = app_at("runs")
+    at = open_page("runs")
     assert set(at.dataframe[0].value["run"]) == {"tiny", "spare"}
     assert len(plotly_figures(at)[0]["data"]) == 4  # train + val for both runs
     next(s for s in at.selectbox if s.label == "Run to delete").set_value("spare").run()

@@ -3,8 +3,8 @@ worked example's findings on the shipped model."""
 import shutil
 
 import pytest
-from conftest import ROOT, checkpoints_env, placed
-from test_app_insight import figures, make_html_run, open_page, tags, text_of
+from conftest import ROOT, checkpoints_env, figures, open_page, placed, tags, text_of
+from run_support import make_html_run
 
 pytestmark = pytest.mark.usefixtures("fresh_caches")  # Streamlit caches cleared per test
 
@@ -21,7 +21,7 @@ def checkpoints(tmp_path_factory, tiny_run):
 
 
 def test_why_token_page_explains_the_prediction(checkpoints):
-    at = open_page("why_token")
+    at = open_page("why_token", run="tiny")
     waterfall, heads = figures(at)[:2]
     bars = waterfall["data"][0]
     assert bars["type"] == "waterfall" and bars["x"][-1] == "total"
@@ -43,7 +43,7 @@ def test_why_token_page_escapes_token_text(checkpoints):
 
 
 def test_patching_page_shows_three_heatmaps_and_refuses_clearly(checkpoints):
-    at = open_page("patching")
+    at = open_page("patching", run="tiny")
     assert "does not fit this model" in text_of(at)  # the tiny run's context is too short for it
     at.text_area(key="patch_clean").input("JULIET:\nAy me!\n\nROMEO:\nO.\n\n")
     at.text_area(key="patch_corrupted").input("BRUTUS:\nAy me!\n\nROMEO:\nO.\n\n")
@@ -64,7 +64,7 @@ def test_patching_page_shows_three_heatmaps_and_refuses_clearly(checkpoints):
 
 @pytest.mark.slow
 def test_steering_page_generates_side_by_side(checkpoints):
-    at = open_page("steering")
+    at = open_page("steering", run="tiny")
     assert "Coefficient 0 is the model untouched" in text_of(at)
     at.button[0].click().run()
     assert not at.exception
@@ -99,4 +99,4 @@ def test_worked_example_on_the_shipped_model():
     assert {tuple(divmod(int(i), heads.size(1))) for i in heads.flatten().topk(2).indices} == {(3, 1), (0, 3)}
     assert float(heads.max()) > 0.8 and float(mlps.max()) < float(heads.max())
     dla = direct_logit_attribution(run.model, clean, -1, args[3], args[4])
-    assert dla.total == pytest.approx(float(dla.model_logit), abs=1e-4) and dla.total > 1
+    assert dla.total == pytest.approx(float(dla.model_logit), rel=1e-5, abs=1e-4) and dla.total > 1

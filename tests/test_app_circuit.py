@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from browser_support import app_server, chromium_page, require_chromium, shipped_checkpoints
-from conftest import ROOT, checkpoints_env
+from conftest import ROOT, checkpoints_env, open_page
 
 pytestmark = pytest.mark.usefixtures("fresh_caches")
 AppTest = pytest.importorskip("streamlit.testing.v1").AppTest
@@ -17,23 +17,11 @@ SHIPPED = ROOT / "checkpoints" / "shakespeare-char"
 PROMPT = "Where is Quintex? Good Quinte"
 
 
-def open_circuit(run: str = "shakespeare-char", **params) -> "AppTest":
-    at = AppTest.from_file(str(ROOT / "explorer" / "app.py"), default_timeout=180)
-    at.session_state["selected_run"] = run
-    for key, value in params.items():
-        at.query_params[key] = str(value)
-    at.run()
-    at.switch_page("views/circuit.py")
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
-
-
 @pytest.mark.slow
 def test_circuit_page_numbers_are_the_library_numbers():
     from gpt.interp.circuits import attribution_graph, intervene, load_transcoders
     from gpt.runs import load_run
-    at = open_circuit(prompt=PROMPT, pos=28)
+    at = open_page("circuit", "shakespeare-char", prompt=PROMPT, pos=28)
     assert not at.error and not at.warning, [e.value for e in at.error] + [w.value for w in at.warning]
     run = load_run(SHIPPED)
     tcs = load_transcoders(SHIPPED, run.model)
@@ -59,7 +47,7 @@ def test_circuit_page_numbers_are_the_library_numbers():
 
 @pytest.mark.slow
 def test_pins_supernode_and_export():
-    at = open_circuit(prompt=PROMPT, pos=28)
+    at = open_page("circuit", "shakespeare-char", prompt=PROMPT, pos=28)
     pins = next(m for m in at.multiselect if m.label == "Pinned nodes")
     two = [o for o in pins.options if re.fullmatch(r"L\d #\d+ at .*", o)][:2]   # two features
     assert len(two) == 2
@@ -81,16 +69,16 @@ def test_pins_supernode_and_export():
 
 
 def test_runs_without_a_graph_are_explained(tmp_path):
-    from test_app_inside import make_run
+    from run_support import make_rung_run
     for arch, words in (("multi_head", "attention only"), ("bigram", "bigram")):
-        make_run(tmp_path, arch)
+        make_rung_run(tmp_path, arch)
         with checkpoints_env(tmp_path):
-            at = open_circuit(arch)
+            at = open_page("circuit", arch)
             assert not at.error, [e.value for e in at.error]
             assert any(words in i.value for i in at.info), [i.value for i in at.info]
-    make_run(tmp_path, "gpt")   # a GPT with MLPs but no transcoders: offered the Features page
+    make_rung_run(tmp_path, "gpt")   # a GPT with MLPs but no transcoders: offered the Features page
     with checkpoints_env(tmp_path):
-        at = open_circuit("gpt")
+        at = open_page("circuit", "gpt")
         assert not at.error, [e.value for e in at.error]
         assert any("no transcoders" in i.value for i in at.info), [i.value for i in at.info]
 
@@ -138,10 +126,10 @@ def test_browser_click_a_feature_node_opens_its_card_and_switching_it_off_change
 
 
 def test_supernode_edges_are_the_sums_of_their_members():
-    from test_circuits import _toy_graph
+    from model_support import toy_graph
 
     from explorer.figures.circuit import circuit_figure, circuit_view
-    g = _toy_graph()
+    g = toy_graph()
     g.influence = g.node_influence()
     keys = [n.key for n in g.nodes]
     nodes, edges = circuit_view(g, {}, {"both": [keys[0], keys[1]]})   # the feature and the error, grouped

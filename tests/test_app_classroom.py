@@ -4,12 +4,11 @@ the teacher signs in with the launch token and may stop and delete anything."""
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 
 import pytest
-import streamlit as st
+from conftest import open_page
+from run_support import fake_trainer_process
 from streamlit.testing.v1 import AppTest
-from test_classroom import fake_trainer_process
 
 from explorer.classroom import policy as classroom
 from explorer.classroom import session as class_session
@@ -17,35 +16,27 @@ from explorer.classroom.policy import Settings
 from explorer.jobs import training as jobs
 from gpt import runs
 
-APP = str(Path(__file__).resolve().parent.parent / "explorer" / "app.py")
 TOKEN = "teacher-s3cret"
 
 
 @pytest.fixture
-def root(tmp_path, tiny_run, monkeypatch):
+def class_root(root, tiny_run, monkeypatch):
     """A class: the teacher's tiny run, one run of Ada's and one of Bob's (both learners registered)."""
-    runs_root = tmp_path / "checkpoints"
-    shutil.copytree(tiny_run, runs_root / "tiny")
-    monkeypatch.setenv("GPT_EXPLORER_CHECKPOINTS", str(runs_root))
-    monkeypatch.setenv("GPT_EXPLORER_MAX_JOBS", "1")
     monkeypatch.setenv(classroom.ENV, "1")
-    classroom.save_settings(Settings(teacher_token_sha256=classroom.token_digest(TOKEN)), runs_root)
+    classroom.save_settings(Settings(teacher_token_sha256=classroom.token_digest(TOKEN)), root)
     keys = {}
     for name in ("Ada", "Bob"):
-        key, learner = classroom.register_learner(name, runs_root)
+        key, learner = classroom.register_learner(name, root)
         keys[name] = key
-        shutil.copytree(tiny_run, runs_root / f"{name.lower()}-run")
-        runs.atomic_write_json(runs_root / f"{name.lower()}-run" / classroom.OWNER, classroom.owner_record(learner))
-    st.cache_resource.clear()
-    st.cache_data.clear()
-    yield runs_root, keys
-    st.cache_resource.clear()
+        shutil.copytree(tiny_run, root / f"{name.lower()}-run")
+        runs.atomic_write_json(root / f"{name.lower()}-run" / classroom.OWNER, classroom.owner_record(learner))
+    return root, keys
 
 
 @pytest.fixture
-def live_teacher_run(root):
+def live_teacher_run(class_root):
     """The teacher's run 'tiny' shown as training: its status names a live process that looks like a trainer."""
-    runs_root, _ = root
+    runs_root, _ = class_root
     proc = fake_trainer_process()
     runs.write_status(runs_root / "tiny", state="running", pid=proc.pid, step=30, max_iters=60, eta_s=20)
     yield runs_root / "tiny"
@@ -54,14 +45,8 @@ def live_teacher_run(root):
 
 
 def app_as(page: str | None = None, key: str | None = None) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=120)
-    if key:
-        at.query_params[class_session.KEY_PARAM] = key
-    at.run()
-    if page:
-        at.switch_page(f"views/{page}.py").run()
-    assert not at.exception, [e.message for e in at.exception]
-    return at
+    """The app on `page` for the learner whose key is in the URL (no key: someone who has not joined yet)."""
+    return open_page(page, **({class_session.KEY_PARAM: key} if key else {}))
 
 
 def picker(at) -> set[str]:
@@ -80,8 +65,8 @@ def errors(at) -> str:
 
 
 @pytest.mark.slow
-def test_a_learner_joins_once_and_sees_the_teachers_runs_and_their_own(root):
-    runs_root, _ = root
+def test_a_learner_joins_once_and_sees_the_teachers_runs_and_their_own(class_root):
+    runs_root, _ = class_root
     at = app_as()
     assert picker(at) == {"tiny"}   # no name yet: the teacher's runs
     at.sidebar.text_input(key="classroom_name").input("Ada").run()
@@ -98,8 +83,8 @@ def test_a_learner_joins_once_and_sees_the_teachers_runs_and_their_own(root):
 
 
 @pytest.mark.slow
-def test_runs_page_lists_only_your_runs_for_deleting_and_hides_others(root):
-    runs_root, keys = root
+def test_runs_page_lists_only_your_runs_for_deleting_and_hides_others(class_root):
+    runs_root, keys = class_root
     at = app_as("runs", keys["Ada"])
     table = at.dataframe[0].value
     assert set(table["run"]) == {"tiny", "ada-run"}                # Bob's run is not shared
@@ -116,8 +101,8 @@ def test_runs_page_lists_only_your_runs_for_deleting_and_hides_others(root):
 
 
 @pytest.mark.slow
-def test_stopping_the_teachers_job_is_refused_on_the_train_page(root, live_teacher_run):
-    _, keys = root
+def test_stopping_the_teachers_job_is_refused_on_the_train_page(class_root, live_teacher_run):
+    _, keys = class_root
     at = app_as("train", keys["Ada"])
     assert "Run: tiny" in [s.value for s in at.subheader]          # she watches the teacher's live run ...
     button(at, "Stop").click().run()
@@ -127,8 +112,8 @@ def test_stopping_the_teachers_job_is_refused_on_the_train_page(root, live_teach
 
 
 @pytest.mark.slow
-def test_resuming_another_learners_run_is_refused(root):
-    runs_root, keys = root
+def test_resuming_another_learners_run_is_refused(class_root):
+    runs_root, keys = class_root
     bobs = runs_root / "bob-run"
     (bobs / runs.RESUME).write_bytes(b"not a real checkpoint")
     runs.write_status(bobs, state="stopped", pid=None)
@@ -143,8 +128,8 @@ def test_resuming_another_learners_run_is_refused(root):
 
 
 @pytest.mark.slow
-def test_the_teacher_signs_in_with_the_token_and_may_stop_and_delete(root, live_teacher_run):
-    runs_root, _ = root
+def test_the_teacher_signs_in_with_the_token_and_may_stop_and_delete(class_root, live_teacher_run):
+    runs_root, _ = class_root
     at = app_as("runs")
     at.sidebar.text_input(key="classroom_teacher_token").input("guess").run()
     assert "not the token" in errors(at)
@@ -164,8 +149,8 @@ def test_the_teacher_signs_in_with_the_token_and_may_stop_and_delete(root, live_
 
 
 @pytest.mark.slow
-def test_train_form_applies_the_caps_and_queues_a_learners_run(root, live_teacher_run):
-    runs_root, keys = root
+def test_train_form_applies_the_caps_and_queues_a_learners_run(class_root, live_teacher_run):
+    runs_root, keys = class_root
     classroom.save_settings(Settings(max_steps=300, teacher_token_sha256=classroom.token_digest(TOKEN)), runs_root)
     at = app_as("train", keys["Ada"])
     at.number_input(key="tf_max_iters").set_value(400).run()
@@ -188,8 +173,8 @@ def test_train_form_applies_the_caps_and_queues_a_learners_run(root, live_teache
 
 
 @pytest.mark.slow
-def test_training_dictionaries_into_the_teachers_run_is_refused(root):
-    runs_root, keys = root
+def test_training_dictionaries_into_the_teachers_run_is_refused(class_root):
+    runs_root, keys = class_root
     at = app_as("features", keys["Ada"])                         # the picker's default: the teacher's run
     assert picker(at) == {"tiny", "ada-run"}
     at.button(key="FormSubmitter:train_features-Start training").click().run()

@@ -7,23 +7,11 @@ from pathlib import Path
 
 import pytest
 from browser_support import app_server, chromium_page, require_chromium, shipped_checkpoints
-from conftest import ROOT
+from conftest import ROOT, open_page
 
 pytestmark = pytest.mark.usefixtures("fresh_caches")
 AppTest = pytest.importorskip("streamlit.testing.v1").AppTest
 SHIPPED = ROOT / "checkpoints" / "shakespeare-char"
-
-
-def open_features(**params) -> "AppTest":
-    at = AppTest.from_file(str(ROOT / "explorer" / "app.py"), default_timeout=180)
-    at.session_state["selected_run"] = "shakespeare-char"
-    for key, value in params.items():
-        at.query_params[key] = str(value)
-    at.run()
-    at.switch_page("views/features.py")
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
 
 
 @pytest.mark.slow
@@ -32,7 +20,7 @@ def test_features_page_shows_the_cli_metrics_and_a_card_with_the_library_numbers
     from gpt.interp.features import list_dictionaries
     from gpt.interp.features.cards import cached_scan
     from gpt.runs import load_run
-    at = open_features(feature="transcoder-L0#594")
+    at = open_page("features", "shakespeare-char", feature="transcoder-L0#594")
     table = at.dataframe[0].value
     for name in ("transcoder-L0", "transcoder-L3", "sae-resid-mid-L2"):
         metrics = json.loads((SHIPPED / "features" / name / "metrics.json").read_text())
@@ -56,15 +44,10 @@ def test_features_page_shows_the_cli_metrics_and_a_card_with_the_library_numbers
 
 def test_a_run_without_dictionaries_offers_training(tmp_path):
     from conftest import checkpoints_env
-    from test_app_inside import make_run
-    make_run(tmp_path, "multi_head")   # attention only: transcoders are impossible, an SAE is not
+    from run_support import make_rung_run
+    make_rung_run(tmp_path, "multi_head")   # attention only: transcoders are impossible, an SAE is not
     with checkpoints_env(tmp_path):
-        at = AppTest.from_file(str(ROOT / "explorer" / "app.py"), default_timeout=120)
-        at.session_state["selected_run"] = "multi_head"
-        at.run()
-        at.switch_page("views/features.py")
-        at.run()
-        assert not at.exception, [e.value for e in at.exception]
+        at = open_page("features", "multi_head")
         assert any("no feature dictionaries yet" in i.value for i in at.info)
         assert next(box for box in at.selectbox if box.label == "Kind").disabled  # no MLP: SAE only
 
@@ -92,12 +75,7 @@ def test_browser_click_a_feature_opens_its_card(tmp_path):
 
 def steering_on_feature(feature: str = "transcoder-L3#952") -> "AppTest":
     """The Steering page with a feature picked on the Features page (the place carries it) and its kind chosen."""
-    at = AppTest.from_file(str(ROOT / "explorer" / "app.py"), default_timeout=180)
-    at.session_state["selected_run"] = "shakespeare-char"
-    at.query_params["feature"] = feature
-    at.run()
-    at.switch_page("views/steering.py")
-    at.run()
+    at = open_page("steering", "shakespeare-char", feature=feature)
     at.radio[0].set_value("one feature's direction").run()
     return at
 
@@ -132,7 +110,7 @@ def test_search_waits_for_the_cards_scan_instead_of_scanning_unseen(tmp_path):
     Stop); it says so, and works once the card below has made the scan."""
     from conftest import checkpoints_env
     with checkpoints_env(shipped_checkpoints(tmp_path)):   # a copy without cached scans
-        at = open_features(feature="transcoder-L0#594")
+        at = open_page("features", "shakespeare-char", feature="transcoder-L0#594")
         assert any("Open one, then search here" in c.value for c in at.caption)
         assert any(h.value == "Feature #594 of transcoder-L0" for h in at.subheader)   # the card made the scan
         at.run()

@@ -7,15 +7,14 @@ import re
 from pathlib import Path
 
 import pytest
-import streamlit as st
-from conftest import checkpoints_env, placed
+from conftest import checkpoints_env, new_app, open_page, placed
 from gpt2_support import fake_hf_cache, gpt2_tokenizer, synthetic_bpe, write_gpt2_folder
 from streamlit.testing.v1 import AppTest
 
 from gpt.hf import gpt2 as hf
 
 ROOT = Path(__file__).resolve().parent.parent
-APP = str(ROOT / "explorer" / "app.py")
+pytestmark = pytest.mark.usefixtures("fresh_caches")  # Streamlit caches cleared per test
 VIEWS = sorted(p.stem for p in (ROOT / "explorer" / "views").glob("*.py"))
 
 
@@ -26,21 +25,10 @@ def gpt2_root(tmp_path_factory, corpus_text):
     folder = write_gpt2_folder(base / "hf-folder", gpt2_tokenizer(corpus_text[:30_000], 300))
     with checkpoints_env(base / "checkpoints") as root:
         hf.import_gpt2(folder, root / "gpt2-tiny")
-        st.cache_resource.clear()
-        st.cache_data.clear()
         yield root
-        st.cache_resource.clear()
-        st.cache_data.clear()
 
 
-def app() -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=120)
-    at.run()
-    assert not at.exception, [e.message for e in at.exception]
-    return at
-
-
-def open_page(at: AppTest, view: str) -> AppTest:
+def switch_to(at: AppTest, view: str) -> AppTest:
     at.switch_page(f"views/{view}.py").run()
     assert not at.exception, (view, [(e.message, e.stack_trace) for e in at.exception])
     return at
@@ -57,37 +45,37 @@ def choose_eval_text(at: AppTest, label_part: str) -> None:
 
 @pytest.mark.slow
 def test_every_page_opens_on_an_imported_gpt2_without_an_error_box(gpt2_root):
-    at = app()
+    at = open_page(timeout=120)
     for view in VIEWS:
-        open_page(at, view)
+        switch_to(at, view)
         assert not at.error, (view, [e.value for e in at.error])
         assert at.title, view   # the page drew its content, not only the sidebar
 
 
 @pytest.mark.slow
 def test_the_evaluation_text_choice_reaches_every_page_that_reads_text(gpt2_root):
-    at = app()
+    at = open_page(timeout=120)
     box = next(s for s in at.sidebar.selectbox if s.label == "Evaluation text")
     assert box.value == "tiny-shakespeare"   # no corpus of its own: the first built-in corpus
     assert not any("validation split" in o for o in box.options)
-    open_page(at, "token_loss")
+    switch_to(at, "token_loss")
     assert "Evaluation text: tiny-shakespeare (its last 10%)" in captions(at)
     choose_eval_text(at, "python-docs")
     for view in ("token_loss", "ablation", "mlp"):
-        open_page(at, view)
+        switch_to(at, view)
         assert "Evaluation text: python-docs (its last 10%)" in captions(at), view
         assert not at.error, (view, [e.value for e in at.error])
-    open_page(at, "heads")
+    switch_to(at, "heads")
     assert at.radio[0].value == "repeated random tokens"   # the default probe needs no text
     at.radio[0].set_value("repeated validation text").run()
     assert "Evaluation text: python-docs" in captions(at) and not at.error
 
     choose_eval_text(at, "pasted")   # a text of one's own: asked for, then used everywhere
-    open_page(at, "token_loss")
+    switch_to(at, "token_loss")
     assert any("no text pasted" in i.value for i in at.info) and not at.error
     at.sidebar.text_area[0].input("The quick brown fox jumps over the lazy dog. " * 40).run()
     assert "Evaluation text: pasted text (" in captions(at)
-    open_page(at, "ablation")
+    switch_to(at, "ablation")
     assert "Evaluation text: pasted text (" in captions(at)
 
 
@@ -98,7 +86,7 @@ def test_the_import_page_lists_the_cached_gpt2_family_and_imports_one(gpt2_root,
     source = next(p for p in gpt2_root.iterdir())        # any GPT-2 folder will do: export the imported run
     fake_hf_cache(tmp_path / "hub", "openai-community/gpt2", hf.export_gpt2(source, tmp_path / "exported"))
     fake_hf_cache(tmp_path / "hub", "distilgpt2", None)
-    at = AppTest.from_file(APP, default_timeout=120)
+    at = new_app(timeout=120)
     at.switch_page("views/share.py").run()
     assert not at.exception
     listed = captions(at)
@@ -115,9 +103,8 @@ def test_embeddings_of_a_big_vocabulary_are_sampled_drawn_with_webgl_and_searcha
     monkeypatch.setenv("GPT_EXPLORER_CHECKPOINTS", str(root))
     folder = write_gpt2_folder(tmp_path / "big-vocab", synthetic_bpe(6_000), n_embd=16, block_size=512)
     hf.import_gpt2(folder, root / "big-vocab")
-    st.cache_resource.clear()
-    at = app()
-    open_page(at, "embeddings")
+    at = open_page(timeout=120)
+    switch_to(at, "embeddings")
     figure = json.loads(at.get("plotly_chart")[0].proto.spec)
     cloud, labelled = figure["data"][0], figure["data"][1]
     assert cloud["type"] == "scattergl" and cloud["mode"] == "markers"
@@ -139,9 +126,8 @@ def test_mlp_top_contexts_of_a_big_model_wait_for_a_click_that_says_the_cost(gpt
     monkeypatch.setattr(neurons, "AUTO_SCAN", 1.0)     # as if the tiny model were GPT-2 small
     for stale in gpt2_root.glob("*/interp/neurons-*"):
         stale.unlink()                                  # a scan kept from another test would show at once
-    st.cache_resource.clear()
-    at = app()
-    open_page(at, "mlp")
+    at = open_page(timeout=120)
+    switch_to(at, "mlp")
     scan = next(b for b in at.button if b.label.startswith("Scan "))
     assert re.fullmatch(r"Scan [\d,]+ tokens \(about \d+ s\)", scan.label), scan.label   # says the cost
     assert "fires most over" not in captions(at)
@@ -155,9 +141,8 @@ def test_mlp_top_contexts_of_a_big_model_wait_for_a_click_that_says_the_cost(gpt
 def test_patching_a_big_model_waits_for_a_click_that_says_the_cost(gpt2_root, monkeypatch):
     from gpt.interp import patching
     monkeypatch.setattr(patching, "AUTO_PATCH", 1.0)     # as if the tiny model were GPT-2 small
-    st.cache_data.clear()
-    at = app()
-    open_page(at, "patching")
+    at = open_page(timeout=120)
+    switch_to(at, "patching")
     ask = next(b for b in at.button if b.label.startswith("Patch every layer boundary"))
     assert "-token pair; kept once computed)" in ask.label and not at.get("plotly_chart")
     ask.click().run()
@@ -171,17 +156,13 @@ def test_a_feature_card_reads_the_chosen_text_and_names_what_a_char_model_cannot
     shutil.copytree(ROOT / "checkpoints" / "shakespeare-char", root / "shakespeare-char",
                     ignore=shutil.ignore_patterns("snapshots"))
     monkeypatch.setenv("GPT_EXPLORER_CHECKPOINTS", str(root))
-    st.cache_resource.clear()
-    st.cache_data.clear()
-    at = AppTest.from_file(APP, default_timeout=300)
-    at.query_params["feature"] = "transcoder-L0#594"
-    at.run()
+    at = open_page(timeout=300, feature="transcoder-L0#594")
     box = next(s for s in at.sidebar.selectbox if s.label == "Evaluation text")
     assert box.value == "run"                         # a run trained here: its own validation split
-    open_page(at, "features")
+    switch_to(at, "features")
     assert "Evaluation text: the validation split of tiny-shakespeare (this run's own)" in captions(at)
     choose_eval_text(at, "python-docs")
-    open_page(at, "features")
+    switch_to(at, "features")
     assert not at.error
     text = captions(at)
     assert "Evaluation text: python-docs (its last 10%)" in text

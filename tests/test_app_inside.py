@@ -1,46 +1,19 @@
 """AppTest of issue 12's pages on small run folders of every ladder rung: the landing page shows only the stages a
 rung has, its numbers follow the chosen position, and the MLP / Attention pages explain what a rung lacks."""
 import pytest
-from conftest import ROOT, checkpoints_env
+from conftest import ROOT, checkpoints_env, open_page
+from run_support import make_rung_run
 
 pytestmark = pytest.mark.usefixtures("fresh_caches")
 AppTest = pytest.importorskip("streamlit.testing.v1").AppTest
-TEXT = "To be, or not to be: that is the question.\n"
-
-
-def make_run(root, arch: str):
-    from gpt import runs
-    from gpt.config import GPTConfig, TrainConfig
-    from gpt.model import GPT
-    from gpt.tokenizers import CharTokenizer, save_tokenizer
-    tok = CharTokenizer.train(TEXT)
-    folder = root / arch
-    folder.mkdir()
-    cfg = GPTConfig(vocab_size=tok.vocab_size, block_size=32, n_layer=2, n_head=2, n_embd=16, arch=arch)
-    runs.write_config(folder, cfg, TrainConfig(max_iters=1), corpus="python-docs", tokenizer="char")
-    save_tokenizer(tok, folder / runs.TOKENIZER)
-    runs.atomic_save_model(GPT(cfg), folder / runs.WEIGHTS, {"step": "1"})
-
-
-def open_app(run: str, page: str | None = None, **params) -> "AppTest":
-    at = AppTest.from_file(str(ROOT / "explorer" / "app.py"), default_timeout=180)
-    at.session_state["selected_run"] = run
-    for key, value in params.items():
-        at.query_params[key] = str(value)
-    at.run()
-    if page:
-        at.switch_page(f"views/{page}.py")
-        at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
 
 
 @pytest.mark.parametrize("arch, blocks, mlp", [("bigram", False, False), ("single_head", True, False),
                                                ("multi_head", True, False), ("gpt", True, True)])
 def test_landing_page_shows_the_stages_of_each_rung(tmp_path, arch, blocks, mlp):
-    make_run(tmp_path, arch)
+    make_rung_run(tmp_path, arch)
     with checkpoints_env(tmp_path):
-        at = open_app(arch, prompt="to be or not")
+        at = open_page(run=arch, prompt="to be or not")
         assert [t.value for t in at.title] == ["Inside a prediction"]  # the app opens on it
         labels = [e.label for e in at.expander]
         assert labels[0].startswith("1 · Tokenizer") and labels[1].startswith("2 · Embeddings")
@@ -54,17 +27,17 @@ def test_landing_page_shows_the_stages_of_each_rung(tmp_path, arch, blocks, mlp)
 
 
 def test_mlp_page_explains_a_rung_without_mlp(tmp_path):
-    make_run(tmp_path, "multi_head")
+    make_rung_run(tmp_path, "multi_head")
     with checkpoints_env(tmp_path):
-        at = open_app("multi_head", page="mlp")
+        at = open_page("mlp", "multi_head")
     assert [t.value for t in at.title] == ["MLP neurons"]
     assert "no feed-forward (MLP) layers" in at.info[0].value
 
 
 def test_bad_prompt_is_explained(tmp_path):
-    make_run(tmp_path, "gpt")
+    make_rung_run(tmp_path, "gpt")
     with checkpoints_env(tmp_path):
-        at = open_app("gpt", prompt="ZZZ unknown")
+        at = open_page(run="gpt", prompt="ZZZ unknown")
     assert "character vocabulary has no" in at.error[0].value
 
 
@@ -76,7 +49,7 @@ def test_landing_mlp_stage_names_the_transcoder_features_of_the_shipped_model():
     from gpt.interp.capture import run_with_cache
     from gpt.interp.features import list_dictionaries
     from gpt.runs import load_run
-    at = open_app("shakespeare-char")
+    at = open_page(run="shakespeare-char")
     captions = [c.value for c in at.caption if "Read as features instead" in c.value]
     assert len(captions) == 1 and "**transcoder-L0**" in captions[0], captions
     run = load_run(ROOT / "checkpoints" / "shakespeare-char")

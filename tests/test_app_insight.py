@@ -1,11 +1,11 @@
 """AppTest smoke tests of the "Look deeper" pages against a tiny run trained by the CLI."""
 import json
-import re
 import shutil
 import time
 
 import pytest
-from conftest import ROOT, checkpoints_env, run_cli
+from conftest import checkpoints_env, figures, open_page, run_cli, tags, text_of
+from run_support import make_html_run
 
 pytestmark = pytest.mark.usefixtures("fresh_caches")  # Streamlit caches cleared per test
 
@@ -28,53 +28,8 @@ def checkpoints(tmp_path_factory, tiny_run):
         yield root
 
 
-def make_html_run(source, dest):
-    """The tiny run with 'e' renamed '<' and 'a' renamed '>' (tokenizer and corpus alike): its text is full of
-    markup characters that must be shown, never interpreted."""
-    shutil.copytree(source, dest)
-    tok = json.loads((dest / "tokenizer.json").read_text())
-    tok["chars"] = [{"e": "<", "a": ">"}.get(c, c) for c in tok["chars"]]
-    (dest / "tokenizer.json").write_text(json.dumps(tok))
-    config = json.loads((dest / "config.json").read_text())
-    text = open(config["corpus"], encoding="utf-8").read()
-    (dest / "corpus-html.txt").write_text(text.replace("e", "<").replace("a", ">"), encoding="utf-8")
-    config["corpus"] = str(dest / "corpus-html.txt")
-    config.pop("corpus_sha256", None)
-    (dest / "config.json").write_text(json.dumps(config))
-
-
-def tags(html_text: str) -> set[str]:
-    return {name for name in re.findall(r"</?([A-Za-z]+)", html_text)}
-
-
-def open_page(page: str, run: str = "tiny") -> "AppTest":
-    at = AppTest.from_file(str(ROOT / "explorer" / "app.py"), default_timeout=180)
-    at.session_state["selected_run"] = run
-    at.run()
-    at.switch_page(f"views/{page}.py")
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
-
-
-def figures(at) -> list[dict]:
-    """The plotly figures on the page, as JSON."""
-    out = []
-    for el in at.get("plotly_chart"):
-        spec = el.proto.spec if hasattr(el, "proto") else None
-        if spec:
-            out.append(json.loads(spec))
-    return out
-
-
-def text_of(at) -> str:
-    parts = [m.value for m in at.markdown] + [c.value for c in at.caption] + [i.value for i in at.info]
-    parts += [s.value for s in at.success] + [w.value for w in at.warning] + [e.value for e in at.error]
-    return "\n".join(str(p) for p in parts)
-
-
 def test_heads_page_shows_detector_grids(checkpoints):
-    at = open_page("heads")
+    at = open_page("heads", run="tiny")
     figs = figures(at)
     assert figs, "no chart on the page"
     grid = figs[0]["data"]
@@ -85,7 +40,7 @@ def test_heads_page_shows_detector_grids(checkpoints):
 
 
 def test_time_machine_replays_snapshots(checkpoints):
-    at = open_page("time_machine")
+    at = open_page("time_machine", run="tiny")
     figs = figures(at)
     curves = figs[0]["data"]
     assert [trace["x"] for trace in curves[:4]] == [[0, 20, 40, 60]] * 4
@@ -95,7 +50,7 @@ def test_time_machine_replays_snapshots(checkpoints):
 
 
 def test_logit_lens_page(checkpoints):
-    at = open_page("logit_lens")
+    at = open_page("logit_lens", run="tiny")
     lens = figures(at)[0]["data"][0]
     assert lens["y"] == ["embeddings", "after block 0", "after block 1"]
     at.text_area[0].input("<b>to be</b>").run()
@@ -106,7 +61,7 @@ def test_logit_lens_page(checkpoints):
 
 
 def test_ablation_page_reports_delta_loss(checkpoints):
-    at = open_page("ablation")
+    at = open_page("ablation", run="tiny")
     assert at.metric[1].delta is None or float(at.metric[1].delta) == 0
     at.multiselect[0].set_value(["L0H0", "L1H1"]).run()
     assert not at.exception
@@ -132,7 +87,7 @@ def test_ablation_regeneration_is_escaped(checkpoints):
 
 
 def test_run_diff_page_compares_two_snapshots(checkpoints):
-    at = open_page("run_diff")
+    at = open_page("run_diff", run="tiny")
     assert not at.exception
     assert "step" in [row for row in at.dataframe[0].value["setting"]]
     figs = figures(at)
@@ -140,7 +95,7 @@ def test_run_diff_page_compares_two_snapshots(checkpoints):
 
 
 def test_experiments_page_checks_a_run(checkpoints):
-    at = open_page("experiments")
+    at = open_page("experiments", run="tiny")
     assert "exp-copy-1" in at.selectbox[0].options
     assert "answer accuracy" in text_of(at)
 
@@ -149,7 +104,7 @@ def test_experiments_page_checks_a_run(checkpoints):
 def test_experiments_page_starts_training_with_the_tasks_options(checkpoints):
     """The Train button launches the real trainer with the task's options; the job is stopped right away."""
     from explorer.jobs import training as jobs
-    at = open_page("experiments")
+    at = open_page("experiments", run="tiny")
     at.radio[0].set_value("sort").run()
     at.text_input[0].input("exp-sort-test").run()
     at.button[0].click().run()

@@ -15,17 +15,6 @@ TINY = dict(arch="gpt", n_layer=1, n_head=2, n_embd=16, block_size=16, batch_siz
             sample_tokens=10, dtype="float32", log_interval=5, threads=1)
 
 
-@pytest.fixture
-def root(tmp_path, monkeypatch):
-    monkeypatch.setenv("GPT_EXPLORER_CHECKPOINTS", str(tmp_path))
-    monkeypatch.setenv("GPT_EXPLORER_MAX_JOBS", "1")
-    yield tmp_path
-    for folder in tmp_path.iterdir():
-        if folder.is_dir() and jobs.job_state(folder).live:
-            jobs.stop_job(folder)
-            jobs.wait_until_done(folder, timeout=60)
-
-
 def wait_for(predicate, timeout=120.0):
     deadline = time.monotonic() + timeout
     while not predicate():
@@ -34,7 +23,7 @@ def wait_for(predicate, timeout=120.0):
 
 
 @pytest.mark.slow
-def test_stop_then_resume_continues_the_same_run(root, corpus_file):
+def test_stop_then_resume_continues_the_same_run(empty_root, corpus_file):
     out = jobs.start_job("long", {"corpus": str(corpus_file), "max_iters": 100_000, "eval_interval": 50, **TINY})
     assert jobs.job_state(out).live
     wait_for(lambda: jobs.job_state(out).step >= 10)
@@ -58,26 +47,26 @@ def test_stop_then_resume_continues_the_same_run(root, corpus_file):
 
 
 @pytest.mark.slow
-def test_failed_start_reports_the_trainers_message(root):
+def test_failed_start_reports_the_trainers_message(empty_root):
     out = jobs.start_job("bad", {"corpus": "python-docs", **{**TINY, "n_embd": 15}})  # 15 % 2 != 0
     state = jobs.wait_until_done(out, timeout=60)
     assert state.state == "failed" and "divisible" in state.error
 
 
-def test_uploaded_text_is_checked_before_anything_starts(root):
+def test_uploaded_text_is_checked_before_anything_starts(empty_root):
     from gpt.data import CorpusError
     with pytest.raises(CorpusError, match="UTF-8"):
         jobs.start_job("upload", {**TINY}, corpus_bytes=b"\xff\xfe bad bytes")
     with pytest.raises(jobs.JobError, match="already exists"):
-        (root / "taken").mkdir()
-        (root / "taken" / "x").write_text("x")
+        (empty_root / "taken").mkdir()
+        (empty_root / "taken" / "x").write_text("x")
         jobs.start_job("taken", {"corpus": "python-docs"})
     with pytest.raises(ValueError, match="usable"):
         jobs.start_job("../", {"corpus": "python-docs"})
 
 
 @pytest.mark.slow
-def test_ladder_trains_each_rung_in_turn(root, corpus_file):
+def test_ladder_trains_each_rung_in_turn(empty_root, corpus_file):
     opts = {"corpus": str(corpus_file), "max_iters": 10, "eval_interval": 5, **TINY}
     outs = jobs.start_chain([(f"lad-{arch}", {**opts, "arch": arch}) for arch in ("bigram", "single_head")])
     assert jobs.job_state(outs[1]).state == "queued"

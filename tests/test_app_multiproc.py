@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from test_app import app_at, root  # noqa: F401  (root is a fixture)
+from conftest import open_page
 
 from explorer.jobs import training as jobs
 from gpt.training import distributed
@@ -26,10 +26,10 @@ def test_app_trainers_leave_a_core_to_the_ui_on_small_machines():
     assert cmd[cmd.index("--threads") + 1] == "2"
 
 
-def test_process_count_shown_only_with_several_devices(root, monkeypatch):  # noqa: F811
-    at = app_at("train")
+def test_process_count_shown_only_with_several_devices(root, monkeypatch):
+    at = open_page("train")
     assert not [n for n in at.number_input if n.key == "tf_nproc"]
     monkeypatch.setattr(distributed, "device_count", lambda: 4)
-    at = app_at("train")
+    at = open_page("train")
     [nproc] = [n for n in at.number_input if n.key == "tf_nproc"]
     assert nproc.value == 4 and nproc.max == 4

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, TINY_TRAIN, run_cli
+from conftest import TINY_TRAIN, open_page, run_cli
 
 from explorer.jobs import training as jobs
 from gpt import runs
@@ -24,13 +24,11 @@ ENDLESS = {"arch": "gpt", "n_layer": 2, "n_head": 2, "n_embd": 32, "block_size":
 
 
 @pytest.fixture
-def root(tmp_path, monkeypatch):
-    path = tmp_path / "checkpoints"
-    path.mkdir()
-    monkeypatch.setenv("GPT_EXPLORER_CHECKPOINTS", str(path))
+def limits_root(empty_root, monkeypatch):
+    """empty_root with the job limit the app ships with (GPT_EXPLORER_MAX_JOBS unset) on a 2-core machine."""
     monkeypatch.delenv("GPT_EXPLORER_MAX_JOBS", raising=False)
     monkeypatch.setattr(os, "cpu_count", lambda: 2)  # the machine class we ship for: one job at a time
-    return path
+    return empty_root
 
 
 def wait_state(run_dir: Path, wanted: str, timeout: float = 240) -> jobs.JobState:
@@ -46,23 +44,23 @@ def wait_state(run_dir: Path, wanted: str, timeout: float = 240) -> jobs.JobStat
 
 
 @pytest.mark.slow
-def test_restart_reattaches_and_never_duplicates(root, corpus_file, monkeypatch):
+def test_restart_reattaches_and_never_duplicates(limits_root, corpus_file, monkeypatch):
     assert jobs.max_concurrent_jobs() == 1
-    out = jobs.start_job("busy-run", {**ENDLESS, "corpus": str(corpus_file)}, root=root)
+    out = jobs.start_job("busy-run", {**ENDLESS, "corpus": str(corpus_file)}, root=limits_root)
     first = wait_state(out, "running")
     pid = runs.read_status(out)["pid"]
     try:
         jobs._children.clear()  # a restarted server: no process handles, only the run folders
-        assert jobs.job_state(out).state == "running" and jobs.live_jobs(root)[0][0] == "busy-run"
+        assert jobs.job_state(out).state == "running" and jobs.live_jobs(limits_root)[0][0] == "busy-run"
         monkeypatch.setenv("GPT_EXPLORER_MAX_JOBS", "4")  # even with room for more jobs ...
         with pytest.raises(jobs.JobError, match="already exists"):  # ... never a second one on this folder
-            jobs.start_job("busy-run", {**ENDLESS, "corpus": str(corpus_file)}, root=root)
+            jobs.start_job("busy-run", {**ENDLESS, "corpus": str(corpus_file)}, root=limits_root)
         monkeypatch.delenv("GPT_EXPLORER_MAX_JOBS")
         with pytest.raises(jobs.JobError, match="already running"):
             jobs.resume_job(out)
         with pytest.raises(jobs.JobError, match="Busy: 1 training job"):
-            jobs.start_job("second", {**ENDLESS, "corpus": str(corpus_file)}, root=root)
-        assert not (root / "second").exists()
+            jobs.start_job("second", {**ENDLESS, "corpus": str(corpus_file)}, root=limits_root)
+        assert not (limits_root / "second").exists()
         # a trainer started by hand on the same folder is refused by the folder's lock
         proc = run_cli("-m", "gpt.train", "--out", str(out), "--resume", "--quiet", check=False)
         assert proc.returncode == 2 and "being trained by another process" in proc.stderr
@@ -75,7 +73,7 @@ def test_restart_reattaches_and_never_duplicates(root, corpus_file, monkeypatch)
         orphan = jobs.job_state(out)
         assert orphan.state == "orphaned" and "Resume" in orphan.error
         assert load_run(out).step >= 0  # its last checkpoint is still there to inspect
-        assert jobs.busy_message(root) is None
+        assert jobs.busy_message(limits_root) is None
         jobs.resume_job(out)
         resumed = wait_state(out, "running")
         assert runs.read_status(out)["pid"] != pid and resumed.step >= first.step
@@ -96,24 +94,24 @@ def test_max_jobs_setting(monkeypatch):
         assert jobs.max_concurrent_jobs() == 4
 
 
-def test_a_bad_upload_starts_nothing(root):
+def test_a_bad_upload_starts_nothing(limits_root):
     for data, message in ((b"", "empty"), (b"\x00\x01binary", "binary"), (b"\xff\xfe text", "UTF-8")):
         with pytest.raises(Exception, match=message):
-            jobs.start_job("upload", dict(ENDLESS), corpus_bytes=data, root=root)
-        assert not (root / "upload").exists()
+            jobs.start_job("upload", dict(ENDLESS), corpus_bytes=data, root=limits_root)
+        assert not (limits_root / "upload").exists()
 
 
 # ---- the UI ----
 @pytest.fixture
-def crashed_root(root, corpus_file):
+def crashed_root(limits_root, corpus_file):
     """A run whose trainer failed after its first checkpoint (as a MemoryError would leave it)."""
-    out = root / "crashed"
+    out = limits_root / "crashed"
     run_cli("-m", "gpt.train", "--corpus", str(corpus_file), "--out", str(out), *TINY_TRAIN, "--max-iters", "10",
             "--eval-interval", "10")
     runs.write_status(out, state="failed", error="MemoryError: simulated: cannot allocate 3 GB <b>x</b>",
                       pid=None)
     (out / jobs.LOG).write_text("Traceback (most recent call last):\nMemoryError: simulated\n")
-    return root
+    return limits_root
 
 
 def all_text(at) -> str:
@@ -124,13 +122,7 @@ def all_text(at) -> str:
 
 @pytest.mark.slow
 def test_crash_text_shows_in_the_ui_and_the_app_keeps_working(crashed_root):
-    at = AppTest.from_file(str(ROOT / "explorer" / "app.py"), default_timeout=180)
-    at.session_state["selected_run"] = "crashed"
-    at.session_state["train_watch"] = "crashed"
-    at.run()
-    at.switch_page("views/train.py")
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
+    at = open_page("train", "crashed", state={"train_watch": "crashed"})
     errors = [e.value for e in at.error]
     assert any("Training failed: MemoryError: simulated: cannot allocate 3 GB" in e for e in errors), errors
     for page in ("generate", "tokenizer", "runs"):  # the failed run is still inspectable everywhere
@@ -140,21 +132,21 @@ def test_crash_text_shows_in_the_ui_and_the_app_keeps_working(crashed_root):
         assert "Cannot load" not in all_text(at)
 
 
-def test_read_only_checkpoints_folder_gets_a_message_not_a_traceback(root, corpus_file):
+def test_read_only_checkpoints_folder_gets_a_message_not_a_traceback(limits_root, corpus_file):
     if os.geteuid() == 0:
         import subprocess
-        if subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(root)],
+        if subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(limits_root)],
                           capture_output=True).returncode:
             pytest.skip("running as root without mount: cannot make a read-only folder")
     else:
-        root.chmod(0o555)
+        limits_root.chmod(0o555)
     try:
         with pytest.raises(jobs.JobError, match="cannot write"):
-            jobs.start_job("ro-run", {**ENDLESS, "corpus": str(corpus_file)}, root=root)
+            jobs.start_job("ro-run", {**ENDLESS, "corpus": str(corpus_file)}, root=limits_root)
         with pytest.raises(jobs.JobError, match="cannot write"):
-            jobs.start_job("ro-upload", dict(ENDLESS), corpus_bytes=b"some text " * 100, root=root)
+            jobs.start_job("ro-upload", dict(ENDLESS), corpus_bytes=b"some text " * 100, root=limits_root)
     finally:
         if os.geteuid() == 0:
-            subprocess.run(["umount", "-l", str(root)], capture_output=True)
+            subprocess.run(["umount", "-l", str(limits_root)], capture_output=True)
         else:
-            root.chmod(0o755)
+            limits_root.chmod(0o755)

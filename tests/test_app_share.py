@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import torch
-from test_app import app_at, button, root  # noqa: F401  (root is a fixture)
+from conftest import button, open_page
 
 from gpt.runs import bundle, load_run
 
@@ -11,8 +11,8 @@ def text_input(at, label: str):
     return next(t for t in at.text_input if t.label == label)
 
 
-def test_export_archive_and_report_then_reimport(root, tmp_path):  # noqa: F811
-    at = app_at("share")
+def test_export_archive_and_report_then_reimport(root, tmp_path):
+    at = open_page("share")
     button(at, "Build archive (.tar.gz)").click().run()
     assert not at.exception, [e.message for e in at.exception]
     downloads = at.get("download_button")
@@ -30,8 +30,8 @@ def test_export_archive_and_report_then_reimport(root, tmp_path):  # noqa: F811
     assert b"<script src=" not in page  # plotly.js is embedded: the report opens offline
 
 
-def test_gpt2_export_then_import_roundtrip(root):  # noqa: F811
-    at = app_at("share")
+def test_gpt2_export_then_import_roundtrip(root):
+    at = open_page("share")
     out_dir = root / "exports" / "tiny-gpt2"
     button(at, f"Export tiny to {out_dir}").click().run()
     assert not at.exception
@@ -48,8 +48,8 @@ def test_gpt2_export_then_import_roundtrip(root):  # noqa: F811
     assert torch.allclose(imported.model(ids)[0], original.model(ids)[0], atol=1e-5)
 
 
-def test_refuses_a_folder_that_is_not_gpt2(root, tmp_path):  # noqa: F811
-    at = app_at("share")
+def test_refuses_a_folder_that_is_not_gpt2(root, tmp_path):
+    at = open_page("share")
     text_input(at, "Folder on this machine").input(str(tmp_path)).run()
     button(at, "Import GPT-2").click().run()
     assert not at.exception

@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from model_support import toy_graph
 
 from gpt.config import GPTConfig
 from gpt.interp.capture import InterpError
-from gpt.interp.circuits import AttributionGraph, CircuitError, Node, attribution_graph, intervene, load_transcoders
+from gpt.interp.circuits import CircuitError, Node, attribution_graph, intervene, load_transcoders
 from gpt.interp.circuits.replacement import freeze, replacement_forward
 from gpt.interp.features.dictionary import Dictionary, DictionaryConfig, LoadedDictionary, save_dictionary, weights_digest
 from gpt.model import GPT
@@ -164,19 +165,8 @@ def test_nodes_and_logits():
         attribution_graph(model, IDS, tcs, position=40)
 
 
-def _toy_graph():
-    """embedding e -> feature a -> logit; e -> error r -> logit... built by hand so influence has known values."""
-    nodes = [Node("feature", 0, 0, 5, 1.0), Node("error", 0, 0, -1, 0.5), Node("embedding", -1, 0, 1, 1.0),
-             Node("logit", 1, 0, 2, 3.0), Node("logit", 1, 0, 4, 1.0)]
-    A = torch.zeros(5, 5)
-    A[0, 2] = 2.0                  # embedding -> feature
-    A[3, 0], A[3, 1], A[3, 2] = 3.0, -1.0, 0.0   # feature, error -> logit 2
-    A[4, 2] = 1.0                  # embedding -> logit 4 directly
-    return AttributionGraph([1], nodes, A, [2, 4], torch.tensor([0.75, 0.25]), torch.zeros(5), torch.zeros(5), 1)
-
-
 def test_influence_and_scores_follow_the_definitions():
-    g = _toy_graph()
+    g = toy_graph()
     # logit 2 (weight .75) splits 3/4 to the feature, 1/4 to the error; logit 4 (.25) all to the embedding;
     # the feature passes its .5625 on to the embedding
     torch.testing.assert_close(g.node_influence(), torch.tensor([0.5625, 0.1875, 0.8125, 0.0, 0.0]))
@@ -327,9 +317,10 @@ def test_shipped_model_graph_is_exact():
     ids = run.tokenizer.encode("GONZALO:\nI have great comfort from this fellow")
     graph = attribution_graph(run.model, ids, tcs)
     targets = graph.kind_mask("feature") | graph.kind_mask("logit")
+    # fp32 sums of many O(1) edges and logits of a trained model: relative as well, so it holds on AVX2 and AVX-512
     torch.testing.assert_close((graph.adjacency.sum(1) + graph.bias)[targets], graph.target_input[targets],
-                               atol=1e-4, rtol=0)
+                               atol=1e-4, rtol=1e-5)
     out = replacement_forward(run.model, freeze(run.model, ids, tcs), tcs)
-    torch.testing.assert_close(out.logits[-1], run.model(torch.tensor([ids]))[0][0, -1], atol=1e-4, rtol=0)
+    torch.testing.assert_close(out.logits[-1], run.model(torch.tensor([ids]))[0][0, -1], atol=1e-4, rtol=1e-5)
     pruned = graph.prune()
     assert 0.5 < pruned.replacement_score() <= 1 and 0.5 < graph.completeness_score() <= 1

@@ -7,9 +7,8 @@ import re
 import time
 
 import pytest
-from conftest import placed
+from conftest import open_page, placed
 from streamlit.testing.v1 import AppTest
-from test_app import APP, TIMEOUT, root  # noqa: F401  (root: the fixture)
 
 from explorer.jobs import training as jobs
 from explorer.ui.text import chips_html
@@ -22,9 +21,7 @@ def sidebar_text(at: AppTest) -> str:
 
 
 def test_a_binary_file_renamed_txt_gets_one_clear_message(root):
-    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
-    at.run()  # the app opens on Inside a prediction
-    at.switch_page("views/train.py").run()
+    at = open_page("train")
     at.radio(key="tf_source").set_value("Upload .txt").run()
     at.get("file_uploader")[0].set_value(("photo.txt", b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "text/plain")).run()
     errors = [e.value for e in at.error]
@@ -38,8 +35,7 @@ def test_a_failed_run_is_listed_with_its_error_and_can_be_deleted(root):
     failed = root / "failed-start"
     failed.mkdir()
     (failed / "status.json").write_text(json.dumps({"state": "failed", "error": "CorpusError: no such corpus"}))
-    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
-    at.run()
+    at = open_page()
     assert "failed-start" in sidebar_text(at)
     at.switch_page("views/runs.py").run()
     assert not at.exception
@@ -54,9 +50,7 @@ def test_a_failed_run_is_listed_with_its_error_and_can_be_deleted(root):
 
 @pytest.mark.slow
 def test_the_sidebar_follows_an_experiment_run_and_says_stopping_at_once(root):
-    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
-    at.run()
-    at.switch_page("views/experiments.py").run()
+    at = open_page("experiments")
     [b for b in at.button if b.label.startswith("Train the")][0].click().run()
     assert not at.exception, [e.message for e in at.exception]
     started = [p for p in root.iterdir() if p.name.startswith("exp-")]
@@ -86,9 +80,7 @@ def test_the_sidebar_follows_an_experiment_run_and_says_stopping_at_once(root):
 
 
 def test_heads_layer_and_head_follow_the_learner_to_per_token_loss_and_into_the_url(root):
-    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
-    at.run()
-    at.switch_page("views/heads.py").run()
+    at = open_page("heads")
     placed(at, "selectbox", "layer").set_value(1).run()
     placed(at, "selectbox", "head").set_value(1).run()
     assert at.query_params["layer"] in ("1", ["1"]) and at.query_params["head"] in ("1", ["1"])
@@ -98,10 +90,7 @@ def test_heads_layer_and_head_follow_the_learner_to_per_token_loss_and_into_the_
 
 
 def test_a_link_opens_the_same_logit_lens_embeddings_and_passage(root):
-    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
-    at.query_params.update({"prompt": "to be or not", "pos": "3", "token": "5", "dims": "3D", "offset": "16"})
-    at.run()
-    at.switch_page("views/logit_lens.py").run()
+    at = open_page("logit_lens", prompt="to be or not", pos=3, token=5, dims="3D", offset=16)
     assert placed(at, "text_area", "prompt").value == "to be or not" and placed(at, "slider", "pos").value == 3
     at.switch_page("views/embeddings.py").run()
     assert placed(at, "selectbox", "token").value == 5 and placed(at, "radio", "dims").value == "3D"
@@ -119,32 +108,33 @@ def test_character_chips_wrap_between_words_and_show_newlines_one_way():
 
 
 def test_ablation_regeneration_keeps_line_breaks_and_run_diff_prints_settings_for_people(root):
-    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
-    at.run()
-    at.switch_page("views/ablation.py").run()
+    at = open_page("ablation")
     placed(at, "text_area", "prompt").set_value("to be\nor not").run()
     [b for b in at.button if b.label == "Generate both"][0].click().run()
     shown = [m.value for m in at.markdown if "font-family:monospace" in m.value]
     assert len(shown) == 2 and all(s.startswith('<div') and "to be<br>or not" in s for s in shown)
 
 
-def test_settings_are_printed_for_people():
-    import ast
-    source = (__import__("pathlib").Path(APP).parent / "views" / "run_diff.py").read_text()
-    fn = next(n for n in ast.parse(source).body if isinstance(n, ast.FunctionDef) and n.name == "for_people")
-    scope: dict = {}
-    exec(compile(ast.Module([fn], []), "run_diff", "exec"), scope)
-    assert scope["for_people"](0.1 + 0.2) == "0.3" and scope["for_people"](3e-4) == "0.0003"
-    assert scope["for_people"](64) == "64"
+def test_run_diff_prints_the_settings_that_differ_for_people(root):
+    """0.1 + 0.2 shows as 0.3 and 3e-4 as 0.0003 in the page's table, not as 0.30000000000000004 or 3e-04."""
+    import shutil
+    shutil.copytree(root / "tiny", root / "spare")
+    config = json.loads((root / "spare" / "config.json").read_text())
+    config["train"].update(lr=0.1 + 0.2, weight_decay=3e-4, batch_size=64)
+    (root / "spare" / "config.json").write_text(json.dumps(config))
+    at = open_page("run_diff", run="tiny")
+    at.selectbox(key="diff_A_run").set_value("spare").run()
+    at.selectbox(key="diff_B_run").set_value("tiny").run()
+    assert not at.exception and not at.error
+    table = next(df.value for df in at.dataframe if "setting" in df.value.columns).set_index("setting")
+    assert (table.loc["train.lr", "A"], table.loc["train.weight_decay", "A"]) == ("0.3", "0.0003")
+    assert (table.loc["train.batch_size", "A"], table.loc["train.batch_size", "B"]) == ("64", "8")
 
 
 def test_run_diff_starts_each_picked_run_at_its_latest_weights(root):
     import shutil
     shutil.copytree(root / "tiny", root / "spare")   # same tokenizer: the two compare token by token
-    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
-    at.session_state["selected_run"] = "tiny"
-    at.run()
-    at.switch_page("views/run_diff.py").run()
+    at = open_page("run_diff", run="tiny")
     assert not at.exception and not at.error
     a_run = at.selectbox(key="diff_A_run")
     assert a_run.value == "spare" and at.selectbox(key="diff_A_step_spare").value == "latest"
@@ -153,9 +143,7 @@ def test_run_diff_starts_each_picked_run_at_its_latest_weights(root):
 
 
 def test_the_vocabulary_shows_a_newline_as_everywhere_else(root):
-    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
-    at.run()
-    at.switch_page("views/tokenizer.py").run()
+    at = open_page("tokenizer")
     tokens = list(at.dataframe[0].value["token"])
     assert "\u21b5" in tokens and "\\n" not in tokens
 
@@ -171,10 +159,7 @@ def test_the_heads_page_names_the_shipped_models_induction_head_and_shows_it(roo
     for path in shipped.iterdir():
         if path.is_file():
             shutil.copy2(path, root / shipped.name / path.name)
-    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
-    at.session_state["selected_run"] = shipped.name
-    at.run()
-    at.switch_page("views/heads.py").run()
+    at = open_page("heads", run=shipped.name)
     assert not at.exception
     assert placed(at, "radio", "probe").value == "repeated validation text"
     found = next(m.value for m in at.markdown if str(m.value).startswith("**Found:**"))

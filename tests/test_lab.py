@@ -9,7 +9,7 @@ import time
 
 import pytest
 import torch
-from conftest import checkpoints_env, run_cli
+from conftest import checkpoints_env, open_page, run_cli
 
 from gpt import runs
 from gpt.config import ConfigError
@@ -216,14 +216,8 @@ def test_induction_cli_trains_two_runs_and_checks(lab_root):
 
 @pytest.mark.slow
 def test_lab_page_shows_both_experiments_and_their_verdicts(lab_root, fresh_caches):
-    from conftest import ROOT
-    from streamlit.testing.v1 import AppTest
     with checkpoints_env(lab_root):
-        at = AppTest.from_file(str(ROOT / "explorer" / "app.py"), default_timeout=180)
-        at.run()
-        at.switch_page("views/lab.py")
-        at.run()
-        assert not at.exception, [e.value for e in at.exception]
+        at = open_page("lab")
         assert at.title[0].value == "Training lab"
         verdicts = " ".join(str(e.value) for e in [*at.error, *at.success])
         assert "test accuracy" in verdicts and "Auto-check" in verdicts  # grokking's and induction's verdicts
@@ -330,15 +324,8 @@ def test_lab_figures_from_plain_rows():
     assert "not larger" in describe_difference(welch_t_test([2.0, 2.2], [1.9, 2.3]), "a", "b")
 
 
-def test_runs_page_compares_a_sweeps_settings(tmp_path, tiny_run, fresh_caches):
-    import shutil
-
-    from conftest import ROOT
-    from streamlit.testing.v1 import AppTest
-
+def test_runs_page_compares_a_sweeps_settings(root):
     from gpt.lab.sweeps import manifest_path
-    root = tmp_path / "ckpt"
-    shutil.copytree(tiny_run, root / "tiny")
     losses = {1e-3: [2.00, 2.02, 1.98], 3e-3: [1.50, 1.52, 1.49]}
     entries = []
     for lr, vals in losses.items():
@@ -352,12 +339,7 @@ def test_runs_page_compares_a_sweeps_settings(tmp_path, tiny_run, fresh_caches):
     path.parent.mkdir()
     path.write_text(json.dumps({"name": "sw", "params": {"lr": [1e-3, 3e-3]}, "seeds": [1, 2, 3], "base": {},
                                 "runner_pid": None, "runs": entries}))
-    with checkpoints_env(root):
-        at = AppTest.from_file(str(ROOT / "explorer" / "app.py"), default_timeout=120)
-        at.run()
-        at.switch_page("views/runs.py")
-        at.run()
-        assert not at.exception, [e.value for e in at.exception]
-        assert "6 finished" in " ".join(c.value for c in at.caption)
-        verdict = " ".join(i.value for i in at.info)
-        assert "lr=0.003 is lower by 0.4967" in verdict and "larger than the seed-to-seed noise" in verdict
+    at = open_page("runs")
+    assert "6 finished" in " ".join(c.value for c in at.caption)
+    verdict = " ".join(i.value for i in at.info)
+    assert "lr=0.003 is lower by 0.4967" in verdict and "larger than the seed-to-seed noise" in verdict

@@ -2,18 +2,10 @@
 cached in the run folder; the logit effect is W_out's column through the unembedding."""
 import pytest
 import torch
+from model_support import model_and_text
 
-from gpt.config import GPTConfig
 from gpt.interp import InterpError
 from gpt.interp.neurons import cache_path, cached_top_contexts, neuron_activations, neuron_logit_effect, top_contexts
-from gpt.model import GPT
-
-
-def model_and_text(arch="gpt"):
-    torch.manual_seed(0)
-    model = GPT(GPTConfig(vocab_size=20, block_size=8, n_layer=2, n_head=2, n_embd=8, arch=arch)).eval()
-    seq = torch.randint(0, 20, (8 * 40 + 3,), generator=torch.Generator().manual_seed(1))
-    return model, seq
 
 
 def test_top_context_has_the_highest_activation_over_the_text():

@@ -3,14 +3,14 @@ connections refused and an empty cache folder."""
 from __future__ import annotations
 
 import hashlib
+import os
 import socket
 from pathlib import Path
 
 import pytest
+from conftest import ROOT, open_page, run_cli
 
 from gpt import data
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def refuse_network(monkeypatch) -> None:
@@ -35,8 +35,28 @@ def test_tiny_shakespeare_ships_in_the_package_and_is_checked(monkeypatch, tmp_p
     assert not (tmp_path / "empty-cache").exists()  # nothing was written to (or needed from) a cache
 
 
-def test_pyproject_carries_the_corpus_as_package_data():
-    assert 'gpt = ["corpora/*.xz"]' in (ROOT / "pyproject.toml").read_text()
+@pytest.mark.slow
+def test_an_installed_package_reads_tiny_shakespeare_offline(tmp_path):
+    """The wheel `pip install` would build carries the corpus: built here (no build isolation, so no download),
+    unpacked on its own and imported from outside the repository, it reads tiny Shakespeare with the network
+    refused and an empty cache."""
+    import shutil
+    import zipfile
+    source = tmp_path / "source"   # a copy: building writes build/ and *.egg-info next to pyproject.toml
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(
+        ".venv", ".git", "checkpoints", "tests", "test-artifacts", "bench", "__pycache__", "*.egg-info", "build"))
+    built = run_cli("-c", "import sys; from setuptools import build_meta; "
+                          f"print(build_meta.build_wheel({str(tmp_path / 'dist')!r}))", cwd=source)
+    wheel = tmp_path / "dist" / built.stdout.split()[-1]
+    site = tmp_path / "site"
+    zipfile.ZipFile(wheel).extractall(site)
+    read = run_cli("-c", "import hashlib, gpt.data as d; t = d.tiny_shakespeare().encode(); "
+                         "print(d.__file__, len(t), hashlib.sha256(t).hexdigest() == d.TINY_SHAKESPEARE_SHA256)",
+                   cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(site), "GPT_EXPLORER_CACHE": str(tmp_path / "empty-cache")})
+    module, size, checked = read.stdout.split()
+    assert Path(module).is_relative_to(site)       # the installed copy, not the repository's
+    assert (int(size), checked) == (1_115_394, "True")
+    assert not (tmp_path / "empty-cache").exists()
 
 
 def test_a_damaged_shipped_corpus_is_refused_with_a_clear_message(monkeypatch):
@@ -50,10 +70,32 @@ def test_a_damaged_shipped_corpus_is_refused_with_a_clear_message(monkeypatch):
         data.tiny_shakespeare.cache_clear()
 
 
-def test_no_module_reaches_for_the_network():
-    for path in (ROOT / "gpt").rglob("*.py"):
-        source = path.read_text()
-        assert "urllib.request" not in source and "urlopen" not in source, path
+def test_cli_processes_of_the_suite_cannot_reach_the_network():
+    """run_cli starts every command of the suite (the session's tiny_run is trained through it) with the offline
+    guard: a connection beyond loopback or a DNS look-up fails at once, so a command that needed the network
+    would fail its test."""
+    probe = ("import socket\n"
+             "for attempt in (lambda: socket.create_connection(('192.0.2.1', 80), timeout=5),\n"
+             "                lambda: socket.getaddrinfo('huggingface.co', 443)):\n"
+             "    try:\n"
+             "        attempt()\n"
+             "    except OSError as e:\n"
+             "        print(e)\n")
+    refused = run_cli("-c", probe).stdout.splitlines()
+    assert len(refused) == 2 and all("offline test guard" in line for line in refused), refused
+    served = run_cli("-c", "import socket; s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen(); "
+                           "c = socket.create_connection(s.getsockname(), timeout=5); print('loopback ok')")
+    assert served.stdout.strip() == "loopback ok"   # torch.distributed's rendezvous still works
+
+
+@pytest.mark.slow
+def test_the_sampling_command_works_offline(tiny_run, tmp_path):
+    """The sampler under the offline guard with an empty cache (the trainer ran under it too: tiny_run)."""
+    env = {**os.environ, "GPT_EXPLORER_CACHE": str(tmp_path / "empty-cache")}
+    sample = run_cli("-m", "gpt.sample", str(tiny_run), "--prompt", "To be", "--max-new-tokens", "20", "--seed", "1",
+                     env=env)
+    assert sample.stdout.startswith("To be") and len(sample.stdout.rstrip("\n")) >= len("To be") + 20
+    assert not (tmp_path / "empty-cache").exists()
 
 
 def test_failed_and_half_created_runs_are_listed_with_their_error(tmp_path, tiny_run):
@@ -83,29 +125,20 @@ VIEWS = sorted(p.stem for p in (ROOT / "explorer" / "views").glob("*.py"))
 
 
 @pytest.fixture
-def offline_shipped(tmp_path, monkeypatch):
+def offline_shipped(tmp_path, monkeypatch, fresh_caches):
     import shutil
-
-    import streamlit as st
     root = tmp_path / "checkpoints"
     shutil.copytree(SHIPPED, root / SHIPPED.name)
     monkeypatch.setenv("GPT_EXPLORER_CHECKPOINTS", str(root))
     monkeypatch.setenv("GPT_EXPLORER_CACHE", str(tmp_path / "empty-cache"))
     refuse_network(monkeypatch)
     data.tiny_shakespeare.cache_clear()
-    st.cache_resource.clear()
-    st.cache_data.clear()
-    yield root
-    st.cache_resource.clear()
-    st.cache_data.clear()
+    return root
 
 
 @pytest.mark.slow
 def test_every_page_works_offline_on_the_shipped_model(offline_shipped):
-    from streamlit.testing.v1 import AppTest
-    at = AppTest.from_file(str(ROOT / "explorer" / "app.py"), default_timeout=300)
-    at.run()
-    assert not at.exception, [e.message for e in at.exception]
+    at = open_page(timeout=300)
     for view in VIEWS:
         at.switch_page(f"views/{view}.py").run()
         assert not at.exception, (view, [(e.message, e.stack_trace) for e in at.exception])

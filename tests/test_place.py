@@ -1,16 +1,12 @@
 """The learner's place (explorer/ui/state.py): prompt, layer, head and generation settings survive page switches,
 and the URL's query parameters bring them back in a new session (a reload or a shared link)."""
 import pytest
-from conftest import placed
-from streamlit.testing.v1 import AppTest
-from test_app import APP, TIMEOUT, root  # noqa: F401  (root: the fixture)
+from conftest import new_app, open_page, placed
 
 
 @pytest.mark.slow
 def test_attention_choices_survive_a_trip_to_generate_and_back(root):
-    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
-    at.run()
-    at.switch_page("views/attention.py").run()
+    at = open_page("attention")
     placed(at, "text_area", "prompt").set_value("to be or not to be").run()
     placed(at, "selectbox", "layer").set_value(1).run()
     placed(at, "selectbox", "head").set_value(1).run()
@@ -27,8 +23,7 @@ def test_attention_choices_survive_a_trip_to_generate_and_back(root):
 
 
 def test_a_link_with_query_parameters_opens_the_same_view(root):
-    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
-    at.query_params.update({"run": "tiny", "layer": "1", "head": "1", "prompt": "to be"})
+    at = new_app(run="tiny", layer=1, head=1, prompt="to be")   # the run named in the link, not chosen in the sidebar
     at.run()
     at.switch_page("views/attention.py").run()
     assert not at.exception
@@ -38,10 +33,7 @@ def test_a_link_with_query_parameters_opens_the_same_view(root):
 
 
 def test_a_stale_layer_from_a_bigger_model_falls_back(root):
-    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
-    at.query_params.update({"layer": "7", "head": "nonsense"})
-    at.run()
-    at.switch_page("views/attention.py").run()
+    at = open_page("attention", layer=7, head="nonsense")
     assert not at.exception
     assert placed(at, "selectbox", "layer").value == 0 and placed(at, "selectbox", "head").value == 0
 
@@ -51,9 +43,7 @@ def test_a_rerun_that_carries_an_earlier_pages_widget_is_no_error(root):
     """A quick click: the learner changes a sidebar choice on page A and the next rerun already runs page C. The
     request still carries A's widget, so its on_change runs at the start of C's run, where A's widget key means
     nothing; that once raised KeyError (a red traceback instead of the page)."""
-    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
-    at.run()
-    at.switch_page("views/tokenizer.py").run()
+    at = open_page("tokenizer")
     picker = next(w for w in at.sidebar.selectbox if w.label == "Evaluation text")
     assert len(picker.options) > 1
     picker.select_index(1 if picker.index == 0 else 0)

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_attribution import model_for, pair
-from test_features import random_dictionary, tiny_model
-from test_neurons import model_and_text
+from model_support import model_and_text, model_for, pair, random_dictionary, tiny_model
 
 from gpt.interp.features.cards import cached_scan, is_card_scanned, scan_features
 from gpt.interp.features.dictionary import LoadedDictionary

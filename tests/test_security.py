@@ -1,16 +1,19 @@
-"""Safe to serve: .streamlit/config.toml binds 127.0.0.1 with XSRF protection and an upload limit, the README
-says how to open it up deliberately, and token text rendered as HTML is escaped (a corpus or prompt holding
-`<script>` shows as text)."""
+"""Safe to serve: .streamlit/config.toml binds 127.0.0.1 with XSRF protection and an upload limit, and the served
+app does what it says (listens on this machine only, refuses an upload without its XSRF token); a crafted link or
+run name reaches nothing outside the checkpoints folder; token text rendered as HTML is escaped (a corpus or
+prompt holding `<script>` shows as text)."""
 from __future__ import annotations
 
 import html
+import ipaddress
 import json
 import re
 import tomllib
+from pathlib import Path
 
 import pytest
 import torch
-from conftest import ROOT, checkpoints_env
+from conftest import ROOT, checkpoints_env, new_app, open_page
 
 from gpt import runs
 from gpt.config import GPTConfig, TrainConfig
@@ -34,11 +37,76 @@ def test_streamlit_config_is_safe_by_default():
     assert cfg["browser"]["gatherUsageStats"] is False
 
 
-def test_readme_explains_serving_on_a_network_deliberately():
-    readme = (ROOT / "README.md").read_text()
-    section = readme[readme.index("## Serving on a network"):]
-    for needed in ("--server.address", "127.0.0.1", "XSRF", "maxUploadSize", "GPT_EXPLORER_MAX_JOBS"):
-        assert needed in section, needed
+def listening_addresses(port: int) -> list:
+    """The local addresses of the sockets listening on TCP `port` (Linux: /proc/net/tcp and tcp6)."""
+    found = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            address, hex_port = local.split(":")
+            if state == "0A" and int(hex_port, 16) == port:   # 0A: LISTEN
+                words = bytes.fromhex(address)   # each 32-bit word in host (little-endian) order
+                raw = b"".join(words[i:i + 4][::-1] for i in range(0, len(words), 4))
+                found.append(ipaddress.ip_address(raw))
+    return found
+
+
+@pytest.mark.slow
+def test_the_served_app_listens_on_this_machine_only_and_refuses_uploads_without_its_xsrf_token(tmp_path):
+    """The server as `gpt-explorer` starts it (the project's .streamlit/config.toml, no address given) listens on
+    loopback only, and an upload (PUT) from a page that lacks the app's XSRF cookie and header is refused (403);
+    with them, the same request gets past that check (and fails on its made-up session instead: 400)."""
+    import urllib.error
+    import urllib.request
+
+    from browser_support import app_server
+    (tmp_path / "checkpoints").mkdir()
+    with app_server(tmp_path / "checkpoints", tmp_path / "server.log", address=None) as url:
+        port = int(url.rsplit(":", 1)[1])
+        listening = listening_addresses(port)
+        assert listening and all(a.is_loopback or (a.version == 6 and a.ipv4_mapped and a.ipv4_mapped.is_loopback)
+                                 for a in listening), listening
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+        def upload_status(headers: dict) -> int:
+            request = urllib.request.Request(f"{url}/_stcore/upload_file/made-up-session/file-1", data=b"x" * 100,
+                                             method="PUT", headers=headers)
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                opener.open(request, timeout=30)
+            return refused.value.code
+
+        assert upload_status({}) == 403
+        with opener.open(f"{url}/_stcore/health", timeout=30) as health:
+            cookie = next(v for k, v in health.headers.items() if k.lower() == "set-cookie" and "_streamlit_xsrf" in v)
+        token = cookie.split(";")[0].split("=", 1)[1]
+        assert upload_status({"Cookie": f"_streamlit_xsrf={token}", "X-Xsrftoken": token}) == 400
+
+
+def test_a_link_naming_a_run_outside_the_checkpoints_folder_opens_none_of_it(root, tmp_path):
+    """?run=../outside (a crafted link) where ../outside is a loadable run: the app opens its own run instead."""
+    import shutil
+    shutil.copytree(root / "tiny", tmp_path / "outside")
+    at = new_app(run="../outside")
+    at.run()
+    assert not at.exception, [e.message for e in at.exception]
+    assert at.sidebar.selectbox(key="selected_run").value == "tiny"
+    assert at.query_params["run"] in ("tiny", ["tiny"])   # the link now names what is shown
+
+
+@pytest.mark.slow
+def test_a_run_name_that_climbs_out_trains_inside_the_checkpoints_folder(root, tmp_path):
+    """The Train form's run name '../../escape<b>x</b>' starts a run in a folder directly inside the checkpoints
+    root with a safe name; nothing is created beside or above it."""
+    before = sorted(p.name for p in tmp_path.iterdir())
+    at = open_page("train")
+    at.text_input(key="tf_name").input("../../escape<b>x</b>").run()
+    next(b for b in at.button if b.label == "Start training").click().run()
+    assert not at.exception, [e.message for e in at.exception]
+    started = [p for p in root.iterdir() if p.is_dir() and p.name != "tiny"]
+    assert len(started) == 1 and started[0].parent == root, started
+    assert all(c.isalnum() or c in "._-" for c in started[0].name) and "escape" in started[0].name
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+    assert not any(p.name.startswith("escape") for p in tmp_path.parent.iterdir())
 
 
 def test_token_chips_escape_html():
@@ -52,7 +120,6 @@ def test_token_chips_escape_html():
 
 
 # ---- in the app: a run whose corpus is full of HTML ----
-AppTest = pytest.importorskip("streamlit.testing.v1").AppTest
 
 
 @pytest.fixture(scope="module")
@@ -92,22 +159,14 @@ def assert_escaped(at, marker: str = "<script>") -> None:
 def test_pages_show_html_in_the_corpus_as_text(evil_root, page):
     if not (ROOT / "explorer" / "views" / f"{page}.py").exists():
         pytest.skip(f"no {page} page")
-    at = AppTest.from_file(str(ROOT / "explorer" / "app.py"), default_timeout=180)
-    at.session_state["selected_run"] = "evil"
-    at.run()
-    at.switch_page(f"views/{page}.py")
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
+    at = open_page(page, "evil")
     if page == "tokenizer":
         at.text_area[0].set_value(EVIL).run()
     assert_escaped(at, "<script>" if page == "tokenizer" else "<")  # a validation passage holds some '<'
 
 
 def test_logit_lens_shows_markup_tokens_as_text(evil_root):
-    at = AppTest.from_file(str(ROOT / "explorer" / "app.py"), default_timeout=180)
-    at.session_state["selected_run"] = "evil"
-    at.run()
-    at.switch_page("views/logit_lens.py").run()
+    at = open_page("logit_lens", "evil")
     at.text_area[0].set_value("<b>bold</b> to be").run()
     assert not at.exception, [e.value for e in at.exception]
     lens = json.loads(at.get("plotly_chart")[0].proto.spec)["data"][0]
@@ -117,11 +176,7 @@ def test_logit_lens_shows_markup_tokens_as_text(evil_root):
 
 
 def test_generate_page_shows_an_html_prompt_as_text(evil_root):
-    at = AppTest.from_file(str(ROOT / "explorer" / "app.py"), default_timeout=180)
-    at.session_state["selected_run"] = "evil"
-    at.run()
-    at.switch_page("views/generate.py")
-    at.run()
+    at = open_page("generate", "evil")
     at.text_area[0].set_value(EVIL).run()
     next(b for b in at.button if b.label == "Generate").click().run()
     assert not at.exception, [e.value for e in at.exception]

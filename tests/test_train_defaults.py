@@ -4,10 +4,8 @@ of hours, and refuses a value typed out of range visibly instead of replacing it
 to show the seed's ordering."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
-import streamlit as st
+from conftest import open_page
 from streamlit.proto.NumberInput_pb2 import NumberInput as NumberInputProto
 from streamlit.testing.v1 import AppTest
 
@@ -28,29 +26,15 @@ from explorer.jobs.train_form import (
 )
 from gpt.config import ARCHS, PRESETS, GPTConfig, TrainConfig
 
-APP = str(Path(__file__).resolve().parent.parent / "explorer" / "app.py")
 FAST = {"step_s": 0.01, "eval_batch_s": 0.003, "startup_s": 3.0, "measured": True, "at": 0}
 
 
 @pytest.fixture
-def empty_root(tmp_path, monkeypatch):
+def train_root(empty_root, monkeypatch):
     """No runs at all (a fresh clone without the shipped model is not needed: the Train page is what we test);
     the wall-time measurement replaced by a fixed one so each test controls what the machine 'measured'."""
-    monkeypatch.setenv("GPT_EXPLORER_CHECKPOINTS", str(tmp_path))
     monkeypatch.setattr(train_form, "measure_timing", lambda model, train, threads: dict(FAST))
-    st.cache_data.clear()
-    st.cache_resource.clear()
-    yield tmp_path
-    st.cache_data.clear()
-    st.cache_resource.clear()
-
-
-def train_page() -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=120)
-    at.run()  # the app opens on Inside a prediction
-    at.switch_page("views/train.py").run()
-    assert not at.exception, [e.message for e in at.exception]
-    return at
+    return empty_root
 
 
 def start_button(at: AppTest):
@@ -185,8 +169,8 @@ def test_ladder_rungs_add_one_idea_each_on_the_same_data():
 
 
 # ---- the page ----
-def test_train_page_opens_on_the_default_preset_with_an_expected_time(empty_root):
-    at = train_page()
+def test_train_page_opens_on_the_default_preset_with_an_expected_time(train_root):
+    at = open_page("train")
     assert at.selectbox(key="tf_preset").value == DEFAULT_PRESET
     for key, value in preset_form_values(DEFAULT_PRESET).items():
         if key == "bf16":
@@ -215,10 +199,10 @@ def assert_integer_boxes(at: AppTest) -> None:
         assert at.number_input(key=f"tf_{key}").proto.data_type == NumberInputProto.FLOAT, key
 
 
-def test_whole_number_fields_are_integers_on_screen(empty_root):
+def test_whole_number_fields_are_integers_on_screen(train_root):
     """Issue 22 saw "3.00" layers, "16.00" batch and "250.00" eval interval: st.number_input is a float box
     unless its value, step and bounds are all ints. Whole numbers stay whole after a preset change and a typed value."""
-    at = train_page()
+    at = open_page("train")
     assert_integer_boxes(at)
     at.selectbox(key="tf_preset").set_value("nanogpt-cpu").run()
     assert at.number_input(key="tf_n_layer").value == PRESETS["nanogpt-cpu"][0]["n_layer"]
@@ -227,16 +211,16 @@ def test_whole_number_fields_are_integers_on_screen(empty_root):
     assert at.number_input(key="tf_seed").value == 7
 
 
-def test_typed_block_size_one_is_refused_visibly(empty_root):
-    at = train_page()
+def test_typed_block_size_one_is_refused_visibly(train_root):
+    at = open_page("train")
     at.number_input(key="tf_block_size").set_value(1).run()
     assert "Block size must be at least 2 (you typed 1)" in errors(at)
     assert at.number_input(key="tf_block_size").value == 1   # what the user typed stays, with the reason
     assert start_button(at).disabled
 
 
-def test_a_model_too_big_for_memory_cannot_start(empty_root):
-    at = train_page()
+def test_a_model_too_big_for_memory_cannot_start(train_root):
+    at = open_page("train")
     at.number_input(key="tf_n_layer").set_value(48).run()
     at.number_input(key="tf_n_embd").set_value(2048).run()
     at.number_input(key="tf_n_head").set_value(32).run()
@@ -246,10 +230,10 @@ def test_a_model_too_big_for_memory_cannot_start(empty_root):
     assert start_button(at).disabled
 
 
-def test_a_run_of_hours_asks_for_confirmation(empty_root, monkeypatch):
+def test_a_run_of_hours_asks_for_confirmation(train_root, monkeypatch):
     slow = {**FAST, "step_s": 10.0}
     monkeypatch.setattr(train_form, "measure_timing", lambda model, train, threads: dict(slow))
-    at = train_page()
+    at = open_page("train")
     at.number_input(key="tf_max_iters").set_value(100_000).run()
     assert start_button(at).disabled
     confirm = at.checkbox(key="tf_confirm_long")
@@ -258,24 +242,20 @@ def test_a_run_of_hours_asks_for_confirmation(empty_root, monkeypatch):
     assert not start_button(at).disabled
 
 
-def test_ladder_view_shows_each_rungs_sample_beside_its_curve(empty_root):
+def test_ladder_view_shows_each_rungs_sample_beside_its_curve(train_root):
     """Four finished rungs (their metrics, samples and status: what the page reads) -> one row per rung, in
     ladder order, with its own curve, validation loss and sample."""
     from gpt import runs
     losses = {"bigram": 2.49, "single_head": 2.25, "multi_head": 2.09, "gpt": 1.99}
     for arch, loss in losses.items():
-        rung = empty_root / f"ladder-0101-000000-{arch}"
+        rung = train_root / f"ladder-0101-000000-{arch}"
         rung.mkdir()
         for step in (0, 10):
             runs.append_jsonl(rung / runs.METRICS, {"step": step, "train_loss": loss + 1 - step / 10})
             runs.append_jsonl(rung / runs.METRICS, {"step": step, "val_loss": loss + 1 - step / 10})
         runs.append_jsonl(rung / runs.SAMPLES, {"step": 10, "text": f"sample of {arch}"})
         runs.write_status(rung, state="finished", pid=None, step=10, max_iters=10)
-    at = AppTest.from_file(APP, default_timeout=120)
-    at.session_state["train_watch"] = "ladder-0101-000000-bigram"
-    at.run()  # the app opens on Inside a prediction
-    at.switch_page("views/train.py").run()
-    assert not at.exception, [e.message for e in at.exception]
+    at = open_page("train", state={"train_watch": "ladder-0101-000000-bigram"})
     codes = [c.value for c in at.code]
     assert codes[:4] == [f"sample of {arch}" for arch in losses]
     rows = [m.value for m in at.markdown if "validation loss" in m.value]

@@ -11,7 +11,7 @@ import signal
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, checkpoints_env
+from conftest import ROOT, checkpoints_env, open_page
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
@@ -119,15 +119,10 @@ def test_damaged_config_metadata_is_corrupt(run_copy):
 
 
 # ---- in the app ----
-def test_the_app_shows_the_mismatch_and_keeps_working(run_copy):
-    AppTest = pytest.importorskip("streamlit.testing.v1").AppTest
-    import streamlit as st
-    st.cache_resource.clear()
+def test_the_app_shows_the_mismatch_and_keeps_working(run_copy, fresh_caches):
     edit_model_config(run_copy, n_head=4)
     with checkpoints_env(run_copy.parent):
-        at = AppTest.from_file(str(ROOT / "explorer" / "app.py"), default_timeout=180)
-        at.session_state["selected_run"] = "edited"
-        at.run()
+        at = open_page(run="edited")
         for page in ("generate", "attention"):
             at.switch_page(f"views/{page}.py")
             at.run()

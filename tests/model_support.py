@@ -1,0 +1,72 @@
+"""Small models, dictionaries and graphs that several test modules build (a support module, not a test module:
+tests import these instead of importing each other)."""
+from __future__ import annotations
+
+import torch
+
+from gpt.config import GPTConfig
+from gpt.interp.circuits import AttributionGraph, Node
+from gpt.interp.features.dictionary import Dictionary, DictionaryConfig
+from gpt.model import GPT
+
+V = 20          # model_for's vocabulary
+DIGEST = "ab" * 32  # random_dictionary's (fake) model digest
+
+
+def model_for(arch="gpt", seed=0, **options):
+    """A small model with weights shaken away from their init, so every part writes something."""
+    torch.manual_seed(seed)
+    model = GPT(GPTConfig(vocab_size=V, block_size=16, n_layer=2, n_head=2, n_embd=16, arch=arch, **options)).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.3)
+    return model
+
+
+def pair(T=10, seed=1):
+    """A clean and a corrupted prompt for model_for that differ in one early token."""
+    g = torch.Generator().manual_seed(seed)
+    clean = torch.randint(0, V, (T,), generator=g)
+    corrupted = clean.clone()
+    corrupted[2] = (clean[2] + 5) % V  # one token differs, early, so its effect must travel to the end
+    return clean, corrupted
+
+
+def tiny_model(**kw):
+    torch.manual_seed(0)
+    cfg = GPTConfig(vocab_size=12, n_layer=2, n_head=2, n_embd=16, block_size=16, **kw)
+    return GPT(cfg).eval()
+
+
+def random_dictionary(activation="topk", n=40, kind="transcoder", seed=0):
+    """A dictionary for tiny_model's shapes with random (decoder-normalised) weights."""
+    site_in, site_out = ("blocks.1.mlp.in", "blocks.1.mlp.out") if kind == "transcoder" else ("blocks.1.resid_mid",) * 2
+    cfg = DictionaryConfig(kind, site_in, site_out, activation, n, 16, 16, DIGEST, 5 if activation == "topk" else None)
+    d = Dictionary(cfg)
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in (d.W_enc, d.b_enc, d.W_dec, d.b_dec):
+            p.copy_(torch.randn(p.shape, generator=g))
+        d.normalise_decoder()
+        if d.log_threshold is not None:
+            d.log_threshold.copy_(torch.randn(n, generator=g).abs().log())
+    return d
+
+
+def model_and_text(arch="gpt"):
+    """A tiny untrained model and a token sequence long enough for several 8-token windows."""
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=20, block_size=8, n_layer=2, n_head=2, n_embd=8, arch=arch)).eval()
+    seq = torch.randint(0, 20, (8 * 40 + 3,), generator=torch.Generator().manual_seed(1))
+    return model, seq
+
+
+def toy_graph():
+    """embedding e -> feature a -> logit; e -> error r -> logit... built by hand so influence has known values."""
+    nodes = [Node("feature", 0, 0, 5, 1.0), Node("error", 0, 0, -1, 0.5), Node("embedding", -1, 0, 1, 1.0),
+             Node("logit", 1, 0, 2, 3.0), Node("logit", 1, 0, 4, 1.0)]
+    A = torch.zeros(5, 5)
+    A[0, 2] = 2.0                  # embedding -> feature
+    A[3, 0], A[3, 1], A[3, 2] = 3.0, -1.0, 0.0   # feature, error -> logit 2
+    A[4, 2] = 1.0                  # embedding -> logit 4 directly
+    return AttributionGraph([1], nodes, A, [2, 4], torch.tensor([0.75, 0.25]), torch.zeros(5), torch.zeros(5), 1)
