@@ -6,10 +6,9 @@ import shutil
 
 import pytest
 import torch
-from conftest import ROOT, checkpoints_env
+from conftest import ROOT, checkpoints_env, open_page
 
 pytestmark = pytest.mark.usefixtures("fresh_caches")
-AppTest = pytest.importorskip("streamlit.testing.v1").AppTest
 SHIPPED = ROOT / "checkpoints" / "shakespeare-char"
 PROMPT = "Where is Quintex? Good Quinte"
 
@@ -36,14 +35,7 @@ def run_with_clt(tmp_path_factory):
 def test_the_page_offers_the_clt_and_its_numbers_are_the_library_numbers(run_with_clt):
     from gpt.interp.circuits import attribution_graph, load_crosslayer_transcoder
     from gpt.runs import load_run
-    at = AppTest.from_file(str(ROOT / "explorer" / "app.py"), default_timeout=240)
-    at.session_state["selected_run"] = "shakespeare-char"
-    at.query_params["prompt"] = PROMPT
-    at.query_params["pos"] = "28"
-    at.run()
-    at.switch_page("views/circuit.py")
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
+    at = open_page("circuit", run="shakespeare-char", timeout=240, prompt=PROMPT, pos=28)
     radio = next(r for r in at.radio if r.label == "Replace the MLPs with")
     assert radio.options == ["per-layer transcoders", "cross-layer transcoder clt"]
     assert radio.value == "per-layer transcoders"

@@ -15,14 +15,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import ROOT, checkpoints_env
+from conftest import ROOT, checkpoints_env, open_page
 from token_display_support import CORRUPTED, FORBIDDEN, PROMPT, make_awkward_run
 
 from explorer.figures.base import safe
 from explorer.ui.text import chips_html, code_md, esc, text_md, token_html, token_md, token_text
 from gpt.tokenizers import BPETokenizer, CharTokenizer, display_text, display_token, raw_token
-
-AppTest = pytest.importorskip("streamlit.testing.v1").AppTest
 
 NASTY = "a\nb\tc'd<e&f\"g`h*i_j k"
 
@@ -163,18 +161,12 @@ def shown_strings(at) -> list[tuple[str, str]]:
     return out
 
 
-def open_page(page: str, run: str = "awkward") -> AppTest:
+def open_awkward_page(page: str, run: str = "awkward"):
+    """The page on `run` with the awkward prompt in the learner's place (and the Patching page's boxes filled)."""
     from explorer.ui.state import STORE
-    at = AppTest.from_file(str(ROOT / "explorer" / "app.py"), default_timeout=180)
-    at.session_state["selected_run"] = run
-    at.session_state[STORE] = {"prompt": PROMPT, "feature": "transcoder-L0#0"}
-    at.session_state["_patch_run"] = run   # the Patching page keeps these boxes for this run
-    at.session_state["patch_clean"], at.session_state["patch_corrupted"] = PROMPT, CORRUPTED
-    at.session_state["patch_answer"], at.session_state["patch_wrong"] = "'", "&"
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    at.switch_page(f"views/{page}.py").run()
-    assert not at.exception, [(e.message, e.stack_trace) for e in at.exception]
+    at = open_page(page, run=run, state={STORE: {"prompt": PROMPT, "feature": "transcoder-L0#0"}, "_patch_run": run,
+                                         "patch_clean": PROMPT, "patch_corrupted": CORRUPTED,
+                                         "patch_answer": "'", "patch_wrong": "&"})
     if page == "generate":   # the chips of a generation and its step figures
         next(b for b in at.button if b.label == "Generate").click().run()
         assert not at.exception, [e.value for e in at.exception]
@@ -185,7 +177,7 @@ def open_page(page: str, run: str = "awkward") -> AppTest:
 @pytest.mark.usefixtures("fresh_caches")
 @pytest.mark.parametrize("page", PAGES)
 def test_every_page_shows_awkward_tokens_once_escaped(awkward_root, page):
-    at = open_page(page)
+    at = open_awkward_page(page)
     strings = shown_strings(at)
     bad = [(kind, s) for kind, s in strings if any(f in s for f in FORBIDDEN)]
     assert not bad, bad[:5]
@@ -203,7 +195,7 @@ def test_every_page_shows_awkward_tokens_once_escaped(awkward_root, page):
 def test_bpe_tokens_show_once_escaped_too(awkward_root, page):
     """Byte-level BPE: merged tokens hold several awkward characters at once ("↵→", "·<"); the Tokenizer page also
     lists merges and replays them as chips."""
-    at = open_page(page, "awkward-bpe")
+    at = open_awkward_page(page, "awkward-bpe")
     if page == "tokenizer":
         next(w for w in at.text_input if w.label.startswith("Replay")).set_value(" <3 &").run()
     strings = shown_strings(at)
