@@ -34,6 +34,21 @@ class UnknownCharactersError(TokenizerError):
         super().__init__(f"{len(chars)} character(s) not in this tokenizer's vocabulary: {shown}")
 
 
+def visible(text: str) -> str:
+    """A token's one display form everywhere (the app's chips, feature labels): ↵ for a newline, · for a space,
+    → for a tab, ∅ for the empty string."""
+    return text.replace(" ", "\u00b7").replace("\n", "\u21b5").replace("\t", "\u2192") or "\u2205"
+
+
+def token_label(tokenizer, token_id: int) -> str:
+    """One token as shown everywhere: its own text with whitespace made visible (↵ for a newline, never a
+    literal backslash-n); a byte-level token that is not whole UTF-8 keeps the tokenizer's hex escapes."""
+    try:
+        return visible(tokenizer.token_bytes(int(token_id)).decode("utf-8"))
+    except UnicodeDecodeError:
+        return tokenizer.token_str(int(token_id))
+
+
 def printable(s: str) -> str:
     """Token text for display: control characters and newlines made visible."""
     out = []

@@ -23,6 +23,9 @@ POSITIVE, NEGATIVE = "#2166ac", "#b2182b"
 MAX_EDGES = 400  # the strongest edges drawn; more turn the picture into a blur
 COLUMN_PER_NODE = 0.3  # column width per node of a position's busiest cell (a quiet position is 1 wide)
 MAX_COLUMN = 10.0       # ... up to this, so the quiet positions' labels keep room
+MAX_TAGS = 12           # feature labels written beside the most influential feature nodes (all are in the hover)
+TAG_CHARS = 34          # ... cut to this length
+WEAK_COLOUR = "#9a9a9a"
 
 
 @dataclass
@@ -34,11 +37,15 @@ class ViewNode:
     influence: float
     label: str          # one line for the hover and the pickers
     members: tuple[str, ...] = ()
+    tag: str = ""       # a feature's label (gpt.interp.features.labels), written beside the node when influential
+    weak: bool = False  # ... whose held-out score is low: drawn grey
 
 
-def node_label(node, token: str) -> str:
+def node_label(node, token: str, feature_label: str = "") -> str:
+    """One line naming a node; a feature's label (plain text, quotes for code spans) follows after a colon."""
     if node.kind == "feature":
-        return f"L{node.layer} #{node.index} at {node.position} '{token}' (act {node.activation:.2f})"
+        return (f"L{node.layer} #{node.index} at {node.position} '{token}' (act {node.activation:.2f})"
+                + (f": {feature_label}" if feature_label else ""))
     if node.kind == "error":
         return f"L{node.layer} error at {node.position} '{token}' (size {node.activation:.2f})"
     if node.kind == "embedding":
@@ -46,11 +53,18 @@ def node_label(node, token: str) -> str:
     return f"logit '{token}' (value {node.activation:.2f})"
 
 
+def short_tag(text: str, limit: int = TAG_CHARS) -> str:
+    return text if len(text) <= limit else text[:limit - 1].rstrip() + "…"
+
+
 def circuit_view(graph, labels: dict[str, str], groups: dict[str, list[str]] | None = None,
-                 hidden: set[str] | None = None) -> tuple[list[ViewNode], list[tuple[int, int, float]]]:
+                 hidden: set[str] | None = None, tags: dict[str, tuple[str, bool]] | None = None
+                 ) -> tuple[list[ViewNode], list[tuple[int, int, float]]]:
     """The nodes to draw and the edges between them [(source, target, weight)]: each group (label -> member keys)
-    becomes one supernode whose edges are the sums of its members' edges; hidden keys are left out."""
+    becomes one supernode whose edges are the sums of its members' edges; hidden keys are left out. tags: node key
+    -> (feature label, weak) written beside the most influential features."""
     hidden = hidden or set()
+    tags = tags or {}
     owner = {}
     for label, members in (groups or {}).items():
         for key in members:
@@ -83,7 +97,9 @@ def circuit_view(graph, labels: dict[str, str], groups: dict[str, list[str]] | N
             display_of.append(index_of[dkey])
             continue
         index_of[key] = len(nodes)
-        nodes.append(ViewNode(key, n.kind, n.layer, float(n.position), influence[i], labels.get(key, key)))
+        tag, weak = tags.get(key, ("", False))
+        nodes.append(ViewNode(key, n.kind, n.layer, float(n.position), influence[i], labels.get(key, key), (), tag,
+                              weak))
         display_of.append(index_of[key])
     summed: dict[tuple[int, int], float] = {}
     target, source = graph.adjacency.nonzero(as_tuple=True)
@@ -154,6 +170,15 @@ def circuit_figure(nodes: list[ViewNode], edges: list[tuple[int, int, float]], t
             marker=dict(symbol=symbol, color=colour, size=sizes,
                         line=dict(width=[3 if nodes[i].key == selected else 0.5 for i in idx],
                                   color=["#000000" if nodes[i].key == selected else "#ffffff" for i in idx]))))
+    # the most influential features' labels, beside their nodes (grey when weak): the graph reads as a story
+    tagged = sorted((i for i, n in enumerate(nodes) if n.kind == "feature" and n.tag),
+                    key=lambda i: -nodes[i].influence)[:MAX_TAGS]
+    if tagged:
+        fig.add_trace(go.Scatter(
+            x=[xy[i][0] for i in tagged], y=[xy[i][1] for i in tagged], mode="text", showlegend=False,
+            hoverinfo="skip", textposition="middle right", cliponaxis=False,
+            text=[" " + safe(short_tag(nodes[i].tag)) for i in tagged],
+            textfont=dict(size=11, color=[WEAK_COLOUR if nodes[i].weak else "#1f2d3d" for i in tagged])))
     # a numeric axis never merges equal labels, so the token alone is enough (its position is in the hover)
     short = max((len(t) for t in tokens), default=1) <= 2
     fig.update_xaxes(tickmode="array", tickvals=centers, ticktext=[safe(t) for t in tokens],

@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 
 from gpt.data import CorpusError, decode_bytes
+from gpt.tokenizers import token_label, visible  # noqa: F401  (one display form, defined in gpt/)
 
 
 def read_upload(upload) -> tuple[str | None, str | None]:
@@ -19,20 +20,6 @@ def read_upload(upload) -> tuple[str | None, str | None]:
 def esc(text: str) -> str:
     """HTML-escape token text (a corpus containing <script> must show as text)."""
     return html.escape(text, quote=True)
-
-
-def visible(text: str) -> str:
-    """Whitespace made visible inside token chips."""
-    return text.replace(" ", "\u00b7").replace("\n", "\u21b5").replace("\t", "\u2192") or "\u2205"
-
-
-def token_label(tokenizer, token_id: int) -> str:
-    """One token as shown everywhere: its own text with whitespace made visible (↵ for a newline, never a
-    literal backslash-n); a byte-level token that is not whole UTF-8 keeps the tokenizer's hex escapes."""
-    try:
-        return visible(tokenizer.token_bytes(int(token_id)).decode("utf-8"))
-    except UnicodeDecodeError:
-        return tokenizer.token_str(int(token_id))
 
 
 CHIP_STYLE = ("display:inline-block;margin:1px;padding:1px 3px;border-radius:4px;font-family:monospace;"
