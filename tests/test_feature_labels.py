@@ -151,3 +151,34 @@ def test_graph_json_carries_the_labels_as_clerp(labels, setup, tmp_path):
     write_labels(LoadedDictionary(loaded.name, folder, loaded.config, loaded.module, None), labels)
     clerps = node_clerps(Graph, {0: load_labels(folder)})
     assert clerps == {"0_0_5": labels["features"]["0"]["label"]}
+
+
+@pytest.mark.slow
+def test_cli_train_labels_its_dictionaries_and_label_relabels_by_name(tiny_run, tmp_path):
+    from conftest import run_cli
+    run = tmp_path / "tiny"
+    shutil.copytree(tiny_run, run)
+    run_cli("-m", "gpt.interp.features", "train", str(run), "--layers", "0", "--n-features", "64", "--k", "4",
+            "--tokens", "20000", "--no-eval", "--no-label", "--threads", "1")
+    folder = run / "features" / "transcoder-L0"
+    assert (folder / "dictionary.safetensors").is_file() and not (folder / LABELS_FILE).exists()
+    out = run_cli("-m", "gpt.interp.features", "label", str(run), "transcoder-L0", "--threads", "1").stdout
+    assert "transcoder-L0" in out and "held-out score quartiles" in out
+    data = read_labels(folder)
+    assert data["dictionary"] == "transcoder-L0" and data["features"]
+    assert all(set(e) >= {"label", "score", "f1", "rule", "promotes", "suppresses", "density"}
+               for e in data["features"].values())
+    bad = run_cli("-m", "gpt.interp.features", "label", str(run), "no-such", check=False)
+    assert bad.returncode == 2 and "no dictionary named no-such" in bad.stderr
+    # train without --no-label labels what it trained
+    run_cli("-m", "gpt.interp.features", "train", str(run), "--layers", "0", "--n-features", "64", "--k", "4",
+            "--tokens", "20000", "--no-eval", "--name", "again", "--threads", "1")
+    assert read_labels(run / "features" / "again")["dictionary"] == "again"
+
+
+def test_graph_tags_keep_what_a_feature_promotes_when_cut():
+    from explorer.figures.circuit import short_tag
+    assert short_tag("'m' after 'co' → f p b") == "'m' after 'co' → f p b"
+    long = "a consonant, a vowel or punctuation after a capital → ↵ Z ·; not capitals"
+    cut = short_tag(long, 44)
+    assert cut.endswith("→ ↵ Z · ¬capitals") and "…" in cut and len(cut) <= 44

@@ -24,7 +24,7 @@ MAX_EDGES = 400  # the strongest edges drawn; more turn the picture into a blur
 COLUMN_PER_NODE = 0.3  # column width per node of a position's busiest cell (a quiet position is 1 wide)
 MAX_COLUMN = 10.0       # ... up to this, so the quiet positions' labels keep room
 MAX_TAGS = 12           # feature labels written beside the most influential feature nodes (all are in the hover)
-TAG_CHARS = 34          # ... cut to this length
+TAG_CHARS = 44          # ... cut to about this length (the rule is shortened, not what it promotes)
 WEAK_COLOUR = "#9a9a9a"
 
 
@@ -54,7 +54,15 @@ def node_label(node, token: str, feature_label: str = "") -> str:
 
 
 def short_tag(text: str, limit: int = TAG_CHARS) -> str:
-    return text if len(text) <= limit else text[:limit - 1].rstrip() + "…"
+    """A label cut to about `limit` characters, keeping what it promotes ("'m' after 'co' → f p b"): the rule is
+    shortened first."""
+    if len(text) <= limit:
+        return text
+    rule, arrow, effect = text.partition(" → ")
+    effect = effect.replace("; not ", " ¬")   # "; not capitals" -> " ¬capitals"
+    keep = max(8, limit - len(effect) - 3) if arrow else limit
+    rule = rule if len(rule) <= keep else rule[:keep - 1].rstrip(" ,") + "…"
+    return f"{rule} → {effect}" if arrow else rule
 
 
 def circuit_view(graph, labels: dict[str, str], groups: dict[str, list[str]] | None = None,

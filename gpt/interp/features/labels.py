@@ -6,13 +6,15 @@ and the token at such a place; up to three values of one family, or "at least k"
 the feature's activation as the mean activation the feature had, in the fitting text, on the tokens of each of the
 rule's values, and 0 on every other token.
 
-* **Fitted** on the first half of the run's validation split: for every family, every feature and every value at
-  once (a bincount over the feature's non-zero activations), the Pearson correlation between the rule's prediction
-  and the activation, in closed form; per feature, the rule with the best correlation wins (a simpler rule wins a
-  near tie).
-* **Scored** on the second half (held out: not used to choose or fit the rule): the Pearson correlation between the
-  rule's prediction and the feature's activation over every token of that half (`score`), and the F1 of "the rule
-  applies" against "the feature fires" (`f1`).
+* **Fitted** on half of the run's validation split (the even-numbered 1,024-token blocks; `split="halves"` fits on
+  the first half instead): for every family, every feature and every value at once (a bincount over the feature's
+  non-zero activations), the Pearson correlation between the rule's prediction and the activation, in closed form;
+  per feature, the rule with the best correlation wins (a simpler rule wins a near tie).
+* **Scored** on the other half (the odd-numbered blocks, held out: not used to choose or fit the rule): the Pearson
+  correlation between the rule's prediction and the feature's activation over every token of that half (`score`),
+  and the F1 of "the rule applies" against "the feature fires" (`f1`). Alternating blocks put every scene of the
+  text in both halves; with plain halves, a feature for one character's name (fitted on the first plays) is scored
+  on plays where that name never occurs.
 
 What it does: its decoder row read through the unembedding (W_U @ W_dec[f], the direct path, as the feature card
 shows it): the tokens it promotes most, and what it suppresses (a class such as "capitals" when most of the tokens

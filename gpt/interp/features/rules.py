@@ -17,11 +17,10 @@ import torch
 
 from gpt.tokenizers import token_label, visible
 
-CLASSES = ("a capital", "a lowercase vowel", "a lowercase consonant", "a digit", "a space", "a newline",
-           "punctuation", "other")
-PLURAL = {"a capital": "capitals", "a lowercase vowel": "lowercase vowels", "a lowercase consonant":
-          "lowercase consonants", "a digit": "digits", "a space": "spaces", "a newline": "newlines",
-          "punctuation": "punctuation", "other": "other tokens"}
+# a token's character class; "vowel" and "consonant" are lowercase letters (capitals are a class of their own)
+CLASSES = ("a capital", "a vowel", "a consonant", "a digit", "a space", "a newline", "punctuation", "other")
+PLURAL = {"a capital": "capitals", "a vowel": "vowels", "a consonant": "consonants", "a digit": "digits",
+          "a space": "spaces", "a newline": "newlines", "punctuation": "punctuation", "other": "other tokens"}
 MAX_WORD_POS = 9     # "the 9th+ letter of a word"
 MAX_LINE_COL = 16    # "the 16th+ character of a line"
 MAX_HEADER_COL = 12  # "the 12th+ character of a line after a blank line"
