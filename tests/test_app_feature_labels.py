@@ -34,19 +34,21 @@ def test_circuit_graph_writes_the_labels_of_its_most_influential_features():
     from gpt.runs import load_run
     at = open_page("views/circuit.py", pos=46)   # the README's worked example: after "...thou Rome", `o` comes
     figure = json.loads(at.get("plotly_chart")[0].proto.spec)
-    written = [t for trace in figure["data"] if trace.get("mode") == "text" for t in trace["text"]]
-    assert written, "no labels drawn beside the nodes"
-    # the most influential feature of the worked example carries its labels.json label (cut to fit)
+    numbers = [t for trace in figure["data"] if trace.get("mode") == "text" for t in trace["text"]]
+    assert numbers[:3] == ["<b>1</b>", "<b>2</b>", "<b>3</b>"], numbers
+    # the most influential feature of the worked example is number 1, listed with its labels.json label and score
     run = load_run(SHIPPED)
     tcs = load_transcoders(SHIPPED, run.model)
     ids = run.tokenizer.encode("JULIET:\nO Romeo, Romeo! wherefore art thou Rome")
     pruned = attribution_graph(run.model, ids, tcs).prune(0.8, 0.98)
     top = max((i for i, n in enumerate(pruned.nodes) if n.kind == "feature"), key=lambda i: float(pruned.influence[i]))
     node = pruned.nodes[top]
-    label = plain_label(labels_by_layer(tcs)[node.layer].entry(node.index)["label"])
-    rule, _, effect = label.partition(" → ")
-    assert any(w.strip().startswith(rule.split("…")[0][:8]) and effect.split(";")[0] in w for w in written), \
-        (label, written)
+    entry = labels_by_layer(tcs)[node.layer].entry(node.index)
+    listing = next(m.value for m in at.markdown if m.value.startswith("**The most influential features"))
+    first = listing.split("\n")[2]
+    assert first.startswith(f"1. L{node.layer} #{node.index} at ") and entry["label"] in first, first
+    assert f"({entry['score']:.2f})" in first
+    label = plain_label(entry["label"])
     hovers = [h for trace in figure["data"] for h in (trace.get("hovertext") or [])]
     assert any(label in h for h in hovers)
 

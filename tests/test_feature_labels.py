@@ -176,9 +176,11 @@ def test_cli_train_labels_its_dictionaries_and_label_relabels_by_name(tiny_run, 
     assert read_labels(run / "features" / "again")["dictionary"] == "again"
 
 
-def test_graph_tags_keep_what_a_feature_promotes_when_cut():
-    from explorer.figures.circuit import short_tag
-    assert short_tag("'m' after 'co' → f p b") == "'m' after 'co' → f p b"
-    long = "a consonant, a vowel or punctuation after a capital → ↵ Z ·; not capitals"
-    cut = short_tag(long, 44)
-    assert cut.endswith("→ ↵ Z · ¬capitals") and "…" in cut and len(cut) <= 44
+
+def test_places_that_differ_only_in_their_number_share_the_words():
+    from gpt.interp.features.rules import join_or
+    assert join_or(["the 7th letter of a word", "the 5th letter of a word", "the 6th letter of a word"]) == \
+        "the 5th, 6th or 7th letter of a word"
+    assert join_or(["`I` as the 8th letter of a word", "`I` as the 2nd letter of a word"]) == \
+        "`I` as the 2nd or 8th letter of a word"
+    assert join_or(["`a`", "`e`", "`o`"]) == "`a`, `e` or `o`"

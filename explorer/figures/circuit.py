@@ -23,8 +23,7 @@ POSITIVE, NEGATIVE = "#2166ac", "#b2182b"
 MAX_EDGES = 400  # the strongest edges drawn; more turn the picture into a blur
 COLUMN_PER_NODE = 0.3  # column width per node of a position's busiest cell (a quiet position is 1 wide)
 MAX_COLUMN = 10.0       # ... up to this, so the quiet positions' labels keep room
-MAX_TAGS = 12           # feature labels written beside the most influential feature nodes (all are in the hover)
-TAG_CHARS = 44          # ... cut to about this length (the rule is shortened, not what it promotes)
+MAX_TAGS = 12           # the most influential labelled features numbered on the figure (every label is in the hover)
 WEAK_COLOUR = "#9a9a9a"
 
 
@@ -37,7 +36,7 @@ class ViewNode:
     influence: float
     label: str          # one line for the hover and the pickers
     members: tuple[str, ...] = ()
-    tag: str = ""       # a feature's label (gpt.interp.features.labels), written beside the node when influential
+    tag: str = ""       # a feature's label (gpt.interp.features.labels): numbered on the figure when influential
     weak: bool = False  # ... whose held-out score is low: drawn grey
 
 
@@ -53,16 +52,11 @@ def node_label(node, token: str, feature_label: str = "") -> str:
     return f"logit '{token}' (value {node.activation:.2f})"
 
 
-def short_tag(text: str, limit: int = TAG_CHARS) -> str:
-    """A label cut to about `limit` characters, keeping what it promotes ("'m' after 'co' → f p b"): the rule is
-    shortened first."""
-    if len(text) <= limit:
-        return text
-    rule, arrow, effect = text.partition(" → ")
-    effect = effect.replace("; not ", " ¬")   # "; not capitals" -> " ¬capitals"
-    keep = max(8, limit - len(effect) - 3) if arrow else limit
-    rule = rule if len(rule) <= keep else rule[:keep - 1].rstrip(" ,") + "…"
-    return f"{rule} → {effect}" if arrow else rule
+def tagged_nodes(nodes: list[ViewNode], top: int = MAX_TAGS) -> list[int]:
+    """The indices of the `top` most influential labelled feature nodes, most influential first (numbered 1.. on
+    the figure)."""
+    return sorted((i for i, n in enumerate(nodes) if n.kind == "feature" and n.tag),
+                  key=lambda i: -nodes[i].influence)[:top]
 
 
 def circuit_view(graph, labels: dict[str, str], groups: dict[str, list[str]] | None = None,
@@ -178,15 +172,15 @@ def circuit_figure(nodes: list[ViewNode], edges: list[tuple[int, int, float]], t
             marker=dict(symbol=symbol, color=colour, size=sizes,
                         line=dict(width=[3 if nodes[i].key == selected else 0.5 for i in idx],
                                   color=["#000000" if nodes[i].key == selected else "#ffffff" for i in idx]))))
-    # the most influential features' labels, beside their nodes (grey when weak): the graph reads as a story
-    tagged = sorted((i for i, n in enumerate(nodes) if n.kind == "feature" and n.tag),
-                    key=lambda i: -nodes[i].influence)[:MAX_TAGS]
+    # the most influential labelled features carry a number; the page lists their labels under that number (the
+    # busiest column holds dozens of nodes, too close together for text beside each)
+    tagged = tagged_nodes(nodes)
     if tagged:
         fig.add_trace(go.Scatter(
             x=[xy[i][0] for i in tagged], y=[xy[i][1] for i in tagged], mode="text", showlegend=False,
-            hoverinfo="skip", textposition="middle right", cliponaxis=False,
-            text=[" " + safe(short_tag(nodes[i].tag)) for i in tagged],
-            textfont=dict(size=11, color=[WEAK_COLOUR if nodes[i].weak else "#1f2d3d" for i in tagged])))
+            hoverinfo="skip", textposition="top center", cliponaxis=False,
+            text=[f"<b>{rank}</b>" for rank, _ in enumerate(tagged, 1)],
+            textfont=dict(size=12, color=[WEAK_COLOUR if nodes[i].weak else "#1f2d3d" for i in tagged])))
     # a numeric axis never merges equal labels, so the token alone is enough (its position is in the hover)
     short = max((len(t) for t in tokens), default=1) <= 2
     fig.update_xaxes(tickmode="array", tickvals=centers, ticktext=[safe(t) for t in tokens],

@@ -8,9 +8,10 @@ import json
 
 import streamlit as st
 
-from explorer.figures.circuit import circuit_figure, circuit_view, node_label
+from explorer.figures.circuit import circuit_figure, circuit_view, node_label, tagged_nodes
 from explorer.ui.cache import feature_labels, run_dictionaries
 from explorer.ui.feature_card import draw_feature_card
+from explorer.ui.feature_labels import label_markdown
 from explorer.ui.prompts import teaching_prompt_ids
 from explorer.ui.run_picker import selected_attention_run
 from explorer.ui.state import bind, fresh_click
@@ -111,14 +112,25 @@ present = {n.key for n in pruned.nodes}
 hidden = ({k for k in present if k not in pins and not any(k in g for g in groups.values())}
           if only_pinned and (pins or groups) else set())
 nodes, edges = circuit_view(pruned, labels, groups, hidden, tags)
+by_key_all = {n.key: n for n in pruned.nodes}
 selected = st.session_state.get("circ_selected")
 event = st.plotly_chart(circuit_figure(nodes, edges, tokens, cfg.n_layer, selected), key="circ_graph",
                         on_select="rerun", selection_mode="points", config={"displayModeBar": False})
 st.caption(f"Read it bottom to top: token embeddings feed features in layers 0..{cfg.n_layer - 1}, which feed later "
            "features and the logits at the top. Bigger node = more influence on the prediction; blue edge = raises its target, red = "
            "lowers it, thicker = stronger (the strongest 400 drawn). Grey diamonds are what the transcoders miss. "
-           "The most influential features carry their label: what they fire on → what they promote (grey = weak, "
-           "its rule predicts little of where the feature fires). Hover for details; click a node to open it below.")
+           "The numbers mark the most influential features, listed with their labels below (grey = weak: its rule "
+           "predicts little of where the feature fires). Hover for any node's label; click a node to open it below.")
+numbered = tagged_nodes(nodes)
+if numbered:
+    rows = []
+    for rank, i in enumerate(numbered, 1):
+        n = by_key_all[nodes[i].key]
+        fl = feature_labels_of[n.layer]
+        rows.append(f"{rank}. L{n.layer} #{n.index} at `{esc(tokens[n.position])}` (influence {nodes[i].influence:.3f}): "
+                    f"{label_markdown(fl, n.index)} ({fl.entry(n.index)['score']:.2f})")
+    st.markdown("**The most influential features, numbered on the graph** (label: what it fires on → what it "
+                "promotes; held-out score in brackets)\n\n" + "\n".join(rows))
 if not any(feature_labels_of):
     st.caption("No feature labels yet: `gpt-features label " + run.path.name + "` writes them (a few minutes).")
 points = event.selection.points if event and event.selection else []

@@ -10,6 +10,7 @@ they are computed once per text, so testing many predicates for many features is
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Callable
 
@@ -85,7 +86,17 @@ class Family:
         return f"{self.what(w[0])} {join_or([self.where(x) for x in dict.fromkeys(h)])}"
 
 
+_ORDINAL = re.compile(r"\bthe (\d+)(?:st|nd|rd|th)(\+?) ")
+
+
 def join_or(parts: list[str]) -> str:
+    """"a, b or c"; places that differ only in their number share the words: "the 5th, 6th or 7th letter of a word"."""
+    if len(parts) > 1 and all(len(_ORDINAL.findall(p)) == 1 for p in parts) \
+            and len({_ORDINAL.sub("the # ", p) for p in parts}) == 1:
+        numbers = sorted((int(m.group(1)), m.group(2)) for m in (_ORDINAL.search(p) for p in parts))
+        shown = [ordinal(k) + plus for k, plus in numbers]
+        merged = ", ".join(shown[:-1]) + " or " + shown[-1]
+        return _ORDINAL.sub(lambda m: f"the {merged} ", parts[0])
     return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " or " + parts[-1]
 
 
