@@ -178,7 +178,8 @@ def circuit_figure(nodes: list[ViewNode], edges: list[tuple[int, int, float]], t
     if tagged:
         fig.add_trace(go.Scatter(
             x=[xy[i][0] for i in tagged], y=[xy[i][1] for i in tagged], mode="text", showlegend=False,
-            hoverinfo="skip", textposition="top center", cliponaxis=False,
+            hoverinfo="skip", cliponaxis=False,   # above and below in turn: neighbours in a busy cell stay apart
+            textposition=["top center" if rank % 2 else "bottom center" for rank in range(1, len(tagged) + 1)],
             text=[f"<b>{rank}</b>" for rank, _ in enumerate(tagged, 1)],
             textfont=dict(size=12, color=[WEAK_COLOUR if nodes[i].weak else "#1f2d3d" for i in tagged])))
     # a numeric axis never merges equal labels, so the token alone is enough (its position is in the hover)
