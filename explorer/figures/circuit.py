@@ -23,6 +23,8 @@ POSITIVE, NEGATIVE = "#2166ac", "#b2182b"
 MAX_EDGES = 400  # the strongest edges drawn; more turn the picture into a blur
 COLUMN_PER_NODE = 0.3  # column width per node of a position's busiest cell (a quiet position is 1 wide)
 MAX_COLUMN = 10.0       # ... up to this, so the quiet positions' labels keep room
+MAX_TAGS = 12           # the most influential labelled features numbered on the figure (every label is in the hover)
+WEAK_COLOUR = "#9a9a9a"
 
 
 @dataclass
@@ -34,11 +36,15 @@ class ViewNode:
     influence: float
     label: str          # one line for the hover and the pickers
     members: tuple[str, ...] = ()
+    tag: str = ""       # a feature's label (gpt.interp.features.labels): numbered on the figure when influential
+    weak: bool = False  # ... whose held-out score is low: drawn grey
 
 
-def node_label(node, token: str) -> str:
+def node_label(node, token: str, feature_label: str = "") -> str:
+    """One line naming a node; a feature's label (plain text, quotes for code spans) follows after a colon."""
     if node.kind == "feature":
-        return f"L{node.layer} #{node.index} at {node.position} '{token}' (act {node.activation:.2f})"
+        return (f"L{node.layer} #{node.index} at {node.position} '{token}' (act {node.activation:.2f})"
+                + (f": {feature_label}" if feature_label else ""))
     if node.kind == "error":
         return f"L{node.layer} error at {node.position} '{token}' (size {node.activation:.2f})"
     if node.kind == "embedding":
@@ -46,11 +52,21 @@ def node_label(node, token: str) -> str:
     return f"logit '{token}' (value {node.activation:.2f})"
 
 
+def tagged_nodes(nodes: list[ViewNode], top: int = MAX_TAGS) -> list[int]:
+    """The indices of the `top` most influential labelled feature nodes, most influential first (numbered 1.. on
+    the figure)."""
+    return sorted((i for i, n in enumerate(nodes) if n.kind == "feature" and n.tag),
+                  key=lambda i: -nodes[i].influence)[:top]
+
+
 def circuit_view(graph, labels: dict[str, str], groups: dict[str, list[str]] | None = None,
-                 hidden: set[str] | None = None) -> tuple[list[ViewNode], list[tuple[int, int, float]]]:
+                 hidden: set[str] | None = None, tags: dict[str, tuple[str, bool]] | None = None
+                 ) -> tuple[list[ViewNode], list[tuple[int, int, float]]]:
     """The nodes to draw and the edges between them [(source, target, weight)]: each group (label -> member keys)
-    becomes one supernode whose edges are the sums of its members' edges; hidden keys are left out."""
+    becomes one supernode whose edges are the sums of its members' edges; hidden keys are left out. tags: node key
+    -> (feature label, weak) written beside the most influential features."""
     hidden = hidden or set()
+    tags = tags or {}
     owner = {}
     for label, members in (groups or {}).items():
         for key in members:
@@ -83,7 +99,9 @@ def circuit_view(graph, labels: dict[str, str], groups: dict[str, list[str]] | N
             display_of.append(index_of[dkey])
             continue
         index_of[key] = len(nodes)
-        nodes.append(ViewNode(key, n.kind, n.layer, float(n.position), influence[i], labels.get(key, key)))
+        tag, weak = tags.get(key, ("", False))
+        nodes.append(ViewNode(key, n.kind, n.layer, float(n.position), influence[i], labels.get(key, key), (), tag,
+                              weak))
         display_of.append(index_of[key])
     summed: dict[tuple[int, int], float] = {}
     target, source = graph.adjacency.nonzero(as_tuple=True)
@@ -154,6 +172,16 @@ def circuit_figure(nodes: list[ViewNode], edges: list[tuple[int, int, float]], t
             marker=dict(symbol=symbol, color=colour, size=sizes,
                         line=dict(width=[3 if nodes[i].key == selected else 0.5 for i in idx],
                                   color=["#000000" if nodes[i].key == selected else "#ffffff" for i in idx]))))
+    # the most influential labelled features carry a number; the page lists their labels under that number (the
+    # busiest column holds dozens of nodes, too close together for text beside each)
+    tagged = tagged_nodes(nodes)
+    if tagged:
+        fig.add_trace(go.Scatter(
+            x=[xy[i][0] for i in tagged], y=[xy[i][1] for i in tagged], mode="text", showlegend=False,
+            hoverinfo="skip", cliponaxis=False,   # above and below in turn: neighbours in a busy cell stay apart
+            textposition=["top center" if rank % 2 else "bottom center" for rank in range(1, len(tagged) + 1)],
+            text=[f"<b>{rank}</b>" for rank, _ in enumerate(tagged, 1)],
+            textfont=dict(size=12, color=[WEAK_COLOUR if nodes[i].weak else "#1f2d3d" for i in tagged])))
     # a numeric axis never merges equal labels, so the token alone is enough (its position is in the hover)
     short = max((len(t) for t in tokens), default=1) <= 2
     fig.update_xaxes(tickmode="array", tickvals=centers, ticktext=[safe(t) for t in tokens],

@@ -86,6 +86,31 @@ def forget_dictionaries() -> None:
     _crosslayers.clear()
 
 
+@st.cache_data(max_entries=64, show_spinner=False)
+def _labels(folder: str, labels_mtime: float, weights_mtime: float):
+    del labels_mtime, weights_mtime  # part of the key only: a new labels.json or new weights are read again
+    from gpt.interp.features.labels import LabelsError, load_labels
+    try:
+        return load_labels(folder), None
+    except LabelsError as e:
+        return None, str(e)
+
+
+def feature_labels(dic):
+    """(gpt.interp.features.labels.FeatureLabels or None, the note why there are none) of a loaded dictionary: its
+    labels.json, checked against its weights file (labels of other weights are never shown)."""
+    from gpt.interp.features.dictionary import WEIGHTS_FILE
+    from gpt.interp.features.labels import LABELS_FILE
+
+    def mtime(path: Path) -> float:
+        try:
+            return path.stat().st_mtime
+        except OSError:
+            return 0.0
+    folder = Path(dic.path)
+    return _labels(str(folder), mtime(folder / LABELS_FILE), mtime(folder / WEIGHTS_FILE))
+
+
 # ---- computed results ----
 # The evaluation text (gpt/evaltext.py) is keyed by (source, pasted text): `pasted` is None unless the source is
 # the learner's own text, so a built-in corpus is read once however many texts were pasted.

@@ -6,7 +6,9 @@ import streamlit as st
 
 from explorer.figures.features import activation_histogram, density_figure
 from explorer.figures.inside import effect_bars
+from explorer.ui.cache import feature_labels
 from explorer.ui.eval_text import eval_caption, eval_key, eval_text_or_note
+from explorer.ui.feature_labels import label_markdown, score_markdown
 from explorer.ui.scans import forget_stop, run_scan, was_stopped
 from explorer.ui.text import chips_html, raw_token, token_text
 from gpt.interp.features.cards import cached_scan, feature_logit_effect, is_card_scanned
@@ -17,6 +19,16 @@ def draw_feature_card(run, dic, feature: int, key: str = "card") -> None:
     `key` keeps the widget keys apart when a page draws more than one card."""
     tok = run.tokenizer
     st.subheader(f"Feature #{feature} of {dic.name}")
+    labels, why_none = feature_labels(dic)
+    if labels is not None and labels.entry(feature) is not None:
+        st.markdown(f"**Label:** {label_markdown(labels, feature)} · {score_markdown(labels, feature)}")
+        st.caption(f"Found without a language model: the rule (what it fires on) that best predicts its activation, "
+                   f"chosen on half of the validation text and scored on the other half ({labels.measure}); "
+                   "after → the tokens its decoder promotes most through the unembedding.")
+    elif labels is not None:
+        st.caption("No label: this feature never fired on the labelling text.")
+    else:
+        st.caption(f"No labels for {dic.name}: {why_none}")
     # a note, not st.stop(): the Circuit page draws this card inside its own page and goes on after it
     evaluation = eval_text_or_note(run, "A feature card")
     if evaluation is None:

@@ -8,9 +8,10 @@ import json
 
 import streamlit as st
 
-from explorer.figures.circuit import circuit_figure, circuit_view, node_label
-from explorer.ui.cache import run_crosslayers, run_dictionaries
+from explorer.figures.circuit import circuit_figure, circuit_view, node_label, tagged_nodes
+from explorer.ui.cache import feature_labels, run_crosslayers, run_dictionaries
 from explorer.ui.feature_card import draw_feature_card
+from explorer.ui.feature_labels import label_markdown
 from explorer.ui.prompts import teaching_prompt_ids
 from explorer.ui.run_picker import selected_attention_run
 from explorer.ui.state import bind, fresh_click
@@ -19,6 +20,7 @@ from gpt.interp.capture import InterpError
 from gpt.interp.circuits import attribution_graph, intervene
 from gpt.interp.circuits.replacement import CircuitError, pick_transcoders, refuse_model
 from gpt.interp.features.export import feature_names
+from gpt.interp.features.labels import node_clerps
 from gpt.interp.features.stack import as_transcoders
 
 run = selected_attention_run("Circuit", "no layers, so there is no circuit to trace: its prediction is a lookup of "
@@ -107,8 +109,13 @@ except InterpError as e:
     st.stop()
 pruned, completeness = _pruned(*graph_key, node_threshold, edge_threshold)
 tokens = texts[:pos + 1]
-labels = {n.key: node_label(n, token_text(tok, n.index) if n.kind == "logit" else tokens[n.position])
-          for n in pruned.nodes}
+# per layer: labels.json, or None (a cross-layer transcoder has no per-layer labels yet)
+feature_labels_of = ([feature_labels(t)[0] for t in transcoders] if isinstance(transcoders, list)
+                     else [None] * cfg.n_layer)
+tags = {n.key: (feature_labels_of[n.layer].text(n.index, plain=True), feature_labels_of[n.layer].is_weak(n.index))
+        for n in pruned.nodes if n.kind == "feature" and feature_labels_of[n.layer] is not None}
+labels = {n.key: node_label(n, token_text(tok, n.index) if n.kind == "logit" else tokens[n.position],
+                            tags.get(n.key, ("", False))[0]) for n in pruned.nodes}
 
 # ---- what the model predicts, how much the graph explains ----
 top = ", ".join(f"{token_md(tok, i)} {float(p):.0%}" for i, p in zip(graph.logit_ids, graph.logit_probs))
@@ -132,14 +139,28 @@ groups: dict[str, list[str]] = st.session_state.setdefault(groups_key, {})
 present = {n.key for n in pruned.nodes}
 hidden = ({k for k in present if k not in pins and not any(k in g for g in groups.values())}
           if only_pinned and (pins or groups) else set())
-nodes, edges = circuit_view(pruned, labels, groups, hidden)
+nodes, edges = circuit_view(pruned, labels, groups, hidden, tags)
+by_key_all = {n.key: n for n in pruned.nodes}
 selected = st.session_state.get("circ_selected")
 event = st.plotly_chart(circuit_figure(nodes, edges, tokens, cfg.n_layer, selected), key="circ_graph",
                         on_select="rerun", selection_mode="points", config={"displayModeBar": False})
 st.caption(f"Read it bottom to top: token embeddings feed features in layers 0..{cfg.n_layer - 1}, which feed later "
            "features and the logits at the top. Bigger node = more influence on the prediction; blue edge = raises its target, red = "
            "lowers it, thicker = stronger (the strongest 400 drawn). Grey diamonds are what the transcoders miss. "
-           "Hover for details; click a node to open it below.")
+           "The numbers mark the most influential features, listed with their labels below (grey = weak: its rule "
+           "predicts little of where the feature fires). Hover for any node's label; click a node to open it below.")
+numbered = tagged_nodes(nodes)
+if numbered:
+    rows = []
+    for rank, i in enumerate(numbered, 1):
+        n = by_key_all[nodes[i].key]
+        fl = feature_labels_of[n.layer]
+        rows.append(f"{rank}. L{n.layer} #{n.index} at {code_md(tokens[n.position])} (influence {nodes[i].influence:.3f}): "
+                    f"{label_markdown(fl, n.index)} ({fl.entry(n.index)['score']:.2f})")
+    st.markdown("**The most influential features, numbered on the graph** (label: what it fires on → what it "
+                "promotes; held-out score in brackets)\n\n" + "\n".join(rows))
+if not any(feature_labels_of):
+    st.caption("No feature labels yet: `gpt-features label " + run.path.name + "` writes them (a few minutes).")
 points = event.selection.points if event and event.selection else []
 clicked = next((p.get("customdata") for p in points if p.get("customdata")), None)
 if fresh_click("circ_graph", clicked):
@@ -240,7 +261,9 @@ else:
                    "same way, the graph's story holds in the real model too.")
 
 # ---- export ----
-data = pruned.to_json(tokenizer=tok, labels={f"{k}": g for g, ks in groups.items() for k in ks},
+clerps = node_clerps(pruned, {layer: fl for layer, fl in enumerate(feature_labels_of) if fl is not None})
+clerps.update({k: g for g, ks in groups.items() for k in ks})   # the learner's supernode names win
+data = pruned.to_json(tokenizer=tok, labels=clerps,
                       metadata={"model": run.path.name, "position": pos})
 slug = f"{run.path.name}-{pos}"
 theirs = pruned.to_json(decode=tok.decode, schema="circuit-tracer", metadata={"model": run.path.name, "position": pos},

@@ -9,9 +9,10 @@ from explorer.classroom import policy as classroom
 from explorer.classroom import session as class_session
 from explorer.jobs import features as feature_jobs
 from explorer.jobs.training import format_eta
-from explorer.ui.cache import cached_run, forget_dictionaries, run_dictionaries
+from explorer.ui.cache import cached_run, feature_labels, forget_dictionaries, run_dictionaries
 from explorer.ui.eval_text import eval_text_or_note
 from explorer.ui.feature_card import draw_feature_card
+from explorer.ui.feature_labels import label_markdown
 from explorer.ui.prompts import teaching_prompt_ids
 from explorer.ui.run_picker import selected_attention_run
 from explorer.ui.state import bind, place, remember
@@ -126,12 +127,16 @@ pos = st.select_slider("Token", options=list(range(T)), format_func=lambda j: f"
                        **bind("pos", T - 1, options=range(T)))
 active = features_at(run.model, good, ids, pos)
 st.caption(f"At token {pos} {code_md(texts[pos])}, the strongest active features of each dictionary "
-           "(number = feature, activation in brackets). Click one to open its card below.")
+           "(number = feature, activation in brackets, then its label: what it fires on → what it promotes; grey = "
+           "weak, its rule predicts little of where it fires). Click one to open its card below.")
 names = [dic.name for dic in good]
 picked = place("feature", None)
 for dic, pairs in active:
     options = [f"{dic.name} #{i} ({v:.2f})" for i, v in pairs[:10]]
-    choice = st.pills(f"{dic.name} · {len(pairs)} active", options, selection_mode="single", key=f"pills_{dic.name}")
+    labels = feature_labels(dic)[0]
+    shown = {o: f"#{i} ({v:.2f}) {label_markdown(labels, i)}" for o, (i, v) in zip(options, pairs)}
+    choice = st.pills(f"{dic.name} · {len(pairs)} active", options, selection_mode="single", key=f"pills_{dic.name}",
+                      format_func=shown.get)
     if choice:
         new = f"{dic.name}#{choice.split('#')[1].split(' ')[0]}"
         if new != picked:

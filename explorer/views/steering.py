@@ -1,7 +1,8 @@
 """Steering: add a direction to the residual stream while the model writes (gpt.interp.steering)."""
 import streamlit as st
 
-from explorer.ui.cache import run_dictionaries
+from explorer.ui.cache import feature_labels, run_dictionaries
+from explorer.ui.feature_labels import label_markdown, score_markdown
 from explorer.ui.prompts import crop_note, default_prompt, encode_or_explain
 from explorer.ui.run_picker import selected_attention_run
 from explorer.ui.state import place
@@ -111,6 +112,9 @@ try:
         dic = dictionaries[names.index(name)]
         default = int(picked.split("#")[1]) if picked.startswith(name + "#") else 0
         feature = b.number_input("Feature", 0, dic.config.n_features - 1, min(default, dic.config.n_features - 1))
+        labels = feature_labels(dic)[0]
+        if labels is not None and labels.entry(feature) is not None:
+            st.caption(f"#{feature}: {label_markdown(labels, feature)} · {score_markdown(labels, feature)}")
         vector = feature_direction(dic, int(feature))
         clamp = st.toggle("Clamp its activation instead (hold it at a value wherever the model runs)",
                           key="steer_clamp", help="Adding pushes along the direction whatever the feature does; "

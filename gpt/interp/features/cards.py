@@ -58,28 +58,51 @@ class FeatureScan:
 
 
 @torch.no_grad()
+def sparse_activations_of(model: GPT, dictionaries: list, seq: torch.Tensor, progress=None
+                          ) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]]:
+    """Every non-zero activation of each dictionary over seq (1-D token ids), read in consecutive non-overlapping
+    block_size windows (gpt.evaluate.consecutive_windows: every token once, the tail included), fp32: per dictionary (positions in seq, features, values, tokens
+    read). One forward pass serves every dictionary. progress(fraction of tokens done) is called after every batch
+    of windows (it may raise to stop)."""
+    seq = torch.as_tensor(seq, dtype=torch.long).flatten()
+    device = next(model.parameters()).device
+    sites = {d.config.input for d in dictionaries}
+    found = [([], [], []) for _ in dictionaries]
+    offset = 0
+    for x, _ in consecutive_windows(seq, model.config.block_size, targets=False):  # every token, the tail too
+        trace = Trace(sites)
+        model(x.to(device), trace=trace)
+        for d, (feats, poss, vals) in zip(dictionaries, found):
+            cfg = d.config
+            f = d.encode(trace.acts[cfg.input].float().reshape(-1, cfg.d_in)).cpu()  # (B*T, n)
+            tok_idx, feat_idx = f.nonzero(as_tuple=True)
+            feats.append(feat_idx)
+            poss.append(tok_idx + offset)
+            vals.append(f[tok_idx, feat_idx])
+        offset += x.numel()
+        if progress is not None:
+            progress(offset / max(1, len(seq)))
+    if offset == 0:
+        empty = torch.zeros(0, dtype=torch.long)
+        return [(empty, empty, torch.zeros(0), 0) for _ in dictionaries]
+    return [(torch.cat(poss), torch.cat(feats), torch.cat(vals), offset) for feats, poss, vals in found]
+
+
+def sparse_activations(model: GPT, dictionary, seq: torch.Tensor, progress=None
+                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
+    """sparse_activations_of for one dictionary: (positions in seq, features, values, tokens read)."""
+    return sparse_activations_of(model, [dictionary], seq, progress)[0]
+
+
+@torch.no_grad()
 def scan_features(model: GPT, dictionary, seq: torch.Tensor, vocab_size: int | None = None,
                   progress=None) -> FeatureScan:
     """The module docstring's per-feature statistics over seq (1-D token ids). progress(fraction of tokens done) is
     called after every batch of windows (a page's progress bar; it may raise to stop the scan)."""
     cfg = dictionary.config
     seq = torch.as_tensor(seq, dtype=torch.long).flatten()
-    device = next(model.parameters()).device
-    feats, poss, vals = [], [], []
-    offset = 0
-    for x, _ in consecutive_windows(seq, model.config.block_size, targets=False):
-        trace = Trace({cfg.input})
-        model(x.to(device), trace=trace)
-        f = dictionary.encode(trace.acts[cfg.input].float().reshape(-1, cfg.d_in)).cpu()  # (B*T, n)
-        tok_idx, feat_idx = f.nonzero(as_tuple=True)
-        feats.append(feat_idx)
-        poss.append(tok_idx + offset)
-        vals.append(f[tok_idx, feat_idx])
-        offset += f.size(0)
-        if progress is not None:
-            progress(offset / max(1, len(seq)))
+    P, F_, V, offset = sparse_activations(model, dictionary, seq, progress)
     n, n_tokens = cfg.n_features, offset
-    F_, P, V = torch.cat(feats), torch.cat(poss), torch.cat(vals)
     counts = torch.bincount(F_, minlength=n)
     # sort by feature, then activation descending: each feature's firings become one contiguous run
     order = V.argsort(descending=True)

@@ -5,16 +5,19 @@
                                [--save-dtype float32|float16|bfloat16]
     gpt-features eval RUN_DIR [NAME]
     gpt-features cast RUN_DIR [NAME ...] --dtype float16|bfloat16|float32
+    gpt-features label RUN_DIR [NAME ...]
     gpt-features list RUN_DIR
     gpt-features export RUN_DIR NAME OUT --format saelens|circuit-tracer [--allow-topk]
 
 train streams activations from the run's training text and writes features/<name>/ (config.json +
 dictionary.safetensors) atomically, then evaluates each new dictionary on the whole validation split (--no-eval
 skips it). eval prints variance explained, mean L0, dead and dense features and CE loss recovered and writes them
-to features/<name>/metrics.json. cast re-saves dictionaries with their tensors in another dtype (half precision
-halves the files; loading upcasts to float32), dropping their metrics: evaluate the saved files again. export writes
-dictionaries in the layouts SAELens and circuit-tracer load (NAME: one dictionary, or a prefix P naming P-L0, P-L1, ...).
-The file format and formula: gpt/interp/features/dictionary.py and the README.
+to features/<name>/metrics.json. label writes features/<name>/labels.json: a label and a held-out score for every
+live feature (gpt/interp/features/labels.py); train runs it too (--no-label skips it). cast re-saves dictionaries with
+their tensors in another dtype (half precision halves the files; loading upcasts to float32), dropping their metrics:
+evaluate the saved files again. export writes dictionaries in the layouts SAELens and circuit-tracer load (NAME: one
+dictionary, or a prefix P naming P-L0, P-L1, ...). The file format and formula: gpt/interp/features/dictionary.py and
+the README.
 """
 from __future__ import annotations
 
@@ -42,6 +45,7 @@ from gpt.interp.features.dictionary import (
     write_metrics,
 )
 from gpt.interp.features.evaluate import evaluate_all_replaced, evaluate_dictionaries
+from gpt.interp.features.labels import LabelsError
 from gpt.interp.features.stack import Transcoders
 from gpt.interp.features.training import FeatureTrainConfig, train_dictionaries
 from gpt.runs import WEIGHTS, RunError, atomic, load_run
@@ -159,6 +163,57 @@ def evaluate_run(run, names: list[str] | None, corpus: str | None = None) -> dic
     return out
 
 
+def chosen_dictionaries(run, names: list[str] | None):
+    """The run's usable dictionaries named (all when names is None); broken ones are reported and skipped."""
+    digest = weights_digest(run.path / WEIGHTS)
+    good, broken = list_dictionaries(run.path, run.config, digest)
+    for b in broken:
+        if names is None or b.name in names:
+            print(f"skipped {b.name}: {b.error}", file=sys.stderr)
+    chosen = [d for d in good if names is None or d.name in names]
+    missing = set(names or []) - {d.name for d in chosen} - {b.name for b in broken}
+    if missing:
+        raise DictionaryError(f"no dictionary named {', '.join(sorted(missing))} in {run.path / FOLDER}")
+    if not chosen:
+        raise DictionaryError(f"no usable dictionaries in {run.path / FOLDER}; train some with gpt-features train")
+    return chosen
+
+
+def label_run(run, names: list[str] | None, corpus: str | None = None) -> dict[str, dict]:
+    """Label every live feature of the chosen dictionaries (labels.py) and write each labels.json; prints the
+    score distribution."""
+    from gpt.interp.features.labels import label_dictionaries, score_summary, write_labels
+    chosen = chosen_dictionaries(run, names)
+    val = training_splits(run, corpus).val
+    bar = None
+    if sys.stderr.isatty():
+        from tqdm import tqdm
+        bar = tqdm(total=1000, desc=f"labelling {len(chosen)} dictionar{'y' if len(chosen) == 1 else 'ies'}",
+                   bar_format="{l_bar}{bar}| {elapsed}<{remaining}")
+
+    def progress(fraction: float) -> None:
+        if bar is not None:
+            bar.update(int(1000 * fraction) - bar.n)
+    t0 = time.perf_counter()
+    try:
+        results = label_dictionaries(run.model, chosen, run.tokenizer, val, progress)
+    finally:
+        if bar is not None:
+            bar.close()
+    out = {}
+    for d, labels in zip(chosen, results):
+        write_labels(d, labels)
+        s = score_summary(labels)
+        if s["labelled"]:
+            print(f"{d.name:<24} {s['labelled']} live features labelled · held-out score quartiles {s['q1']:.2f} / "
+                  f"{s['median']:.2f} / {s['q3']:.2f} · {s['strong_share']:.0%} score >= {labels['weak_below']}")
+        else:
+            print(f"{d.name:<24} no live features on this text")
+        out[d.name] = labels
+    print(f"labelled in {time.perf_counter() - t0:.1f} s; written to features/<name>/labels.json", flush=True)
+    return out
+
+
 def transcoder_set(good: list, n_layer: int) -> Transcoders | None:
     """One transcoder per layer (transcoder-L{i} where there are several, else the first by name), or None."""
     chosen = []
@@ -225,6 +280,9 @@ def cmd_train(args) -> int:
     if args.eval:
         atomic.write_json(progress_file, {"state": "evaluating", "pid": os.getpid(), "names": names})
         evaluate_run(run, names, args.corpus)
+    if args.label:
+        atomic.write_json(progress_file, {"state": "labelling", "pid": os.getpid(), "names": names})
+        label_run(run, names, args.corpus)
     atomic.write_json(progress_file, {"state": "done", "names": names, "seconds": time.perf_counter() - t0})
     return 0
 
@@ -334,6 +392,13 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--no-eval", dest="eval", action="store_false", help="skip the evaluation after training")
     t.add_argument("--save-dtype", choices=list(DTYPES), default="float32",
                    help="how the weights are stored on disk (half precision halves the files; loading upcasts)")
+    t.add_argument("--no-label", dest="label", action="store_false",
+                   help="skip labelling the new features (gpt-features label) after training")
+    lab = sub.add_parser("label", help="a label and a held-out score for every live feature (labels.json)")
+    lab.add_argument("run_dir")
+    lab.add_argument("names", nargs="*", help="dictionaries to label (default: all)")
+    lab.add_argument("--corpus", default=None)
+    lab.add_argument("--threads", type=int, default=None)
     e = sub.add_parser("eval", help="metrics over the whole validation split")
     e.add_argument("run_dir")
     e.add_argument("names", nargs="*", help="dictionaries to evaluate (default: all)")
@@ -362,11 +427,14 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_export(args)
         if args.command == "cast":
             return cmd_cast(args)
+        if args.command == "label":
+            label_run(load_run(args.run_dir), args.names or None, args.corpus)
+            return 0
         if args.command == "eval":
             evaluate_run(load_run(args.run_dir), args.names or None, args.corpus)
             return 0
         return cmd_list(args)
-    except (DictionaryError, RunError, CorpusError) as e:
+    except (DictionaryError, RunError, CorpusError, LabelsError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except json.JSONDecodeError as e:  # pragma: no cover - config files are checked before use
