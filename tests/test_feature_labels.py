@@ -21,7 +21,8 @@ from gpt.interp.features.labels import (
 )
 from gpt.interp.features.rules import families, text_positions
 from gpt.model import GPT
-from gpt.tokenizers import CharTokenizer, visible
+from gpt.token_display import display_text as visible
+from gpt.tokenizers import CharTokenizer
 
 N_FEATURES = 4
 

@@ -1,5 +1,5 @@
 """One way to show a token (issue 31, item 1): one display form (↵ newline, · space, → tab) made by
-gpt.tokenizers.display_token, and one escaping per context (explorer.ui.text: token_text for plotly, options and
+gpt.token_display.display_token, and one escaping per context (explorer.ui.text: token_text for plotly, options and
 tables; token_html escaped once; token_md a markdown code span; plotly's own rule in explorer.figures.base.safe).
 
 The unit tests pin each context function; the walk opens every page of the app (AppTest) on a model whose vocabulary
@@ -20,7 +20,8 @@ from token_display_support import CORRUPTED, FORBIDDEN, PROMPT, make_awkward_run
 
 from explorer.figures.base import safe
 from explorer.ui.text import chips_html, code_md, esc, text_md, token_html, token_md, token_text
-from gpt.tokenizers import BPETokenizer, CharTokenizer, display_text, display_token, raw_token
+from gpt.token_display import display_text, display_token, raw_token
+from gpt.tokenizers import BPETokenizer, CharTokenizer
 
 NASTY = "a\nb\tc'd<e&f\"g`h*i_j k"
 

@@ -1,4 +1,4 @@
-"""Token text as the pages show it: one display form (gpt.tokenizers.display_token: ↵ newline, · space, → tab) and
+"""Token text as the pages show it: one display form (gpt.token_display.display_token: ↵ newline, · space, → tab) and
 one escaping per context (token_text for plotly/options/tables, token_html, token_md), token chips, probability
 colours; and uploaded text read safely."""
 from __future__ import annotations
@@ -7,7 +7,7 @@ import html
 import re
 
 from gpt.data import CorpusError, decode_bytes
-from gpt.tokenizers import display_text, display_token, raw_token  # noqa: F401  (raw_token: chips from ids)
+from gpt.token_display import display_text, display_token, raw_token  # noqa: F401  (raw_token: chips from ids)
 
 
 def read_upload(upload) -> tuple[str | None, str | None]:
@@ -25,7 +25,7 @@ def esc(text) -> str:
     return html.escape(str(text), quote=True)
 
 
-# One token, one display form (gpt.tokenizers.display_token: ↵ newline, · space, → tab), one escaping per context:
+# One token, one display form (gpt.token_display.display_token: ↵ newline, · space, → tab), one escaping per context:
 def token_text(tokenizer, token_id: int) -> str:
     """Display text: plotly labels (the figure builders apply plotly's rule), select options, tables."""
     return display_token(tokenizer, token_id)

@@ -69,9 +69,9 @@ dictionaries = run_dictionaries(run.path)[0]
 kinds = [k for k in KINDS if (cfg.has_mlp or "neuron" not in k) and (dictionaries or "feature" not in k)]
 kind = st.radio("Steering vector", kinds, horizontal=True,
                 help="A feature direction needs a dictionary of this run (the Features page trains them)")
-labels = boundary_labels(run.model)
-boundary = st.selectbox("Add it to the residual stream", range(len(labels)), index=min(2, len(labels) - 1),
-                        format_func=lambda b: labels[b],
+boundaries = boundary_labels(run.model)
+boundary = st.selectbox("Add it to the residual stream", range(len(boundaries)), index=min(2, len(boundaries) - 1),
+                        format_func=lambda b: boundaries[b],
                         help="Earlier layers change more of the computation; later ones mostly the next token")
 prompt = st.text_area("Prompt to continue", default_prompt(run, max_tokens=min(32, cfg.block_size)), height=70,
                       key=f"steer_prompt_{run.path.name}",
@@ -112,9 +112,9 @@ try:
         dic = dictionaries[names.index(name)]
         default = int(picked.split("#")[1]) if picked.startswith(name + "#") else 0
         feature = b.number_input("Feature", 0, dic.config.n_features - 1, min(default, dic.config.n_features - 1))
-        labels = feature_labels(dic)[0]
-        if labels is not None and labels.entry(feature) is not None:
-            st.caption(f"#{feature}: {label_markdown(labels, feature)} · {score_markdown(labels, feature)}")
+        its_labels = feature_labels(dic)[0]
+        if its_labels is not None and its_labels.entry(feature) is not None:
+            st.caption(f"#{feature}: {label_markdown(its_labels, feature)} · {score_markdown(its_labels, feature)}")
         vector = feature_direction(dic, int(feature))
         clamp = st.toggle("Clamp its activation instead (hold it at a value wherever the model runs)",
                           key="steer_clamp", help="Adding pushes along the direction whatever the feature does; "

@@ -21,7 +21,8 @@ import torch
 
 from gpt.interp.capture import InterpError, check_ids, require_attention, residual_boundaries, run_with_cache
 from gpt.model import GPT, Trace
-from gpt.tokenizers import UnknownCharactersError, display_text
+from gpt.token_display import display_text
+from gpt.tokenizers import UnknownCharactersError
 
 TOKENS_PER_FORWARD = 32768  # rows x tokens per batched forward: ~40 MB of attention per layer at 6 heads
 

@@ -38,7 +38,7 @@ from gpt.interp.circuits.replacement import (
     skip_backward,
 )
 from gpt.model import GPT
-from gpt.tokenizers import display_text, display_token
+from gpt.token_display import display_text, display_token
 
 KINDS = ("feature", "error", "embedding", "logit")
 
@@ -163,7 +163,7 @@ class AttributionGraph:
         """A JSON-ready dict. schema="gpt-explorer" (ours): metadata, nodes (node_id, feature, layer, ctx_idx,
         feature_type, activation, influence, token_prob, is_target_logit, clerp = labels[node key]) and links
         (source, target, weight) for every non-zero edge. Token labels (a node's "token", "prompt_tokens") are in the
-        one display form (gpt.tokenizers.display_token: ↵ newline, · space); "prompt" is the raw text and "token_ids"
+        one display form (gpt.token_display.display_token: ↵ newline, · space); "prompt" is the raw text and "token_ids"
         the exact ids. Pass the tokenizer (or a decode function). schema="circuit-tracer": a file that validates
         against circuit-tracer's graph schema and opens in its viewer (gpt.interp.circuits.export.circuit_tracer_json,
         which takes the extra keyword arguments: feature_labels, pinned, supernodes, slug, scan)."""

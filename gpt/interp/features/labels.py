@@ -12,15 +12,14 @@ rule's values, and 0 on every other token.
   per feature, the rule with the best correlation wins (a simpler rule wins a near tie).
 * **Scored** on the other half (the odd-numbered blocks, held out: not used to choose or fit the rule): the Pearson
   correlation between the rule's prediction and the feature's activation over every token of that half (`score`),
-  and the F1 of "the rule applies" against "the feature fires" (`f1`). Alternating blocks put every scene of the
-  text in both halves; with plain halves, a feature for one character's name (fitted on the first plays) is scored
-  on plays where that name never occurs.
+  and the F1 of "the rule applies" against "the feature fires" (`f1`). Alternating blocks put every scene in both
+  halves (with plain halves, a character's name feature was scored on plays where the name never occurs).
 
 What it does: its decoder row read through the unembedding (W_U @ W_dec[f], the direct path, as the feature card
 shows it): the tokens it promotes most, and what it suppresses (a class such as "capitals" when most of the tokens
 it lowers most are of one class). The label reads "`m` after `co` → f p b" ("; not capitals" when it suppresses a
-class). Stored as features/<name>/labels.json (LABELS_FILE; the format below), keyed to the dictionary's weights
-file by sha256, so a label never outlives the features it describes.
+class). Stored as features/<name>/labels.json (LABELS_FILE), keyed to the weights file by sha256: a label never
+outlives the features it describes.
 """
 from __future__ import annotations
 
@@ -34,7 +33,7 @@ from gpt.interp.features.cards import sparse_activations, sparse_activations_of
 from gpt.interp.features.dictionary import WEIGHTS_FILE, LoadedDictionary, weights_digest
 from gpt.interp.features.rules import CLASSES, PLURAL, Family, char_class, families
 from gpt.runs import atomic
-from gpt.tokenizers import display_token as token_label
+from gpt.token_display import display_token as token_label
 
 LABELS_FILE = "labels.json"
 FORMAT = "gpt-explorer feature labels v1"
@@ -46,8 +45,6 @@ MIN_COUNT = 3           # a value must occur this often in the fitting half to b
 TIE = 0.01              # a rule one step more complex must beat a simpler one by this much of correlation
 N_PROMOTES = 3
 SUPPRESS_LOOK = 8       # the tokens lowered most, read for a class ("suppresses capitals")
-
-
 BLOCK = 1024            # tokens per block of the "blocks" split
 SPLITS = {  # how the validation split is cut into a fitting part and a held-out part: (fit, held out)
     "blocks": (f"the even-numbered {BLOCK:,}-token blocks", f"the odd-numbered {BLOCK:,}-token blocks"),
@@ -56,9 +53,8 @@ SPLITS = {  # how the validation split is cut into a fitting part and a held-out
 
 
 def fitting_tokens(n_tokens: int, split: str) -> torch.Tensor:
-    """(n_tokens,) True where a token belongs to the fitting part. "blocks" alternates BLOCK-token blocks, so both
-    parts hold every scene of the text (the second half of a play's validation text has other characters' names);
-    "halves" fits on the first half and scores on the second."""
+    """(n_tokens,) True where a token belongs to the fitting part: alternate BLOCK-token blocks ("blocks", so both
+    parts hold every scene), or the first half ("halves")."""
     if split not in SPLITS:
         raise LabelsError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
     at = torch.arange(n_tokens)

@@ -16,8 +16,8 @@ from typing import Callable
 
 import torch
 
-from gpt.tokenizers import display_text as visible
-from gpt.tokenizers import display_token as token_label
+from gpt.token_display import display_text as visible
+from gpt.token_display import display_token as token_label
 
 # a token's character class; "vowel" and "consonant" are lowercase letters (capitals are a class of their own)
 CLASSES = ("a capital", "a vowel", "a consonant", "a digit", "a space", "a newline", "punctuation", "other")
