@@ -16,7 +16,8 @@ from explorer.figures.attention import attention_heatmap, attention_overview
 from gpt import GPT, GPTConfig
 from gpt.data import python_docs
 from gpt.interp.attention import attention_trace, head_summary, head_table, pool_pattern
-from gpt.tokenizers import CharTokenizer, display_token
+from gpt.token_display import display_token
+from gpt.tokenizers import CharTokenizer
 
 BUDGET_S = 0.5
 THUMB = 32  # as explorer/views/attention.py

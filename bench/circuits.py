@@ -65,7 +65,7 @@ def one(T: int, rounds: int) -> dict:
     from gpt.interp.circuits import attribution_graph, load_transcoders
     from gpt.interp.circuits.replacement import freeze
     from gpt.runs import load_run
-    from gpt.tokenizers import display_token
+    from gpt.token_display import display_token
     run = load_run(RUN)
     tcs = load_transcoders(RUN, run.model)
     val = run_validation_ids(run)

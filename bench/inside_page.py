@@ -25,7 +25,7 @@ from common import machine
 from explorer.figures.attention_views import line_view
 from gpt.interp.attention import attention_trace
 from gpt.runs import load_run
-from gpt.tokenizers import display_token
+from gpt.token_display import display_token
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = str(ROOT / "explorer" / "app.py")
