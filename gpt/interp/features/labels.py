@@ -2,9 +2,8 @@
 
 What it fires on: a *rule* from the small families of predicates in gpt/interp/features/rules.py (the current token,
 the token after 1-3 given tokens, character classes, the k-th letter of a word or line, a place after a blank line,
-and the token at such a place; up to three values of one family, or "at least k" for a place). The rule predicts
-the feature's activation as the mean activation the feature had, in the fitting text, on the tokens of each of the
-rule's values, and 0 on every other token.
+and the token at such a place; up to three values of one family, or "at least k" for a place). It predicts the
+feature's fitted mean activation on the tokens of each of its values, and 0 on every other token.
 
 * **Fitted** on half of the run's validation split (the even-numbered 1,024-token blocks; `split="halves"` fits on
   the first half instead): for every family, every feature and every value at once (a bincount over the feature's
@@ -12,14 +11,12 @@ rule's values, and 0 on every other token.
   per feature, the rule with the best correlation wins (a simpler rule wins a near tie).
 * **Scored** on the other half (the odd-numbered blocks, held out: not used to choose or fit the rule): the Pearson
   correlation between the rule's prediction and the feature's activation over every token of that half (`score`),
-  and the F1 of "the rule applies" against "the feature fires" (`f1`). Alternating blocks put every scene in both
-  halves (with plain halves, a character's name feature was scored on plays where the name never occurs).
+  and the F1 of "the rule applies" against "the feature fires" (`f1`). Alternating blocks put every scene in both.
 
 What it does: its decoder row read through the unembedding (W_U @ W_dec[f], the direct path, as the feature card
 shows it): the tokens it promotes most, and what it suppresses (a class such as "capitals" when most of the tokens
-it lowers most are of one class). The label reads "`m` after `co` → f p b" ("; not capitals" when it suppresses a
-class). Stored as features/<name>/labels.json (LABELS_FILE), keyed to the weights file by sha256: a label never
-outlives the features it describes.
+it lowers most are of one class): the label reads "`m` after `co` → f p b; not capitals". Stored as
+features/<name>/labels.json, keyed to the weights file by sha256: a label never outlives its features.
 """
 from __future__ import annotations
 
@@ -43,7 +40,7 @@ WEAK_BELOW = 0.5
 MAX_VALUES = 3          # values one rule may hold ("`a`, `e` or `o`")
 MIN_COUNT = 3           # a value must occur this often in the fitting half to be chosen
 TIE = 0.01              # a rule one step more complex must beat a simpler one by this much of correlation
-N_PROMOTES = 3
+N_PROMOTES = 3          # promoted tokens a label names
 SUPPRESS_LOOK = 8       # the tokens lowered most, read for a class ("suppresses capitals")
 BLOCK = 1024            # tokens per block of the "blocks" split
 SPLITS = {  # how the validation split is cut into a fitting part and a held-out part: (fit, held out)
@@ -303,9 +300,12 @@ def label_features(model, loaded: LoadedDictionary, tokenizer, ids: torch.Tensor
 
 
 def write_labels(loaded: LoadedDictionary, labels: dict) -> Path:
-    path = Path(loaded.path) / LABELS_FILE
-    atomic.write_text(path, json.dumps(labels, indent=1, ensure_ascii=False))
-    return path
+    """labels.json: the header fields one per line, then one compact line per feature (4,096 features: ~1 MB)."""
+    head = json.dumps({k: v for k, v in labels.items() if k != "features"}, indent=1, ensure_ascii=False)[:-2]
+    rows = ",\n".join(f"  {json.dumps(k)}: {json.dumps(v, ensure_ascii=False, separators=(',', ':'))}"
+                       for k, v in labels["features"].items())
+    atomic.write_text(Path(loaded.path) / LABELS_FILE, f'{head},\n "features": {{\n{rows}\n }}\n}}\n')
+    return Path(loaded.path) / LABELS_FILE
 
 
 def read_labels(folder: str | Path) -> dict:
