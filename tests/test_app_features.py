@@ -58,9 +58,10 @@ def test_browser_click_a_feature_opens_its_card(tmp_path):
     require_chromium()
     with app_server(shipped_checkpoints(tmp_path), tmp_path / "server.log") as url, chromium_page() as (page, errors):
         page.goto(f"{url}/features?run={SHIPPED.name}")
-        pill = page.get_by_text("transcoder-L3 #").first
-        pill.wait_for(timeout=60_000)
-        label = pill.inner_text()
+        heading = page.get_by_text("transcoder-L3 ·").first   # "transcoder-L3 · 32 active", then its pills
+        heading.wait_for(timeout=60_000)
+        pill = heading.locator("xpath=following::button[@role='radio'][1]")
+        label = pill.inner_text()                                             # "#1303 (14.12) `I` or ..."
         pill.click()
         feature = label.split("#")[1].split(" ")[0]
         heading = page.get_by_text(f"Feature #{feature} of transcoder-L3")
