@@ -207,8 +207,18 @@ def cmd_list(args) -> int:
 def cmd_export(args) -> int:
     """NAME is one dictionary or a prefix P of P-L0..P-L{n-1}; saelens writes one folder per dictionary (OUT itself
     for one, OUT/<name> for several), circuit-tracer one transcoder set (a prefix, one per layer) in OUT."""
-    from gpt.interp.features.export import export_circuit_tracer, export_saelens
+    from gpt.interp.features.export import export_circuit_tracer, export_circuit_tracer_clt, export_saelens
     run = load_run(args.run_dir)
+    clt = next((c for c in list_crosslayers(run.path, run.config)[0] if c.name == args.name), None)
+    if clt is not None:   # a cross-layer transcoder: circuit-tracer's CLT layout (SAELens has no such class)
+        if args.format != "circuit-tracer":
+            raise DictionaryError(f"{args.name} is a cross-layer transcoder: SAELens has no class for one; "
+                                  "export it with --format circuit-tracer")
+        export_circuit_tracer_clt(clt, args.out, scan=f"{run.path.name}/{args.name}", model_name=run.path.name,
+                                  allow_topk=args.allow_topk)
+        print(f"wrote {args.out}: circuit_tracer.transcoder.cross_layer_transcoder.load_clt({str(args.out)!r}, "
+              f"feature_input_hook='mlp.hook_in', feature_output_hook='mlp.hook_out')")
+        return 0
     good, broken = list_dictionaries(run.path, run.config)
     by_name = {d.name: d for d in good}
     refused = {b.name: b.error for b in broken}

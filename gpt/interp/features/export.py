@@ -200,12 +200,9 @@ def _yaml(config: dict) -> str:
     return "".join(f"{k}: {json.dumps(v)}\n" for k, v in config.items())
 
 
-def export_circuit_tracer(transcoders: list[LoadedDictionary], out: str | Path, scan: str,
-                          model_name: str = "", allow_topk: bool = False) -> Path:
-    """Write per-layer transcoders as circuit-tracer's transcoder set: out/config.yaml + out/layer_{i}.safetensors.
-    Load with circuit_tracer.utils.caching.load_transcoders_from_cache(out.name, cache_dir=out.parent). Written into
-    a temporary folder and renamed into place, so a refused or failed export leaves nothing half-written."""
-    check_transcoder_set(transcoders, allow_topk)
+def _write_circuit_tracer(out: str | Path, files: dict[str, dict[str, torch.Tensor]], config: dict, what: str) -> Path:
+    """out/config.yaml + the safetensors files, written into a temporary folder and renamed into place, so a refused
+    or failed export leaves nothing half-written (and an earlier export is replaced whole)."""
     out = Path(out)
     if out.exists() and any(out.iterdir()) and not (out / CT_CONFIG).is_file():
         raise DictionaryError(f"{out} exists and is not a circuit-tracer export: choose a new or empty folder")
@@ -214,19 +211,60 @@ def export_circuit_tracer(transcoders: list[LoadedDictionary], out: str | Path, 
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     try:
-        width = max(d.config.n_features for d in transcoders)
-        for layer, d in enumerate(transcoders):
-            (tmp / f"layer_{layer}.safetensors").write_bytes(save_tensors(circuit_tracer_layer(d, width)))
-        config = {"model_kind": "transcoder_set", "model_name": model_name, "scan": scan,
-                  "feature_input_hook": CT_INPUT_HOOK, "feature_output_hook": CT_OUTPUT_HOOK,
-                  "activation_function": transcoders[0].config.activation}
-        if transcoders[0].config.activation == "topk":
-            config["k"] = transcoders[0].config.k
-        config["gpt_explorer_transcoders"] = [d.name for d in transcoders]
-        (tmp / CT_CONFIG).write_text("# circuit-tracer transcoder set written by gpt-features export\n" + _yaml(config))
+        for name, tensors in files.items():
+            (tmp / name).write_bytes(save_tensors(tensors))
+        (tmp / CT_CONFIG).write_text(f"# circuit-tracer {what} written by gpt-features export\n" + _yaml(config))
         if out.exists():
             shutil.rmtree(out)
         os.replace(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out
+
+
+def export_circuit_tracer(transcoders: list[LoadedDictionary], out: str | Path, scan: str,
+                          model_name: str = "", allow_topk: bool = False) -> Path:
+    """Write per-layer transcoders as circuit-tracer's transcoder set: out/config.yaml + out/layer_{i}.safetensors.
+    Load with circuit_tracer.utils.caching.load_transcoders_from_cache(out.name, cache_dir=out.parent)."""
+    check_transcoder_set(transcoders, allow_topk)
+    width = max(d.config.n_features for d in transcoders)
+    files = {f"layer_{layer}.safetensors": circuit_tracer_layer(d, width) for layer, d in enumerate(transcoders)}
+    config = {"model_kind": "transcoder_set", "model_name": model_name, "scan": scan,
+              "feature_input_hook": CT_INPUT_HOOK, "feature_output_hook": CT_OUTPUT_HOOK,
+              "activation_function": transcoders[0].config.activation}
+    if transcoders[0].config.activation == "topk":
+        config["k"] = transcoders[0].config.k
+    config["gpt_explorer_transcoders"] = [d.name for d in transcoders]
+    return _write_circuit_tracer(out, files, config, "transcoder set")
+
+
+def circuit_tracer_clt_files(clt) -> dict[str, dict[str, torch.Tensor]]:
+    """circuit-tracer's cross-layer layout (its load_clt): per layer i, W_enc_{i}.safetensors with W_enc_{i}
+    (n, d_model: ours transposed), b_enc_{i}, b_dec_{i} (layer i's output bias) and threshold_{i} for JumpReLU, and
+    W_dec_{i}.safetensors with W_dec_{i} (n, L - i, d_model), layer i's features to outputs i..L-1, as ours."""
+    t = clt.module.tensors()
+    files = {}
+    for i in range(clt.config.n_layers):
+        enc = {f"W_enc_{i}": t[f"W_enc_{i}"].T.contiguous(), f"b_enc_{i}": t[f"b_enc_{i}"], f"b_dec_{i}": t[f"b_dec_{i}"]}
+        if f"threshold_{i}" in t:
+            enc[f"threshold_{i}"] = t[f"threshold_{i}"]
+        files[f"W_enc_{i}.safetensors"] = {k: v.float().contiguous() for k, v in enc.items()}
+        files[f"W_dec_{i}.safetensors"] = {f"W_dec_{i}": t[f"W_dec_{i}"].float().contiguous()}
+    return files
+
+
+def export_circuit_tracer_clt(clt, out: str | Path, scan: str, model_name: str = "", allow_topk: bool = False) -> Path:
+    """Write a cross-layer transcoder (gpt/interp/features/crosslayer.py) in circuit-tracer's CLT layout; load with
+    circuit_tracer.transcoder.cross_layer_transcoder.load_clt(out, feature_input_hook="mlp.hook_in",
+    feature_output_hook="mlp.hook_out"). TopK only when asked (its loader reads ReLU/JumpReLU only)."""
+    cfg = clt.config
+    if cfg.activation == "topk" and not allow_topk:
+        raise DictionaryError(f"{clt.name} is TopK: circuit-tracer has no TopK loader and would read it as a ReLU "
+                              "transcoder (wrong activations). Pass --allow-topk to write it anyway and set the "
+                              "activation after loading")
+    config = {"model_kind": "cross_layer_transcoder", "model_name": model_name, "scan": scan,
+              "feature_input_hook": CT_INPUT_HOOK, "feature_output_hook": CT_OUTPUT_HOOK,
+              "activation_function": cfg.activation, "gpt_explorer_transcoders": [clt.name]}
+    if cfg.activation == "topk":
+        config["k"] = cfg.k
+    return _write_circuit_tracer(out, circuit_tracer_clt_files(clt), config, "cross-layer transcoder")
