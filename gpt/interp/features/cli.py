@@ -152,7 +152,7 @@ def cmd_train(args) -> int:
     if args.eval:
         atomic.write_json(progress_file, {"state": "evaluating", "pid": os.getpid(), "names": names})
         evaluate_run(run, names, args.corpus)
-    if args.label:
+    if args.label and args.kind != "clt":   # labels are per-layer dictionaries' (a CLT's are not written yet)
         atomic.write_json(progress_file, {"state": "labelling", "pid": os.getpid(), "names": names})
         label_run(run, names, args.corpus)
     atomic.write_json(progress_file, {"state": "done", "names": names, "seconds": time.perf_counter() - t0})
