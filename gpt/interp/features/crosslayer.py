@@ -27,8 +27,6 @@ from pathlib import Path
 
 import torch
 import torch.nn as nn
-from safetensors import SafetensorError
-from safetensors.torch import load as load_tensors
 from safetensors.torch import save as save_tensors
 
 from gpt.interp.features.dictionary import (
@@ -39,7 +37,10 @@ from gpt.interp.features.dictionary import (
     WEIGHTS_FILE,
     BrokenDictionary,
     DictionaryError,
+    check_digest,
     folder_kind,
+    read_checked_tensors,
+    read_config_json,
     weights_digest,
 )
 from gpt.runs import WEIGHTS, atomic
@@ -223,13 +224,7 @@ def load_crosslayer(folder: str | Path, model_config=None, digest: str | None = 
     """Read and check one CLT folder against the model (layers, widths) and the run's weights (digest).
     DictionaryError names the file and what is wrong."""
     folder = Path(folder)
-    where = f"{folder.name}/{CONFIG_FILE}"
-    try:
-        raw = json.loads((folder / CONFIG_FILE).read_text())
-    except FileNotFoundError:
-        raise DictionaryError(f"{where} is missing") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise DictionaryError(f"{where} is not readable JSON ({e})") from None
+    raw, where = read_config_json(folder)
     cfg = CrossLayerConfig.from_dict(raw, where)
     if model_config is not None:
         if not model_config.has_mlp:
@@ -239,23 +234,8 @@ def load_crosslayer(folder: str | Path, model_config=None, digest: str | None = 
         if cfg.d_in != model_config.n_embd or cfg.d_out != model_config.n_embd:
             raise DictionaryError(f"{where}: d_in/d_out are {cfg.d_in}/{cfg.d_out}, but the model is "
                                   f"{model_config.n_embd} wide")
-    if digest is not None and cfg.weights_digest != digest:
-        raise DictionaryError(f"{where}: trained on other weights (digest {cfg.weights_digest[:12]}..., the run's "
-                              f"weights are {digest[:12]}...); train it again for these weights")
-    wwhere = f"{folder.name}/{WEIGHTS_FILE}"
-    try:
-        tensors = load_tensors((folder / WEIGHTS_FILE).read_bytes())
-    except FileNotFoundError:
-        raise DictionaryError(f"{wwhere} is missing (a training that did not finish?)") from None
-    except (OSError, SafetensorError, ValueError) as e:
-        raise DictionaryError(f"{wwhere} is not a readable safetensors file ({e})") from None
-    for name, shape in expected_shapes(cfg).items():
-        if name not in tensors:
-            raise DictionaryError(f"{wwhere}: tensor {name} is missing")
-        if tuple(tensors[name].shape) != shape:
-            raise DictionaryError(f"{wwhere}: {name} is {list(tensors[name].shape)}, config.json implies {list(shape)}")
-        if not torch.isfinite(tensors[name].float()).all():
-            raise DictionaryError(f"{wwhere}: {name} holds NaN or infinite values")
+    check_digest(where, cfg.weights_digest, digest)
+    tensors = read_checked_tensors(folder, expected_shapes(cfg))
     module = CrossLayerTranscoder(cfg)
     with torch.no_grad():
         for i in range(cfg.n_layers):

@@ -267,18 +267,53 @@ def save_dictionary(folder: str | Path, dictionary: Dictionary, dtype: str | Non
     return folder
 
 
-def load_dictionary(folder: str | Path, model_config=None, digest: str | None = None) -> LoadedDictionary:
-    """Read and check one dictionary folder. model_config (GPTConfig) checks the sites and widths against the model;
-    digest (of the run's weights) refuses a dictionary trained on other weights. DictionaryError names the file."""
-    folder = Path(folder)
-    cfg_path, w_path = folder / CONFIG_FILE, folder / WEIGHTS_FILE
+def read_config_json(folder: Path) -> tuple[dict, str]:
+    """(config.json as a dict, "<folder>/config.json" for messages); DictionaryError when it is missing or unreadable."""
     where = f"{folder.name}/{CONFIG_FILE}"
     try:
-        raw = json.loads(cfg_path.read_text())
+        return json.loads((folder / CONFIG_FILE).read_text()), where
     except FileNotFoundError:
         raise DictionaryError(f"{where} is missing") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise DictionaryError(f"{where} is not readable JSON ({e})") from None
+
+
+def check_digest(where: str, trained_on: str, digest: str | None) -> None:
+    """Refuse a dictionary trained on other weights than the run's (digest None: not checked)."""
+    if digest is not None and trained_on != digest:
+        raise DictionaryError(f"{where}: trained on other weights (digest {trained_on[:12]}..., the run's "
+                              f"weights are {digest[:12]}...); train it again for these weights")
+
+
+def read_checked_tensors(folder: Path, shapes: dict[str, tuple], dtype: torch.dtype | None = None
+                         ) -> dict[str, torch.Tensor]:
+    """dictionary.safetensors with every tensor of `shapes` present, of that shape, finite (and stored as `dtype`
+    when given); DictionaryError names the file and what is wrong."""
+    wwhere = f"{folder.name}/{WEIGHTS_FILE}"
+    try:
+        tensors = load_tensors((folder / WEIGHTS_FILE).read_bytes())
+    except FileNotFoundError:
+        raise DictionaryError(f"{wwhere} is missing (a training that did not finish?)") from None
+    except (OSError, SafetensorError, ValueError) as e:
+        raise DictionaryError(f"{wwhere} is not a readable safetensors file ({e})") from None
+    for name, shape in shapes.items():
+        if name not in tensors:
+            raise DictionaryError(f"{wwhere}: tensor {name} is missing")
+        if tuple(tensors[name].shape) != shape:
+            raise DictionaryError(f"{wwhere}: {name} is {list(tensors[name].shape)}, config.json implies {list(shape)}")
+        if dtype is not None and tensors[name].dtype != dtype:
+            raise DictionaryError(f"{wwhere}: {name} is stored as {str(tensors[name].dtype).removeprefix('torch.')}, "
+                                  f"config.json says {str(dtype).removeprefix('torch.')}")
+        if not torch.isfinite(tensors[name].float()).all():
+            raise DictionaryError(f"{wwhere}: {name} holds NaN or infinite values")
+    return tensors
+
+
+def load_dictionary(folder: str | Path, model_config=None, digest: str | None = None) -> LoadedDictionary:
+    """Read and check one dictionary folder. model_config (GPTConfig) checks the sites and widths against the model;
+    digest (of the run's weights) refuses a dictionary trained on other weights. DictionaryError names the file."""
+    folder = Path(folder)
+    raw, where = read_config_json(folder)
     cfg = DictionaryConfig.from_dict(raw, where)
     if model_config is not None:
         layer = cfg.layer
@@ -289,26 +324,8 @@ def load_dictionary(folder: str | Path, model_config=None, digest: str | None = 
         if cfg.d_in != model_config.n_embd or cfg.d_out != model_config.n_embd:
             raise DictionaryError(f"{where}: d_in/d_out are {cfg.d_in}/{cfg.d_out}, but the model is "
                                   f"{model_config.n_embd} wide")
-    if digest is not None and cfg.weights_digest != digest:
-        raise DictionaryError(f"{where}: trained on other weights (digest {cfg.weights_digest[:12]}..., the run's "
-                              f"weights are {digest[:12]}...); train it again for these weights")
-    wwhere = f"{folder.name}/{WEIGHTS_FILE}"
-    try:
-        tensors = load_tensors(w_path.read_bytes())
-    except FileNotFoundError:
-        raise DictionaryError(f"{wwhere} is missing (a training that did not finish?)") from None
-    except (OSError, SafetensorError, ValueError) as e:
-        raise DictionaryError(f"{wwhere} is not a readable safetensors file ({e})") from None
-    for name, shape in expected_shapes(cfg).items():
-        if name not in tensors:
-            raise DictionaryError(f"{wwhere}: tensor {name} is missing")
-        if tuple(tensors[name].shape) != shape:
-            raise DictionaryError(f"{wwhere}: {name} is {list(tensors[name].shape)}, config.json implies {list(shape)}")
-        if tensors[name].dtype != DTYPES[cfg.dtype]:
-            raise DictionaryError(f"{wwhere}: {name} is stored as {str(tensors[name].dtype).removeprefix('torch.')}, "
-                                  f"config.json says {cfg.dtype}")
-        if not torch.isfinite(tensors[name].float()).all():
-            raise DictionaryError(f"{wwhere}: {name} holds NaN or infinite values")
+    check_digest(where, cfg.weights_digest, digest)
+    tensors = read_checked_tensors(folder, expected_shapes(cfg), DTYPES[cfg.dtype])
     module = Dictionary(cfg)
     with torch.no_grad():
         for name in ("W_enc", "b_enc", "W_dec", "b_dec") + (("W_skip",) if cfg.skip else ()):
