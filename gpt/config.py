@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, fields
+from typing import Self
 
 ARCHS = ("bigram", "single_head", "multi_head", "gpt")
 ACTIVATIONS = ("gelu", "gelu_tanh", "relu", "relu2")
@@ -17,8 +18,25 @@ class ConfigError(ValueError):
     """A configuration that cannot work; the message says what to change."""
 
 
+class _JsonConfig:
+    """What GPTConfig and TrainConfig share: to and from JSON (from_dict refuses unknown keys and wrong types, then
+    validates), and validate's one ConfigError naming every problem it found."""
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Self:
+        return _from_dict(cls, data).validate()
+
+    def _refuse_any(self, problems: list[str]) -> Self:
+        if problems:
+            raise ConfigError("; ".join(problems))
+        return self
+
+
 @dataclass
-class GPTConfig:
+class GPTConfig(_JsonConfig):
     vocab_size: int = 65
     block_size: int = 64       # longest context the model can see (learned positions)
     n_layer: int = 4
@@ -106,20 +124,11 @@ class GPTConfig:
         if not problems and self.uses_rotary and self.head_size % 2:
             problems.append(f"rotary embeddings rotate pairs of channels, so the head size n_embd/n_head must be "
                             f"even (got {self.n_embd}/{self.effective_n_head} = {self.head_size})")
-        if problems:
-            raise ConfigError("; ".join(problems))
-        return self
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "GPTConfig":
-        return _from_dict(cls, data).validate()
+        return self._refuse_any(problems)
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(_JsonConfig):
     batch_size: int = 12
     max_iters: int = 2000
     lr: float = 1e-3
@@ -189,16 +198,7 @@ class TrainConfig:
             problems.append("beta1 and beta2 must be in [0, 1)")
         if self.grad_clip < 0 or self.weight_decay < 0:
             problems.append("grad_clip and weight_decay must be >= 0")
-        if problems:
-            raise ConfigError("; ".join(problems))
-        return self
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "TrainConfig":
-        return _from_dict(cls, data).validate()
+        return self._refuse_any(problems)
 
 
 def _from_dict(cls, data: dict):
