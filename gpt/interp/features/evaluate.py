@@ -13,7 +13,7 @@ layer the variance explained of its MLP output (from the clean forward's MLP inp
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 from torch.nn import functional as F
@@ -48,25 +48,34 @@ def _loss_sum(model: GPT, x: torch.Tensor, y: torch.Tensor, interventions: dict 
     return F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), reduction="sum").item()
 
 
+def _traced_windows(model: GPT, val_ids: torch.Tensor, names: set[str],
+                    progress: Callable[[int, int], None] | None) -> Iterator[tuple]:
+    """Each validation window (consecutive block_size windows of val_ids, on the model's device) run once with
+    `names` traced: yields (x, y, trace, summed clean loss); progress(done, total) after the caller's work on it."""
+    device = next(model.parameters()).device
+    batches = list(consecutive_windows(val_ids, model.config.block_size))
+    for b, (x, y) in enumerate(batches):
+        x, y = x.to(device), y.to(device)
+        trace = Trace(names)
+        logits, _ = model(x, trace=trace)
+        yield x, y, trace, F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), reduction="sum").item()
+        if progress is not None:
+            progress(b + 1, len(batches))
+
+
 @torch.no_grad()
 def evaluate_dictionaries(model: GPT, dictionaries: list[Dictionary], val_ids: torch.Tensor,
                           progress: Callable[[int, int], None] | None = None) -> list[dict]:
     """The module docstring's metrics for each dictionary (in order), over val_ids (1-D token ids)."""
     was_training = model.training
     model.eval()
-    device = next(model.parameters()).device
-    T = model.config.block_size
     names = {n for d in dictionaries for n in (d.config.input, d.config.output)}
     stats = [{"sse": 0.0, "sum_y": 0.0, "sum_y2": 0.0, "l0": 0.0, "spliced": 0.0,
               "fired": torch.zeros(d.config.n_features, dtype=torch.long)} for d in dictionaries]
     zero_by_site: dict[str, float] = {d.config.output: 0.0 for d in dictionaries}
     clean, tokens = 0.0, 0
-    batches = list(consecutive_windows(val_ids, T))
-    for b, (x, y) in enumerate(batches):
-        x, y = x.to(device), y.to(device)
-        trace = Trace(names)
-        logits, _ = model(x, trace=trace)
-        clean += F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), reduction="sum").item()
+    for x, y, trace, clean_sum in _traced_windows(model, val_ids, names, progress):
+        clean += clean_sum
         tokens += y.numel()
         for site in zero_by_site:  # L_zero depends on the site only
             zero_by_site[site] += _loss_sum(model, x, y, {site: torch.zeros_like})
@@ -81,8 +90,6 @@ def evaluate_dictionaries(model: GPT, dictionaries: list[Dictionary], val_ids: t
             s["l0"] += active.sum().item()
             s["fired"] += active.sum(0).cpu()
             s["spliced"] += _loss_sum(model, x, y, splice(d))
-        if progress is not None:
-            progress(b + 1, len(batches))
     model.train(was_training)
     l_clean = clean / tokens
     out = []
@@ -108,8 +115,7 @@ def evaluate_all_replaced(model: GPT, transcoders: Transcoders, val_ids: torch.T
     """The module docstring's every-MLP-replaced metrics over val_ids (1-D token ids)."""
     was_training = model.training
     model.eval()
-    device = next(model.parameters()).device
-    L, T = transcoders.n_layer, model.config.block_size
+    L = transcoders.n_layer
     names = {f"blocks.{i}.mlp.{s}" for i in range(L) for s in ("in", "out")}
     zero_all = {f"blocks.{i}.mlp.out": torch.zeros_like for i in range(L)}
     clean = spliced = zeroed = 0.0
@@ -117,12 +123,8 @@ def evaluate_all_replaced(model: GPT, transcoders: Transcoders, val_ids: torch.T
     sum_y: list = [0.0] * L
     fired = [torch.zeros(transcoders.n_features(i), dtype=torch.long) for i in range(L)]
     tokens = 0
-    batches = list(consecutive_windows(val_ids, T))
-    for b, (x, y) in enumerate(batches):
-        x, y = x.to(device), y.to(device)
-        trace = Trace(names)
-        logits, _ = model(x, trace=trace)
-        clean += F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), reduction="sum").item()
+    for x, y, trace, clean_sum in _traced_windows(model, val_ids, names, progress):
+        clean += clean_sum
         tokens += y.numel()
         zeroed += _loss_sum(model, x, y, zero_all)
         spliced += _loss_sum(model, x, y, transcoders.all_mlps_replaced())
@@ -136,8 +138,6 @@ def evaluate_all_replaced(model: GPT, transcoders: Transcoders, val_ids: torch.T
             active = features[j] > 0
             l0[j] += active.sum().item()
             fired[j] += active.sum(0).cpu()
-        if progress is not None:
-            progress(b + 1, len(batches))
     model.train(was_training)
     l_clean, l_spliced, l_zero = clean / tokens, spliced / tokens, zeroed / tokens
     variance = [sum_y2[j] - float((sum_y[j] ** 2).sum()) / tokens for j in range(L)]
