@@ -21,29 +21,28 @@ JumpReLU. circuit-tracer's CLT files use the same names and decoder shape, split
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 import torch.nn as nn
-from safetensors.torch import save as save_tensors
 
-from gpt.interp.features.dictionary import (
-    ACTIVATIONS,
+from gpt.interp.features.dictionary import ACTIVATIONS
+from gpt.interp.features.folder import (
     CONFIG_FILE,
-    FOLDER,
-    METRICS_FILE,
-    WEIGHTS_FILE,
     BrokenDictionary,
     DictionaryError,
     check_digest,
-    folder_kind,
+    check_digest_field,
+    check_fields,
+    check_k,
+    check_sizes,
+    load_folders,
     read_checked_tensors,
     read_config_json,
-    weights_digest,
+    read_metrics,
+    write_folder,
 )
-from gpt.runs import WEIGHTS, atomic
 
 KIND = "clt"
 FORMULA = "f_i = act(x_i @ W_enc_i + b_enc_i); y_hat_j = sum_{i<=j} f_i @ W_dec_i[:, j-i] + b_dec_j"
@@ -77,16 +76,9 @@ class CrossLayerConfig:
             bad(f"kind must be {KIND!r} for a cross-layer transcoder, got {self.kind!r}")
         if self.activation not in ACTIVATIONS:
             bad(f"activation must be one of {', '.join(ACTIVATIONS)}, got {self.activation!r}")
-        for name in ("n_layers", "n_features", "d_in", "d_out"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                bad(f"{name} must be a positive integer, got {value!r}")
-        if self.activation == "topk":
-            if not isinstance(self.k, int) or isinstance(self.k, bool) or not 1 <= self.k <= self.n_features:
-                bad(f"k must be an integer in 1..n_features ({self.n_features}) for a TopK dictionary, got {self.k!r}")
-        if not isinstance(self.weights_digest, str) or len(self.weights_digest) != 64 or \
-                any(c not in "0123456789abcdef" for c in self.weights_digest):
-            bad("weights_digest must be the sha256 (64 hex digits) of the weights it was trained on")
+        check_sizes(self, ("n_layers", "n_features", "d_in", "d_out"), where)
+        check_k(self, where)
+        check_digest_field(self.weights_digest, where)
         return self
 
     def to_dict(self) -> dict:
@@ -99,19 +91,12 @@ class CrossLayerConfig:
 
     @classmethod
     def from_dict(cls, d: dict, where: str = CONFIG_FILE) -> CrossLayerConfig:
-        if not isinstance(d, dict):
-            raise DictionaryError(f"{where}: expected a JSON object")
-        missing = [k for k in ("kind", "layers", "inputs", "outputs", "activation", "n_features", "d_in", "d_out",
-                               "weights_digest") if k not in d]
-        if d.get("activation") == "topk" and "k" not in d:
-            missing.append("k")
-        if missing:
-            raise DictionaryError(f"{where}: missing field(s) {', '.join(missing)}")
+        training = check_fields(d, ("kind", "layers", "inputs", "outputs", "activation", "n_features", "d_in",
+                                    "d_out", "weights_digest"), where)
         layers = d["layers"]
         if not isinstance(layers, list) or not layers or layers != list(range(len(layers))):
             raise DictionaryError(f"{where}: layers must be 0, 1, ..., L-1 (a CLT starts at the first layer and "
                                   f"covers every layer after it), got {layers!r}")
-        training = d.get("training") if isinstance(d.get("training"), dict) else {}
         cfg = cls(len(layers), d["activation"], d["n_features"], d["d_in"], d["d_out"], d["weights_digest"],
                   d.get("k"), training, d["kind"]).validate(where)
         for key, expected in (("inputs", cfg.inputs), ("outputs", cfg.outputs)):
@@ -211,13 +196,8 @@ class LoadedCrossLayer:
 
 def save_crosslayer(folder: str | Path, clt: CrossLayerTranscoder, dtype: torch.dtype = torch.float32) -> Path:
     """config.json then dictionary.safetensors, each atomically (the weights file last, as for any dictionary)."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.to(dtype).contiguous() for k, v in clt.tensors().items()}
-    atomic.write_text(folder / CONFIG_FILE, json.dumps(clt.config.to_dict(), indent=2))
-    atomic.write_bytes(folder / WEIGHTS_FILE, save_tensors(tensors, metadata={"format": "gpt-explorer clt"}))
-    (folder / METRICS_FILE).unlink(missing_ok=True)
-    return folder
+    return write_folder(Path(folder), clt.config.to_dict(), tensors, "gpt-explorer clt")
 
 
 def load_crosslayer(folder: str | Path, model_config=None, digest: str | None = None) -> LoadedCrossLayer:
@@ -244,29 +224,11 @@ def load_crosslayer(folder: str | Path, model_config=None, digest: str | None = 
             if module.log_threshold is not None:
                 module.log_threshold[i].copy_(tensors[f"threshold_{i}"].float().clamp(min=1e-12).log())
     module.eval().requires_grad_(False)
-    metrics = None
-    try:
-        metrics = json.loads((folder / METRICS_FILE).read_text())
-    except (OSError, ValueError):
-        pass  # not evaluated yet
-    return LoadedCrossLayer(folder.name, folder, cfg, module, metrics)
+    return LoadedCrossLayer(folder.name, folder, cfg, module, read_metrics(folder))
 
 
 def list_crosslayers(run_dir: str | Path, model_config=None, digest: str | None = None,
                      ) -> tuple[list[LoadedCrossLayer], list[BrokenDictionary]]:
     """The run's CLT folders (config kind "clt"), loaded and checked; the refused ones with their reason.
     (gpt.interp.features.dictionary.list_dictionaries lists the per-layer dictionaries and leaves these out.)"""
-    root = Path(run_dir) / FOLDER
-    if not root.is_dir():
-        return [], []
-    if digest is None and (Path(run_dir) / WEIGHTS).is_file():
-        digest = weights_digest(Path(run_dir) / WEIGHTS)
-    good, broken = [], []
-    for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        if folder_kind(folder) != KIND:
-            continue
-        try:
-            good.append(load_crosslayer(folder, model_config, digest))
-        except DictionaryError as e:
-            broken.append(BrokenDictionary(folder.name, str(e)))
-    return good, broken
+    return load_folders(run_dir, lambda kind: kind == KIND, load_crosslayer, model_config, digest)

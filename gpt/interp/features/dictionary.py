@@ -24,7 +24,6 @@ features/<name>/metrics.json.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from dataclasses import dataclass, field, replace
@@ -32,35 +31,35 @@ from pathlib import Path
 
 import torch
 import torch.nn as nn
-from safetensors import SafetensorError
-from safetensors.torch import load as load_tensors
-from safetensors.torch import save as save_tensors
 
-from gpt.runs import WEIGHTS, atomic
+# the folder format both dictionary kinds share; FOLDER, WEIGHTS_FILE and weights_digest are still imported from here
+from gpt.interp.features.folder import (
+    CONFIG_FILE,
+    METRICS_FILE,
+    BrokenDictionary,
+    DictionaryError,
+    check_digest,
+    check_digest_field,
+    check_fields,
+    check_k,
+    check_sizes,
+    load_folders,
+    read_checked_tensors,
+    read_config_json,
+    read_metrics,
+    write_folder,
+)
+from gpt.interp.features.folder import FOLDER as FOLDER
+from gpt.interp.features.folder import WEIGHTS_FILE as WEIGHTS_FILE
+from gpt.interp.features.folder import weights_digest as weights_digest
+from gpt.runs import atomic
 
-FOLDER = "features"
-CONFIG_FILE = "config.json"
-WEIGHTS_FILE = "dictionary.safetensors"
-METRICS_FILE = "metrics.json"
 KINDS = ("transcoder", "sae")
 ACTIVATIONS = ("topk", "jumprelu", "relu")
 SAE_SITES = ("resid_pre", "resid_mid", "resid_post")
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}  # on-disk dtypes
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _SITE_RE = re.compile(r"^blocks\.(\d+)\.(mlp\.in|mlp\.out|resid_pre|resid_mid|resid_post)$")
-
-
-class DictionaryError(ValueError):
-    """A dictionary that cannot be used: the message names the file and what is wrong."""
-
-
-def weights_digest(weights_path: str | Path) -> str:
-    """sha256 of a weights file: which weights a dictionary was trained on (anyone can recompute it)."""
-    h = hashlib.sha256()
-    with open(weights_path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def site_layer(site: str) -> int:
@@ -106,10 +105,7 @@ class DictionaryConfig:
             bad(f"kind must be one of {', '.join(KINDS)}, got {self.kind!r}")
         if self.activation not in ACTIVATIONS:
             bad(f"activation must be one of {', '.join(ACTIVATIONS)}, got {self.activation!r}")
-        for name in ("n_features", "d_in", "d_out"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                bad(f"{name} must be a positive integer, got {value!r}")
+        check_sizes(self, ("n_features", "d_in", "d_out"), where)
         try:
             layer_in, layer_out = site_layer(self.input), site_layer(self.output)
         except DictionaryError as e:
@@ -121,17 +117,14 @@ class DictionaryConfig:
         if self.kind == "sae" and (self.input != self.output or self.input.split(".", 2)[2] not in SAE_SITES):
             bad(f"an SAE reads and reconstructs one residual site ({', '.join(SAE_SITES)}), not "
                 f"{self.input} -> {self.output}")
-        if self.activation == "topk":
-            if not isinstance(self.k, int) or isinstance(self.k, bool) or not 1 <= self.k <= self.n_features:
-                bad(f"k must be an integer in 1..n_features ({self.n_features}) for a TopK dictionary, got {self.k!r}")
+        check_k(self, where)
         if not isinstance(self.skip, bool):
             bad(f"skip must be true or false, got {self.skip!r}")
         if self.skip and self.kind != "transcoder":
             bad("only a transcoder has a skip connection (an SAE reconstructs its own input)")
         if not isinstance(self.dtype, str) or self.dtype not in DTYPES:
             bad(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
-        if not isinstance(self.weights_digest, str) or not re.fullmatch(r"[0-9a-f]{64}", self.weights_digest):
-            bad("weights_digest must be the sha256 (64 hex digits) of the weights it was trained on")
+        check_digest_field(self.weights_digest, where)
         return self
 
     def to_dict(self) -> dict:
@@ -147,15 +140,8 @@ class DictionaryConfig:
 
     @classmethod
     def from_dict(cls, d: dict, where: str = CONFIG_FILE) -> DictionaryConfig:
-        if not isinstance(d, dict):
-            raise DictionaryError(f"{where}: expected a JSON object")
-        missing = [k for k in ("kind", "input", "output", "activation", "n_features", "d_in", "d_out",
-                               "weights_digest") if k not in d]
-        if d.get("activation") == "topk" and "k" not in d:
-            missing.append("k")
-        if missing:
-            raise DictionaryError(f"{where}: missing field(s) {', '.join(missing)}")
-        training = d.get("training") if isinstance(d.get("training"), dict) else {}
+        training = check_fields(d, ("kind", "input", "output", "activation", "n_features", "d_in", "d_out",
+                                    "weights_digest"), where)
         return cls(d["kind"], d["input"], d["output"], d["activation"], d["n_features"], d["d_in"], d["d_out"],
                    d["weights_digest"], d.get("k"), training, d.get("skip", False),
                    d.get("dtype", "float32")).validate(where)
@@ -259,54 +245,8 @@ def save_dictionary(folder: str | Path, dictionary: Dictionary, dtype: str | Non
     for name, t in tensors.items():
         if not torch.isfinite(t).all():  # float16 tops out at 65504: refuse rather than write infinities
             raise DictionaryError(f"{name} does not fit in {dtype} (values beyond its range); save it as float32")
-    folder.mkdir(parents=True, exist_ok=True)
     config = replace(dictionary.config, dtype=dtype)
-    atomic.write_text(folder / CONFIG_FILE, json.dumps(config.to_dict(), indent=2))
-    atomic.write_bytes(folder / WEIGHTS_FILE, save_tensors(tensors, metadata={"format": "gpt-explorer dictionary"}))
-    (folder / METRICS_FILE).unlink(missing_ok=True)  # metrics of the weights this folder held before are stale
-    return folder
-
-
-def read_config_json(folder: Path) -> tuple[dict, str]:
-    """(config.json as a dict, "<folder>/config.json" for messages); DictionaryError when it is missing or unreadable."""
-    where = f"{folder.name}/{CONFIG_FILE}"
-    try:
-        return json.loads((folder / CONFIG_FILE).read_text()), where
-    except FileNotFoundError:
-        raise DictionaryError(f"{where} is missing") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise DictionaryError(f"{where} is not readable JSON ({e})") from None
-
-
-def check_digest(where: str, trained_on: str, digest: str | None) -> None:
-    """Refuse a dictionary trained on other weights than the run's (digest None: not checked)."""
-    if digest is not None and trained_on != digest:
-        raise DictionaryError(f"{where}: trained on other weights (digest {trained_on[:12]}..., the run's "
-                              f"weights are {digest[:12]}...); train it again for these weights")
-
-
-def read_checked_tensors(folder: Path, shapes: dict[str, tuple], dtype: torch.dtype | None = None
-                         ) -> dict[str, torch.Tensor]:
-    """dictionary.safetensors with every tensor of `shapes` present, of that shape, finite (and stored as `dtype`
-    when given); DictionaryError names the file and what is wrong."""
-    wwhere = f"{folder.name}/{WEIGHTS_FILE}"
-    try:
-        tensors = load_tensors((folder / WEIGHTS_FILE).read_bytes())
-    except FileNotFoundError:
-        raise DictionaryError(f"{wwhere} is missing (a training that did not finish?)") from None
-    except (OSError, SafetensorError, ValueError) as e:
-        raise DictionaryError(f"{wwhere} is not a readable safetensors file ({e})") from None
-    for name, shape in shapes.items():
-        if name not in tensors:
-            raise DictionaryError(f"{wwhere}: tensor {name} is missing")
-        if tuple(tensors[name].shape) != shape:
-            raise DictionaryError(f"{wwhere}: {name} is {list(tensors[name].shape)}, config.json implies {list(shape)}")
-        if dtype is not None and tensors[name].dtype != dtype:
-            raise DictionaryError(f"{wwhere}: {name} is stored as {str(tensors[name].dtype).removeprefix('torch.')}, "
-                                  f"config.json says {str(dtype).removeprefix('torch.')}")
-        if not torch.isfinite(tensors[name].float()).all():
-            raise DictionaryError(f"{wwhere}: {name} holds NaN or infinite values")
-    return tensors
+    return write_folder(folder, config.to_dict(), tensors, "gpt-explorer dictionary")
 
 
 def load_dictionary(folder: str | Path, model_config=None, digest: str | None = None) -> LoadedDictionary:
@@ -333,28 +273,7 @@ def load_dictionary(folder: str | Path, model_config=None, digest: str | None = 
         if cfg.activation == "jumprelu":
             module.log_threshold.copy_(tensors["threshold"].float().clamp(min=1e-12).log())
     module.eval().requires_grad_(False)
-    metrics = None
-    try:
-        metrics = json.loads((folder / METRICS_FILE).read_text())
-    except (OSError, ValueError):
-        pass  # not evaluated yet
-    return LoadedDictionary(folder.name, folder, cfg, module, metrics)
-
-
-def folder_kind(folder: str | Path) -> str | None:
-    """The "kind" a dictionary folder's config.json names (None if unreadable): list_dictionaries leaves the
-    cross-layer transcoders ("clt", gpt.interp.features.crosslayer) to their own listing."""
-    try:
-        raw = json.loads((Path(folder) / CONFIG_FILE).read_text())
-    except (OSError, UnicodeDecodeError, ValueError):
-        return None
-    return raw.get("kind") if isinstance(raw, dict) else None
-
-
-@dataclass
-class BrokenDictionary:
-    name: str
-    error: str
+    return LoadedDictionary(folder.name, folder, cfg, module, read_metrics(folder))
 
 
 def list_dictionaries(run_dir: str | Path, model_config=None, digest: str | None = None,
@@ -362,19 +281,8 @@ def list_dictionaries(run_dir: str | Path, model_config=None, digest: str | None
     """Every dictionary folder of a run, loaded and checked; the ones that cannot be used come back with their
     reason (the rest are still listed); cross-layer transcoders are left out. Temporary folders of a training in
     progress are skipped. When digest is None it is computed from the run's weights file."""
-    root = Path(run_dir) / FOLDER
-    if not root.is_dir():
-        return [], []
-    if digest is None and (Path(run_dir) / WEIGHTS).is_file():
-        digest = weights_digest(Path(run_dir) / WEIGHTS)
-    good, broken = [], []
-    for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        if folder_kind(folder) == "clt":
-            continue  # listed by gpt.interp.features.crosslayer.list_crosslayers
-        try:
-            good.append(load_dictionary(folder, model_config, digest))
-        except DictionaryError as e:
-            broken.append(BrokenDictionary(folder.name, str(e)))
+    # cross-layer transcoders are listed by gpt.interp.features.crosslayer.list_crosslayers
+    good, broken = load_folders(run_dir, lambda kind: kind != "clt", load_dictionary, model_config, digest)
     good.sort(key=lambda d: (d.config.kind != "transcoder", d.config.layer, d.name))
     return good, broken
 
