@@ -6,6 +6,8 @@ import torch
 
 from gpt.config import GPTConfig
 from gpt.interp.circuits import AttributionGraph, Node
+from gpt.interp.circuits.replacement import replacement_forward
+from gpt.interp.features.crosslayer import CrossLayerConfig, CrossLayerTranscoder
 from gpt.interp.features.dictionary import Dictionary, DictionaryConfig
 from gpt.model import GPT
 
@@ -38,10 +40,23 @@ def tiny_model(**kw):
     return GPT(cfg).eval()
 
 
-def random_dictionary(activation="topk", n=40, kind="transcoder", seed=0):
-    """A dictionary for tiny_model's shapes with random (decoder-normalised) weights."""
-    site_in, site_out = ("blocks.1.mlp.in", "blocks.1.mlp.out") if kind == "transcoder" else ("blocks.1.resid_mid",) * 2
-    cfg = DictionaryConfig(kind, site_in, site_out, activation, n, 16, 16, DIGEST, 5 if activation == "topk" else None)
+def circuit_model(**kw):
+    """A random 3-layer model in fp64 with weights scaled up (so attention and MLPs do something visible), for
+    attribution graphs: random transcoders leave large error vectors that cancel against the features, and fp32
+    sums of such terms carry ~1e-4 of noise; fp64 checks the algebra itself."""
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=12, n_layer=3, n_head=2, n_embd=16, block_size=16, **kw)).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(4.0)
+    return model.double()
+
+
+def random_dictionary(activation="topk", n=40, kind="transcoder", seed=0, *, k=5, width=16, layer=1, digest=DIGEST):
+    """A dictionary with random (decoder-normalised) weights; by default for tiny_model's shapes (16 wide, layer 1)."""
+    site = f"blocks.{layer}"
+    sites = (f"{site}.mlp.in", f"{site}.mlp.out") if kind == "transcoder" else (f"{site}.resid_mid",) * 2
+    cfg = DictionaryConfig(kind, *sites, activation, n, width, width, digest, k if activation == "topk" else None)
     d = Dictionary(cfg)
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
@@ -51,6 +66,48 @@ def random_dictionary(activation="topk", n=40, kind="transcoder", seed=0):
         if d.log_threshold is not None:
             d.log_threshold.copy_(torch.randn(n, generator=g).abs().log())
     return d
+
+
+def random_clt(L=3, n=24, activation="topk", k=4, seed=0, C=16):
+    """A cross-layer transcoder over L layers C wide with random (decoder-normalised) weights, frozen."""
+    clt = CrossLayerTranscoder(CrossLayerConfig(L, activation, n, C, C, DIGEST, k if activation == "topk" else None))
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in clt.parameters():
+            p.copy_(torch.randn(p.shape, generator=g))
+        clt.normalise_decoder()
+        if clt.log_threshold is not None:
+            for t in clt.log_threshold:
+                t.copy_(torch.randn(n, generator=g).abs().log())
+    return clt.eval().requires_grad_(False)
+
+
+def leaf_removed(model, frozen, transcoders, node):
+    """The replacement model's raw logits (frozen: replacement.freeze) with the features held at their values and one
+    source node removed (transcoders: per-layer ones or a cross-layer one)."""
+    acts = [a.clone() for a in frozen.activations]
+    emb, errs = frozen.embeddings.clone(), frozen.errors.clone()
+    if node.kind == "feature":
+        acts[node.layer][node.position, node.index] = 0
+    elif node.kind == "error":
+        errs[node.layer, node.position] = 0
+    else:
+        emb[node.position] = 0
+    return replacement_forward(model, frozen, transcoders, embeddings=emb, errors=errs, activations=acts)
+
+
+def assert_feature_edges_match_perturbation(model, frozen, transcoders, graph, rel: float, tol: float):
+    """The five largest edges into the layer-2 feature with the largest edge each equal the change of its
+    pre-activation when their source is removed from the frozen linear model (within rel * |edge| + tol)."""
+    target = max((i for i, n in enumerate(graph.nodes) if n.kind == "feature" and n.layer == 2),
+                 key=lambda i: graph.adjacency[i].abs().max())
+    t = graph.nodes[target]
+    base = replacement_forward(model, frozen, transcoders,
+                               activations=frozen.activations).pre_activations[2][t.position, t.index]
+    for s in graph.adjacency[target].abs().topk(5).indices.tolist():
+        removed = leaf_removed(model, frozen, transcoders, graph.nodes[s]).pre_activations[2][t.position, t.index]
+        edge = float(graph.adjacency[target, s])
+        assert abs(float(base - removed) - edge) <= rel * abs(edge) + tol, graph.nodes[s]
 
 
 def model_and_text(arch="gpt"):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from model_support import toy_graph
+from model_support import assert_feature_edges_match_perturbation, circuit_model, leaf_removed, toy_graph
 
 from gpt.config import GPTConfig
 from gpt.interp.capture import InterpError
@@ -23,19 +23,6 @@ VARIANTS = {
     "llama": {"norm": "rmsnorm", "pos_embedding": "rotary", "bias": False, "activation": "relu2"},
     "softcap-qknorm": {"qk_norm": True, "logit_softcap": 15.0, "tie_embeddings": False},
 }
-
-
-def tiny_model(**kw):
-    """A random model in fp64: random transcoders leave large error vectors that cancel against the features, and
-    fp32 sums of such terms carry ~1e-4 of noise; fp64 checks the algebra itself. The shipped model (last test)
-    checks fp32, as the app runs it."""
-    torch.manual_seed(0)
-    cfg = GPTConfig(vocab_size=12, n_layer=3, n_head=2, n_embd=16, block_size=16, **kw)
-    model = GPT(cfg).eval()
-    with torch.no_grad():  # bigger weights than the init, so attention and MLPs do something visible
-        for p in model.parameters():
-            p.mul_(4.0)
-    return model.double()
 
 
 def random_transcoders(model, n=48, k=6, activation="topk", digest="ab" * 32, seed=0, skip=False):
@@ -60,23 +47,10 @@ def random_transcoders(model, n=48, k=6, activation="topk", digest="ab" * 32, se
 IDS = [3, 1, 4, 1, 5, 9, 2, 6, 5, 3, 5, 8]
 
 
-def _leaf_removed(model, frozen, transcoders, node):
-    """The replacement model's raw logits with the features held at their values and one source node removed."""
-    acts = [a.clone() for a in frozen.activations]
-    emb, errs = frozen.embeddings.clone(), frozen.errors.clone()
-    if node.kind == "feature":
-        acts[node.layer][node.position, node.index] = 0
-    elif node.kind == "error":
-        errs[node.layer, node.position] = 0
-    else:
-        emb[node.position] = 0
-    return replacement_forward(model, frozen, transcoders, embeddings=emb, errors=errs, activations=acts)
-
-
 @pytest.mark.parametrize("skip", [False, True])
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
 def test_replacement_model_reproduces_the_logits(variant, skip):
-    model = tiny_model(**VARIANTS[variant])
+    model = circuit_model(**VARIANTS[variant])
     tcs = random_transcoders(model, skip=skip)
     frozen = freeze(model, IDS, tcs)
     out = replacement_forward(model, frozen, tcs)
@@ -88,7 +62,7 @@ def test_replacement_model_reproduces_the_logits(variant, skip):
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
 @pytest.mark.parametrize("activation", ["topk", "jumprelu", "relu", "topk-skip"])
 def test_every_target_is_the_sum_of_its_edges_and_its_bias(variant, activation):
-    model = tiny_model(**VARIANTS[variant])
+    model = circuit_model(**VARIANTS[variant])
     tcs = random_transcoders(model, activation=activation.split("-")[0], skip=activation.endswith("skip"))
     graph = attribution_graph(model, IDS, tcs, batch_size=7)  # small batches: several chunks per layer
     targets = graph.kind_mask("feature") | graph.kind_mask("logit")
@@ -106,7 +80,7 @@ def test_every_target_is_the_sum_of_its_edges_and_its_bias(variant, activation):
 @pytest.mark.parametrize("skip", [False, True])
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
 def test_largest_edges_into_the_top_logit_match_a_perturbation(variant, skip):
-    model = tiny_model(**VARIANTS[variant])
+    model = circuit_model(**VARIANTS[variant])
     tcs = random_transcoders(model, skip=skip)
     graph = attribution_graph(model, IDS, tcs)
     frozen = freeze(model, IDS, tcs)
@@ -117,34 +91,27 @@ def test_largest_edges_into_the_top_logit_match_a_perturbation(variant, skip):
     for s in edges.abs().topk(5).indices.tolist():
         node = graph.nodes[s]
         kinds_seen.add(node.kind)
-        removed = _leaf_removed(model, frozen, tcs, node).raw_logits[-1, graph.logit_ids[0]]
+        removed = leaf_removed(model, frozen, tcs, node).raw_logits[-1, graph.logit_ids[0]]
         effect = base - removed
         assert abs(float(effect) - float(edges[s])) <= 1e-3 * abs(float(edges[s])) + 1e-6, node
     # every kind of source, checked the same way
     for kind in ("feature", "error", "embedding"):
         s = max((i for i, n in enumerate(graph.nodes) if n.kind == kind), key=lambda i: abs(float(edges[i])))
-        effect = base - _leaf_removed(model, frozen, tcs, graph.nodes[s]).raw_logits[-1, graph.logit_ids[0]]
+        effect = base - leaf_removed(model, frozen, tcs, graph.nodes[s]).raw_logits[-1, graph.logit_ids[0]]
         assert abs(float(effect) - float(edges[s])) <= 1e-3 * abs(float(edges[s])) + 1e-6
 
 
 @pytest.mark.parametrize("skip", [False, True])
 def test_feature_edges_match_a_perturbation_of_the_source(skip):
-    model = tiny_model()
+    model = circuit_model()
     tcs = random_transcoders(model, skip=skip)
     graph = attribution_graph(model, IDS, tcs)
     frozen = freeze(model, IDS, tcs)
-    target = max((i for i, n in enumerate(graph.nodes) if n.kind == "feature" and n.layer == 2),
-                 key=lambda i: graph.adjacency[i].abs().max())
-    t = graph.nodes[target]
-    base = replacement_forward(model, frozen, tcs, activations=frozen.activations).pre_activations[2][t.position, t.index]
-    for s in graph.adjacency[target].abs().topk(5).indices.tolist():
-        removed = _leaf_removed(model, frozen, tcs, graph.nodes[s]).pre_activations[2][t.position, t.index]
-        edge = float(graph.adjacency[target, s])
-        assert abs(float(base - removed) - edge) <= 1e-3 * abs(edge) + 1e-6
+    assert_feature_edges_match_perturbation(model, frozen, tcs, graph, rel=1e-3, tol=1e-6)
 
 
 def test_nodes_and_logits():
-    model = tiny_model()
+    model = circuit_model()
     tcs = random_transcoders(model)
     graph = attribution_graph(model, IDS, tcs, position=7, max_logits=3, prob_mass=0.99)
     assert graph.tokens == IDS[:8]  # the prompt is cut at the position explained
@@ -178,7 +145,7 @@ def test_influence_and_scores_follow_the_definitions():
 
 
 def test_prune_keeps_what_carries_the_influence():
-    model = tiny_model()
+    model = circuit_model()
     tcs = random_transcoders(model)
     graph = attribution_graph(model, IDS, tcs)
     everything = graph.prune(1.0, 1.0)
@@ -209,7 +176,7 @@ def test_prune_keeps_what_carries_the_influence():
 
 
 def test_json_export_is_close_to_circuit_tracer():
-    model = tiny_model()
+    model = circuit_model()
     tcs = random_transcoders(model)
     graph = attribution_graph(model, IDS, tcs).prune()
     data = json.loads(json.dumps(graph.to_json(decode=lambda ids: "".join("abcdefghijkl"[i] for i in ids))))
@@ -224,7 +191,7 @@ def test_json_export_is_close_to_circuit_tracer():
 
 
 def test_intervene_nothing_changes_nothing_and_off_moves_the_prediction():
-    model = tiny_model()
+    model = circuit_model()
     tcs = random_transcoders(model)
     same = intervene(model, IDS, tcs, {})
     torch.testing.assert_close(same.probs_replacement, same.probs_before, atol=1e-5, rtol=0)
@@ -249,7 +216,7 @@ def test_intervene_nothing_changes_nothing_and_off_moves_the_prediction():
 
 
 def test_intervene_refuses_what_is_not_a_feature():
-    model = tiny_model()
+    model = circuit_model()
     tcs = random_transcoders(model)
     with pytest.raises(CircuitError, match="only features"):
         intervene(model, IDS, tcs, {Node("error", 0, 0, -1, 1.0): 0.0})
@@ -269,7 +236,7 @@ def _run_folder(tmp_path, model):
 
 
 def test_load_transcoders_refuses_by_name(tmp_path):
-    model = tiny_model()
+    model = circuit_model()
     run = _run_folder(tmp_path, model)
     digest = weights_digest(run / WEIGHTS)
     with pytest.raises(CircuitError, match="no transcoders"):
@@ -302,7 +269,7 @@ def test_models_without_mlps_are_explained():
 
 
 def test_prompt_longer_than_the_context():
-    model = tiny_model()
+    model = circuit_model()
     tcs = random_transcoders(model)
     with pytest.raises(InterpError, match="longer than"):
         attribution_graph(model, list(range(12)) * 2, tcs)

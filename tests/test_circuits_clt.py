@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from model_support import assert_feature_edges_match_perturbation, circuit_model, leaf_removed
 
 from gpt.config import GPTConfig
 from gpt.interp.circuits import CircuitError, attribution_graph, intervene
@@ -23,16 +24,6 @@ IDS = [3, 1, 4, 1, 5, 9, 2, 6, 5, 3, 5, 8]
 SHIPPED = Path(__file__).resolve().parents[1] / "checkpoints" / "shakespeare-char"
 
 
-def tiny_model(**kw):
-    """fp64, weights scaled up (as tests/test_circuits.py): the algebra checked far below fp32's noise."""
-    torch.manual_seed(0)
-    model = GPT(GPTConfig(vocab_size=12, n_layer=3, n_head=2, n_embd=16, block_size=16, **kw)).eval()
-    with torch.no_grad():
-        for p in model.parameters():
-            p.mul_(4.0)
-    return model.double()
-
-
 def random_clt(model, n=40, k=5, activation="topk", seed=0):
     C, L = model.config.n_embd, model.config.n_layer
     clt = CrossLayerTranscoder(CrossLayerConfig(L, activation, n, C, C, "ab" * 32, k if activation == "topk" else None))
@@ -47,21 +38,9 @@ def random_clt(model, n=40, k=5, activation="topk", seed=0):
     return LoadedCrossLayer("clt", Path("."), clt.config, clt.double().eval().requires_grad_(False), None)
 
 
-def _leaf_removed(model, frozen, clt, node):
-    acts = [a.clone() for a in frozen.activations]
-    emb, errs = frozen.embeddings.clone(), frozen.errors.clone()
-    if node.kind == "feature":
-        acts[node.layer][node.position, node.index] = 0
-    elif node.kind == "error":
-        errs[node.layer, node.position] = 0
-    else:
-        emb[node.position] = 0
-    return replacement_forward(model, frozen, clt, embeddings=emb, errors=errs, activations=acts)
-
-
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
 def test_replacement_model_reproduces_the_logits(variant):
-    model = tiny_model(**VARIANTS[variant])
+    model = circuit_model(**VARIANTS[variant])
     clt = random_clt(model)
     frozen = freeze(model, IDS, clt)
     out = replacement_forward(model, frozen, clt)
@@ -81,7 +60,7 @@ def test_replacement_model_reproduces_the_logits(variant):
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
 @pytest.mark.parametrize("activation", ["topk", "jumprelu", "relu"])
 def test_every_target_is_the_sum_of_its_edges_and_its_bias(variant, activation):
-    model = tiny_model(**VARIANTS[variant])
+    model = circuit_model(**VARIANTS[variant])
     graph = attribution_graph(model, IDS, random_clt(model, activation=activation), batch_size=7)
     targets = graph.kind_mask("feature") | graph.kind_mask("logit")
     assert graph.kind_mask("feature").sum() > 20 and graph.transcoders == ["clt"]
@@ -99,7 +78,7 @@ def test_every_target_is_the_sum_of_its_edges_and_its_bias(variant, activation):
 def test_edges_match_a_perturbation_including_cross_layer_paths(variant):
     """Into the top logit: the largest edges, and the largest from a layer-0 feature (it reaches the logit only
     through its decoders to outputs 0, 1 and 2, summed); into a layer-2 feature, the largest edges."""
-    model = tiny_model(**VARIANTS[variant])
+    model = circuit_model(**VARIANTS[variant])
     clt = random_clt(model)
     graph = attribution_graph(model, IDS, clt)
     frozen = freeze(model, IDS, clt)
@@ -110,20 +89,13 @@ def test_edges_match_a_perturbation_including_cross_layer_paths(variant):
     layer0 = max((i for i, n in enumerate(graph.nodes) if n.kind == "feature" and n.layer == 0),
                  key=lambda i: abs(float(edges[i])))
     for s in edges.abs().topk(5).indices.tolist() + [layer0]:
-        effect = base - _leaf_removed(model, frozen, clt, graph.nodes[s]).raw_logits[-1, tok]
+        effect = base - leaf_removed(model, frozen, clt, graph.nodes[s]).raw_logits[-1, tok]
         assert abs(float(effect) - float(edges[s])) <= 1e-6 * abs(float(edges[s])) + 1e-9, graph.nodes[s]
-    target = max((i for i, n in enumerate(graph.nodes) if n.kind == "feature" and n.layer == 2),
-                 key=lambda i: graph.adjacency[i].abs().max())
-    t = graph.nodes[target]
-    base = replacement_forward(model, frozen, clt, activations=frozen.activations).pre_activations[2][t.position, t.index]
-    for s in graph.adjacency[target].abs().topk(5).indices.tolist():
-        removed = _leaf_removed(model, frozen, clt, graph.nodes[s]).pre_activations[2][t.position, t.index]
-        assert abs(float(base - removed) - float(graph.adjacency[target, s])) <= \
-            1e-6 * abs(float(graph.adjacency[target, s])) + 1e-9
+    assert_feature_edges_match_perturbation(model, frozen, clt, graph, rel=1e-6, tol=1e-9)
 
 
 def test_intervene_writes_every_later_layer():
-    model = tiny_model()
+    model = circuit_model()
     clt = random_clt(model)
     same = intervene(model, IDS, clt, {})
     torch.testing.assert_close(same.probs_model, same.probs_before, atol=1e-6, rtol=0)
@@ -153,7 +125,7 @@ def test_intervene_writes_every_later_layer():
 
 
 def test_refusals(tmp_path):
-    model = tiny_model()
+    model = circuit_model()
     clt = random_clt(model)
     small = GPT(GPTConfig(vocab_size=12, n_layer=2, n_head=2, n_embd=16, block_size=16)).double().eval()
     with pytest.raises(CircuitError, match="spans 3 layers, but the model has 2"):

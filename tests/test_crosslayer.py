@@ -6,6 +6,7 @@ import shutil
 
 import pytest
 import torch
+from model_support import random_clt
 from safetensors.torch import load_file, save_file
 
 from gpt.config import GPTConfig
@@ -38,19 +39,6 @@ def tiny_model(n_layer=3, **kw):
     torch.manual_seed(0)
     cfg = GPTConfig(vocab_size=12, n_layer=n_layer, n_head=2, n_embd=16, block_size=16, **kw)
     return GPT(cfg).eval()
-
-
-def random_clt(L=3, n=24, activation="topk", k=4, seed=0, C=16):
-    clt = CrossLayerTranscoder(CrossLayerConfig(L, activation, n, C, C, DIGEST, k if activation == "topk" else None))
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in clt.parameters():
-            p.copy_(torch.randn(p.shape, generator=g))
-        clt.normalise_decoder()
-        if clt.log_threshold is not None:
-            for t in clt.log_threshold:
-                t.copy_(torch.randn(n, generator=g).abs().log())
-    return clt.eval().requires_grad_(False)
 
 
 @pytest.mark.parametrize("activation", ["topk", "jumprelu", "relu"])

@@ -7,13 +7,12 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from model_support import random_dictionary as support_random_dictionary
 from safetensors.numpy import load_file as load_numpy
 from safetensors.torch import load_file, save_file
 
 from gpt.interp.features.cli import main
 from gpt.interp.features.dictionary import (
-    Dictionary,
-    DictionaryConfig,
     DictionaryError,
     list_dictionaries,
     load_dictionary,
@@ -21,24 +20,14 @@ from gpt.interp.features.dictionary import (
     weights_digest,
 )
 
-DIGEST = "ab" * 32
 # round to nearest: a normal number moves by at most half a unit in the last place (fp16: 10 mantissa bits,
 # bf16: 7), i.e. by at most 2^-11 resp. 2^-8 of itself
 REL_STEP = {"float16": 2.0**-11, "bfloat16": 2.0**-8}
 
 
-def random_dictionary(activation="topk", n=64, d=16, seed=0, digest=DIGEST, layer=1):
-    cfg = DictionaryConfig("transcoder", f"blocks.{layer}.mlp.in", f"blocks.{layer}.mlp.out", activation, n, d, d,
-                           digest, 8 if activation == "topk" else None)
-    dic = Dictionary(cfg)
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in (dic.W_enc, dic.b_enc, dic.W_dec, dic.b_dec):
-            p.copy_(torch.randn(p.shape, generator=g))
-        dic.normalise_decoder()
-        if dic.log_threshold is not None:
-            dic.log_threshold.copy_(torch.randn(n, generator=g).abs().log())
-    return dic
+def random_dictionary(activation="topk", n=64, **kw):
+    """model_support's random dictionary, with more features and k=8 (a TopK of 8 active of 64)."""
+    return support_random_dictionary(activation, n, k=8, **kw)
 
 
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
@@ -133,7 +122,7 @@ def run_copy(tmp_path):
 def test_cast_halves_the_files_and_drops_stale_metrics(run_copy, capsys):
     digest = weights_digest(run_copy / "model.safetensors")
     for layer in (0, 1):
-        d = random_dictionary(n=256, d=192, seed=layer, digest=digest, layer=layer)
+        d = random_dictionary(n=256, width=192, seed=layer, digest=digest, layer=layer)
         save_dictionary(run_copy / "features" / f"tc{layer}", d)
         (run_copy / "features" / f"tc{layer}" / "metrics.json").write_text("{}")
     before = (run_copy / "features" / "tc0" / "dictionary.safetensors").stat().st_size

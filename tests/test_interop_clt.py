@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from model_support import random_clt as support_random_clt
 from safetensors.torch import load_file
 
-from gpt.interp.features.crosslayer import CrossLayerConfig, CrossLayerTranscoder, LoadedCrossLayer
+from gpt.interp.features.crosslayer import LoadedCrossLayer
 from gpt.interp.features.dictionary import DictionaryError
 from gpt.interp.features.export import export_circuit_tracer_clt
 
@@ -17,16 +18,8 @@ L, N, C = 3, 24, 16
 
 
 def random_clt(activation: str, seed: int = 0) -> LoadedCrossLayer:
-    clt = CrossLayerTranscoder(CrossLayerConfig(L, activation, N, C, C, "ab" * 32, 4 if activation == "topk" else None))
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in clt.parameters():
-            p.copy_(torch.randn(p.shape, generator=g))
-        clt.normalise_decoder()
-        if clt.log_threshold is not None:
-            for t in clt.log_threshold:
-                t.copy_(torch.randn(N, generator=g).abs().log())
-    return LoadedCrossLayer("clt", Path("."), clt.config, clt.eval().requires_grad_(False), None)
+    clt = support_random_clt(L, N, activation, 4, seed, C)
+    return LoadedCrossLayer("clt", Path("."), clt.config, clt, None)
 
 
 def their_formula(folder: Path, xs: list[torch.Tensor], activation: str, k: int | None) -> list[torch.Tensor]:
