@@ -1,11 +1,12 @@
 """The field's tools open our files (issue 29 item 4), checked with the real libraries: SAELens and circuit-tracer.
 
 They are not project dependencies (they pull transformer-lens, transformers, nnsight...): install them into a scratch
-venv and run this file with its python; it puts the repository on sys.path itself.
+venv and run this file with its python from the repository root, with the repository and tests/ (its random
+dictionaries and schema check) on PYTHONPATH:
 
     python3 -m venv /tmp/peers && /tmp/peers/bin/pip install torch==2.13.0
     /tmp/peers/bin/pip install sae-lens==6.54.12 circuit-tracer==0.5.0
-    /tmp/peers/bin/python bench/interop.py [--threads 1]
+    PYTHONPATH=.:tests /tmp/peers/bin/python bench/interop.py [--threads 1]
 
 1. SAELens: every dictionary of the shipped model, and random ones of each other kind (JumpReLU/ReLU SAEs and
    transcoders, skip transcoders), written with `gpt-features export --format saelens`, loaded with
@@ -30,13 +31,11 @@ import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+import torch
+from common import ROOT
+from interop_support import random_loaded_dictionary
 
-import torch  # noqa: E402
-
-from gpt.interp.features.dictionary import Dictionary, DictionaryConfig, LoadedDictionary  # noqa: E402
-from gpt.interp.features.export import export_circuit_tracer, export_saelens  # noqa: E402
+from gpt.interp.features.export import export_circuit_tracer, export_saelens
 
 RUN = ROOT / "checkpoints" / "shakespeare-char"
 PROMPT = "JULIET:\nO Romeo, Romeo! wherefore art thou Rome"
@@ -55,20 +54,8 @@ class TopKReLU(torch.nn.Module):
 
 
 def random_dictionary(kind, activation, layer=0, C=32, n=64, skip=False, seed=0):
-    site_in, site_out = ((f"blocks.{layer}.mlp.in", f"blocks.{layer}.mlp.out") if kind == "transcoder"
-                         else (f"blocks.{layer}.resid_mid",) * 2)
-    cfg = DictionaryConfig(kind, site_in, site_out, activation, n, C, C, "ab" * 32, 8 if activation == "topk" else None,
-                           skip=skip)
-    d = Dictionary(cfg)
-    g = torch.Generator().manual_seed(seed + layer)
-    with torch.no_grad():
-        for p in (d.W_enc, d.b_enc, d.W_dec, d.b_dec) + ((d.W_skip,) if skip else ()):
-            p.copy_(torch.randn(p.shape, generator=g) * 0.5)
-        d.normalise_decoder()
-        if d.log_threshold is not None:
-            d.log_threshold.copy_(torch.rand(n, generator=g).mul(0.5).add(0.05).log())
     name = f"{kind}-{activation}{'-skip' if skip else ''}-L{layer}"
-    return LoadedDictionary(name, Path("."), cfg, d.eval().requires_grad_(False), None)
+    return random_loaded_dictionary(kind, activation, layer, C, n, 8, skip, seed + layer, name)
 
 
 def shipped_inputs(run, n_tokens=2048):
@@ -131,13 +118,12 @@ def check_circuit_tracer(sets, inputs, tmp: Path) -> list[tuple]:
 
 def check_graph(tmp: Path):
     from circuit_tracer.frontend.graph_models import Model
+    from schema_check import schema_errors  # the tests' validator of the derived schema
 
     from gpt.interp.circuits import attribution_graph, load_transcoders
     from gpt.interp.circuits.export import graph_metadata
     from gpt.interp.features.export import feature_names
     from gpt.runs import load_run
-    sys.path.insert(0, str(ROOT / "tests"))
-    from schema_check import schema_errors  # the tests' validator of the derived schema
     run = load_run(RUN)
     tcs = load_transcoders(run.path, run.model)
     ids = run.tokenizer.encode(PROMPT)

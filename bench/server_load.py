@@ -36,9 +36,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from soak import SHIPPED, free_port, proc_ticks, stop_processes, wait_http  # noqa: E402
-from st_client import Learner, ProtocolError  # noqa: E402
+from soak import SHIPPED, free_port, proc_ticks, stop_processes, wait_http
+from st_client import Learner, ProtocolError
 
 ROOT = Path(__file__).resolve().parent.parent
 # --profile: the server's full script runs (not the status polls) under cProfile, summed into one pstats file

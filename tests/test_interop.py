@@ -16,22 +16,22 @@ from pathlib import Path
 
 import pytest
 import torch
+from interop_support import random_loaded_dictionary
+from model_support import circuit_model
 from safetensors.torch import load_file
 from schema_check import schema_errors
 
-from gpt.config import GPTConfig
 from gpt.interp.circuits import CircuitError, attribution_graph
 from gpt.interp.circuits.export import cantor, cumulative_share
 from gpt.interp.circuits.replacement import freeze, replacement_forward
 from gpt.interp.features.cli import main as features_cli
-from gpt.interp.features.dictionary import Dictionary, DictionaryConfig, DictionaryError, LoadedDictionary
+from gpt.interp.features.dictionary import DictionaryError
 from gpt.interp.features.export import (
     export_circuit_tracer,
     export_saelens,
     feature_names,
     read_labels,
 )
-from gpt.model import GPT
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "checkpoints" / "shakespeare-char"
@@ -58,19 +58,8 @@ SAELENS_CONFIG_FIELDS = {"architecture", "d_in", "d_sae", "dtype", "device", "ap
 
 
 def dictionary(kind="transcoder", activation="topk", layer=0, C=16, n=40, skip=False, seed=0):
-    site = (f"blocks.{layer}.mlp.in", f"blocks.{layer}.mlp.out") if kind == "transcoder" else (
-        f"blocks.{layer}.resid_mid",) * 2
-    cfg = DictionaryConfig(kind, *site, activation, n, C, C, "ab" * 32, 5 if activation == "topk" else None, skip=skip)
-    d = Dictionary(cfg)
-    g = torch.Generator().manual_seed(seed + 10 * layer)
-    with torch.no_grad():
-        for p in (d.W_enc, d.b_enc, d.W_dec, d.b_dec) + ((d.W_skip,) if skip else ()):
-            p.copy_(torch.randn(p.shape, generator=g) * 0.5)
-        d.normalise_decoder()
-        if d.log_threshold is not None:
-            d.log_threshold.copy_(torch.rand(n, generator=g).mul(0.5).add(0.05).log())
     name = f"transcoder-L{layer}" if kind == "transcoder" else f"sae-L{layer}"
-    return LoadedDictionary(name, Path("."), cfg, d.eval().requires_grad_(False), None)
+    return random_loaded_dictionary(kind, activation, layer, C, n, 5, skip, seed + 10 * layer, name)
 
 
 def saelens_formula(cfg: dict, t: dict, x: torch.Tensor):
@@ -258,16 +247,6 @@ def test_labels_are_read_by_their_format(tmp_path):
 
 # ---- graphs ----
 
-def tiny_model(**kw):
-    """fp64, as tests/test_circuits.py: random transcoders leave large error vectors, fp64 checks the algebra."""
-    torch.manual_seed(0)
-    model = GPT(GPTConfig(vocab_size=12, n_layer=3, n_head=2, n_embd=16, block_size=16, **kw)).eval()
-    with torch.no_grad():
-        for p in model.parameters():
-            p.mul_(4.0)
-    return model.double()
-
-
 def graph_transcoders(model, tmp_path=None):
     tcs = [dictionary("transcoder", "topk", layer=i, n=48) for i in range(model.config.n_layer)]
     for t in tcs:
@@ -281,7 +260,7 @@ DECODE = (lambda ids: "".join("abcdefghij\nk"[i] for i in ids))
 
 
 def test_circuit_tracer_json_conforms_and_carries_our_labels(tmp_path):
-    model = tiny_model()
+    model = circuit_model()
     tcs = graph_transcoders(model, tmp_path)
     graph = attribution_graph(model, IDS, tcs).prune()
     feature = next(n for n in graph.nodes if n.kind == "feature" and n.layer == 1)
@@ -333,7 +312,7 @@ def test_circuit_tracer_json_conforms_and_carries_our_labels(tmp_path):
 
 
 def test_to_json_refuses_an_unknown_schema():
-    model = tiny_model()
+    model = circuit_model()
     graph = attribution_graph(model, IDS[:5], graph_transcoders(model))
     with pytest.raises(CircuitError, match="schema must be"):
         graph.to_json(schema="neuronpedia")
@@ -347,7 +326,7 @@ def test_to_json_refuses_an_unknown_schema():
 @pytest.mark.parametrize("variant", ["gpt2", "llama"])
 def test_circuit_tracer_conventions_keep_the_graph_exact(variant):
     kw = {} if variant == "gpt2" else {"norm": "rmsnorm", "pos_embedding": "rotary", "bias": False}
-    model = tiny_model(**kw)
+    model = circuit_model(**kw)
     tcs = graph_transcoders(model)
     base = attribution_graph(model, IDS, tcs)
     theirs = attribution_graph(model, IDS, tcs, demean_unembedding=True, token_embeddings_only=True)
@@ -393,6 +372,6 @@ def test_the_real_libraries_when_installed(tmp_path):
         with torch.no_grad():
             torch.testing.assert_close(sae.encode(x), d.module.encode(x), atol=1e-5, rtol=0)
             torch.testing.assert_close(sae(x), d.module(x), atol=1e-5, rtol=0)
-    model = tiny_model()
+    model = circuit_model()
     graph = attribution_graph(model, IDS, graph_transcoders(model)).prune()
     graph_models.Model.model_validate(json.loads(json.dumps(graph.to_json(decode=DECODE, schema="circuit-tracer"))))
