@@ -27,6 +27,13 @@ def make_rung_run(root: Path, arch: str) -> Path:
     return folder
 
 
+def tiny_and_html_runs(root: Path, tiny_run: Path) -> Path:
+    """root holding the tiny run as "tiny" and its markup-character twin (make_html_run) as "tiny-html"."""
+    shutil.copytree(tiny_run, root / "tiny")
+    make_html_run(tiny_run, root / "tiny-html")
+    return root
+
+
 def make_html_run(source: Path, dest: Path) -> Path:
     """The run at source with 'e' renamed '<' and 'a' renamed '>' (tokenizer and corpus alike): its text is full of
     markup characters that must be shown, never interpreted."""

@@ -1,10 +1,9 @@
 """AppTests of the Why this token, Patching and Steering pages against a tiny run trained by the CLI, and the
 worked example's findings on the shipped model."""
-import shutil
 
 import pytest
 from conftest import ROOT, checkpoints_env, figures, open_page, placed, tags, text_of
-from run_support import make_html_run
+from run_support import tiny_and_html_runs
 
 pytestmark = pytest.mark.usefixtures("fresh_caches")  # Streamlit caches cleared per test
 
@@ -13,9 +12,7 @@ AppTest = pytest.importorskip("streamlit.testing.v1").AppTest
 
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory, tiny_run):
-    root = tmp_path_factory.mktemp("checkpoints")
-    shutil.copytree(tiny_run, root / "tiny")
-    make_html_run(tiny_run, root / "tiny-html")
+    root = tiny_and_html_runs(tmp_path_factory.mktemp("checkpoints"), tiny_run)
     with checkpoints_env(root):
         yield root
 

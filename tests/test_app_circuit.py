@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from browser_support import app_server, chromium_page, require_chromium, shipped_checkpoints
+from circuit_page_support import assert_page_shows_the_graph
 from conftest import ROOT, checkpoints_env, open_page
 
 pytestmark = pytest.mark.usefixtures("fresh_caches")
@@ -28,11 +29,7 @@ def test_circuit_page_numbers_are_the_library_numbers():
     ids = run.tokenizer.encode(PROMPT)
     graph = attribution_graph(run.model, ids, tcs)
     pruned = graph.prune(0.8, 0.98)
-    metrics = {m.label: m.value for m in at.metric}
-    assert metrics["Replacement score"] == f"{pruned.replacement_score():.2f}"
-    assert metrics["Completeness score"] == f"{graph.completeness_score():.2f}"
-    assert metrics["Nodes / edges drawn"].startswith(f"{len(pruned.nodes)} / ")
-    assert any(f"**{sum(n.kind == 'feature' for n in graph.nodes):,}** active features" in m.value for m in at.markdown)
+    assert_page_shows_the_graph(at, graph, pruned)
     # the default intervention switches the most influential kept feature off; its numbers are intervene()'s
     top = max((i for i, n in enumerate(pruned.nodes) if n.kind == "feature"), key=lambda i: float(pruned.influence[i]))
     node = pruned.nodes[top]

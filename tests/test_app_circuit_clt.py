@@ -6,6 +6,7 @@ import shutil
 
 import pytest
 import torch
+from circuit_page_support import assert_page_shows_the_graph
 from conftest import ROOT, checkpoints_env, open_page
 
 pytestmark = pytest.mark.usefixtures("fresh_caches")
@@ -45,9 +46,5 @@ def test_the_page_offers_the_clt_and_its_numbers_are_the_library_numbers(run_wit
     clt = load_crosslayer_transcoder(run_with_clt, run.model)
     graph = attribution_graph(run.model, run.tokenizer.encode(PROMPT), clt)
     pruned = graph.prune(0.8, 0.98)
-    metrics = {m.label: m.value for m in at.metric}
-    assert metrics["Replacement score"] == f"{pruned.replacement_score():.2f}"
-    assert metrics["Completeness score"] == f"{graph.completeness_score():.2f}"
-    assert metrics["Nodes / edges drawn"].startswith(f"{len(pruned.nodes)} / ")
-    assert any(f"**{sum(n.kind == 'feature' for n in graph.nodes):,}** active features" in m.value for m in at.markdown)
+    assert_page_shows_the_graph(at, graph, pruned)
     assert any(m.value.startswith("With 1 feature switched off") for m in at.markdown)

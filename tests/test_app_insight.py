@@ -1,11 +1,10 @@
 """AppTest smoke tests of the "Look deeper" pages against a tiny run trained by the CLI."""
 import json
-import shutil
 import time
 
 import pytest
 from conftest import checkpoints_env, figures, open_page, run_cli, tags, text_of
-from run_support import make_html_run
+from run_support import tiny_and_html_runs
 
 pytestmark = pytest.mark.usefixtures("fresh_caches")  # Streamlit caches cleared per test
 
@@ -14,16 +13,15 @@ AppTest = pytest.importorskip("streamlit.testing.v1").AppTest
 
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory, tiny_run):
-    """A checkpoints root holding the tiny run (as 'tiny') and a barely trained guided-experiment run."""
+    """A checkpoints root holding the tiny run (as 'tiny', and its markup twin 'tiny-html') and a barely trained
+    guided-experiment run."""
     from gpt.interp.experiments import TASKS, write_corpus
-    root = tmp_path_factory.mktemp("checkpoints")
-    shutil.copytree(tiny_run, root / "tiny")
+    root = tiny_and_html_runs(tmp_path_factory.mktemp("checkpoints"), tiny_run)
     corpus = write_corpus(TASKS["copy"])
     run_cli("-m", "gpt.train", "--corpus", str(corpus), "--out", str(root / "exp-copy-1"), "--arch", "multi_head",
             "--n-layer", "2", "--n-head", "2", "--n-embd", "32", "--block-size", "64", "--batch-size", "8",
             "--max-iters", "20", "--eval-interval", "10", "--eval-iters", "2", "--sample-tokens", "0",
             "--dtype", "float32", "--quiet")
-    make_html_run(tiny_run, root / "tiny-html")
     with checkpoints_env(root):
         yield root
 
