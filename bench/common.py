@@ -5,8 +5,11 @@ noise from other processes on the machine hits both sides alike, and prints the 
 """
 from __future__ import annotations
 
+import json
 import os
 import statistics
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -17,6 +20,17 @@ def shakespeare() -> str:
     """Tiny Shakespeare, from the copy shipped inside the package."""
     from gpt.data import tiny_shakespeare
     return tiny_shakespeare()
+
+
+def train_run(args: list[str], failure: str) -> tuple[dict, float]:
+    """`python -m gpt.train *args` from the repository root: (the JSON line it ends with, wall seconds); SystemExit
+    with `failure` and the end of its stderr when it fails."""
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "gpt.train", *args], cwd=ROOT, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise SystemExit(f"{failure}:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1]), wall
 
 
 def quiet_transformers() -> None:

@@ -15,28 +15,21 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-from common import ROOT, hf_trainer, hf_twin, machine, shakespeare, table
+from common import hf_trainer, hf_twin, machine, shakespeare, table, train_run
 
 
 def run_ours(dtype: str, max_iters: int, lean: bool) -> dict:
     with tempfile.TemporaryDirectory(prefix="gx-recipe-") as tmp:
         out = Path(tmp) / "run"
-        cmd = [sys.executable, "-m", "gpt.train", "--corpus", "tiny-shakespeare", "--out", str(out),
-               "--preset", "nanogpt-cpu", "--dtype", dtype, "--max-iters", str(max_iters), "--quiet"]
+        args = ["--corpus", "tiny-shakespeare", "--out", str(out), "--preset", "nanogpt-cpu", "--dtype", dtype,
+                "--max-iters", str(max_iters), "--quiet"]
         if lean:
-            cmd += ["--sample-tokens", "0"]
-        t0 = time.perf_counter()
-        proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
-        wall = time.perf_counter() - t0
-        if proc.returncode != 0:
-            raise SystemExit(f"training failed:\n{proc.stderr[-3000:]}")
-        result = json.loads(proc.stdout.strip().splitlines()[-1])
+            args += ["--sample-tokens", "0"]
+        result, wall = train_run(args, "training failed")
         status = json.loads((out / "status.json").read_text())
         return {"val_loss": result["val_loss"], "train_s": result["elapsed_s"], "wall_s": wall,
                 "dtype": status.get("dtype", dtype)}

@@ -18,16 +18,13 @@ Rounds run the entries interleaved, so a busy machine slows them alike; medians 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-from common import ROOT, machine, table
+from common import machine, table, train_run
 
 from gpt import runs
 from gpt.evaluate import run_validation_loss
@@ -57,14 +54,8 @@ ABLATIONS = [
 
 def train(preset: str, flags: list[str], tmp: Path) -> dict:
     out = tmp / f"run-{len(list(tmp.iterdir()))}"
-    cmd = [sys.executable, "-m", "gpt.train", "--corpus", "tiny-shakespeare", "--preset", preset, "--out", str(out),
-           "--quiet", *flags]
-    t0 = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
-    wall = time.perf_counter() - t0
-    if proc.returncode != 0:
-        raise SystemExit(f"{' '.join(cmd)} failed:\n{proc.stderr[-3000:]}")
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    args = ["--corpus", "tiny-shakespeare", "--preset", preset, "--out", str(out), "--quiet", *flags]
+    result, wall = train_run(args, f"{sys.executable} -m gpt.train {' '.join(args)} failed")
     overhead = wall - result["elapsed_s"]  # imports, corpus, tokenizer, final checkpoint: outside the loop
     elapsed = {m["step"]: m["elapsed_s"] for m in runs.read_jsonl(out / runs.METRICS) if "val_loss" in m}
     curve = [(overhead + elapsed[s], run_validation_loss(out, step=s)) for s in runs.list_snapshots(out)
