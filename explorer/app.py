@@ -135,7 +135,7 @@ def status_line() -> None:
         _status()
 
 
-st.set_page_config(page_title="GPT Explorer", page_icon=":material/neurology:", layout="wide")
+st.set_page_config(page_title="GPT Explorer", page_icon="🧠", layout="wide")
 limit_threads()
 sections = {"How a prediction is made": pages(PIPELINE), "Train and compare": pages(TRAINING),
             "Look deeper": pages(LOOK_DEEPER)}
