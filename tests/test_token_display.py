@@ -5,7 +5,7 @@ tables; token_html escaped once; token_md a markdown code span; plotly's own rul
 The unit tests pin each context function; the walk opens every page of the app (AppTest) on a model whose vocabulary
 holds a newline, a tab, an apostrophe, '<', '&', a double quote, a backtick, '*' and '_', with a prompt full of them,
 and reads every string the page sends (markdown as rendered, labels, options, tables, figures) for a literal \\n or
-an HTML entity shown as text; test_browser_token_display.py reads the same pages' visible text in Chromium."""
+an HTML entity shown as text; test_browser_every_page.py reads the same pages' visible text in Chromium."""
 from __future__ import annotations
 
 import html

@@ -1,4 +1,4 @@
-"""What the token-display tests share (tests/test_token_display.py, tests/test_browser_token_display.py): a run
+"""What the token-display tests share (tests/test_token_display.py, tests/test_browser_every_page.py): a run
 whose vocabulary holds every character that needs escaping somewhere, a prompt full of them, and what must never
 be seen where a token is shown."""
 from __future__ import annotations
