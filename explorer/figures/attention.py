@@ -150,5 +150,5 @@ def detector_heatmaps(scores) -> go.Figure:
             texttemplate="%{text}", hovertemplate=f"{titles[d]} %{{y}} %{{x}}: %{{z:.3f}}<extra></extra>"),
             row=1, col=d + 1)
     fig.update_yaxes(autorange="reversed")
-    fig.update_layout(height=140 + 40 * L, margin=dict(l=40, r=10, t=40, b=30), template="plotly_white")
+    fig.update_layout(height=140 + 40 * L, margin=dict(l=40, r=10, t=40, b=30))
     return fig

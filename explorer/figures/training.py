@@ -63,6 +63,5 @@ def score_curves(steps: list[int], curves: dict[str, list[float]], loss_steps: l
     fig.update_yaxes(title_text="head score", range=[0, 1.05], secondary_y=False)
     fig.update_yaxes(title_text="validation loss", secondary_y=True)
     fig.update_xaxes(title_text="training step")
-    fig.update_layout(height=380, margin=dict(l=50, r=50, t=30, b=40), legend=dict(orientation="h", y=-0.25),
-                      template="plotly_white")
+    fig.update_layout(height=380, margin=dict(l=50, r=50, t=30, b=40), legend=dict(orientation="h", y=-0.25))
     return fig
