@@ -18,9 +18,9 @@ import statistics
 import time
 from pathlib import Path
 
-import altair as alt
 import torch
 from common import machine
+from streamlit import dataframe_util
 
 from explorer.figures.attention_views import line_view
 from gpt.interp.attention import attention_trace
@@ -79,9 +79,10 @@ def main() -> None:
 
     def lines(_r: int) -> None:
         trace = attention_trace(run.model, ids)
-        chart = line_view(trace.patterns[0], labels, list(range(run.config.n_head)), len(ids) - 1)
-        with alt.data_transformers.disable_max_rows():  # Streamlit ships the rows as its own datasets
-            json.dumps(chart.to_dict())
+        spec = line_view(trace.patterns[0], labels, list(range(run.config.n_head)), len(ids) - 1)
+        json.dumps({k: v for k, v in spec.items() if k != "datasets"})
+        for frame in spec["datasets"].values():   # what st.vega_lite_chart does with the rows
+            dataframe_util.convert_anything_to_arrow_bytes(frame)
 
     results = {
         "landing page, 64 tokens": timed(page_runner(None, PROMPT_64, True), args.rounds),

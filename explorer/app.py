@@ -8,9 +8,9 @@ from pathlib import Path
 # Imported whole before any page runs: plotly looks pandas up in sys.modules, and while one session's first page
 # was still importing it another session's figures found it half-initialised ("partially initialized module
 # 'pandas' has no attribute 'Series"); the import lock makes a second session wait here instead. The same for the
-# other libraries the figures and tables load lazily and look each other up in sys.modules (narwhals and altair
-# ask for pyarrow and pandas there; streamlit imports plotly and altair on a chart's first call).
-import altair  # noqa: F401
+# other libraries the figures and tables load lazily and look each other up in sys.modules (narwhals asks for
+# pyarrow and pandas there; streamlit imports plotly on a chart's first call). Altair is not used: the Attention
+# page writes its Vega-Lite specs as dicts (explorer/figures/attention_views.py).
 import pandas  # noqa: F401
 import plotly.graph_objects  # noqa: F401
 import pyarrow  # noqa: F401

@@ -82,6 +82,9 @@ def test_attention_page_overview_head_and_table(root):
     assert axes == (["H0", "H1"], ["L0", "L1"])  # one mosaic of 2 layers x 2 heads
     n_tokens = len(head_heatmap(at)["layer"][0]["encoding"]["x"]["scale"]["domain"])  # the Altair heatmap's keys
     assert 1 < n_tokens <= 32
+    assert not at.dataframe and at.get("vega_lite_chart")   # only the open tab (the line view) runs
+    at.session_state["attn_tab"] = "Per-head scores"
+    at.run()
     assert at.dataframe[0].value.shape[0] == 4
     at.selectbox[1].set_value(1).run()   # head 1
     assert head_heatmap(at)["title"] == "Layer 0, head 1"

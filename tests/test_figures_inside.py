@@ -2,9 +2,9 @@
 listen to, thumbnails shaded per head, cut-offs drawn."""
 import json
 
-import altair as alt
 import numpy as np
 import torch
+from altair.vegalite.v6.schema.core import Root
 
 from explorer.figures.attention import contrast_normalise
 from explorer.figures.attention_views import PICK_CELL, PICK_QUERY, clickable_heatmap, line_view
@@ -13,9 +13,11 @@ from gpt.config import GPTConfig
 from gpt.interp.forward import sampling_view
 
 
-def spec(chart) -> dict:
-    with alt.data_transformers.disable_max_rows():
-        return chart.to_dict()
+def spec(built: dict) -> dict:
+    """A builder's Vega-Lite spec, checked against Vega-Lite's schema (the app skips Altair's check, for speed),
+    with its rows as records, as Vega reads them."""
+    Root.validate({k: v for k, v in built.items() if k != "datasets"})
+    return {**built, "datasets": {name: frame.to_dict("records") for name, frame in built["datasets"].items()}}
 
 
 def test_pipeline_names_the_runs_sizes():

@@ -151,6 +151,12 @@ def shown_strings(at) -> list[tuple[str, str]]:
             out += [(kind, v) for col in frame.columns for v in frame[col].tolist() if isinstance(v, str)]
             continue
         fields = MessageToDict(proto, preserving_proto_field_name=True)
+        if kind == "vega_lite_chart":   # the chart's rows (Arrow): the line view's tokens are text marks
+            from streamlit import dataframe_util
+            for dataset in proto.datasets:
+                frame = dataframe_util.convert_arrow_bytes_to_pandas_df(dataset.data.data)
+                out += [(kind, v) for col in frame.columns for v in frame[col].tolist() if isinstance(v, str)]
+            fields.pop("datasets", None)
         for name in ("spec",):   # plotly and Vega-Lite: a JSON document in a string
             if isinstance(fields.get(name), str) and fields[name].startswith("{"):
                 out += [(kind, s) for s in _strings(json.loads(fields.pop(name)))]

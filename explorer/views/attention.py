@@ -58,7 +58,7 @@ with left:
     st.caption(f"Rows = layers, columns = heads; each square is one head's pattern{shrink}, each shaded to its own "
                "strongest weight so faint patterns show. **Click a square** to show that head; orange = shown.")
 with right:
-    event = st.altair_chart(clickable_heatmap(trace.patterns[layer, head], labels, pos, f"Layer {layer}, head {head}"),
+    event = st.vega_lite_chart(clickable_heatmap(trace.patterns[layer, head], labels, pos, f"Layer {layer}, head {head}"),
                             key="attn_heatmap", on_select="rerun", selection_mode=[PICK_CELL])
     cells = (event.selection.get(PICK_CELL) if event and event.selection else None) or []
     cell = (int(cells[0]["query"]), int(cells[0]["key"])) if cells else None
@@ -70,22 +70,29 @@ with right:
                "weight, each row sums to 1. Grey = the future, hidden by the causal mask. Hover for tokens and "
                "values; **click a cell** to make its row the query position (orange outline).")
 
-tab_lines, tab_qk, tab_table = st.tabs(["Lines between tokens", "Query · key, channel by channel", "Per-head scores"])
-with tab_lines:
+
+@st.fragment
+def lines_between_tokens(patterns, labels: list[str], layer: int, head: int, pos: int) -> None:
+    """The line view. A fragment: choosing its heads reruns this tab alone; a click on a token moves the query
+    position, which the whole page follows (an app rerun)."""
     which = st.radio("Heads", [f"head {head} only", f"all {nh} heads of layer {layer}"], horizontal=True,
                      key="attn_line_heads")
     heads = [head] if which.startswith("head") else list(range(nh))
     st.caption("Left: each token as the one reading (query); right: the tokens it reads (keys). A line's "
                "strength is the attention weight" + (", one colour per head" if len(heads) > 1 else "") +
                ". **Hover** a token to keep only its lines; **click** a left token to make it the query position.")
-    event = st.altair_chart(line_view(trace.patterns[layer], labels, heads, pos), key="attn_lines",
-                            on_select="rerun", selection_mode=[PICK_QUERY])
+    event = st.vega_lite_chart(line_view(patterns, labels, heads, pos), key="attn_lines", on_select="rerun",
+                               selection_mode=[PICK_QUERY])
     chosen = (event.selection.get(PICK_QUERY) if event and event.selection else None) or []
     query = int(chosen[0]["query"]) if chosen and chosen[0].get("query", -1) >= 0 else None  # -1: a key
     if fresh_click("attn_lines", query) and query != pos:
         remember("pos", query)
         st.rerun()
-with tab_qk:
+
+
+@st.fragment
+def query_key(ids: list[int], labels: list[str], layer: int, head: int, pos: int) -> None:
+    """One weight taken apart channel by channel. A fragment: picking another key reruns this tab alone."""
     steps = forward_steps(run.model, ids, pos)
     hstep = steps.blocks[layer].attention.heads[head]
     default_key = st.session_state.get("attn_qk_key")
@@ -94,8 +101,8 @@ with tab_qk:
     key = st.selectbox("Key position", range(pos + 1), index=default_key,
                        format_func=lambda j: f"{j}: {labels[j]}  (weight {float(hstep.weights[j]):.3f})")
     score = float(hstep.dots[key])
-    st.markdown(f"Query **{pos}** {code_md(labels[pos])} → key **{key}** {code_md(labels[key])} in layer {layer}, head {head}: "
-                f"the sum of the bars is q·k = **{score:.3f}**; × 1/√{len(hstep.q)} = score **"
+    st.markdown(f"Query **{pos}** {code_md(labels[pos])} → key **{key}** {code_md(labels[key])} in layer {layer}, "
+                f"head {head}: the sum of the bars is q·k = **{score:.3f}**; × 1/√{len(hstep.q)} = score **"
                 f"{float(hstep.scores[key]):.3f}**; softmax over the row gives weight **"
                 f"{float(hstep.weights[key]):.3f}**.")
     q1, q2 = st.columns([3, 2])
@@ -104,12 +111,24 @@ with tab_qk:
                "(blue adds to the match, red subtracts).")
     q2.plotly_chart(softmax_row_figure(hstep, labels, key), key="qk_row")
     q2.caption("Where that score lands: the query's whole row after softmax; orange = the chosen key.")
-with tab_table:
-    table = pd.DataFrame(head_table(trace.patterns)).rename(columns={
-        "entropy": "entropy (bits)", "prev_token": "previous-token", "first_token": "first-token", "self": "self"})
-    share = {name: st.column_config.ProgressColumn(name, format="%.3f", min_value=0.0, max_value=1.0)
-             for name in ("previous-token", "first-token", "self")}
-    st.dataframe(table, hide_index=True, width="stretch", column_config={
-        "entropy (bits)": st.column_config.NumberColumn(format="%.3f"), **share})
-    st.caption(f"Averages over the {T} prompt positions. A previous-token head scores near 1 on previous-token; "
-               "heads parked on the first token often mean 'nothing useful to read here'.")
+
+
+# only the open tab runs (on_change="rerun"): the others would cost a forward pass, figures and a table per click
+tab_lines, tab_qk, tab_table = st.tabs(["Lines between tokens", "Query · key, channel by channel", "Per-head scores"],
+                                       key="attn_tab", on_change="rerun")
+if tab_lines.open:
+    with tab_lines:
+        lines_between_tokens(trace.patterns[layer], labels, layer, head, pos)
+if tab_qk.open:
+    with tab_qk:
+        query_key(ids, labels, layer, head, pos)
+if tab_table.open:
+    with tab_table:
+        table = pd.DataFrame(head_table(trace.patterns)).rename(columns={
+            "entropy": "entropy (bits)", "prev_token": "previous-token", "first_token": "first-token", "self": "self"})
+        share = {name: st.column_config.ProgressColumn(name, format="%.3f", min_value=0.0, max_value=1.0)
+                 for name in ("previous-token", "first-token", "self")}
+        st.dataframe(table, hide_index=True, width="stretch", column_config={
+            "entropy (bits)": st.column_config.NumberColumn(format="%.3f"), **share})
+        st.caption(f"Averages over the {T} prompt positions. A previous-token head scores near 1 on previous-token; "
+                   "heads parked on the first token often mean 'nothing useful to read here'.")
