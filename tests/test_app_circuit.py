@@ -111,6 +111,14 @@ def test_browser_click_a_feature_node_opens_its_card_and_switching_it_off_change
         before, replaced, real = (float(v) for v in re.findall(r"([0-9.]+)%", text)[:3])
         assert replaced != before and real != before, text   # the prediction changed, in both models
         assert page.get_by_text(clicked.split(" ")[1] + " at").count() >= 1  # ... with the clicked feature off
+        # the downloads are built on the click (deferred): each is a graph of this page, in its format
+        for label, check in (("Download the graph (JSON, ours)", lambda d: d["nodes"] and d["links"]),
+                             ("Download for circuit-tracer's viewer",
+                              lambda d: d["metadata"]["slug"] == f"{SHIPPED.name}-{d['metadata']['gpt_explorer']['position']}")):
+            with page.expect_download(timeout=60_000) as download:
+                page.get_by_role("button", name=label).click()
+            data = json.loads(Path(download.value.path()).read_text())
+            assert check(data), (label, data.get("metadata"))
         shots = Path(ROOT / "test-artifacts" / "circuit-shots")
         shots.mkdir(parents=True, exist_ok=True)
         page.get_by_text("Attribution graph (pruned)").first.scroll_into_view_if_needed()

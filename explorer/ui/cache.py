@@ -86,7 +86,7 @@ def forget_dictionaries() -> None:
     _crosslayers.clear()
 
 
-@st.cache_data(max_entries=64, show_spinner=False)
+@st.cache_resource(max_entries=64, show_spinner=False)   # shared read-only: unpickling a copy cost 20 ms a read
 def _labels(folder: str, labels_mtime: float, weights_mtime: float):
     del labels_mtime, weights_mtime  # part of the key only: a new labels.json or new weights are read again
     from gpt.interp.features.labels import LabelsError, load_labels
@@ -98,7 +98,8 @@ def _labels(folder: str, labels_mtime: float, weights_mtime: float):
 
 def feature_labels(dic):
     """(gpt.interp.features.labels.FeatureLabels or None, the note why there are none) of a loaded dictionary: its
-    labels.json, checked against its weights file (labels of other weights are never shown)."""
+    labels.json, checked against its weights file (labels of other weights are never shown). Shared by every
+    session: read only."""
     from gpt.interp.features.dictionary import WEIGHTS_FILE
     from gpt.interp.features.labels import LABELS_FILE
 

@@ -18,6 +18,7 @@ from explorer.ui.state import bind, fresh_click
 from explorer.ui.text import code_md, text_md, token_md, token_text
 from gpt.interp.capture import InterpError
 from gpt.interp.circuits import attribution_graph, intervene
+from gpt.interp.circuits.export import file_slug
 from gpt.interp.circuits.replacement import CircuitError, pick_transcoders, refuse_model
 from gpt.interp.features.export import feature_names
 from gpt.interp.features.labels import node_clerps
@@ -139,10 +140,24 @@ groups: dict[str, list[str]] = st.session_state.setdefault(groups_key, {})
 present = {n.key for n in pruned.nodes}
 hidden = ({k for k in present if k not in pins and not any(k in g for g in groups.values())}
           if only_pinned and (pins or groups) else set())
-nodes, edges = circuit_view(pruned, labels, groups, hidden, tags)
-by_key_all = {n.key: n for n in pruned.nodes}
+
+
+@st.cache_resource(max_entries=32, show_spinner=False)
+def _drawn(graph_key: tuple, node_threshold: float, edge_threshold: float, group_items: tuple, hidden_keys: tuple,
+           selected: str | None, tag_items: tuple):
+    """(view nodes, view edges, figure) per pruned graph, groups, hidden nodes, selection and labels (what the
+    drawing depends on), shared read-only: a revisit of the page redraws nothing (0.1 s of plotly a rerun)."""
+    nodes, edges = circuit_view(pruned, labels, {g: list(ks) for g, ks in group_items}, set(hidden_keys),
+                                dict(tag_items))
+    return nodes, edges, circuit_figure(nodes, edges, tokens, cfg.n_layer, selected)
+
+
 selected = st.session_state.get("circ_selected")
-event = st.plotly_chart(circuit_figure(nodes, edges, tokens, cfg.n_layer, selected), key="circ_graph",
+nodes, edges, figure = _drawn(graph_key, node_threshold, edge_threshold,
+                              tuple((g, tuple(ks)) for g, ks in groups.items()), tuple(sorted(hidden)), selected,
+                              tuple(sorted(tags.items())))
+by_key_all = {n.key: n for n in pruned.nodes}
+event = st.plotly_chart(figure, key="circ_graph",
                         on_select="rerun", selection_mode="points", config={"displayModeBar": False})
 st.caption(f"Read it bottom to top: token embeddings feed features in layers 0..{cfg.n_layer - 1}, which feed later "
            "features and the logits at the top. Bigger node = more influence on the prediction; blue edge = raises its target, red = "
@@ -261,17 +276,29 @@ else:
                    "same way, the graph's story holds in the real model too.")
 
 # ---- export ----
-clerps = node_clerps(pruned, {layer: fl for layer, fl in enumerate(feature_labels_of) if fl is not None})
-clerps.update({k: g for g, ks in groups.items() for k in ks})   # the learner's supernode names win
-data = pruned.to_json(tokenizer=tok, labels=clerps,
-                      metadata={"model": run.path.name, "position": pos})
-slug = f"{run.path.name}-{pos}"
-theirs = pruned.to_json(decode=tok.decode, schema="circuit-tracer", metadata={"model": run.path.name, "position": pos},
-                        feature_labels=feature_names(transcoders), pinned=pins, supernodes=groups, slug=slug)
+slug = file_slug(f"{run.path.name}-{pos}")
+metadata = {"model": run.path.name, "position": pos}
+pinned, supernodes = list(pins), {g: list(ks) for g, ks in groups.items()}
+
+
+def ours() -> str:
+    """The graph as this page has it (its labels: the learner's supernode names win), built on a click only."""
+    clerps = node_clerps(pruned, {layer: fl for layer, fl in enumerate(feature_labels_of) if fl is not None})
+    clerps.update({k: g for g, ks in supernodes.items() for k in ks})
+    return json.dumps(pruned.to_json(tokenizer=tok, labels=clerps, metadata=metadata), indent=1)
+
+
+def theirs() -> str:
+    """circuit-tracer's format, built on a click only (it reads every feature's label: 0.1 s on each rerun)."""
+    return json.dumps(pruned.to_json(decode=tok.decode, schema="circuit-tracer", metadata=metadata,
+                                     feature_labels=feature_names(transcoders), pinned=pinned, supernodes=supernodes,
+                                     slug=slug))
+
+
 d1, d2 = st.columns(2)
-d1.download_button("Download the graph (JSON, ours)", json.dumps(data, indent=1),
-                   file_name=f"circuit-{slug}.json", mime="application/json", key="circ_download")
-d2.download_button("Download for circuit-tracer's viewer", json.dumps(theirs),
-                   file_name=f"{theirs['metadata']['slug']}.json", mime="application/json", key="circ_download_ct")
+d1.download_button("Download the graph (JSON, ours)", ours, file_name=f"circuit-{slug}.json", mime="application/json",
+                   key="circ_download")
+d2.download_button("Download for circuit-tracer's viewer", theirs, file_name=f"{slug}.json", mime="application/json",
+                   key="circ_download_ct")
 st.caption("Ours keeps every field of this page; circuit-tracer's opens in its viewer with your pins, groups "
            "(supernodes) and feature labels: README, *Open our files in SAELens and circuit-tracer*.")

@@ -55,7 +55,8 @@ def node_id(node, n_layer: int) -> str:
     return f"{n_layer + 1}_{node.index}_{node.position}"
 
 
-def _slug(text: str) -> str:
+def file_slug(text: str) -> str:
+    """A graph's name as circuit-tracer's viewer uses it: its file name and its metadata.slug."""
     return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-")[:80] or "graph"
 
 
@@ -101,7 +102,7 @@ def circuit_tracer_json(graph, decode: Callable[[list[int]], str] | None = None,
     target, source = graph.adjacency.nonzero(as_tuple=True)
     links = [{"source": ids[graph.nodes[s].key], "target": ids[graph.nodes[t].key], "weight": float(graph.adjacency[t, s])}
              for t, s in zip(target.tolist(), source.tolist())]
-    meta = {"slug": _slug(slug or f"gpt-explorer-{len(graph.tokens)}-tokens"),
+    meta = {"slug": file_slug(slug or f"gpt-explorer-{len(graph.tokens)}-tokens"),
             "scan": scan or f"custom-{names[0] if names else 'gpt-explorer'}",
             "transcoder_list": list(names), "prompt_tokens": [decode([t]) for t in graph.tokens],
             "prompt": decode(graph.tokens), "node_threshold": graph.thresholds[0] if graph.thresholds else None,
