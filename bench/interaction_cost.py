@@ -3,7 +3,8 @@
     .venv/bin/python bench/interaction_cost.py [--rounds 8] [--mode plain|classroom]
 
 One simulated learner (bench/st_client.py, no status timer, no training job) walks server_load's walk (Inside ->
-Attention -> Generate -> Why this token) `rounds` times, then revisits the Circuit page. Around each interaction
+Attention -> Generate -> Why this token) `rounds` times, each round ending on the Circuit page (a new position:
+a new graph), Generate and the Circuit page again (a revisit). Around each interaction
 it reads the server process's CPU ticks (utime + stime from /proc, 10 ms resolution), so each figure is what that
 one script run cost the server. Prints the median, min and max per (page, kind) and the share of interactions
 within 0.1 s. The first round is a warm-up (first visits fill the caches) and is not counted.
@@ -52,7 +53,11 @@ async def measure(url: str, pid: int, rounds: int) -> dict[tuple[str, str], list
                     kind, label, value = move
                     learner.set_widget(label, value, result)
                     await timed(page, kind, learner.rerun(), counted)
-            await timed("circuit", "page switch", learner.rerun("circuit"), counted)
+            # the walk moved the learner's position, so this visit traces a new graph; a revisit (after a page
+            # that moves nothing) finds it cached: the figure the issue's <= 0.3 s goal is about
+            await timed("circuit", "page switch, new position", learner.rerun("circuit"), counted)
+            await timed("generate", "page switch", learner.rerun("generate"), counted)
+            await timed("circuit", "revisit", learner.rerun("circuit"), counted)
     return costs
 
 
@@ -78,8 +83,8 @@ def main() -> int:
         within = sum(x <= GOAL_S for x in xs)
         print(f"| {page} | {kind} | {statistics.median(xs):.3f} | {min(xs):.3f} | {max(xs):.3f} | {within}/{len(xs)} |")
     print(f"server tracebacks: {tracebacks}")
-    over = [k for k, xs in costs.items() if k[0] != "circuit" and statistics.median(xs) > GOAL_S]
-    circuit = statistics.median(costs[("circuit", "page switch")])
+    over = [k for k, xs in costs.items() if k[0] != "circuit" and statistics.median(xs) > GOAL_S]   # goal: the walk
+    circuit = statistics.median(costs[("circuit", "revisit")])
     print(f"over {GOAL_S} s (median): {', '.join(' '.join(k) for k in over) or 'none'}; circuit revisit "
           f"{circuit:.3f} s (goal <= 0.3 s)")
     return 1 if over or tracebacks or circuit > 0.3 else 0
