@@ -168,6 +168,18 @@ TINY_TRAIN = ("--arch", "gpt", "--n-layer", "2", "--n-head", "2", "--n-embd", "3
 
 
 @pytest.fixture(scope="session")
+def shipped_app(tmp_path_factory) -> tuple[str, Path]:
+    """(url, server log): the app served on a copy of the shipped run (its feature dictionaries, no cached scans),
+    shared by the browser tests that only read and click: one server start and one model load for all of them.
+    Each test opens its own browser (its own session); scans a page caches stay for the next test."""
+    from browser_support import app_server, require_chromium, shipped_checkpoints
+    require_chromium()
+    tmp = tmp_path_factory.mktemp("shipped-app")
+    with app_server(shipped_checkpoints(tmp), tmp / "server.log") as url:
+        yield url, tmp / "server.log"
+
+
+@pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory, corpus_file) -> Path:
     """A tiny char-level GPT trained by the CLI, shared by tests that only read it."""
     out = tmp_path_factory.mktemp("runs") / "tiny"

@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 
 import pytest
-from browser_support import app_server, chromium_page, require_chromium, shipped_checkpoints
+from browser_support import chromium_page
 from circuit_page_support import assert_page_shows_the_graph
 from conftest import ROOT, checkpoints_env, open_page
 
@@ -92,9 +92,9 @@ def test_report_embeds_the_circuit(tmp_path):
 
 @pytest.mark.browser
 @pytest.mark.slow
-def test_browser_click_a_feature_node_opens_its_card_and_switching_it_off_changes_the_prediction(tmp_path):
-    require_chromium()
-    with app_server(shipped_checkpoints(tmp_path), tmp_path / "server.log") as url, chromium_page() as (page, errors):
+def test_browser_click_a_feature_node_opens_its_card_and_switching_it_off_changes_the_prediction(shipped_app):
+    url = shipped_app[0]
+    with chromium_page() as (page, errors):
         page.goto(f"{url}/circuit?run={SHIPPED.name}")
         page.get_by_text("Attribution graph (pruned)").first.wait_for(timeout=120_000)
         node = page.locator("g.scatterlayer path.point").first   # edges are lines; the first points are features

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from browser_support import app_server, chromium_page, require_chromium, shipped_checkpoints
+from browser_support import chromium_page, shipped_checkpoints
 from conftest import ROOT, open_page
 
 pytestmark = pytest.mark.usefixtures("fresh_caches")
@@ -54,9 +54,9 @@ def test_a_run_without_dictionaries_offers_training(tmp_path):
 
 @pytest.mark.browser
 @pytest.mark.slow
-def test_browser_click_a_feature_opens_its_card(tmp_path):
-    require_chromium()
-    with app_server(shipped_checkpoints(tmp_path), tmp_path / "server.log") as url, chromium_page() as (page, errors):
+def test_browser_click_a_feature_opens_its_card(shipped_app):
+    url = shipped_app[0]
+    with chromium_page() as (page, errors):
         page.goto(f"{url}/features?run={SHIPPED.name}")
         heading = page.get_by_text("transcoder-L3 ·").first   # "transcoder-L3 · 32 active", then its pills
         heading.wait_for(timeout=60_000)

@@ -5,28 +5,18 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 from pathlib import Path
 
 import pytest
-from browser_support import CHROMIUM, CHROMIUM_FLAGS, WAIT_MS, app_server, require_chromium
+from browser_support import CHROMIUM, CHROMIUM_FLAGS, WAIT_MS
 
 pytestmark = pytest.mark.browser
 ROOT = Path(__file__).resolve().parent.parent
 SHOTS = Path(os.environ.get("GPT_EXPLORER_SHOTS", ROOT / "test-artifacts" / "attribution-shots"))
 
 
-@pytest.fixture
-def shipped_server(tmp_path):
-    require_chromium()
-    root = tmp_path / "checkpoints"
-    shutil.copytree(ROOT / "checkpoints" / "shakespeare-char", root / "shakespeare-char",
-                    ignore=shutil.ignore_patterns("snapshots"))
-    with app_server(root, tmp_path / "server.log") as url:
-        yield url
-
-
-def test_patching_page_end_to_end(shipped_server):
+def test_patching_page_end_to_end(shipped_app):
+    shipped_server = shipped_app[0]
     from playwright.sync_api import expect, sync_playwright
     SHOTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as p:

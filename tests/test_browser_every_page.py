@@ -22,10 +22,11 @@ ROOT = Path(__file__).resolve().parent.parent
 UNREACHABLE = "http://10.255.255.1:9"
 
 
-def page_paths() -> list[str]:
-    """The url path of every page, in the sidebar's order (explorer/app.py); the landing page's is empty."""
+def pages() -> list[tuple[str, str]]:
+    """(url path, sidebar title) of every page, in the sidebar's order (explorer/app.py); the landing page's path
+    is empty."""
     from explorer.app import LANDING, LOOK_DEEPER, PIPELINE, TRAINING
-    return ["" if stem == LANDING else stem for stem, _, _ in PIPELINE + TRAINING + LOOK_DEEPER]
+    return [("" if stem == LANDING else stem, title) for stem, title, _ in PIPELINE + TRAINING + LOOK_DEEPER]
 
 
 def visible_text(page) -> str:
@@ -52,8 +53,12 @@ def test_every_page_offline_shows_awkward_tokens_as_themselves(tmp_path):
     seen, elsewhere = {}, []
     with app_server(root, log, env) as url, chromium_page() as (page, errors):
         page.on("request", lambda r: None if r.url.startswith((url, "data:", "blob:")) else elsewhere.append(r.url))
-        for path in page_paths():
-            page.goto(f"{url}/{path}?{query}")
+        page.goto(f"{url}/?{query}")   # the learner's place (run, prompt) is set once, then kept across pages
+        for path, title in pages():
+            if path:   # as a learner goes: a click in the sidebar (no page reload)
+                page.get_by_test_id("stSidebarNav").get_by_text(title, exact=True).click()
+                page.wait_for_url(f"{url}/{path}*")
+                expect(page.locator("h1").first).to_have_text(title)   # the new page's run, not the last one's
             text = visible_text(page)
             if path == "generate":   # the generated chips and the step figures
                 page.get_by_role("button", name="Generate").click()

@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 from pathlib import Path
 
 import pytest
-from browser_support import app_server, chromium_page, require_chromium
+from browser_support import chromium_page
 
 pytestmark = pytest.mark.browser
 ROOT = Path(__file__).resolve().parent.parent
@@ -25,25 +24,12 @@ LONG_PROMPT = ("JULIET:\nO Romeo, Romeo! wherefore art thou Romeo? Deny thy fath
                "Or, if thou wilt not, be but sworn my love,")[:128]  # 128 characters = 128 tokens
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    require_chromium()
-    tmp = tmp_path_factory.mktemp("inside")
-    run = tmp / "checkpoints" / SHIPPED.name
-    run.mkdir(parents=True)
-    for path in SHIPPED.iterdir():  # the shipped model without its snapshots (not needed here)
-        if path.is_file():
-            shutil.copy2(path, run / path.name)
-    with app_server(tmp / "checkpoints", tmp / "server.log") as url:
-        yield url
-
-
 @pytest.fixture
-def page(server):
+def page(shipped_app):
     if SHOTS:
         SHOTS.mkdir(parents=True, exist_ok=True)
     with chromium_page() as (tab, errors):
-        tab.goto(server)
+        tab.goto(shipped_app[0])
         yield tab
         assert not errors, errors
 

@@ -6,18 +6,17 @@ fix, with 1.5 s of emulated latency: it guards the whole walk, not that one race
 from __future__ import annotations
 
 import pytest
-from browser_support import app_server, chromium_page, require_chromium, shipped_checkpoints
+from browser_support import chromium_page
 
 pytestmark = pytest.mark.browser
 
 WALK = ["Attention", "Generate", "Why this token", "Inside a prediction", "Logit lens", "Per-token loss"]
 
 
-def test_quick_clicks_across_pages_leave_no_error_box(tmp_path):
-    require_chromium()
+def test_quick_clicks_across_pages_leave_no_error_box(shipped_app):
     from playwright.sync_api import expect
-    log = tmp_path / "server.log"
-    with app_server(shipped_checkpoints(tmp_path), log) as url, chromium_page() as (page, errors):
+    url, log = shipped_app
+    with chromium_page() as (page, errors):
         page.goto(url)
         expect(page.locator("h1").first).to_be_visible()
         expect(page.locator('[data-testid="stStatusWidget"]')).to_have_count(0)
