@@ -1,5 +1,5 @@
 """State that survives quick clicks, as a learner makes them: in Chromium, change the sidebar's Evaluation text and at
-once click through pages without waiting for any rerun to finish, several rounds; the page that ends up shown has no
+once click through pages without waiting for any rerun to finish, two rounds; the page that ends up shown has no
 error box and the server logged no traceback. (The KeyError race itself, a rerun of page C carrying page A's sidebar
 widget, is reproduced deterministically by tests/test_place.py; this walk did not hit it in Chromium even before the
 fix, with 1.5 s of emulated latency: it guards the whole walk, not that one race.)"""
@@ -21,7 +21,7 @@ def test_quick_clicks_across_pages_leave_no_error_box(shipped_app):
         expect(page.locator("h1").first).to_be_visible()
         expect(page.locator('[data-testid="stStatusWidget"]')).to_have_count(0)
         sidebar = page.locator('[data-testid="stSidebar"]')
-        for round_ in range(3):
+        for round_ in range(2):
             # a sidebar choice, then pages clicked 150 ms apart: each click lands while the last rerun still runs
             sidebar.get_by_role("combobox", name="Evaluation text").click()
             page.keyboard.press("ArrowDown")
