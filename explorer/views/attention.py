@@ -59,7 +59,7 @@ with left:
                "strongest weight so faint patterns show. **Click a square** to show that head; orange = shown.")
 with right:
     event = st.vega_lite_chart(clickable_heatmap(trace.patterns[layer, head], labels, pos, f"Layer {layer}, head {head}"),
-                            key="attn_heatmap", on_select="rerun", selection_mode=[PICK_CELL])
+                               key="attn_heatmap", on_select="rerun", selection_mode=[PICK_CELL])
     cells = (event.selection.get(PICK_CELL) if event and event.selection else None) or []
     cell = (int(cells[0]["query"]), int(cells[0]["key"])) if cells else None
     if fresh_click("attn_heatmap", cell):
