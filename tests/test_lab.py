@@ -15,7 +15,7 @@ from gpt import runs
 from gpt.config import ConfigError
 from gpt.lab.fourier import fourier_basis, frequency_norms, frequency_report
 from gpt.lab.grokking import GrokConfig, answer_logits, make_dataset, paper_init
-from gpt.lab.induction_lab import repeated_corpus
+from gpt.lab.induction_lab import repeated_corpus, repeated_passages
 from gpt.lab.probes import eval_probes, icl_from_losses, icl_positions, repeated_text_probe
 from gpt.lab.stats import mean_std, regularized_incomplete_beta, t_two_sided_p, welch_t_test
 from gpt.lab.sweeps import SweepError, parse_values, plan, sweep_results
@@ -86,6 +86,17 @@ def test_lab_corpus_says_every_line_twice():
     lines = doubled.splitlines()
     assert lines[0::2] == lines[1::2] == ["First Citizen:", "Before we proceed any further, hear me speak.", "",
                                           "All:", "Speak, speak."]
+
+
+def test_lab_corpus_says_every_passage_of_whole_lines_twice():
+    text = ("First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n\n"
+            "First Citizen:\nYou are all resolved rather to die than to famish?")
+    passages = ["First Citizen:\nBefore we proceed any further, hear me speak.\n",  # 15 + 46 characters: >= 30
+                "\nAll:\nSpeak, speak.\n\nFirst Citizen:\n",  # whole lines until the passage has 30 characters
+                "You are all resolved rather to die than to famish?\n"]  # the last one gets its newline too
+    assert repeated_passages(text) == "".join(p + p for p in passages)
+    assert repeated_passages(text, min_chars=1) == repeated_corpus(text)  # a passage of one line: every line twice
+    assert repeated_passages(text, min_chars=10_000) == "".join(passages) * 2
 
 
 # ---- Fourier ----

@@ -76,8 +76,8 @@ def experiment(kind: str, label: str, draw) -> None:
 def induction_tab() -> None:
     st.markdown(
         "**Induction heads form** (Olsson et al. 2022). A 2-layer and a 1-layer *attention-only* model train side by "
-        "side on tiny Shakespeare in word pieces (BPE), every line said twice so that copying from the context "
-        "pays. An **induction head** "
+        "side on tiny Shakespeare in word pieces (BPE), every passage of a few lines said twice so that copying "
+        "from the context pays. An **induction head** "
         "looks back for the previous occurrence of the current token and copies what came after it; it needs a "
         "previous-token head in an earlier layer, so only the 2-layer model can build one. Watch its induction "
         "score jump and the **ICL score** (loss late in the context minus early: negative = context helps) drop "

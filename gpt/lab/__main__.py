@@ -24,7 +24,9 @@ INDUCTION_FLAGS = [("--max-iters", int, None), ("--block-size", int, None), ("--
                    ("--batch-size", int, None), ("--eval-interval", int, None), ("--seed", int, None),
                    ("--corpus", str, "built-in corpus name or a text file (default tiny-shakespeare)"),
                    ("--tokenizer", ("char", "bpe"), "default bpe"),
-                   ("--vocab-size", int, "BPE vocabulary size (default 512)"), ("--lr", float, None)]
+                   ("--vocab-size", int, "BPE vocabulary size (default 512)"), ("--lr", float, None),
+                   ("--repeat", ("passages", "lines", "none"), "what the training text says twice (default passages)"),
+                   ("--passage-chars", int, "a repeated passage's least length in characters (default 30)")]
 GROKKING_FLAGS = [("--seed", int, None), ("--p", int, None), ("--max-steps", int, None), ("--lr", float, None),
                   ("--weight-decay", float, None), ("--train-fraction", float, None), ("--d-model", int, None),
                   ("--eval-interval", int, None), ("--snapshot-interval", int, None), ("--patience", int, None),

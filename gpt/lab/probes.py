@@ -11,8 +11,9 @@ Two measurements, cheap enough to log at every evaluation of any run with attent
   the strongest = the highest score) on the repeated-text probe: 16 held-out passages, each followed by itself
   (p1..pn p1..pn); the induction score is the attention each token of the second copy pays to the token after
   its earlier occurrence (TransformerLens' induction pattern). The paper repeats random tokens; for the
-  small text models here those are far out of distribution (the induction lab's 2-layer BPE model scores 0.08
-  on them and 0.22 on repeated text, measured 2026-12-06), so the probe is held-out text,
+  small text models here those are far out of distribution (the induction lab's 2-layer BPE model trained on
+  lines said twice scored 0.08 on them and 0.22 on repeated text, measured 2026-12-06; the one trained on
+  passages said twice 0.50 and 0.52), so the probe is held-out text,
   as the Heads page's "repeated validation text" probe. Random tokens are used only when the validation text is
   shorter than one context.
 """
