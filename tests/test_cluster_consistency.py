@@ -35,6 +35,10 @@ def fake_start(entry: dict, root: Path) -> Path:
 
 
 def hammer(root: str, worker: int, steps: int, out: str) -> None:
+    # enqueue itself starts what fits at once (queue.advance with the real start): in this forked worker, without a
+    # trainer. (With the real start, these corpus-less requests failed at once, so whether a learner still had one
+    # waiting, and with it whether any rule refused, hung on how the two processes interleaved.)
+    queue._start = fake_start
     rng = random.Random(worker)
     accepted, cancelled, refused = [], [], 0
     for i in range(steps):
