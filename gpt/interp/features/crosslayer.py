@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from gpt.interp.features.dictionary import ACTIVATIONS
+from gpt.interp.features.dictionary import ACTIVATIONS, activate
 from gpt.interp.features.folder import (
     CONFIG_FILE,
     BrokenDictionary,
@@ -126,13 +126,8 @@ class CrossLayerTranscoder(nn.Module):
         return x @ self.W_enc[layer].to(x.dtype) + self.b_enc[layer].to(x.dtype)
 
     def activate(self, layer: int, pre: torch.Tensor) -> torch.Tensor:
-        act = self.config.activation
-        if act == "topk":
-            top = pre.topk(self.config.k, dim=-1)
-            return torch.zeros_like(pre).scatter_(-1, top.indices, top.values.clamp(min=0))
-        if act == "jumprelu":
-            return pre * (pre > self.log_threshold[layer].exp().to(pre.dtype))
-        return pre.clamp(min=0)
+        threshold = self.log_threshold[layer].exp() if self.log_threshold is not None else None
+        return activate(pre, self.config.activation, self.config.k, threshold)
 
     def encode(self, layer: int, x: torch.Tensor) -> torch.Tensor:
         return self.activate(layer, self.pre_activations(layer, x))

@@ -62,6 +62,18 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _SITE_RE = re.compile(r"^blocks\.(\d+)\.(mlp\.in|mlp\.out|resid_pre|resid_mid|resid_post)$")
 
 
+def activate(pre: torch.Tensor, activation: str, k: int | None = None,
+             threshold: torch.Tensor | None = None) -> torch.Tensor:
+    """(..., n) pre-activations -> (..., n) feature activations, for every dictionary kind (inference: plain, no
+    straight-through): TopK keeps the k largest (clamped at 0), JumpReLU those above their threshold (n), ReLU."""
+    if activation == "topk":
+        top = pre.topk(k, dim=-1)
+        return torch.zeros_like(pre).scatter_(-1, top.indices, top.values.clamp(min=0))
+    if activation == "jumprelu":
+        return pre * (pre > threshold.to(pre.dtype))
+    return pre.clamp(min=0)
+
+
 def site_layer(site: str) -> int:
     """The layer of a capture-point name such as "blocks.2.mlp.in"."""
     m = _SITE_RE.match(site)
@@ -172,13 +184,8 @@ class Dictionary(nn.Module):
 
     def activate(self, pre: torch.Tensor) -> torch.Tensor:
         """(..., n) pre-activations -> (..., n) feature activations (inference: plain, no straight-through)."""
-        act = self.config.activation
-        if act == "topk":
-            top = pre.topk(self.config.k, dim=-1)
-            return torch.zeros_like(pre).scatter_(-1, top.indices, top.values.clamp(min=0))
-        if act == "jumprelu":
-            return pre * (pre > self.threshold.to(pre.dtype))
-        return pre.clamp(min=0)
+        threshold = self.threshold if self.config.activation == "jumprelu" else None
+        return activate(pre, self.config.activation, self.config.k, threshold)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         return self.activate(self.pre_activations(x))
