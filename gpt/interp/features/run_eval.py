@@ -42,23 +42,30 @@ def print_crosslayer_metrics(name: str, m: dict) -> None:
           f"(clean {m['loss_clean']:.3f}, spliced {m['loss_spliced_all']:.3f}, zero {m['loss_zero_all']:.3f})")
 
 
-def evaluate_run(run, names: list[str] | None, corpus: str | None = None) -> dict[str, dict]:
-    digest = weights_digest(run.path / WEIGHTS)
-    good, broken = list_dictionaries(run.path, run.config, digest)
+def skip_broken(broken: list, names: list[str] | None) -> None:
+    """Say on stderr which of the named (or of all) dictionaries cannot be used, and why."""
     for b in broken:
         if names is None or b.name in names:
             print(f"skipped {b.name}: {b.error}", file=sys.stderr)
-    clts, broken_clts = list_crosslayers(run.path, run.config, digest)
-    for b in broken_clts:
-        if names is None or b.name in names:
-            print(f"skipped {b.name}: {b.error}", file=sys.stderr)
-    chosen = [d for d in good if names is None or d.name in names]
-    found = {d.name for d in chosen} | {c.name for c in clts if names is None or c.name in names}
-    missing = set(names or []) - found - {b.name for b in broken + broken_clts}
+
+
+def check_found(run, names: list[str] | None, found: set[str], broken: list) -> None:
+    """DictionaryError when a named dictionary does not exist, or when none is usable."""
+    missing = set(names or []) - found - {b.name for b in broken}
     if missing:
         raise DictionaryError(f"no dictionary named {', '.join(sorted(missing))} in {run.path / FOLDER}")
-    if len(found) == 0:
+    if not found:
         raise DictionaryError(f"no usable dictionaries in {run.path / FOLDER}; train some with gpt-features train")
+
+
+def evaluate_run(run, names: list[str] | None, corpus: str | None = None) -> dict[str, dict]:
+    digest = weights_digest(run.path / WEIGHTS)
+    good, broken = list_dictionaries(run.path, run.config, digest)
+    clts, broken_clts = list_crosslayers(run.path, run.config, digest)
+    skip_broken(broken + broken_clts, names)
+    chosen = [d for d in good if names is None or d.name in names]
+    check_found(run, names, {d.name for d in chosen} | {c.name for c in clts if names is None or c.name in names},
+                broken + broken_clts)
     val = training_splits(run, corpus).val
     t0 = time.perf_counter()
     results = evaluate_dictionaries(run.model, [d.module for d in chosen], val) if chosen else []
@@ -92,15 +99,9 @@ def chosen_dictionaries(run, names: list[str] | None):
     """The run's usable dictionaries named (all when names is None); broken ones are reported and skipped."""
     digest = weights_digest(run.path / WEIGHTS)
     good, broken = list_dictionaries(run.path, run.config, digest)
-    for b in broken:
-        if names is None or b.name in names:
-            print(f"skipped {b.name}: {b.error}", file=sys.stderr)
+    skip_broken(broken, names)
     chosen = [d for d in good if names is None or d.name in names]
-    missing = set(names or []) - {d.name for d in chosen} - {b.name for b in broken}
-    if missing:
-        raise DictionaryError(f"no dictionary named {', '.join(sorted(missing))} in {run.path / FOLDER}")
-    if not chosen:
-        raise DictionaryError(f"no usable dictionaries in {run.path / FOLDER}; train some with gpt-features train")
+    check_found(run, names, {d.name for d in chosen}, broken)
     return chosen
 
 
